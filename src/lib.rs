@@ -1,0 +1,36 @@
+//! lsbackup: agentless backup of whole clusters over SSH into one archive.
+//!
+//! # Layout
+//!
+//! Each module has one job:
+//!
+//! - [`inventory`]: finds and parses the Ansible inventory in a build directory (INI and YAML,
+//!   `group_vars/`, `host_vars/`, host ranges, variable precedence) and resolves per-host
+//!   connection settings ([`inventory::ConnectionSpec`]). `lsbackup inventory --list` prints the
+//!   same JSON as `ansible-inventory --list`.
+//! - [`transport`]: opens one session per host (russh over SSH, or a local process for
+//!   `ansible_connection=local`), checks host keys, runs commands with become/sudo and streams
+//!   their stdout. Components never touch russh.
+//! - [`components`]: the component specs (`components/*.yaml`, embedded in the binary and
+//!   overridable from a user's directory): groups, host selection, steps, version detection.
+//! - [`engine`]: turns the CLI's selection into a [`engine::Plan`] (components × hosts), executes
+//!   it with bounded concurrency and produces a run report; reports progress through
+//!   [`engine::Progress`].
+//! - [`archive`]: the streaming archive writer (tar.zst, tar.gz, zip), spooling of streams of
+//!   unknown length, sha256 of every entry, and the [`archive::Manifest`] written into it.
+//! - [`target`]: where the archive goes (a local or NFS-mounted directory today), written as
+//!   `NAME.partial`, fsynced and renamed.
+//! - `cli` (in the binary): argument parsing, progress bars, summary and exit codes.
+//!
+//! Where PostgreSQL is backed up: `components/postgresql.yaml`. The engine that runs it:
+//! `src/engine/`.
+
+pub mod archive;
+pub mod components;
+pub mod engine;
+pub mod inventory;
+pub mod target;
+pub mod transport;
+
+/// The tool's version, recorded in every manifest.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
