@@ -1,0 +1,143 @@
+# shellcheck shell=bash
+# Shared helpers for tests/testbed/up.sh and down.sh. Sourced, not executed.
+#
+# State lives in $LSB_TESTBED (default /tmp/lsbackup-testbed):
+#   env, client_key(.pub), other_key(.pub), known_hosts, build/inventory,
+#   pids/<name>.pid, logs/<name>.log, ssh/<node>/..., and per-service scratch.
+
+set -euo pipefail
+
+LSB_TESTBED="${LSB_TESTBED:-/tmp/lsbackup-testbed}"
+LSB_SSH_PORT="${LSB_SSH_PORT:-2222}"
+LSB_SSH_USER="${LSB_SSH_USER:-operations}"
+LSB_NODES=(node1 node2 node3)
+LSB_HOST_IPS=(127.0.0.2 127.0.0.3 127.0.0.4)
+
+TB_PIDS="$LSB_TESTBED/pids"
+TB_LOGS="$LSB_TESTBED/logs"
+TB_APT_UPDATED=""
+
+tb_log() { printf '%s testbed: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+tb_ready() { printf 'ready  %-13s %s\n' "$1" "$2"; }
+tb_die() {
+    printf 'testbed: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+
+tb_require_root() {
+    [ "$(id -u)" = 0 ] || tb_die "must run as root (it installs packages and starts services)"
+}
+
+tb_mkdirs() {
+    install -d -m 0755 "$LSB_TESTBED"
+    install -d -m 0700 "$TB_PIDS"
+    install -d -m 0755 "$TB_LOGS"
+}
+
+# --- packages -------------------------------------------------------------
+
+tb_pkg_installed() {
+    [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true)" = installed ]
+}
+
+# tb_install PKG...: apt-get install only what is missing; `apt-get update` at most once per run.
+# Services are kept from starting during the install with a policy-rc.d that returns 101.
+tb_install() {
+    local missing=() p
+    for p in "$@"; do
+        tb_pkg_installed "$p" || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    tb_log "installing ${missing[*]}"
+    local own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        own_policy=1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    local rc=0
+    {
+        if [ -z "$TB_APT_UPDATED" ]; then
+            apt-get update -q && TB_APT_UPDATED=1
+        fi
+        apt-get install -y -q --no-install-recommends "${missing[@]}"
+    } >>"$TB_LOGS/apt.log" 2>&1 || rc=$?
+    [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
+    [ $rc -eq 0 ] || tb_die "apt-get install ${missing[*]} failed (see $TB_LOGS/apt.log)"
+}
+
+# --- processes ------------------------------------------------------------
+
+# tb_pid NAME: print the recorded pid of NAME if that process is alive, else nothing (status 1).
+tb_pid() {
+    local f="$TB_PIDS/$1.pid" pid
+    [ -s "$f" ] || return 1
+    pid="$(head -n1 "$f")"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [ -d "/proc/$pid" ] || return 1
+    # a zombie is not alive
+    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
+    # guard against pid reuse: the executable must be the one recorded
+    local exe
+    exe="$(sed -n 2p "$f")"
+    if [ -n "$exe" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" != "$exe" ]; then
+        return 1
+    fi
+    echo "$pid"
+}
+
+# tb_record_pid NAME PID: record PID (and its executable, against pid reuse) for down.sh.
+tb_record_pid() {
+    printf '%s\n%s\n' "$2" "$(readlink "/proc/$2/exe" 2>/dev/null || true)" >"$TB_PIDS/$1.pid"
+}
+
+# tb_wait WHAT TIMEOUT_SECONDS CMD...: retry CMD until it succeeds; fail with a clear message.
+tb_wait() {
+    local what="$1" timeout="$2"
+    shift 2
+    local end=$((SECONDS + timeout))
+    while ! "$@" >/dev/null 2>&1; do
+        if [ $SECONDS -ge $end ]; then
+            tb_die "$what did not become ready within ${timeout}s (logs: $TB_LOGS/)"
+        fi
+        sleep 0.2
+    done
+}
+
+# tb_alive PID: the process exists and is not a zombie
+tb_alive() {
+    [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
+# tb_stop NAME: SIGTERM the recorded pid, wait, SIGKILL if needed; remove the pid file.
+tb_stop() {
+    local name="$1" pid i
+    if pid="$(tb_pid "$name")"; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 1 100); do
+            tb_alive "$pid" || break
+            sleep 0.1
+        done
+        if tb_alive "$pid"; then
+            tb_log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        tb_log "stopped $name (pid $pid)"
+    fi
+    rm -f "$TB_PIDS/$name.pid"
+}
+
+# --- env file -------------------------------------------------------------
+
+# tb_env_set KEY VALUE: write/replace KEY=VALUE in $LSB_TESTBED/env (plain KEY=value lines, no quoting).
+tb_env_set() {
+    local f="$LSB_TESTBED/env" tmp
+    tmp="$(mktemp "$LSB_TESTBED/.env.XXXXXX")"
+    if [ -f "$f" ]; then
+        grep -v "^$1=" "$f" >"$tmp" || true
+    fi
+    printf '%s=%s\n' "$1" "$2" >>"$tmp"
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$f"
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Bring up the lsbackup test bed (idempotent; run as root on Debian 12).
+#
+#   tests/testbed/up.sh            # everything
+#   LSB_TESTBED=/some/dir LSB_SSH_PORT=2200 tests/testbed/up.sh
+#
+# Installs the Debian packages it needs with apt-get (only when missing), then starts, by hand and
+# without systemd: three OpenSSH sshd "hosts" on 127.0.0.2/3/4 and the services of the components.
+# What already runs (recorded pid alive) is kept; what is dead is restarted. Every started pid is
+# recorded in $LSB_TESTBED/pids/ and tests/testbed/down.sh stops exactly those.
+# Logs: $LSB_TESTBED/logs/. Prints one "ready" line per service.
+
+TB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib.sh
+. "$TB_DIR/lib.sh"
+
+tb_require_root
+tb_mkdirs
+exec 9>"$LSB_TESTBED/.up.lock"
+flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
+
+# shellcheck source=svc_ssh.sh
+. "$TB_DIR/svc_ssh.sh"
+
+tb_install openssh-server openssh-client sudo openssl
+
+tb_up_ssh
+tb_write_inventory
+
+tb_env_set LSB_TESTBED "$LSB_TESTBED"
+tb_log "test bed is up; env: $LSB_TESTBED/env"
