@@ -17,6 +17,8 @@ TB_PIDS="$LSB_TESTBED/pids"
 TB_LOGS="$LSB_TESTBED/logs"
 TB_APT_UPDATED=""
 
+# Daemons started by up.sh must not inherit the up.sh lock (fd 9): start them with `9>&-`.
+
 tb_log() { printf '%s testbed: %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 tb_ready() { printf 'ready  %-13s %s\n' "$1" "$2"; }
 tb_die() {
@@ -110,17 +112,25 @@ tb_alive() {
     [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
 }
 
-# tb_stop NAME: SIGTERM the recorded pid, wait, SIGKILL if needed; remove the pid file.
+# tb_stop_signal NAME: the signal that shuts NAME down cleanly and promptly
+tb_stop_signal() {
+    case "$1" in
+    postgresql) echo INT ;; # fast shutdown (TERM waits for clients to disconnect)
+    *) echo TERM ;;
+    esac
+}
+
+# tb_stop NAME: SIGTERM (or tb_stop_signal) the recorded pid, wait, SIGKILL if needed; remove the pid file.
 tb_stop() {
     local name="$1" pid i
     if pid="$(tb_pid "$name")"; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 100); do
+        kill -"$(tb_stop_signal "$name")" "$pid" 2>/dev/null || true
+        for i in $(seq 1 300); do
             tb_alive "$pid" || break
             sleep 0.1
         done
         if tb_alive "$pid"; then
-            tb_log "$name (pid $pid) ignored SIGTERM, sending SIGKILL"
+            tb_log "$name (pid $pid) still runs after 30s, sending SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
         tb_log "stopped $name (pid $pid)"

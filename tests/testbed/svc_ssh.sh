@@ -125,7 +125,7 @@ tb_up_ssh() {
         if ! pid="$(tb_pid "sshd-$node")"; then
             # -E: log to file; sshd daemonizes and writes its PidFile
             rm -f "$TB_SSH/$node/sshd.pid"
-            /usr/sbin/sshd -f "$TB_SSH/$node/sshd_config" -E "$TB_LOGS/sshd-$node.log" ||
+            /usr/sbin/sshd -f "$TB_SSH/$node/sshd_config" -E "$TB_LOGS/sshd-$node.log" 9>&- ||
                 tb_die "sshd for $node ($ip:$LSB_SSH_PORT) failed to start: $(tail -n3 "$TB_LOGS/sshd-$node.log")"
             tb_wait "sshd $node pid file" 10 test -s "$TB_SSH/$node/sshd.pid"
             pid="$(cat "$TB_SSH/$node/sshd.pid")"

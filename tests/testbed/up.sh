@@ -21,11 +21,15 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 
 # shellcheck source=svc_ssh.sh
 . "$TB_DIR/svc_ssh.sh"
+# shellcheck source=svc_pg.sh
+. "$TB_DIR/svc_pg.sh"
 
 tb_install openssh-server openssh-client sudo openssl
+tb_install postgresql
 
 tb_up_ssh
 tb_write_inventory
+tb_up_postgresql
 
 tb_env_set LSB_TESTBED "$LSB_TESTBED"
 tb_log "test bed is up; env: $LSB_TESTBED/env"
