@@ -151,3 +151,37 @@ tb_env_set() {
     chmod 0644 "$tmp"
     mv -f "$tmp" "$f"
 }
+
+# tb_spawn NAME LOGFILE CMD...: start CMD in the background in its own session (no lock fd,
+# stdin /dev/null, output appended to LOGFILE), wait until it has exec'd, record its pid as NAME.
+tb_spawn() {
+    local name="$1" log="$2"
+    shift 2
+    local exe
+    exe="$(readlink -f "$(command -v "$1")")" || tb_die "$1 not found (needed for $name)"
+    setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
+    local pid=$! i
+    for i in $(seq 1 100); do
+        [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && break
+        tb_alive "$pid" || tb_die "$name exited at once: $(tail -n5 "$log")"
+        sleep 0.05
+    done
+    tb_record_pid "$name" "$pid"
+}
+
+# tb_check_alive NAME: die with the log tail when NAME's recorded process is gone (after a start).
+tb_check_alive() {
+    tb_pid "$1" >/dev/null || tb_die "$1 exited: $(tail -n5 "$2")"
+}
+
+# tb_wait_svc NAME LOGFILE TIMEOUT CMD...: like tb_wait, but fail at once when NAME's process died.
+tb_wait_svc() {
+    local name="$1" log="$2" timeout="$3"
+    shift 3
+    local end=$((SECONDS + timeout))
+    while ! "$@" >/dev/null 2>&1; do
+        tb_pid "$name" >/dev/null || tb_die "$name exited while starting: $(tail -n5 "$log")"
+        [ $SECONDS -lt $end ] || tb_die "$name did not become ready within ${timeout}s (log: $log)"
+        sleep 0.2
+    done
+}
