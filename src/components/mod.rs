@@ -1,1 +1,438 @@
-//! Component specs. OWNER: lead.
+//! Component specs: what to back up, from which inventory groups, on which hosts, with which
+//! commands.
+//!
+//! A component is one YAML file in `components/` (embedded in the binary at build time). A user
+//! can add or override components with `--components-dir DIR`: a file there with the same `name`
+//! replaces the built-in one. The format is documented in `docs/components.md`.
+//!
+//! Steps are shell commands run on the host over the transport; their stdout becomes an archive
+//! entry (`run`), a set of remote paths is copied through a remote `tar` stream (`copy`), a short
+//! output is captured into a variable for later steps (`capture`), and cleanups run at the end
+//! whatever happened (`cleanup`). `{{ var }}` in commands is replaced by the component's `vars`,
+//! overridden by the host's inventory variables of the same name, overridden by `--set`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Built-in component files, in default run order.
+const BUILTIN: &[(&str, &str)] = &[
+    ("kubernetes.yaml", include_str!("../../components/kubernetes.yaml")),
+    ("postgresql.yaml", include_str!("../../components/postgresql.yaml")),
+    ("haproxy.yaml", include_str!("../../components/haproxy.yaml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("component file {file}: {msg}")]
+    Parse { file: String, msg: String },
+    #[error("component {component}: {msg}")]
+    Invalid { component: String, msg: String },
+    #[error("{dir}: {source}")]
+    Io {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unknown component {name:?} (known: {known})")]
+    Unknown { name: String, known: String },
+    #[error("template {template:?}: variable {var:?} is not defined")]
+    UndefinedVar { template: String, var: String },
+}
+
+/// On which hosts of the component's groups the steps run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum HostMode {
+    /// The first host of the groups that is reachable (and passes `select`, if given).
+    #[default]
+    First,
+    /// Every host of the groups.
+    All,
+}
+
+/// A test run on each candidate host; only hosts that pass run the steps (e.g. the PostgreSQL
+/// primary).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Select {
+    /// Shown in the plan and manifest, e.g. `primary`.
+    pub name: String,
+    pub command: String,
+    #[serde(default)]
+    pub become_user: Option<String>,
+    /// The command's trimmed stdout must equal this.
+    pub expect: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionProbe {
+    pub command: String,
+    #[serde(default)]
+    pub become_user: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    /// Run this command; its stdout becomes the entry `output`.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// Entry name (relative to `<component>/<host>/`) for `run`'s stdout.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Copy these remote paths (files or directories; shell globs allowed) into
+    /// `<component>/<host>/<path>`.
+    #[serde(default)]
+    pub copy: Vec<String>,
+    /// Run this command and keep its trimmed stdout (or the `regex`'s first group) in the
+    /// variable named by `into`.
+    #[serde(default)]
+    pub capture: Option<String>,
+    #[serde(default)]
+    pub into: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// Run as this user (sudo).
+    #[serde(default)]
+    pub become_user: Option<String>,
+    /// Run the step once per line of this command's stdout, with the line in `{{ item }}` (as is,
+    /// for entry names; lines holding `/` or `..` are refused) and `{{ item_sh }}` (shell-quoted,
+    /// for commands).
+    #[serde(default)]
+    pub foreach: Option<String>,
+    #[serde(default)]
+    pub foreach_become_user: Option<String>,
+    /// Shell condition: the step runs only when it exits 0 (e.g. `test -e /etc/kubeadm`).
+    #[serde(default)]
+    pub when: Option<String>,
+    /// A failing optional step is recorded as a warning, not a failure. For `copy`: paths that
+    /// do not exist are skipped silently unless `optional: false`, and it fails only if nothing
+    /// matched at all.
+    #[serde(default)]
+    pub optional: bool,
+    /// Flags recorded in the manifest when the step ran (e.g. `taken while running`).
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+impl Step {
+    pub fn kind(&self) -> StepKind {
+        if self.run.is_some() {
+            StepKind::Run
+        } else if self.capture.is_some() {
+            StepKind::Capture
+        } else {
+            StepKind::Copy
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Run,
+    Copy,
+    Capture,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cleanup {
+    pub name: String,
+    pub run: String,
+    #[serde(default)]
+    pub become_user: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSpec {
+    pub name: String,
+    pub description: String,
+    /// Inventory groups; the component runs when any of them exists. The first group present wins
+    /// for host order; hosts of further groups follow.
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub hosts: HostMode,
+    #[serde(default)]
+    pub select: Option<Select>,
+    /// Binaries that must exist on the host (checked with `command -v` before any step).
+    #[serde(default)]
+    pub requires: Vec<String>,
+    /// Default variables, overridable by inventory host vars and `--set`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+    /// Name -> probe; the first line of stdout is recorded.
+    #[serde(default)]
+    pub versions: BTreeMap<String, VersionProbe>,
+    pub steps: Vec<Step>,
+    #[serde(default)]
+    pub cleanup: Vec<Cleanup>,
+    /// What this component does not cover (shown by `plan` and in the docs).
+    #[serde(default)]
+    pub not_covered: Vec<String>,
+}
+
+impl ComponentSpec {
+    pub fn from_yaml(file: &str, text: &str) -> Result<ComponentSpec, SpecError> {
+        let spec: ComponentSpec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
+            file: file.to_string(),
+            msg: e.to_string(),
+        })?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    fn validate(&self) -> Result<(), SpecError> {
+        let bad = |msg: String| SpecError::Invalid {
+            component: self.name.clone(),
+            msg,
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+        {
+            return Err(bad("name must be lowercase letters, digits, '-' or '_'".into()));
+        }
+        if self.groups.is_empty() {
+            return Err(bad("no groups".into()));
+        }
+        if self.steps.is_empty() {
+            return Err(bad("no steps".into()));
+        }
+        let mut outputs = std::collections::BTreeSet::new();
+        for s in &self.steps {
+            let kinds = [s.run.is_some(), !s.copy.is_empty(), s.capture.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if kinds != 1 {
+                return Err(bad(format!(
+                    "step {:?} must have exactly one of run, copy, capture",
+                    s.name
+                )));
+            }
+            match s.kind() {
+                StepKind::Run => {
+                    let out = s
+                        .output
+                        .as_deref()
+                        .ok_or_else(|| bad(format!("step {:?}: run needs output", s.name)))?;
+                    if out.starts_with('/') || out.split('/').any(|p| p == ".." || p.is_empty()) {
+                        return Err(bad(format!(
+                            "step {:?}: output must be a relative path",
+                            s.name
+                        )));
+                    }
+                    if s.foreach.is_some() && !out.contains("item") {
+                        return Err(bad(format!(
+                            "step {:?}: foreach output must use {{{{ item }}}}",
+                            s.name
+                        )));
+                    }
+                    if !outputs.insert(out.to_string()) {
+                        return Err(bad(format!("output {out:?} used twice")));
+                    }
+                }
+                StepKind::Capture => {
+                    if s.into.is_none() {
+                        return Err(bad(format!("step {:?}: capture needs into", s.name)));
+                    }
+                    if let Some(r) = &s.regex {
+                        regex::Regex::new(r)
+                            .map_err(|e| bad(format!("step {:?}: regex: {e}", s.name)))?;
+                    }
+                }
+                StepKind::Copy => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The set of known components.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub components: Vec<ComponentSpec>,
+}
+
+impl Catalog {
+    /// Built-in components, then those of `dir` (replacing built-ins of the same name, others
+    /// appended in file name order).
+    pub fn load(dir: Option<&Path>) -> Result<Catalog, SpecError> {
+        let mut components = Vec::new();
+        for (file, text) in BUILTIN {
+            components.push(ComponentSpec::from_yaml(file, text)?);
+        }
+        if let Some(dir) = dir {
+            let io = |source| SpecError::Io {
+                dir: dir.display().to_string(),
+                source,
+            };
+            let mut files: Vec<_> = std::fs::read_dir(dir)
+                .map_err(io)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            files.sort();
+            for path in files {
+                let text = std::fs::read_to_string(&path).map_err(io)?;
+                let spec = ComponentSpec::from_yaml(&path.display().to_string(), &text)?;
+                match components.iter_mut().find(|c| c.name == spec.name) {
+                    Some(slot) => *slot = spec,
+                    None => components.push(spec),
+                }
+            }
+        }
+        Ok(Catalog { components })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ComponentSpec> {
+        self.components.iter().find(|c| c.name == name)
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.components.iter().map(|c| c.name.as_str()).collect()
+    }
+
+    /// Apply `--only` / `--skip` (comma-separated names already split). Unknown names are errors.
+    pub fn select(&self, only: &[String], skip: &[String]) -> Result<Vec<&ComponentSpec>, SpecError> {
+        for name in only.iter().chain(skip) {
+            if self.get(name).is_none() {
+                return Err(SpecError::Unknown {
+                    name: name.clone(),
+                    known: self.names().join(", "),
+                });
+            }
+        }
+        Ok(self
+            .components
+            .iter()
+            .filter(|c| only.is_empty() || only.contains(&c.name))
+            .filter(|c| !skip.contains(&c.name))
+            .collect())
+    }
+}
+
+/// Replace `{{ name }}` with values from `vars`. Unknown names are errors.
+pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, SpecError> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let var = after[..end].trim();
+        match vars.get(var) {
+            Some(v) => out.push_str(v),
+            None => {
+                return Err(SpecError::UndefinedVar {
+                    template: template.to_string(),
+                    var: var.to_string(),
+                });
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Names of variables whose values must never be logged or recorded.
+pub fn is_secret_var(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "private_key", "api_key"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+/// `render` for display: secret variables' values show as `********`.
+pub fn render_redacted(template: &str, vars: &BTreeMap<String, String>) -> Result<String, SpecError> {
+    let masked: BTreeMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| {
+            let v = if is_secret_var(k) { "********".to_string() } else { v.clone() };
+            (k.clone(), v)
+        })
+        .collect();
+    render(template, &masked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn builtins_parse_and_validate() {
+        let c = Catalog::load(None).unwrap();
+        assert!(c.get("postgresql").is_some());
+        assert!(c.get("kubernetes").is_some());
+        assert!(c.get("haproxy").is_some());
+    }
+
+    #[test]
+    fn render_replaces_and_rejects_unknown() {
+        let v = vars(&[("dir", "/etc/x"), ("n", "3")]);
+        assert_eq!(render("ls {{dir}} {{ n }}", &v).unwrap(), "ls /etc/x 3");
+        assert_eq!(render("no vars", &v).unwrap(), "no vars");
+        let e = render("ls {{ nope }}", &v).unwrap_err();
+        assert!(e.to_string().contains("\"nope\" is not defined"), "{e}");
+    }
+
+    #[test]
+    fn redaction_masks_secret_vars() {
+        let v = vars(&[("es_password", "hunter2"), ("user", "admin")]);
+        let s = render_redacted("curl -u {{user}}:{{es_password}}", &v).unwrap();
+        assert_eq!(s, "curl -u admin:********");
+    }
+
+    #[test]
+    fn select_only_skip_and_unknown() {
+        let c = Catalog::load(None).unwrap();
+        let only = c.select(&["postgresql".into()], &[]).unwrap();
+        assert_eq!(only.len(), 1);
+        let skip = c.select(&[], &["haproxy".into()]).unwrap();
+        assert!(skip.iter().all(|s| s.name != "haproxy"));
+        let e = c.select(&["mongodb".into()], &[]).unwrap_err();
+        assert!(e.to_string().contains("unknown component \"mongodb\""), "{e}");
+    }
+
+    #[test]
+    fn invalid_specs_are_rejected() {
+        let bad = "name: x\ndescription: d\ngroups: [g]\nsteps:\n  - name: s\n    run: echo\n";
+        let e = ComponentSpec::from_yaml("x.yaml", bad).unwrap_err();
+        assert!(e.to_string().contains("run needs output"), "{e}");
+        let unknown_key = "name: x\ndescription: d\ngroups: [g]\nbogus: 1\nsteps: []\n";
+        assert!(ComponentSpec::from_yaml("x.yaml", unknown_key).is_err());
+    }
+
+    #[test]
+    fn user_dir_overrides_and_adds() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("haproxy.yaml"),
+            "name: haproxy\ndescription: mine\ngroups: [lb]\nsteps:\n  - name: c\n    copy: [/etc/x]\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("redis.yml"),
+            "name: redis\ndescription: r\ngroups: [redis]\nsteps:\n  - name: c\n    copy: [/etc/redis]\n",
+        )
+        .unwrap();
+        let c = Catalog::load(Some(dir.path())).unwrap();
+        assert_eq!(c.get("haproxy").unwrap().description, "mine");
+        assert!(c.get("redis").is_some());
+    }
+}

@@ -1,0 +1,178 @@
+//! Arguments (clap derive). Values are validated here; the resolved plan is built in the library.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const ABOUT: &str = "Agentless backup of whole clusters: reads the Ansible inventory of a \
+LambdaStack/Epiphany build directory, runs each component's native backup commands on its hosts \
+over SSH, and streams everything into one archive with a manifest.";
+
+const AFTER: &str = "\
+Examples:
+  lsbackup backup -b ~/clusters/prod -t /mnt/backups
+  lsbackup backup -b ~/clusters/prod -t /mnt/backups --only postgresql,kubernetes
+  lsbackup backup -b ~/clusters/prod -t /mnt/backups --skip haproxy --format tar.gz
+  lsbackup plan -b ~/clusters/prod
+  lsbackup inventory -b ~/clusters/prod --list
+  lsbackup verify /mnt/backups/lsbackup-20261125T013904Z.tar.zst
+
+Exit codes: 0 everything backed up; 2 partial (archive kept, failures in its manifest);
+1 nothing usable, bad input or interrupted (no archive left behind).";
+
+#[derive(Debug, Parser)]
+#[command(name = "lsbackup", version, about = ABOUT, after_help = AFTER)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up every component present in the inventory into one archive in TARGET.
+    #[command(after_help = AFTER)]
+    Backup(BackupArgs),
+    /// Show what a backup would run, per component and host, without contacting any host.
+    Plan(PlanArgs),
+    /// Show the parsed inventory: groups, hosts and connection settings.
+    Inventory(InventoryArgs),
+    /// List the known components (built-in and from --components-dir).
+    Components(ComponentsArgs),
+    /// Check an archive: every entry against the sha256 in its manifest.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SelectArgs {
+    /// Build directory holding the cluster's Ansible inventory.
+    #[arg(short = 'b', long = "build-dir", value_name = "BUILD_DIR", env = "LSBACKUP_BUILD_DIR")]
+    pub build_dir: PathBuf,
+    /// Inventory file or directory (default: found in BUILD_DIR, see README).
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Only these components (comma-separated or repeated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Skip these components (comma-separated or repeated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Override a component variable: NAME=VALUE (all components) or COMPONENT.NAME=VALUE.
+    #[arg(long, value_name = "VAR=VALUE")]
+    pub set: Vec<String>,
+    /// Extra component specs; a file there replaces the built-in component of the same name.
+    #[arg(long, value_name = "DIR", env = "LSBACKUP_COMPONENTS_DIR")]
+    pub components_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    #[value(name = "tar.zst")]
+    TarZst,
+    #[value(name = "tar.gz")]
+    TarGz,
+    Zip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Where to write the archive: a directory (local or NFS-mounted).
+    #[arg(short = 't', long, value_name = "TARGET", env = "LSBACKUP_TARGET")]
+    pub target: String,
+    /// Archive format.
+    #[arg(long, value_enum, default_value = "tar.zst")]
+    pub format: FormatArg,
+    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
+    #[arg(long, value_name = "N")]
+    pub level: Option<i32>,
+    /// zstd worker threads (default: number of CPUs).
+    #[arg(long, value_name = "N")]
+    pub zstd_workers: Option<u32>,
+    /// At most this many hosts worked on at once.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub concurrency: usize,
+    /// Seconds to wait for a host to accept the connection.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub connect_timeout: u64,
+    /// Seconds one remote command may run (default: no limit).
+    #[arg(long, value_name = "SECS")]
+    pub command_timeout: Option<u64>,
+    /// known_hosts file to check host keys against (default ~/.ssh/known_hosts).
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Record host keys not yet known (a changed key is always refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// Private key to try after the inventory's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// Don't use ssh-agent even when SSH_AUTH_SOCK is set.
+    #[arg(long)]
+    pub no_agent: bool,
+    /// Directory for spooling command output before it enters the archive (default: $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Archive name prefix.
+    #[arg(long, value_name = "NAME", default_value = "lsbackup")]
+    pub name_prefix: String,
+    /// Log lines as text or JSON (JSON for schedulers and log shippers).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Progress bars: auto (on a terminal), always, never.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Build directory holding the cluster's Ansible inventory.
+    #[arg(short = 'b', long = "build-dir", value_name = "BUILD_DIR", env = "LSBACKUP_BUILD_DIR")]
+    pub build_dir: PathBuf,
+    /// Inventory file or directory (default: found in BUILD_DIR).
+    #[arg(short = 'i', long, value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Print the same JSON as `ansible-inventory --list`.
+    #[arg(long)]
+    pub list: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ComponentsArgs {
+    #[arg(long, value_name = "DIR", env = "LSBACKUP_COMPONENTS_DIR")]
+    pub components_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The archive file to check.
+    pub archive: PathBuf,
+}

@@ -1,0 +1,227 @@
+//! Command line: arguments (clap derive), logging set-up, and the subcommands.
+
+mod args;
+mod output;
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use lsbackup::archive::Format;
+use lsbackup::components::Catalog;
+use lsbackup::engine::{Plan, Progress, RunOptions, Selection, run_backup};
+use lsbackup::inventory::Inventory;
+use lsbackup::target::Target;
+use lsbackup::transport::TransportConfig;
+
+pub use args::*;
+
+/// Exit codes (documented in README.md).
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_FAILED: i32 = 1;
+pub const EXIT_PARTIAL: i32 = 2;
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_FAILED } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lsbackup: error: starting runtime: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let code = rt.block_on(async move {
+        match run(cli).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("lsbackup: error: {e}");
+                EXIT_FAILED
+            }
+        }
+    });
+    rt.shutdown_timeout(Duration::from_secs(2));
+    code
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(cli: Cli) -> Result<i32, AnyError> {
+    match cli.command {
+        Command::Backup(a) => backup(a).await,
+        Command::Plan(a) => plan(a),
+        Command::Inventory(a) => inventory(a),
+        Command::Components(a) => components(a),
+        Command::Verify(a) => verify(a).await,
+    }
+}
+
+fn load_inventory(build_dir: &Path, inventory: Option<&Path>) -> Result<Inventory, AnyError> {
+    let inv = Inventory::discover(build_dir, inventory)?;
+    Ok(inv)
+}
+
+fn build_plan(s: &SelectArgs) -> Result<Plan, AnyError> {
+    let inv = load_inventory(&s.build_dir, s.inventory.as_deref())?;
+    let catalog = Catalog::load(s.components_dir.as_deref())?;
+    let sel = Selection {
+        only: split_list(&s.only),
+        skip: split_list(&s.skip),
+        sets: s.set.clone(),
+    };
+    Ok(Plan::build(inv, &catalog, &sel)?)
+}
+
+fn split_list(v: &[String]) -> Vec<String> {
+    v.iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn plan(a: PlanArgs) -> Result<i32, AnyError> {
+    let plan = build_plan(&a.select)?;
+    for w in &plan.inventory.warnings {
+        eprintln!("lsbackup: warning: {w}");
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan.to_json())?);
+    } else {
+        print!("{}", plan.describe());
+    }
+    Ok(EXIT_OK)
+}
+
+fn inventory(a: InventoryArgs) -> Result<i32, AnyError> {
+    let inv = load_inventory(&a.build_dir, a.inventory.as_deref())?;
+    for w in &inv.warnings {
+        eprintln!("lsbackup: warning: {w}");
+    }
+    if a.list {
+        println!("{}", serde_json::to_string_pretty(&inv.to_ansible_list())?);
+        return Ok(EXIT_OK);
+    }
+    print!("{}", output::inventory_table(&inv));
+    Ok(EXIT_OK)
+}
+
+fn components(a: ComponentsArgs) -> Result<i32, AnyError> {
+    let catalog = Catalog::load(a.components_dir.as_deref())?;
+    for c in &catalog.components {
+        println!("{:<14} groups: {:<40} {}", c.name, c.groups.join(","), c.description);
+    }
+    Ok(EXIT_OK)
+}
+
+async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
+    let report = lsbackup::archive::verify_archive(&a.archive).await?;
+    print!("{}", output::verify_text(&a.archive, &report));
+    Ok(if report.is_ok() { EXIT_OK } else { EXIT_FAILED })
+}
+
+fn default_known_hosts() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".ssh/known_hosts"),
+        None => PathBuf::from("/root/.ssh/known_hosts"),
+    }
+}
+
+async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
+    let tty = std::io::stderr().is_terminal();
+    let bars = match a.progress {
+        ProgressMode::Auto => tty && a.log_format == LogFormat::Text,
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
+    };
+    let (progress, multi) = output::make_progress(bars);
+    output::init_logging(a.log_format, a.verbose, a.quiet, bars, multi.clone());
+
+    let plan = build_plan(&a.select)?;
+    for w in &plan.inventory.warnings {
+        tracing::warn!("{w}");
+    }
+    let target = Target::parse(&a.target)?;
+    let opts = RunOptions {
+        format: a.format.into(),
+        level: a.level,
+        zstd_workers: a.zstd_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1)
+        }),
+        spool_dir: a.spool_dir.clone(),
+        concurrency: a.concurrency,
+        transport: TransportConfig {
+            known_hosts: a.known_hosts.clone().unwrap_or_else(default_known_hosts),
+            accept_new_host_keys: a.accept_new_host_keys,
+            identities: a.identity.clone(),
+            use_agent: !a.no_agent,
+            connect_timeout: Duration::from_secs(a.connect_timeout),
+            command_timeout: a.command_timeout.map(Duration::from_secs),
+        },
+        build_dir: a.select.build_dir.clone(),
+        name_prefix: a.name_prefix.clone(),
+    };
+    let cancel = CancellationToken::new();
+    spawn_signal_handler(cancel.clone());
+    let progress_dyn: Arc<dyn Progress> = progress.clone();
+    let outcome = run_backup(&plan, &target, &opts, progress_dyn, cancel).await;
+    progress.clear();
+    let outcome = outcome?;
+    let code = outcome.exit_code();
+    if a.log_format == LogFormat::Json {
+        tracing::info!(
+            status = ?outcome.manifest.status,
+            archive = outcome.location.as_deref().unwrap_or(""),
+            exit_code = code,
+            "backup finished"
+        );
+    } else {
+        eprint!("{}", output::summary(&outcome));
+    }
+    if let Some(loc) = &outcome.location {
+        println!("{loc}");
+    }
+    Ok(match code {
+        0 => EXIT_OK,
+        2 => EXIT_PARTIAL,
+        _ => EXIT_FAILED,
+    })
+}
+
+fn spawn_signal_handler(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("interrupted: stopping and removing the partial archive");
+        cancel.cancel();
+    });
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::TarZst => Format::TarZst,
+            FormatArg::TarGz => Format::TarGz,
+            FormatArg::Zip => Format::Zip,
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The resolved plan: components × hosts × variables, built once from the inventory and the
+//! selection, printed by `lsbackup plan` and executed by `lsbackup backup`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::components::{Catalog, ComponentSpec, HostMode, SpecError, StepKind, render_redacted};
+use crate::inventory::{ConnectionSpec, Inventory, InventoryError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("component {component}: none of its inventory groups ({groups}) is in the inventory")]
+    Absent { component: String, groups: String },
+    #[error("--set {0:?}: expected NAME=VALUE or COMPONENT.NAME=VALUE")]
+    BadSet(String),
+    #[error("nothing to back up: no component's inventory group is in the inventory ({0})")]
+    Empty(String),
+    #[error("component {component}, host {host}: {source}")]
+    Template {
+        component: String,
+        host: String,
+        #[source]
+        source: SpecError,
+    },
+}
+
+/// What the user selected on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub only: Vec<String>,
+    pub skip: Vec<String>,
+    /// `NAME=VALUE` (every component) or `COMPONENT.NAME=VALUE`.
+    pub sets: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedHost {
+    pub name: String,
+    pub conn: ConnectionSpec,
+    /// Component defaults, overridden by the host's inventory vars, overridden by `--set`.
+    pub vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedComponent {
+    pub spec: ComponentSpec,
+    /// The component's groups that exist in the inventory.
+    pub groups: Vec<String>,
+    /// Candidate hosts in order (first group's hosts first).
+    pub hosts: Vec<PlannedHost>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub inventory: Inventory,
+    pub components: Vec<PlannedComponent>,
+    /// Selected components none of whose groups is in the inventory (not run).
+    pub absent: Vec<String>,
+}
+
+fn value_to_string(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+impl Plan {
+    pub fn build(inventory: Inventory, catalog: &Catalog, sel: &Selection) -> Result<Plan, PlanError> {
+        let selected = catalog.select(&sel.only, &sel.skip)?;
+        let mut global_sets = BTreeMap::new();
+        let mut comp_sets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for s in &sel.sets {
+            let (k, v) = s.split_once('=').ok_or_else(|| PlanError::BadSet(s.clone()))?;
+            let k = k.trim();
+            if k.is_empty() {
+                return Err(PlanError::BadSet(s.clone()));
+            }
+            match k.split_once('.') {
+                Some((c, name)) => {
+                    if catalog.get(c).is_none() {
+                        return Err(SpecError::Unknown {
+                            name: c.to_string(),
+                            known: catalog.names().join(", "),
+                        }
+                        .into());
+                    }
+                    comp_sets
+                        .entry(c.to_string())
+                        .or_default()
+                        .insert(name.to_string(), v.to_string());
+                }
+                None => {
+                    global_sets.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+
+        let mut components = Vec::new();
+        let mut absent = Vec::new();
+        for spec in selected {
+            let groups: Vec<String> = spec
+                .groups
+                .iter()
+                .filter(|g| inventory.has_group(g) && !inventory.group_hosts(g).is_empty())
+                .cloned()
+                .collect();
+            if groups.is_empty() {
+                if !sel.only.is_empty() {
+                    return Err(PlanError::Absent {
+                        component: spec.name.clone(),
+                        groups: spec.groups.join(", "),
+                    });
+                }
+                absent.push(spec.name.clone());
+                continue;
+            }
+            let mut names: Vec<String> = Vec::new();
+            for g in &groups {
+                for h in inventory.group_hosts(g) {
+                    if !names.contains(&h.name) {
+                        names.push(h.name.clone());
+                    }
+                }
+            }
+            let mut hosts = Vec::new();
+            for name in names {
+                let conn = inventory.connection(&name)?;
+                let mut vars = spec.vars.clone();
+                if let Some(h) = inventory.host(&name) {
+                    for (k, v) in &h.vars {
+                        vars.insert(k.clone(), value_to_string(v));
+                    }
+                }
+                vars.extend(global_sets.clone());
+                if let Some(cs) = comp_sets.get(&spec.name) {
+                    vars.extend(cs.clone());
+                }
+                // spec vars may refer to other vars: render them once, in place.
+                let rendered: Result<BTreeMap<_, _>, _> = vars
+                    .iter()
+                    .map(|(k, v)| {
+                        crate::components::render(v, &vars).map(|r| (k.clone(), r))
+                    })
+                    .collect();
+                let vars = rendered.map_err(|source| PlanError::Template {
+                    component: spec.name.clone(),
+                    host: name.clone(),
+                    source,
+                })?;
+                hosts.push(PlannedHost { name, conn, vars });
+            }
+            let pc = PlannedComponent {
+                spec: spec.clone(),
+                groups,
+                hosts,
+            };
+            for h in &pc.hosts {
+                pc.describe_host(h).map_err(|source| PlanError::Template {
+                    component: pc.spec.name.clone(),
+                    host: h.name.clone(),
+                    source,
+                })?;
+            }
+            components.push(pc);
+        }
+        if components.is_empty() {
+            return Err(PlanError::Empty(if absent.is_empty() {
+                "nothing selected".into()
+            } else {
+                format!("absent: {}", absent.join(", "))
+            }));
+        }
+        Ok(Plan {
+            inventory,
+            components,
+            absent,
+        })
+    }
+
+    /// Human-readable plan, as printed by `lsbackup plan`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "inventory: {}", self.inventory.source.display());
+        for c in &self.components {
+            let mode = match (c.spec.hosts, &c.spec.select) {
+                (HostMode::First, None) => "first reachable host".to_string(),
+                (HostMode::All, None) => "every host".to_string(),
+                (HostMode::First, Some(s)) => format!("first reachable host that is {}", s.name),
+                (HostMode::All, Some(s)) => format!("every host that is {}", s.name),
+            };
+            let _ = writeln!(out, "\n{} — {}", c.spec.name, c.spec.description);
+            let _ = writeln!(out, "  groups: {}; runs on: {mode}", c.groups.join(", "));
+            for h in &c.hosts {
+                let addr = if h.conn.local {
+                    "local".to_string()
+                } else {
+                    format!("{}:{}", h.conn.address, h.conn.port)
+                };
+                let _ = writeln!(out, "  host {} ({addr})", h.name);
+                for line in c.describe_host(h).unwrap_or_default() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+            for n in &c.spec.not_covered {
+                let _ = writeln!(out, "  not covered: {n}");
+            }
+        }
+        if !self.absent.is_empty() {
+            let _ = writeln!(out, "\nnot in the inventory (skipped): {}", self.absent.join(", "));
+        }
+        out
+    }
+
+    /// The plan as JSON (`lsbackup plan --json`).
+    pub fn to_json(&self) -> serde_json::Value {
+        let comps: Vec<_> = self
+            .components
+            .iter()
+            .map(|c| {
+                let hosts: Vec<_> = c
+                    .hosts
+                    .iter()
+                    .map(|h| {
+                        serde_json::json!({
+                            "host": h.name,
+                            "address": h.conn.address,
+                            "port": h.conn.port,
+                            "local": h.conn.local,
+                            "steps": c.describe_host(h).unwrap_or_default(),
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": c.spec.name,
+                    "description": c.spec.description,
+                    "groups": c.groups,
+                    "hosts_mode": format!("{:?}", c.spec.hosts).to_lowercase(),
+                    "select": c.spec.select.as_ref().map(|s| s.name.clone()),
+                    "hosts": hosts,
+                    "not_covered": c.spec.not_covered,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "inventory": self.inventory.source.display().to_string(),
+            "components": comps,
+            "absent": self.absent,
+        })
+    }
+}
+
+impl PlannedComponent {
+    /// Variables for display: captured and per-item variables show as placeholders.
+    fn display_vars(&self, h: &PlannedHost) -> BTreeMap<String, String> {
+        let mut vars = h.vars.clone();
+        for s in &self.spec.steps {
+            if let Some(into) = &s.into {
+                vars.entry(into.clone())
+                    .or_insert_with(|| format!("<{into} from step '{}'>", s.name));
+            }
+        }
+        vars.insert("item".into(), "<ITEM>".into());
+        vars.insert("item_sh".into(), "<ITEM>".into());
+        vars
+    }
+
+    /// One line per action on host `h`, with secrets masked.
+    pub fn describe_host(&self, h: &PlannedHost) -> Result<Vec<String>, SpecError> {
+        let vars = self.display_vars(h);
+        let r = |t: &str| render_redacted(t, &vars);
+        let who = |u: &Option<String>| -> Result<String, SpecError> {
+            Ok(match u {
+                Some(u) => format!(" (as {})", r(u)?),
+                None => String::new(),
+            })
+        };
+        let one_line = |s: String| {
+            let t: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+            t.join("; ")
+        };
+        let mut lines = Vec::new();
+        if let Some(sel) = &self.spec.select {
+            lines.push(format!(
+                "select {}: `{}`{} == {:?}",
+                sel.name,
+                r(&sel.command)?,
+                who(&sel.become_user)?,
+                sel.expect
+            ));
+        }
+        if !self.spec.requires.is_empty() {
+            lines.push(format!("requires: {}", self.spec.requires.join(", ")));
+        }
+        for (name, p) in &self.spec.versions {
+            lines.push(format!("version {name}: `{}`", one_line(r(&p.command)?)));
+        }
+        for s in &self.spec.steps {
+            let cond = match &s.when {
+                Some(w) => format!(" [when `{}`]", r(w)?),
+                None => String::new(),
+            };
+            let opt = if s.optional { " [optional]" } else { "" };
+            let each = match &s.foreach {
+                Some(f) => format!(" [for each line of `{}`]", one_line(r(f)?)),
+                None => String::new(),
+            };
+            let line = match s.kind() {
+                StepKind::Run => format!(
+                    "{}: run `{}`{} -> {}/{}/{}",
+                    s.name,
+                    one_line(r(s.run.as_deref().unwrap_or_default())?),
+                    who(&s.become_user)?,
+                    self.spec.name,
+                    h.name,
+                    r(s.output.as_deref().unwrap_or_default())?
+                ),
+                StepKind::Copy => {
+                    let paths: Result<Vec<_>, _> = s.copy.iter().map(|p| r(p)).collect();
+                    format!(
+                        "{}: copy {} -> {}/{}/...",
+                        s.name,
+                        paths?.join(" "),
+                        self.spec.name,
+                        h.name
+                    )
+                }
+                StepKind::Capture => format!(
+                    "{}: capture `{}`{} into {}",
+                    s.name,
+                    one_line(r(s.capture.as_deref().unwrap_or_default())?),
+                    who(&s.become_user)?,
+                    s.into.as_deref().unwrap_or_default()
+                ),
+            };
+            lines.push(format!("{line}{each}{cond}{opt}"));
+        }
+        for c in &self.spec.cleanup {
+            lines.push(format!(
+                "cleanup {}: `{}`{}",
+                c.name,
+                one_line(r(&c.run)?),
+                who(&c.become_user)?
+            ));
+        }
+        Ok(lines)
+    }
+}

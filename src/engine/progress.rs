@@ -1,0 +1,21 @@
+//! Progress reporting as an interface of the library: the CLI draws bars, tests stay silent.
+
+use crate::archive::Status;
+
+pub trait Progress: Send + Sync {
+    /// A component started on a host.
+    fn started(&self, _component: &str, _host: &str) {}
+    /// A step started.
+    fn step(&self, _component: &str, _host: &str, _step: &str) {}
+    /// Bytes received from the host for this component.
+    fn bytes(&self, _component: &str, _host: &str, _n: u64) {}
+    /// The component finished on the host.
+    fn finished(&self, _component: &str, _host: &str, _status: Status, _error: Option<&str>) {}
+    /// A remark worth showing (warnings).
+    fn message(&self, _text: &str) {}
+}
+
+/// Reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {}
