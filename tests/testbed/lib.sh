@@ -185,3 +185,12 @@ tb_wait_svc() {
         sleep 0.2
     done
 }
+
+# tb_write_if_changed FILE MODE: stdin -> FILE, only touching FILE when the content differs
+tb_write_if_changed() {
+    local file="$1" mode="$2" tmp
+    tmp="$(mktemp "$(dirname "$file")/.tbtmp.XXXXXX")"
+    cat >"$tmp"
+    chmod "$mode" "$tmp"
+    if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
+}

@@ -108,15 +108,6 @@ EOF
     if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
 }
 
-# tb_write_if_changed FILE MODE: stdin -> FILE, only touching FILE when the content differs
-tb_write_if_changed() {
-    local file="$1" mode="$2" tmp
-    tmp="$(mktemp "$(dirname "$file")/.tbtmp.XXXXXX")"
-    cat >"$tmp"
-    chmod "$mode" "$tmp"
-    if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
-}
-
 tb_k8s_files() {
     install -d -m 0755 "$TB_K8S" "$TB_K8S/manifests" /etc/kubeadm
     tb_kubeconfig "$TB_K8S/admin.conf" kubernetes-admin admin

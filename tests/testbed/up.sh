@@ -25,15 +25,19 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_pg.sh"
 # shellcheck source=svc_k8s.sh
 . "$TB_DIR/svc_k8s.sh"
+# shellcheck source=svc_haproxy.sh
+. "$TB_DIR/svc_haproxy.sh"
 
 tb_install openssh-server openssh-client sudo openssl
 tb_install postgresql
 tb_install etcd-server etcd-client
+tb_install haproxy curl
 
 tb_up_ssh
 tb_write_inventory
 tb_up_postgresql
 tb_up_etcd
+tb_up_haproxy
 
 tb_env_set LSB_TESTBED "$LSB_TESTBED"
 tb_log "test bed is up; env: $LSB_TESTBED/env"
