@@ -81,6 +81,10 @@ pub struct Step {
     /// Run this command; its stdout becomes the entry `output`.
     #[serde(default)]
     pub run: Option<String>,
+    /// Run this command for its effect (no archive entry), e.g. stopping a service; a non-zero
+    /// exit fails the step.
+    #[serde(default)]
+    pub exec: Option<String>,
     /// Entry name (relative to `<component>/<host>/`) for `run`'s stdout.
     #[serde(default)]
     pub output: Option<String>,
@@ -123,6 +127,8 @@ impl Step {
     pub fn kind(&self) -> StepKind {
         if self.run.is_some() {
             StepKind::Run
+        } else if self.exec.is_some() {
+            StepKind::Exec
         } else if self.capture.is_some() {
             StepKind::Capture
         } else {
@@ -134,6 +140,7 @@ impl Step {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
     Run,
+    Exec,
     Copy,
     Capture,
 }
@@ -145,6 +152,9 @@ pub struct Cleanup {
     pub run: String,
     #[serde(default)]
     pub become_user: Option<String>,
+    /// Shell condition: the cleanup runs only when it exits 0.
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,6 +169,9 @@ pub struct ComponentSpec {
     pub hosts: HostMode,
     #[serde(default)]
     pub select: Option<Select>,
+    /// With `hosts: all`, work on one host at a time (e.g. stopping brokers in turn).
+    #[serde(default)]
+    pub serial: bool,
     /// Binaries that must exist on the host (checked with `command -v` before any step).
     #[serde(default)]
     pub requires: Vec<String>,
@@ -207,13 +220,18 @@ impl ComponentSpec {
         }
         let mut outputs = std::collections::BTreeSet::new();
         for s in &self.steps {
-            let kinds = [s.run.is_some(), !s.copy.is_empty(), s.capture.is_some()]
+            let kinds = [
+                s.run.is_some(),
+                s.exec.is_some(),
+                !s.copy.is_empty(),
+                s.capture.is_some(),
+            ]
                 .iter()
                 .filter(|b| **b)
                 .count();
             if kinds != 1 {
                 return Err(bad(format!(
-                    "step {:?} must have exactly one of run, copy, capture",
+                    "step {:?} must have exactly one of run, exec, copy, capture",
                     s.name
                 )));
             }
@@ -248,7 +266,7 @@ impl ComponentSpec {
                             .map_err(|e| bad(format!("step {:?}: regex: {e}", s.name)))?;
                     }
                 }
-                StepKind::Copy => {}
+                StepKind::Copy | StepKind::Exec => {}
             }
         }
         Ok(())

@@ -330,6 +330,12 @@ impl PlannedComponent {
                         h.name
                     )
                 }
+                StepKind::Exec => format!(
+                    "{}: exec `{}`{}",
+                    s.name,
+                    one_line(r(s.exec.as_deref().unwrap_or_default())?),
+                    who(&s.become_user)?
+                ),
                 StepKind::Capture => format!(
                     "{}: capture `{}`{} into {}",
                     s.name,

@@ -436,7 +436,15 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
                     }
                 }
             });
-            let results = futures::future::join_all(units).await;
+            let results = if pc.spec.serial {
+                let mut v = Vec::new();
+                for u in units {
+                    v.push(u.await);
+                }
+                v
+            } else {
+                futures::future::join_all(units).await
+            };
             let any_ran = results.iter().any(|(_, ran)| *ran);
             report.hosts = results.into_iter().map(|(r, _)| r).collect();
             if !any_ran && pc.spec.select.is_some() {
@@ -626,6 +634,17 @@ impl Unit<'_> {
         }
         for c in self.pc.spec.cleanup.clone() {
             let r = async {
+                if let Some(w) = &c.when {
+                    let w = render(w, &self.vars).map_err(|e| e.to_string())?;
+                    let out = self
+                        .session
+                        .run(&w, None, 64 * 1024)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !out.exit.success() {
+                        return Ok(());
+                    }
+                }
                 let cmd = render(&c.run, &self.vars).map_err(|e| e.to_string())?;
                 let user = self.user(&c.become_user)?;
                 let t = Instant::now();
@@ -682,6 +701,27 @@ impl Unit<'_> {
         }
         match step.kind() {
             StepKind::Capture => self.capture(step).await,
+            StepKind::Exec => {
+                let template = step.exec.as_deref().unwrap_or_default();
+                let cmd = render(template, &self.vars).map_err(|e| e.to_string())?;
+                let user = self.user(&step.become_user)?;
+                let t = Instant::now();
+                let out = self
+                    .session
+                    .run(&cmd, user.as_deref(), 1024 * 1024)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.record(&step.name, template, user, Some(&out.exit), t);
+                if !out.exit.success() {
+                    return Err(exit_text(&out.exit));
+                }
+                for f in &step.flags {
+                    if !self.report.flags.contains(f) {
+                        self.report.flags.push(f.clone());
+                    }
+                }
+                Ok(())
+            }
             StepKind::Copy => self.copy(step).await,
             StepKind::Run => {
                 let items = match &step.foreach {
