@@ -152,14 +152,26 @@ tb_env_set() {
     mv -f "$tmp" "$f"
 }
 
-# tb_spawn NAME LOGFILE CMD...: start CMD in the background in its own session (no lock fd,
-# stdin /dev/null, output appended to LOGFILE), wait until it has exec'd, record its pid as NAME.
+# tb_spawn NAME LOGFILE [--as USER] CMD...: start CMD in the background in its own session (no
+# lock fd, stdin /dev/null, output appended to LOGFILE), optionally as USER (setpriv execs, so the
+# pid stays the same), wait until it has exec'd CMD, record its pid as NAME.
 tb_spawn() {
-    local name="$1" log="$2"
+    local name="$1" log="$2" user=""
     shift 2
+    if [ "${1:-}" = --as ]; then
+        user="$2"
+        shift 2
+    fi
     local exe
     exe="$(readlink -f "$(command -v "$1")")" || tb_die "$1 not found (needed for $name)"
-    setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
+    if [ -n "$user" ]; then
+        # shellcheck disable=SC2016
+        setsid setpriv --reuid="$user" --regid="$user" --init-groups \
+            env HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" LOGNAME="$user" \
+            "$@" >>"$log" 2>&1 </dev/null 9>&- &
+    else
+        setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
+    fi
     local pid=$! i
     for i in $(seq 1 100); do
         [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && break
