@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -283,18 +282,37 @@ pub fn inventory_table(inv: &Inventory) -> String {
 
 pub fn verify_text(path: &Path, r: &lsbackup::archive::VerifyReport) -> String {
     let mut out = String::new();
-    for p in &r.problems {
-        let _ = writeln!(out, "{}: {p}", path.display());
+    let p = path.display();
+    let mut n = 0;
+    for m in &r.missing {
+        n += 1;
+        let _ = writeln!(out, "{p}: missing from the archive: {m}");
+    }
+    for m in &r.extra {
+        n += 1;
+        let _ = writeln!(out, "{p}: not in the manifest: {m}");
+    }
+    for m in &r.mismatches {
+        n += 1;
+        let _ = writeln!(out, "{p}: {m}");
+    }
+    for m in &r.problems {
+        n += 1;
+        let _ = writeln!(out, "{p}: {m}");
+    }
+    for m in &r.unverified {
+        let _ = writeln!(out, "{p}: recorded as failed, not checked: {m}");
     }
     if r.is_ok() {
         let _ = writeln!(
             out,
-            "{}: ok ({} entries checked against the manifest)",
-            path.display(),
-            r.entries_checked
+            "{p}: ok ({} entries, {} bytes checked against the manifest; backup status {:?})",
+            r.entries,
+            r.bytes,
+            r.manifest.status
         );
     } else {
-        let _ = writeln!(out, "{}: FAILED ({} problems)", path.display(), r.problems.len());
+        let _ = writeln!(out, "{p}: FAILED ({n} problems)");
     }
     out
 }

@@ -1,0 +1,562 @@
+//! End-to-end backups of the real test bed (three sshd hosts, PostgreSQL, etcd with kubeadm TLS,
+//! HAProxy) and the fault cases of the core engine. Needs `tests/testbed/up.sh`.
+
+mod common;
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use lsbackup::archive::{EntryKind, Status};
+use sha2::{Digest, Sha256};
+
+fn sh(cmd: &str) -> std::process::Output {
+    Command::new("sh").arg("-c").arg(cmd).output().unwrap()
+}
+
+fn sh_ok(cmd: &str) -> String {
+    let out = sh(cmd);
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A build dir holding `inventory` with the given text.
+fn build_dir(inventory: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("inventory"), inventory).unwrap();
+    d
+}
+
+/// [all:vars] of the test bed with a given key and known_hosts.
+fn all_vars(key: &Path) -> String {
+    let tb = common::testbed();
+    format!(
+        "[all:vars]\nansible_user={}\nansible_port={}\nansible_become=true\nansible_ssh_private_key_file={}\n",
+        tb.ssh_user(),
+        tb.ssh_port(),
+        key.display()
+    )
+}
+
+#[test]
+fn full_backup_of_the_testbed_restores() {
+    let tb = common::testbed();
+    let run = support::backup(&tb.build_dir(), &["--only", "postgresql,kubernetes,haproxy"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let archive = run.archive.clone().unwrap();
+    let name = archive.file_name().unwrap().to_string_lossy().into_owned();
+    let re = regex::Regex::new(r"^lsbackup-\d{8}T\d{6}Z\.tar\.zst$").unwrap();
+    assert!(re.is_match(&name), "archive name {name}");
+    let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "archive mode");
+    assert_eq!(run.target_files(), vec![name.clone()], "only the archive in the target");
+    assert_eq!(run.stdout().trim(), archive.display().to_string());
+
+    let m = run.manifest();
+    assert_eq!(m.status, Status::Ok);
+    assert_eq!(m.archive_name, name);
+    assert_eq!(m.tool.version, env!("CARGO_PKG_VERSION"));
+    let names: Vec<&str> = m.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["kubernetes", "postgresql", "haproxy"]);
+    assert!(m.inventory.groups["postgresql"].contains(&"node1".to_string()));
+
+    // Every file entry in the manifest is in the archive with that size and sha256, and every
+    // file in the archive is in the manifest.
+    let root = run.extracted.as_ref().unwrap().path();
+    let mut listed = std::collections::BTreeSet::new();
+    for c in &m.components {
+        for h in &c.hosts {
+            for e in &h.entries {
+                listed.insert(e.path.clone());
+                let p = root.join(&e.path);
+                match e.kind {
+                    EntryKind::File => {
+                        let data = std::fs::read(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
+                        assert_eq!(data.len() as u64, e.size, "{}", e.path);
+                        let sum = hex::encode(Sha256::digest(&data));
+                        assert_eq!(Some(sum), e.sha256.clone(), "{}", e.path);
+                    }
+                    EntryKind::Dir => assert!(p.is_dir(), "{}", e.path),
+                    EntryKind::Symlink => assert!(p.symlink_metadata().is_ok(), "{}", e.path),
+                }
+            }
+        }
+    }
+    for entry in walk(root) {
+        let rel = entry.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        if rel == "manifest.json" || entry.is_dir() {
+            continue;
+        }
+        assert!(listed.contains(&rel), "{rel} in the archive but not in the manifest");
+    }
+
+    // PostgreSQL: on the primary, versions recorded, every database restores with its rows.
+    let pg = run.component("postgresql");
+    assert_eq!(pg.status, Status::Ok);
+    let node1 = pg.hosts.iter().find(|h| h.host == "node1").unwrap();
+    assert_eq!(node1.role, "primary");
+    assert!(node1.versions["postgresql"].starts_with("15"), "{:?}", node1.versions);
+    assert!(node1.commands.iter().any(|c| c.command.contains("pg_dump")));
+    let conf = run.read("postgresql/node1/etc/postgresql/15/main/postgresql.conf");
+    assert_eq!(conf, std::fs::read("/etc/postgresql/15/main/postgresql.conf").unwrap());
+    restore_postgres_and_count(&run);
+
+    // etcd: the snapshot is valid and holds the keys.
+    let k8s = run.component("kubernetes");
+    assert_eq!(k8s.status, Status::Ok, "{:?}", k8s.errors);
+    let k = k8s.hosts.iter().find(|h| h.status == Status::Ok).unwrap();
+    assert_eq!(k.host, "node2");
+    assert!(k.versions.contains_key("etcd"), "{:?}", k.versions);
+    check_etcd_snapshot(&run.file("kubernetes/node2/etcd-snapshot.db"));
+    assert!(run.file("kubernetes/node2/etc/kubernetes/pki/etcd/ca.crt").is_file());
+    assert!(run.file("kubernetes/node2/etc/kubeadm/kubeadm-config.yml").is_file());
+
+    // HAProxy: byte-identical config and the certificate it references.
+    let cfg = run.read("haproxy/node3/etc/haproxy/haproxy.cfg");
+    assert_eq!(cfg, std::fs::read("/etc/haproxy/haproxy.cfg").unwrap());
+    let cert = tb.var("LSB_HAPROXY_CERT").trim_start_matches('/').to_string();
+    assert!(run.file(&format!("haproxy/node3/{cert}")).is_file());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.is_symlink() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// Restore globals + every database dump into a fresh cluster and compare row counts.
+fn restore_postgres_and_count(run: &support::Run) {
+    let tb = common::testbed();
+    let work = tempfile::Builder::new().prefix("lsb-pgrestore").tempdir_in("/tmp").unwrap();
+    let dir = work.path();
+    sh_ok(&format!("chown postgres {}", dir.display()));
+    let globals = run.file("postgresql/node1/globals.sql");
+    let pgbin = "/usr/lib/postgresql/15/bin";
+    let data = dir.join("data");
+    let port = 55432;
+    sh_ok(&format!(
+        "cp {g} {d}/globals.sql && cp -r {dumps} {d}/dumps && chown -R postgres {d} && \
+         su postgres -c '{pgbin}/initdb -D {data} -A trust >/dev/null && \
+         {pgbin}/pg_ctl -D {data} -o \"-p {port} -k {d} -c listen_addresses=\" -l {d}/log -w start >/dev/null'",
+        g = globals.display(),
+        d = dir.display(),
+        dumps = run.file("postgresql/node1/databases").display(),
+        data = data.display(),
+    ));
+    let stop = format!("su postgres -c '{pgbin}/pg_ctl -D {} -m immediate stop' >/dev/null", data.display());
+    let result = std::panic::catch_unwind(|| {
+        sh_ok(&format!(
+            "su postgres -c 'psql -h {d} -p {port} -X -q -f {d}/globals.sql postgres' >/dev/null 2>&1; true",
+            d = dir.display()
+        ));
+        for db in tb.var("LSB_PG_DATABASES").split(',') {
+            sh_ok(&format!(
+                "su postgres -c 'pg_restore -h {d} -p {port} -C -d postgres {d}/dumps/{db}.dump'",
+                d = dir.display()
+            ));
+        }
+        for spec in tb.var("LSB_PG_ROWS").split(',') {
+            let (table, rows) = spec.split_once('=').unwrap();
+            let (db, table) = table.split_once('.').unwrap();
+            let got = sh_ok(&format!(
+                "su postgres -c \"psql -h {d} -p {port} -XtAc 'SELECT count(*) FROM {table}' {db}\"",
+                d = dir.display()
+            ));
+            assert_eq!(got.trim(), rows, "{db}.{table} rows after restore");
+        }
+    });
+    sh(&stop);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+fn check_etcd_snapshot(path: &Path) {
+    let tb = common::testbed();
+    let status = sh_ok(&format!(
+        "ETCDCTL_API=3 etcdctl snapshot status {} -w json",
+        path.display()
+    ));
+    let v: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
+    assert!(v["totalKey"].as_u64().unwrap() >= tb.var("LSB_ETCD_KEY_COUNT").parse().unwrap());
+    // restore into a fresh data dir and read a key back through a temporary etcd
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path().join("restored");
+    sh_ok(&format!(
+        "cd {w} && ETCDCTL_API=3 etcdctl snapshot restore {s} --data-dir {d} --name r \
+         --initial-cluster r=http://127.0.0.1:52380 --initial-advertise-peer-urls http://127.0.0.1:52380 >/dev/null 2>&1",
+        w = work.path().display(),
+        s = path.display(),
+        d = d.display()
+    ));
+    let mut etcd = Command::new("etcd")
+        .args(["--name", "r", "--data-dir"])
+        .arg(&d)
+        .args([
+            "--listen-client-urls",
+            "http://127.0.0.1:52379",
+            "--advertise-client-urls",
+            "http://127.0.0.1:52379",
+            "--listen-peer-urls",
+            "http://127.0.0.1:52380",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let prefix = tb.var("LSB_ETCD_KEY_PREFIX");
+    let mut keys = String::new();
+    for _ in 0..50 {
+        let out = sh(&format!(
+            "ETCDCTL_API=3 etcdctl --endpoints http://127.0.0.1:52379 get --prefix {prefix} --keys-only"
+        ));
+        if out.status.success() {
+            keys = String::from_utf8_lossy(&out.stdout).into_owned();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    let n = keys.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(n.to_string(), tb.var("LSB_ETCD_KEY_COUNT"), "keys in the restored etcd");
+}
+
+#[test]
+fn formats_and_name_collisions() {
+    let tb = common::testbed();
+    for (fmt, ext) in [("tar.gz", ".tar.gz"), ("zip", ".zip")] {
+        let run = support::backup(&tb.build_dir(), &["--only", "haproxy", "--format", fmt]);
+        assert_eq!(run.code(), 0, "{fmt}: {}", run.stderr());
+        let a = run.archive.as_ref().unwrap().to_string_lossy().into_owned();
+        assert!(a.ends_with(ext), "{a}");
+        assert_eq!(
+            run.read("haproxy/node3/etc/haproxy/haproxy.cfg"),
+            std::fs::read("/etc/haproxy/haproxy.cfg").unwrap()
+        );
+    }
+    // Same second, same name: `_1`, `_2`.
+    let target = tempfile::tempdir().unwrap();
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let out = Command::new(support::bin())
+            .args(["backup", "--only", "haproxy", "--name-prefix", "fixed", "--no-agent"])
+            .arg("-b")
+            .arg(tb.build_dir())
+            .arg("-t")
+            .arg(target.path())
+            .arg("--known-hosts")
+            .arg(tb.known_hosts())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        names.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let stems: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(stems.len(), 3, "three distinct archives: {names:?}");
+    // Within one second the names collide and get suffixes; across seconds they differ anyway.
+    let re = regex::Regex::new(r"fixed-\d{8}T\d{6}Z(_\d)?\.tar\.zst$").unwrap();
+    assert!(names.iter().all(|n| re.is_match(n)), "{names:?}");
+    // Force a collision deterministically: pre-create the names of the coming seconds.
+    let now = jiff::Timestamp::now();
+    for s in 0..5 {
+        let t = now.checked_add(jiff::SignedDuration::from_secs(s)).unwrap();
+        let n = format!("taken-{}.tar.zst", t.strftime("%Y%m%dT%H%M%SZ"));
+        std::fs::write(target.path().join(n), b"x").unwrap();
+    }
+    let out = Command::new(support::bin())
+        .args(["backup", "--only", "haproxy", "--name-prefix", "taken", "--no-agent"])
+        .arg("-b")
+        .arg(tb.build_dir())
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .output()
+        .unwrap();
+    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(name.ends_with("Z_1.tar.zst"), "{name} {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn unreachable_host_keeps_other_components() {
+    let tb = common::testbed();
+    let inv = format!(
+        "[postgresql]\nnode1 ansible_host=127.0.0.2\n[haproxy]\ndead ansible_host=127.0.0.5\n{}",
+        all_vars(&tb.client_key())
+    );
+    let b = build_dir(&inv);
+    let run = support::backup(b.path(), &["--only", "postgresql,haproxy"]);
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    assert_eq!(run.component("postgresql").status, Status::Ok);
+    let h = run.component("haproxy");
+    assert_eq!(h.status, Status::Failed);
+    let err = h.errors.join("\n");
+    assert!(err.contains("dead") && err.contains("127.0.0.5"), "{err}");
+    assert!(run.stderr().contains("dead: cannot connect to 127.0.0.5"), "{}", run.stderr());
+    assert!(run.stderr().contains("backup PARTIAL"), "{}", run.stderr());
+}
+
+#[test]
+fn wrong_key_is_an_auth_error() {
+    let tb = common::testbed();
+    let inv = format!("[haproxy]\nnode3 ansible_host=127.0.0.4\n{}", all_vars(&tb.other_key()));
+    let b = build_dir(&inv);
+    let run = support::backup(b.path(), &["--only", "haproxy"]);
+    assert_eq!(run.code(), 1, "{}", run.stderr());
+    assert!(run.stderr().contains("node3: authentication failed"), "{}", run.stderr());
+    assert!(run.target_files().is_empty(), "{:?}", run.target_files());
+}
+
+fn run_with_known_hosts(known_hosts: &Path, extra: &[&str]) -> std::process::Output {
+    let tb = common::testbed();
+    let home = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    Command::new(support::bin())
+        .args(["backup", "--only", "haproxy", "--no-agent"])
+        .arg("-b")
+        .arg(tb.build_dir())
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(known_hosts)
+        .args(extra)
+        .env("HOME", home.path())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn host_keys_unknown_accepted_and_changed() {
+    let tb = common::testbed();
+    // The test bed inventory names its own UserKnownHostsFile; use one without it here.
+    let inv = format!("[haproxy]\nnode3 ansible_host=127.0.0.4\n{}", all_vars(&tb.client_key()));
+    let b = build_dir(&inv);
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let run = |extra: &[&str]| {
+        let target = tempfile::tempdir().unwrap();
+        Command::new(support::bin())
+            .args(["backup", "--only", "haproxy", "--no-agent"])
+            .arg("-b")
+            .arg(b.path())
+            .arg("-t")
+            .arg(target.path())
+            .arg("--known-hosts")
+            .arg(&kh)
+            .args(extra)
+            .env("HOME", dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("node3: host key for") && err.contains("--accept-new-host-keys"), "{err}");
+    let out = run(&["--accept-new-host-keys"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert!(recorded.contains("[127.0.0.4]:"), "{recorded}");
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "known now: {}", String::from_utf8_lossy(&out.stderr));
+    // Replace the key with another host's: a changed key is refused, even with accept-new.
+    let other = std::fs::read_to_string(tb.dir().join("hosts/node1/ssh_host_ed25519_key.pub"))
+        .or_else(|_| std::fs::read_to_string(tb.dir().join("hosts/1/ssh_host_ed25519_key.pub")))
+        .ok();
+    let other = other.unwrap_or_else(|| {
+        sh_ok(&format!(
+            "ssh-keygen -q -t ed25519 -N '' -f {0}/k && cat {0}/k.pub",
+            dir.path().display()
+        ))
+    });
+    let key = other.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    std::fs::write(&kh, format!("[127.0.0.4]:{} {key}\n", tb.ssh_port())).unwrap();
+    let out = run(&["--accept-new-host-keys"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("HOST KEY CHANGED"), "{err}");
+    let _ = run_with_known_hosts;
+}
+
+#[test]
+fn missing_binary_and_failing_command_are_per_component() {
+    let tb = common::testbed();
+    let comps = tempfile::tempdir().unwrap();
+    std::fs::write(
+        comps.path().join("needs-tool.yaml"),
+        "name: needs-tool\ndescription: needs a tool no host has\ngroups: [haproxy]\n\
+         requires: [lsbackup-no-such-tool]\nsteps:\n  - name: x\n    run: lsbackup-no-such-tool\n    output: x\n",
+    )
+    .unwrap();
+    std::fs::write(
+        comps.path().join("calls-missing.yaml"),
+        "name: calls-missing\ndescription: calls a tool no host has\ngroups: [haproxy]\n\
+         steps:\n  - name: dump\n    run: lsbackup-no-such-tool --dump\n    output: dump\n",
+    )
+    .unwrap();
+    let dir = comps.path().to_string_lossy().into_owned();
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--components-dir",
+            &dir,
+            "--only",
+            "needs-tool,calls-missing,postgresql,haproxy",
+            "--set",
+            "postgresql.postgresql_port=1",
+        ],
+    );
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    let e = run.component("needs-tool").errors_all();
+    assert!(e.contains("node3: needs-tool: requires: missing on host: lsbackup-no-such-tool"), "{e}");
+    let e = run.component("calls-missing").errors_all();
+    assert!(e.contains("node3: calls-missing: dump: command not found on host (exit 127)"), "{e}");
+    // PostgreSQL on a port nothing listens on: the primary check fails with psql's own words.
+    let pg = run.component("postgresql");
+    assert_eq!(pg.status, Status::Failed);
+    let e = pg.errors_all();
+    assert!(e.contains("node1") && e.contains("postgresql"), "{e}");
+    assert_eq!(run.component("haproxy").status, Status::Ok);
+    assert!(run.file("haproxy/node3/etc/haproxy/haproxy.cfg").is_file());
+}
+
+trait AllErrors {
+    fn errors_all(&self) -> String;
+}
+
+impl AllErrors for lsbackup::archive::ComponentReport {
+    fn errors_all(&self) -> String {
+        let mut v = self.errors.clone();
+        for h in &self.hosts {
+            v.extend(h.errors.clone());
+        }
+        v.join("\n")
+    }
+}
+
+#[test]
+fn bad_target_inventory_and_selection() {
+    let tb = common::testbed();
+    let bin = support::bin();
+    // missing target
+    let out = Command::new(bin)
+        .args(["backup", "-t", "/nonexistent/lsbackup-target", "--no-agent"])
+        .arg("-b")
+        .arg(tb.build_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("/nonexistent/lsbackup-target") && err.contains("does not exist"), "{err}");
+    // a target that is a file
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(bin)
+        .args(["backup", "--no-agent", "-t"])
+        .arg(f.path())
+        .arg("-b")
+        .arg(tb.build_dir())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a directory"));
+    // malformed inventory: file:line
+    let b = build_dir("[postgresql]\nnode1 ansible_host=127.0.0.2\n[broken\n");
+    let t = tempfile::tempdir().unwrap();
+    let out = Command::new(bin)
+        .args(["backup", "--no-agent", "-b"])
+        .arg(b.path())
+        .arg("-t")
+        .arg(t.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("inventory:3:"), "{err}");
+    // unknown component
+    let out = Command::new(bin)
+        .args(["backup", "--no-agent", "--only", "mongodb", "-b"])
+        .arg(tb.build_dir())
+        .arg("-t")
+        .arg(t.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unknown component \"mongodb\""), "{err}");
+    assert!(std::fs::read_dir(t.path()).unwrap().next().is_none());
+}
+
+#[test]
+fn interrupt_leaves_nothing_behind() {
+    let tb = common::testbed();
+    let comps = tempfile::tempdir().unwrap();
+    std::fs::write(
+        comps.path().join("slow.yaml"),
+        "name: slow\ndescription: a slow stream\ngroups: [haproxy]\n\
+         steps:\n  - name: stream\n    run: for i in $(seq 1 600); do head -c 1048576 /dev/urandom; sleep 0.05; done\n    output: big\n",
+    )
+    .unwrap();
+    let target = tempfile::tempdir().unwrap();
+    for signal in ["INT", "TERM"] {
+        let child = Command::new(support::bin())
+            .args(["backup", "--no-agent", "--only", "slow,haproxy", "--components-dir"])
+            .arg(comps.path())
+            .arg("-b")
+            .arg(tb.build_dir())
+            .arg("-t")
+            .arg(target.path())
+            .arg("--known-hosts")
+            .arg(tb.known_hosts())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        // the partial archive exists while running
+        let during: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+        assert_eq!(during.len(), 1, "one .partial while running");
+        sh_ok(&format!("kill -{signal} {}", child.id()));
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{signal}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
+        assert!(left.is_empty(), "{signal}: left behind: {left:?}");
+    }
+}
+
+#[test]
+fn plan_and_inventory_commands() {
+    let tb = common::testbed();
+    let out = Command::new(support::bin())
+        .args(["plan", "--only", "postgresql,kubernetes,haproxy", "-b"])
+        .arg(tb.build_dir())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("postgresql — "), "{text}");
+    assert!(text.contains("host node1 (127.0.0.2:"), "{text}");
+    assert!(text.contains("select primary"), "{text}");
+    assert!(text.contains("etcd snapshot: run"), "{text}");
+    assert!(text.contains("-> haproxy/node3/..."), "{text}");
+    let out = Command::new(support::bin())
+        .args(["inventory", "--list", "-b"])
+        .arg(tb.build_dir())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["postgresql"]["hosts"][0], "node1");
+    assert_eq!(v["_meta"]["hostvars"]["node1"]["ansible_host"], "127.0.0.2");
+}

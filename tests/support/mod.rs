@@ -1,0 +1,138 @@
+//! Running the real `lsbackup` binary in integration tests and opening what it wrote.
+//!
+//! Use with `mod common; mod support;`. Every run writes into a fresh temp target; the archive is
+//! extracted with the system `tar` (GNU tar with zstd) so tests check the content through an
+//! independent reader, not through lsbackup's own code.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use lsbackup::archive::Manifest;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lsbackup")
+}
+
+/// The result of one `lsbackup backup` run.
+pub struct Run {
+    pub output: Output,
+    pub target: tempfile::TempDir,
+    /// The archive written, if any.
+    pub archive: Option<PathBuf>,
+    /// Its contents, extracted by GNU tar / unzip.
+    pub extracted: Option<tempfile::TempDir>,
+    pub manifest: Option<Manifest>,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn manifest(&self) -> &Manifest {
+        self.manifest
+            .as_ref()
+            .unwrap_or_else(|| panic!("no manifest; stderr:\n{}", self.stderr()))
+    }
+    /// Path of an extracted entry (`component/host/path`).
+    pub fn file(&self, entry: &str) -> PathBuf {
+        let dir = self
+            .extracted
+            .as_ref()
+            .unwrap_or_else(|| panic!("no archive; stderr:\n{}", self.stderr()));
+        dir.path().join(entry)
+    }
+    pub fn read(&self, entry: &str) -> Vec<u8> {
+        let p = self.file(entry);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}; stderr:\n{}", p.display(), self.stderr()))
+    }
+    /// The component report, panicking with the stderr when absent.
+    pub fn component(&self, name: &str) -> &lsbackup::archive::ComponentReport {
+        self.manifest()
+            .components
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("component {name} not in manifest; stderr:\n{}", self.stderr()))
+    }
+    /// Files left in the target directory (names).
+    pub fn target_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.target.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// Extract an archive (tar.zst, tar.gz or zip) into a new temp dir with system tools.
+pub fn extract(archive: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let name = archive.to_string_lossy();
+    let status = if name.ends_with(".zip") {
+        Command::new("unzip")
+            .arg("-q")
+            .arg(archive)
+            .arg("-d")
+            .arg(dir.path())
+            .status()
+    } else {
+        Command::new("tar")
+            .arg("-xaf")
+            .arg(archive)
+            .arg("-C")
+            .arg(dir.path())
+            .status()
+    }
+    .expect("running tar/unzip");
+    assert!(status.success(), "extracting {name} failed");
+    dir
+}
+
+/// Run `lsbackup backup -b BUILD -t <fresh temp dir> ARGS...` with the test bed's known_hosts.
+pub fn backup(build_dir: &Path, args: &[&str]) -> Run {
+    let target = tempfile::tempdir().unwrap();
+    backup_into(build_dir, target, args)
+}
+
+pub fn backup_into(build_dir: &Path, target: tempfile::TempDir, args: &[&str]) -> Run {
+    let tb = crate::common::testbed();
+    let output = Command::new(bin())
+        .arg("backup")
+        .arg("-b")
+        .arg(build_dir)
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .arg("--no-agent")
+        .args(args)
+        .env("HOME", target.path()) // never touch the real ~/.ssh
+        .output()
+        .expect("running lsbackup");
+    let archive = std::fs::read_dir(target.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.to_string_lossy();
+            !n.ends_with(".partial") && p.is_file()
+        });
+    let extracted = archive.as_deref().map(extract);
+    let manifest = extracted.as_ref().map(|d| {
+        let text = std::fs::read(d.path().join("manifest.json")).expect("manifest.json in archive");
+        serde_json::from_slice(&text).expect("manifest parses")
+    });
+    Run {
+        output,
+        target,
+        archive,
+        extracted,
+        manifest,
+    }
+}
