@@ -198,11 +198,18 @@ tb_wait_svc() {
     done
 }
 
-# tb_write_if_changed FILE MODE: stdin -> FILE, only touching FILE when the content differs
+# tb_write_if_changed FILE MODE: stdin -> FILE, only touching FILE when the content differs;
+# sets TB_CHANGED=1 when it wrote (callers reset it to decide on a reload).
+TB_CHANGED=""
 tb_write_if_changed() {
     local file="$1" mode="$2" tmp
     tmp="$(mktemp "$(dirname "$file")/.tbtmp.XXXXXX")"
     cat >"$tmp"
     chmod "$mode" "$tmp"
-    if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
+    if cmp -s "$tmp" "$file"; then
+        rm -f "$tmp"
+    else
+        mv -f "$tmp" "$file"
+        TB_CHANGED=1
+    fi
 }

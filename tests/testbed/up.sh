@@ -29,12 +29,15 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_haproxy.sh"
 # shellcheck source=svc_zookeeper.sh
 . "$TB_DIR/svc_zookeeper.sh"
+# shellcheck source=svc_monitoring.sh
+. "$TB_DIR/svc_monitoring.sh"
 
 tb_install openssh-server openssh-client sudo openssl
 tb_install postgresql
 tb_install etcd-server etcd-client
 tb_install haproxy curl
 tb_install zookeeperd default-jre-headless
+tb_install prometheus prometheus-alertmanager
 
 tb_up_ssh
 tb_write_inventory
@@ -42,6 +45,8 @@ tb_up_postgresql
 tb_up_etcd
 tb_up_haproxy
 tb_up_zookeeper
+tb_up_prometheus
+tb_up_alertmanager
 
 tb_env_set LSB_TESTBED "$LSB_TESTBED"
 tb_log "test bed is up; env: $LSB_TESTBED/env"
