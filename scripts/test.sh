@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Run the tests", and what CI runs).
+# Installs what the tests need (Debian packages, ansible-core for the inventory comparison),
+# brings up the local test bed (real sshd hosts and services, see tests/testbed/), then runs
+# formatting and lint checks and every test. Needs root (apt-get, services on default paths).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: needs root (it installs packages and starts services); try: sudo $0" >&2
+  exit 1
+fi
+
+echo "== test bed"
+tests/testbed/up.sh
+echo "== ansible-core (for comparing inventory parsing with ansible-inventory)"
+LSB_ANSIBLE_INVENTORY="$(tests/testbed/ansible.sh | tail -n 1)"
+export LSB_ANSIBLE_INVENTORY
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --locked --all-targets "$@"
