@@ -2,30 +2,92 @@
 //! streamed stdout, kept stderr tail, checked exit status.
 //!
 //! OWNER: transport helper. Public interface below is relied on by engine; extend, don't break.
+//!
+//! # Layout
+//!
+//! - this file: the public types ([`Session`], [`RemoteProcess`], [`TransportError`], ...), the
+//!   become/sudo wrapping and shell quoting shared by both backends.
+//! - `ssh.rs`: russh connection (TCP, `ProxyJump`, `ProxyCommand`), host key check, public key
+//!   authentication (key files, ssh-agent), one channel per command.
+//! - `local.rs`: `ansible_connection=local` hosts, run as `sh -c` child processes.
+//! - `known_hosts.rs`: OpenSSH known_hosts lookup (hashed entries, `[host]:port`, patterns,
+//!   `@revoked`) and recording of accepted keys.
+//! - `pipe.rs`: the bounded pipe that carries stdout to the reader with backpressure, and the
+//!   stderr tail.
+//!
+//! # Streams, backpressure and memory
+//!
+//! A command's stdout reaches [`RemoteProcess::stdout`] through a pipe of about 1-2 MiB. When the
+//! reader is slower than the host, the pipe fills, the task feeding it waits, and the wait
+//! reaches the SSH connection: russh stops reading from the socket, the SSH window and the TCP
+//! window close, and the remote command blocks on write. Memory stays flat whatever the size of
+//! the stream. One consequence: russh has one receive loop per connection, so a command whose
+//! stdout is neither read nor dropped eventually stalls every other command of the same session.
+//! Read each stream you start (concurrently if you start several), or drop its `stdout`: a
+//! dropped reader is drained in the background and the command runs to completion.
+//!
+//! # Outcomes
+//!
+//! A clean end of stdout plus an exit status from [`RemoteProcess::wait`] is the only success.
+//! A channel that closes without an exit status (connection lost, remote sshd killed) ends the
+//! stdout stream with an I/O error and makes `wait()` return [`TransportError::Lost`]; a command
+//! timeout ends it with an error and makes `wait()` return [`TransportError::CommandTimeout`]; so
+//! a truncated stream is never mistaken for a complete one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::inventory::ConnectionSpec;
+
+mod known_hosts;
+mod local;
+mod pipe;
+mod ssh;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("{host}: cannot connect to {addr}: {cause}")]
-    Connect { host: String, addr: String, cause: String },
+    Connect {
+        host: String,
+        addr: String,
+        cause: String,
+    },
     #[error("{host}: connection timed out after {secs}s ({addr})")]
-    ConnectTimeout { host: String, addr: String, secs: u64 },
+    ConnectTimeout {
+        host: String,
+        addr: String,
+        secs: u64,
+    },
     #[error(
         "{host}: host key for {addr} is not known ({fingerprint}); check it and rerun with --accept-new-host-keys to record it in {known_hosts}"
     )]
-    UnknownHostKey { host: String, addr: String, fingerprint: String, known_hosts: PathBuf },
+    UnknownHostKey {
+        host: String,
+        addr: String,
+        fingerprint: String,
+        known_hosts: PathBuf,
+    },
     #[error(
         "{host}: HOST KEY CHANGED for {addr} (now {fingerprint}, {known_hosts}:{line} has another): refusing to connect"
     )]
-    ChangedHostKey { host: String, addr: String, fingerprint: String, known_hosts: PathBuf, line: usize },
+    ChangedHostKey {
+        host: String,
+        addr: String,
+        fingerprint: String,
+        known_hosts: PathBuf,
+        line: usize,
+    },
     #[error("{host}: authentication failed for user {user} (tried: {tried})")]
-    Auth { host: String, user: String, tried: String },
+    Auth {
+        host: String,
+        user: String,
+        tried: String,
+    },
     #[error("{host}: command timed out after {secs}s")]
     CommandTimeout { host: String, secs: u64 },
     #[error("{host}: connection lost: {cause}")]
@@ -34,7 +96,33 @@ pub enum TransportError {
     Other { host: String, cause: String },
 }
 
+impl TransportError {
+    /// The inventory name of the host the error is about.
+    pub fn host(&self) -> &str {
+        match self {
+            TransportError::Connect { host, .. }
+            | TransportError::ConnectTimeout { host, .. }
+            | TransportError::UnknownHostKey { host, .. }
+            | TransportError::ChangedHostKey { host, .. }
+            | TransportError::Auth { host, .. }
+            | TransportError::CommandTimeout { host, .. }
+            | TransportError::Lost { host, .. }
+            | TransportError::Other { host, .. } => host,
+        }
+    }
+}
+
 /// Settings shared by all sessions of a run (from the CLI / config file).
+///
+/// Host key policy, per host: a key recorded in the known_hosts file passes; a key that differs
+/// from the one recorded (or a host with recorded keys, none of them the one offered) is
+/// ALWAYS refused ([`TransportError::ChangedHostKey`]), whatever `accept_new_host_keys` or the
+/// inventory's `StrictHostKeyChecking` say: lsbackup moves every secret of a cluster and will
+/// not send them to a host it cannot vouch for. An unknown key is refused
+/// ([`TransportError::UnknownHostKey`]) unless `accept_new_host_keys` is set or the inventory says
+/// `StrictHostKeyChecking=accept-new` (the key is then appended to the known_hosts file, created
+/// `0600` if missing), or `StrictHostKeyChecking=no` (accepted for this run without being
+/// recorded, with a warning naming the host).
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
     /// known_hosts file to check against (default `~/.ssh/known_hosts`), unless the inventory's
@@ -47,9 +135,28 @@ pub struct TransportConfig {
     pub identities: Vec<PathBuf>,
     /// Use ssh-agent at `SSH_AUTH_SOCK` when set.
     pub use_agent: bool,
+    /// TCP connect + SSH handshake limit; the inventory's `ConnectTimeout` for a host wins.
     pub connect_timeout: Duration,
     /// Limit on one command's run time (None: no limit).
     pub command_timeout: Option<Duration>,
+}
+
+impl TransportConfig {
+    /// `~/.ssh/known_hosts`, no extra identities, agent on, 30 s connect timeout, no command
+    /// timeout.
+    pub fn with_defaults() -> TransportConfig {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        TransportConfig {
+            known_hosts: home.join(".ssh").join("known_hosts"),
+            accept_new_host_keys: false,
+            identities: Vec::new(),
+            use_agent: true,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: None,
+        }
+    }
 }
 
 /// What a finished remote command reports.
@@ -69,16 +176,35 @@ impl ExitInfo {
 }
 
 /// A running command: read `stdout` to EOF, then `wait()`.
+///
+/// `stdout` ends with an I/O error (not a clean EOF) when the stream was cut short (timeout,
+/// connection lost). Dropping `stdout` early is fine: the rest is drained and discarded.
+/// Dropping the `RemoteProcess` itself without `wait()` stops the command (the SSH channel is
+/// closed after a TERM signal; a local process group gets SIGTERM, then SIGKILL).
 pub struct RemoteProcess {
     pub stdout: Box<dyn AsyncRead + Send + Unpin>,
-    // private: completion future / task handle
+    done: Option<JoinHandle<Result<ExitInfo, TransportError>>>,
+    /// Dropping this sender tells the task to stop the command.
+    keep: Option<oneshot::Sender<()>>,
+    host: String,
 }
 
 impl RemoteProcess {
     /// Wait for exit status; Err(Lost) if the channel closed without one (truncation), never
-    /// confused with a clean exit.
-    pub async fn wait(self) -> Result<ExitInfo, TransportError> {
-        todo!("transport helper")
+    /// confused with a clean exit. Unread stdout is discarded.
+    pub async fn wait(mut self) -> Result<ExitInfo, TransportError> {
+        self.stdout = Box::new(tokio::io::empty());
+        let keep = self.keep.take();
+        let done = self.done.take().expect("wait consumes the process");
+        let res = match done.await {
+            Ok(r) => r,
+            Err(e) => Err(TransportError::Lost {
+                host: self.host.clone(),
+                cause: format!("command task failed: {e}"),
+            }),
+        };
+        drop(keep);
+        res
     }
 }
 
@@ -89,35 +215,258 @@ pub struct Output {
     pub stdout: Vec<u8>,
 }
 
-/// One session to one host; reused for all of that host's commands (opens a channel per command).
-pub struct Session {
-    // private
+impl Output {
+    /// stdout lossily decoded, trimmed.
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).trim().to_string()
+    }
 }
 
+enum Backend {
+    Ssh(ssh::SshConn),
+    Local,
+}
+
+struct Inner {
+    host: String,
+    /// The user commands run as before any become.
+    login_user: String,
+    /// `ansible_become_user` when `ansible_become` is set.
+    become_default: Option<String>,
+    command_timeout: Option<Duration>,
+    backend: Backend,
+}
+
+/// One session to one host; reused for all of that host's commands (opens a channel per command).
+///
+/// `Session` is `Send + Sync` and all its methods take `&self`: share it (e.g. in an `Arc`, or
+/// clone it, which is cheap) and run commands from several tasks at once. An SSH session runs at
+/// most [`MAX_CHANNELS`] commands at a time (OpenSSH's `MaxSessions` defaults to 10); further
+/// `exec` calls wait for a free channel.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+/// Concurrent channels (commands) per SSH session.
+pub const MAX_CHANNELS: usize = 8;
+
 impl Session {
-    pub async fn connect(spec: &ConnectionSpec, cfg: &TransportConfig) -> Result<Session, TransportError> {
-        let _ = (spec, cfg);
-        todo!("transport helper")
+    /// Connect (SSH, or nothing to do for a local host) and authenticate. See
+    /// [`TransportConfig`] for the host key policy. Auth tries, in order: the inventory's key
+    /// file, `cfg.identities`, then the keys of ssh-agent (`SSH_AUTH_SOCK`) when
+    /// `cfg.use_agent`; when neither a key file nor identities are given, the default
+    /// `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` that exist are tried instead. Passphrase-
+    /// protected key files are never prompted for: load them into ssh-agent.
+    ///
+    /// `ProxyJump` (`[user@]host[:port]`, comma-separated chains; the user defaults to the local
+    /// user name, as in OpenSSH) and `ProxyCommand` (`%h %p %r %n %%` substituted, run with
+    /// `sh -c`) are honoured; each jump host's key is checked like the target's.
+    pub async fn connect(
+        spec: &ConnectionSpec,
+        cfg: &TransportConfig,
+    ) -> Result<Session, TransportError> {
+        let become_default = spec.become_.then(|| spec.become_user.clone());
+        let (login_user, backend) = if spec.local {
+            (local::current_user(), Backend::Local)
+        } else {
+            let user = spec.user.clone().unwrap_or_else(local::current_user);
+            let conn = ssh::SshConn::connect(spec, cfg, &user).await?;
+            (user, Backend::Ssh(conn))
+        };
+        Ok(Session {
+            inner: Arc::new(Inner {
+                host: spec.host.clone(),
+                login_user,
+                become_default,
+                command_timeout: cfg.command_timeout,
+                backend,
+            }),
+        })
     }
 
     /// Inventory host name of this session.
     pub fn host(&self) -> &str {
-        todo!("transport helper")
+        &self.inner.host
+    }
+
+    /// The user commands run as when no become applies (`ansible_user`, or the local user).
+    pub fn login_user(&self) -> &str {
+        &self.inner.login_user
+    }
+
+    /// True for `ansible_connection=local` hosts.
+    pub fn is_local(&self) -> bool {
+        matches!(self.inner.backend, Backend::Local)
+    }
+
+    /// The user `command` would run as for this `become_user` argument (see [`Session::exec`]).
+    pub fn effective_user<'a>(&'a self, become_user: Option<&'a str>) -> &'a str {
+        become_user
+            .or(self.inner.become_default.as_deref())
+            .unwrap_or(&self.inner.login_user)
+    }
+
+    /// The exact command line sent to the host for `command` (shown in plans and manifests):
+    /// `sh -c '...'`, wrapped in `sudo -n -H [-u USER] -- ` when a become applies.
+    pub fn command_line(&self, command: &str, become_user: Option<&str>) -> String {
+        match self.become_target(become_user) {
+            Some(user) => sudo_command_line(user, command),
+            None => format!("sh -c {}", shell_quote(command)),
+        }
+    }
+
+    /// The become target when it differs from the login user.
+    fn become_target<'a>(&'a self, become_user: Option<&'a str>) -> Option<&'a str> {
+        let target = become_user.or(self.inner.become_default.as_deref())?;
+        (target != self.inner.login_user).then_some(target)
     }
 
     /// Start `command` (a POSIX `sh` command line) on the host. `become_user`: run as that user
     /// (`sudo -n -u USER -- sh -c '...'`, skipped when already that user); when None and the
     /// inventory sets `ansible_become`, runs as `ansible_become_user`.
-    pub async fn exec(&self, command: &str, become_user: Option<&str>) -> Result<RemoteProcess, TransportError> {
-        let _ = (command, become_user);
-        todo!("transport helper")
+    pub async fn exec(
+        &self,
+        command: &str,
+        become_user: Option<&str>,
+    ) -> Result<RemoteProcess, TransportError> {
+        let inner = &self.inner;
+        let become_target = self.become_target(become_user);
+        let (writer, reader) = pipe::pipe();
+        let (keep_tx, keep_rx) = oneshot::channel();
+        let done = match &inner.backend {
+            Backend::Ssh(conn) => {
+                let line = self.command_line(command, become_user);
+                conn.exec(&inner.host, line, inner.command_timeout, writer, keep_rx)
+                    .await?
+            }
+            Backend::Local => local::exec(
+                &inner.host,
+                command,
+                become_target,
+                inner.command_timeout,
+                writer,
+                keep_rx,
+            )?,
+        };
+        Ok(RemoteProcess {
+            stdout: Box::new(reader),
+            done: Some(done),
+            keep: Some(keep_tx),
+            host: inner.host.clone(),
+        })
     }
 
     /// Run a short command and capture stdout (capped at `limit` bytes; more is an error).
-    pub async fn run(&self, command: &str, become_user: Option<&str>, limit: usize) -> Result<Output, TransportError> {
-        let _ = (command, become_user, limit);
-        todo!("transport helper")
+    pub async fn run(
+        &self,
+        command: &str,
+        become_user: Option<&str>,
+        limit: usize,
+    ) -> Result<Output, TransportError> {
+        let mut proc = self.exec(command, become_user).await?;
+        let mut stdout = Vec::new();
+        let mut reader = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+        let read = (&mut reader)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut stdout)
+            .await;
+        drop(reader);
+        if read.is_ok() && stdout.len() > limit {
+            // `proc` dropped: the command is stopped.
+            return Err(TransportError::Other {
+                host: self.inner.host.clone(),
+                cause: format!(
+                    "output of `{}` is larger than {limit} bytes",
+                    one_line(command)
+                ),
+            });
+        }
+        let exit = proc.wait().await?;
+        if let Err(e) = read {
+            return Err(TransportError::Lost {
+                host: self.inner.host.clone(),
+                cause: e.to_string(),
+            });
+        }
+        Ok(Output { exit, stdout })
     }
 
-    pub async fn close(self) {}
+    /// Close the connection (pending commands are cut off).
+    pub async fn close(self) {
+        if let Ok(inner) = Arc::try_unwrap(self.inner)
+            && let Backend::Ssh(conn) = inner.backend
+        {
+            conn.close().await;
+        }
+    }
+}
+
+/// `sudo -n -H [-u USER] -- sh -c 'COMMAND'` (no `-u` for root).
+fn sudo_command_line(user: &str, command: &str) -> String {
+    let user_part = if user == "root" {
+        String::new()
+    } else {
+        format!("-u {} ", shell_quote(user))
+    };
+    format!("sudo -n -H {user_part}-- sh -c {}", shell_quote(command))
+}
+
+/// Quote `s` as one POSIX shell word: unchanged when it holds only safe characters, else in
+/// single quotes with each `'` written as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+' | b'%'
+                )
+        });
+    if safe {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// First line of a command, shortened, for error messages.
+fn one_line(s: &str) -> String {
+    let first = s.lines().next().unwrap_or_default();
+    if first.len() > 80 || s.lines().count() > 1 {
+        let cut: String = first.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        first.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("abc"), "abc");
+        assert_eq!(shell_quote("/etc/x.conf"), "/etc/x.conf");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(
+            sudo_command_line("postgres", "echo 'x' $HOME"),
+            r"sudo -n -H -u postgres -- sh -c 'echo '\''x'\'' $HOME'"
+        );
+        assert_eq!(
+            sudo_command_line("root", "id -u"),
+            "sudo -n -H -- sh -c 'id -u'"
+        );
+    }
+
+    #[test]
+    fn session_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        fn check_send<T: Send>() {}
+        check::<Session>();
+        check_send::<RemoteProcess>();
+    }
 }

@@ -1,0 +1,1010 @@
+//! SSH sessions over russh: connection (TCP, `ProxyCommand`, `ProxyJump` chains), host key
+//! check, public key authentication, one channel per command.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use russh::client::{self, Handle, Handler};
+use russh::keys::agent::client::AgentClient;
+use russh::keys::{
+    self, Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
+};
+use russh::{ChannelMsg, Disconnect, Preferred, Sig, cipher};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::{Semaphore, oneshot};
+use tokio::task::JoinHandle;
+
+use super::known_hosts::{self, Verdict};
+use super::pipe::{PipeWriter, Tail};
+use super::{ExitInfo, MAX_CHANNELS, TransportConfig, TransportError};
+use crate::inventory::{ConnectionSpec, StrictHostKeyChecking};
+
+/// Per-channel receive window. russh re-opens the window as data arrives (it does not wait for
+/// the consumer); backpressure comes from its bounded per-channel queue instead (see below), so
+/// a large window only lets more bytes be in flight on a fast link.
+const WINDOW: u32 = 16 * 1024 * 1024;
+/// Largest packet we accept; russh warns above 65535.
+const MAX_PACKET: u32 = 65535;
+/// Messages russh queues per channel before its receive loop waits for us (x MAX_PACKET bytes).
+const CHANNEL_QUEUE: usize = 32;
+/// Keepalive when the inventory sets no `ServerAliveInterval`: a dead peer is noticed after
+/// about interval x count instead of never.
+const DEFAULT_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const DEFAULT_ALIVE_COUNT: u32 = 4;
+
+/// What to do with a host key not in known_hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UnknownKey {
+    Refuse,
+    Record,
+    AcceptOnce,
+}
+
+/// The russh handler: checks the server's key and remembers why it refused one.
+struct Client {
+    host: String,
+    name: String,
+    port: u16,
+    addr: String,
+    known_hosts: PathBuf,
+    policy: UnknownKey,
+    refusal: Arc<Mutex<Option<TransportError>>>,
+}
+
+impl Client {
+    fn refuse(&self, e: TransportError) -> bool {
+        *self.refusal.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        false
+    }
+
+    fn judge(&self, key: &PublicKey) -> bool {
+        let fingerprint = known_hosts::describe(key);
+        let kh = &self.known_hosts;
+        match known_hosts::check(kh, &self.name, self.port, key) {
+            Ok(Verdict::Known) => true,
+            Ok(Verdict::Unknown) => match self.policy {
+                UnknownKey::Record => match known_hosts::append(kh, &self.name, self.port, key) {
+                    Ok(()) => {
+                        tracing::info!(
+                            "{}: recorded new host key {fingerprint} for {} in {}",
+                            self.host,
+                            self.addr,
+                            kh.display()
+                        );
+                        true
+                    }
+                    Err(e) => self.refuse(TransportError::Other {
+                        host: self.host.clone(),
+                        cause: format!("cannot record host key for {} in {}: {e}", self.addr, kh.display()),
+                    }),
+                },
+                UnknownKey::AcceptOnce => {
+                    tracing::warn!(
+                        "{}: StrictHostKeyChecking=no: accepting unverified host key {fingerprint} for {} without recording it",
+                        self.host,
+                        self.addr
+                    );
+                    true
+                }
+                UnknownKey::Refuse => self.refuse(TransportError::UnknownHostKey {
+                    host: self.host.clone(),
+                    addr: self.addr.clone(),
+                    fingerprint,
+                    known_hosts: kh.clone(),
+                }),
+            },
+            Ok(Verdict::Changed { line }) => self.refuse(TransportError::ChangedHostKey {
+                host: self.host.clone(),
+                addr: self.addr.clone(),
+                fingerprint,
+                known_hosts: kh.clone(),
+                line,
+            }),
+            Ok(Verdict::Revoked { line }) => self.refuse(TransportError::Other {
+                host: self.host.clone(),
+                cause: format!(
+                    "host key {fingerprint} of {} is marked @revoked in {}:{line}: refusing to connect",
+                    self.addr,
+                    kh.display()
+                ),
+            }),
+            Err(e) => self.refuse(TransportError::Other {
+                host: self.host.clone(),
+                cause: format!("cannot read known_hosts file {}: {e}", kh.display()),
+            }),
+        }
+    }
+}
+
+impl Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let key = match key {
+            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
+            // Not requested (no certificate algorithms are offered); check the certified key.
+            PublicKeyOrCertificate::Certificate(c) => PublicKey::new(c.public_key().clone(), ""),
+        };
+        Ok(self.judge(&key))
+    }
+}
+
+/// One hop: a jump host or the target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hop {
+    user: String,
+    host: String,
+    port: u16,
+    jump: bool,
+}
+
+impl Hop {
+    fn addr(&self) -> String {
+        let a = host_port(&self.host, self.port);
+        if self.jump {
+            format!("{a} (jump host)")
+        } else {
+            a
+        }
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Parse `ProxyJump`: `[user@]host[:port]` or `ssh://[user@]host[:port]`, comma-separated;
+/// `none` means no jump.
+fn parse_jumps(spec: &str, default_user: &str) -> Result<Vec<Hop>, String> {
+    let spec = spec.trim();
+    if spec.is_empty() || spec.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    spec.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let rest = part.strip_prefix("ssh://").unwrap_or(part);
+            let (user, hostport) = match rest.rsplit_once('@') {
+                Some((u, h)) => (u.to_string(), h),
+                None => (default_user.to_string(), rest),
+            };
+            let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+                let (h, after) = inner
+                    .split_once(']')
+                    .ok_or_else(|| format!("bad ProxyJump host {part:?}"))?;
+                match after.strip_prefix(':') {
+                    Some(p) => (
+                        h.to_string(),
+                        p.parse()
+                            .map_err(|_| format!("bad port in ProxyJump {part:?}"))?,
+                    ),
+                    None => (h.to_string(), 22),
+                }
+            } else {
+                match hostport.split_once(':') {
+                    Some((h, p)) => (
+                        h.to_string(),
+                        p.parse()
+                            .map_err(|_| format!("bad port in ProxyJump {part:?}"))?,
+                    ),
+                    None => (hostport.to_string(), 22),
+                }
+            };
+            if host.is_empty() || user.is_empty() {
+                return Err(format!("bad ProxyJump host {part:?}"));
+            }
+            Ok(Hop {
+                user,
+                host,
+                port,
+                jump: true,
+            })
+        })
+        .collect()
+}
+
+/// `ProxyCommand` with `%h %p %r %n %%` substituted.
+fn proxy_command_line(template: &str, host: &str, port: u16, user: &str, name: &str) -> String {
+    let mut out = String::new();
+    let mut chars = template.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(host),
+            Some('p') => out.push_str(&port.to_string()),
+            Some('r') => out.push_str(user),
+            Some('n') => out.push_str(name),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// The stdio of a `ProxyCommand` as one duplex stream; the process lives as long as the stream.
+struct ProxyStream {
+    io: tokio::io::Join<ChildStdout, ChildStdin>,
+    _child: Child,
+}
+
+impl AsyncRead for ProxyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ProxyStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// An I/O error as a short lowercase cause ("connection refused").
+fn io_cause(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".into(),
+        io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
+        io::ErrorKind::TimedOut => "timed out".into(),
+        io::ErrorKind::HostUnreachable => "host unreachable".into(),
+        io::ErrorKind::NetworkUnreachable => "network unreachable".into(),
+        io::ErrorKind::AddrNotAvailable => "address not available".into(),
+        _ => {
+            let s = e.to_string();
+            let s = match s.find(" (os error") {
+                Some(i) => s[..i].to_string(),
+                None => s,
+            };
+            let mut c = s.chars();
+            match c.next() {
+                Some(f) => f.to_lowercase().chain(c).collect(),
+                None => s,
+            }
+        }
+    }
+}
+
+/// A russh error as a short cause.
+fn ssh_cause(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => io_cause(io),
+        russh::Error::Disconnect => "the server closed the connection".into(),
+        other => other.to_string(),
+    }
+}
+
+fn sig_name(sig: &Sig) -> String {
+    match sig {
+        Sig::Custom(s) => s.clone(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Host key algorithms with those recorded for the host first (as OpenSSH orders them), so a
+/// server with several keys presents the one we can check.
+fn host_key_preference(recorded: &[Algorithm]) -> Vec<Algorithm> {
+    let defaults: Vec<Algorithm> = Preferred::DEFAULT.key.to_vec();
+    let mut out: Vec<Algorithm> = Vec::new();
+    for r in recorded {
+        for d in &defaults {
+            if known_hosts::same_type(r, d) && !out.contains(d) {
+                out.push(d.clone());
+            }
+        }
+    }
+    for d in defaults {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+fn client_config(spec: &ConnectionSpec, recorded: &[Algorithm]) -> Arc<client::Config> {
+    let preferred = Preferred {
+        key: host_key_preference(recorded).into(),
+        // AES-GCM first: hardware-accelerated on the machines backups run on, and the fastest
+        // cipher russh offers; ChaCha20 next for CPUs without AES instructions.
+        cipher: vec![
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+            cipher::AES_256_CTR,
+            cipher::AES_192_CTR,
+            cipher::AES_128_CTR,
+        ]
+        .into(),
+        ..Preferred::DEFAULT
+    };
+    let (interval, count) = match spec.ssh.server_alive_interval {
+        Some(d) if d.is_zero() => (None, 0),
+        Some(d) => (Some(d), spec.ssh.server_alive_count_max.unwrap_or(3)),
+        None => (
+            Some(DEFAULT_ALIVE_INTERVAL),
+            spec.ssh
+                .server_alive_count_max
+                .unwrap_or(DEFAULT_ALIVE_COUNT),
+        ),
+    };
+    Arc::new(client::Config {
+        window_size: WINDOW,
+        maximum_packet_size: MAX_PACKET,
+        channel_buffer_size: CHANNEL_QUEUE,
+        keepalive_interval: interval,
+        keepalive_max: count as usize,
+        inactivity_timeout: None,
+        nodelay: true,
+        preferred,
+        ..Default::default()
+    })
+}
+
+/// One authenticated SSH connection (plus the jump host connections it runs through).
+pub(super) struct SshConn {
+    handle: Handle<Client>,
+    /// Jump host connections, kept open as long as the tunnel through them is used.
+    jumps: Vec<Handle<Client>>,
+    slots: Arc<Semaphore>,
+}
+
+/// Settings every hop of one connection shares.
+struct Ctx<'a> {
+    host: &'a str,
+    spec: &'a ConnectionSpec,
+    cfg: &'a TransportConfig,
+    known_hosts: PathBuf,
+    policy: UnknownKey,
+    timeout: Duration,
+}
+
+impl Ctx<'_> {
+    fn timeout_err(&self, hop: &Hop) -> TransportError {
+        TransportError::ConnectTimeout {
+            host: self.host.to_string(),
+            addr: hop.addr(),
+            secs: self.timeout.as_secs_f64().ceil() as u64,
+        }
+    }
+
+    fn connect_err(&self, hop: &Hop, cause: String) -> TransportError {
+        TransportError::Connect {
+            host: self.host.to_string(),
+            addr: hop.addr(),
+            cause,
+        }
+    }
+
+    async fn tcp(&self, hop: &Hop) -> Result<Box<dyn Stream>, TransportError> {
+        let addrs: Vec<_> = tokio::net::lookup_host((hop.host.as_str(), hop.port))
+            .await
+            .map_err(|e| {
+                self.connect_err(
+                    hop,
+                    format!("cannot resolve {}: {}", hop.host, io_cause(&e)),
+                )
+            })?
+            .collect();
+        let mut last = None;
+        for a in addrs {
+            match tokio::net::TcpStream::connect(a).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    return Ok(Box::new(s));
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(self.connect_err(
+            hop,
+            last.map(|e| io_cause(&e))
+                .unwrap_or_else(|| format!("no address found for {}", hop.host)),
+        ))
+    }
+
+    fn proxy_command(&self, template: &str, hop: &Hop) -> Result<Box<dyn Stream>, TransportError> {
+        let line = proxy_command_line(template, &hop.host, hop.port, &hop.user, &self.spec.host);
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| self.connect_err(hop, format!("cannot start ProxyCommand: {e}")))?;
+        let (Some(out), Some(inp)) = (child.stdout.take(), child.stdin.take()) else {
+            return Err(self.connect_err(hop, "ProxyCommand has no stdio".into()));
+        };
+        Ok(Box::new(ProxyStream {
+            io: tokio::io::join(out, inp),
+            _child: child,
+        }))
+    }
+
+    /// SSH handshake and host key check on `stream`, then authentication.
+    async fn establish(
+        &self,
+        stream: Box<dyn Stream>,
+        hop: &Hop,
+    ) -> Result<Handle<Client>, TransportError> {
+        let refusal = Arc::new(Mutex::new(None));
+        let handler = Client {
+            host: self.host.to_string(),
+            name: hop.host.clone(),
+            port: hop.port,
+            addr: hop.addr(),
+            known_hosts: self.known_hosts.clone(),
+            policy: self.policy,
+            refusal: refusal.clone(),
+        };
+        let recorded = known_hosts::recorded_algorithms(&self.known_hosts, &hop.host, hop.port);
+        let config = client_config(self.spec, &recorded);
+        let handshake = tokio::time::timeout(
+            self.timeout,
+            client::connect_stream(config, stream, handler),
+        )
+        .await;
+        let mut handle = match handshake {
+            Err(_) => return Err(self.timeout_err(hop)),
+            Ok(Err(e)) => {
+                if let Some(refused) = refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    return Err(refused);
+                }
+                return Err(
+                    self.connect_err(hop, format!("SSH handshake failed: {}", ssh_cause(&e)))
+                );
+            }
+            Ok(Ok(h)) => h,
+        };
+        match tokio::time::timeout(self.timeout, self.authenticate(&mut handle, hop)).await {
+            Err(_) => Err(self.timeout_err(hop)),
+            Ok(r) => r.map(|()| handle),
+        }
+    }
+
+    /// Key files, then `--identity` files, then ssh-agent.
+    async fn authenticate(
+        &self,
+        handle: &mut Handle<Client>,
+        hop: &Hop,
+    ) -> Result<(), TransportError> {
+        let mut tried: Vec<String> = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for f in self.spec.key_file.iter().chain(self.cfg.identities.iter()) {
+            if !files.contains(f) {
+                files.push(f.clone());
+            }
+        }
+        if files.is_empty()
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            let ssh_dir = Path::new(&home).join(".ssh");
+            for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+                let p = ssh_dir.join(name);
+                if p.is_file() {
+                    files.push(p);
+                }
+            }
+        }
+        let mut rsa_hash: Option<Option<HashAlg>> = None;
+        let mut encrypted = false;
+        for path in &files {
+            let key = match keys::load_secret_key(path, None) {
+                Ok(k) => k,
+                Err(keys::Error::KeyIsEncrypted) => {
+                    encrypted = true;
+                    tried.push(format!("{} (passphrase-protected)", path.display()));
+                    continue;
+                }
+                Err(keys::Error::IO(e)) if e.kind() == io::ErrorKind::NotFound => {
+                    tried.push(format!("{} (not found)", path.display()));
+                    continue;
+                }
+                Err(keys::Error::IO(e)) => {
+                    tried.push(format!(
+                        "{} (cannot read: {})",
+                        path.display(),
+                        io_cause(&e)
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    tried.push(format!(
+                        "{} (not a usable private key: {e})",
+                        path.display()
+                    ));
+                    continue;
+                }
+            };
+            let hash = if key.algorithm().is_rsa() {
+                if rsa_hash.is_none() {
+                    rsa_hash = Some(
+                        handle
+                            .best_supported_rsa_hash()
+                            .await
+                            .ok()
+                            .flatten()
+                            .flatten(),
+                    );
+                }
+                rsa_hash.flatten()
+            } else {
+                None
+            };
+            let res = handle
+                .authenticate_publickey(
+                    hop.user.clone(),
+                    PrivateKeyWithHashAlg::new(Arc::new(key), hash),
+                )
+                .await;
+            tried.push(path.display().to_string());
+            match res {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(self.auth_err(hop, tried, Some(ssh_cause(&e)))),
+            }
+        }
+        if self.cfg.use_agent {
+            match std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) {
+                None => tried.push("agent (SSH_AUTH_SOCK not set)".into()),
+                Some(sock) => match AgentClient::connect_uds(&sock).await {
+                    Err(e) => tried.push(format!("agent (cannot connect to SSH_AUTH_SOCK: {e})")),
+                    Ok(mut agent) => {
+                        if let Some(binding) = handle.agent_session_binding().cloned() {
+                            let _ = agent.bind_session(&binding, false).await;
+                        }
+                        let idents = agent.request_identities().await.unwrap_or_default();
+                        let mut n = 0;
+                        for ident in idents {
+                            let keys::agent::AgentIdentity::PublicKey { key, .. } = ident else {
+                                continue;
+                            };
+                            n += 1;
+                            let hash = if key.algorithm().is_rsa() {
+                                if rsa_hash.is_none() {
+                                    rsa_hash = Some(
+                                        handle
+                                            .best_supported_rsa_hash()
+                                            .await
+                                            .ok()
+                                            .flatten()
+                                            .flatten(),
+                                    );
+                                }
+                                rsa_hash.flatten()
+                            } else {
+                                None
+                            };
+                            match handle
+                                .authenticate_publickey_with(
+                                    hop.user.clone(),
+                                    key,
+                                    hash,
+                                    &mut agent,
+                                )
+                                .await
+                            {
+                                Ok(r) if r.success() => return Ok(()),
+                                Ok(_) => {}
+                                Err(russh::AgentAuthError::Send(_)) => {
+                                    tried.push(format!("agent ({n} keys)"));
+                                    return Err(self.auth_err(
+                                        hop,
+                                        tried,
+                                        Some("the server closed the connection".into()),
+                                    ));
+                                }
+                                // The agent declined to sign with this key; try the next.
+                                Err(_) => {}
+                            }
+                        }
+                        tried.push(format!("agent ({n} keys)"));
+                    }
+                },
+            }
+        }
+        let note = if encrypted && !self.cfg.use_agent {
+            Some("passphrase-protected keys need ssh-agent: load them with ssh-add".into())
+        } else if encrypted {
+            Some(
+                "passphrase-protected keys are only used through ssh-agent: load them with ssh-add"
+                    .into(),
+            )
+        } else if tried.is_empty() {
+            Some("no key file, --identity or ssh-agent to try".into())
+        } else {
+            None
+        };
+        Err(self.auth_err(hop, tried, note))
+    }
+
+    fn auth_err(&self, hop: &Hop, tried: Vec<String>, note: Option<String>) -> TransportError {
+        let mut tried = if tried.is_empty() {
+            "nothing".to_string()
+        } else {
+            tried.join(", ")
+        };
+        if let Some(n) = note {
+            tried.push_str("; ");
+            tried.push_str(&n);
+        }
+        let user = if hop.jump {
+            format!("{} on jump host {}", hop.user, hop.addr())
+        } else {
+            hop.user.clone()
+        };
+        TransportError::Auth {
+            host: self.host.to_string(),
+            user,
+            tried,
+        }
+    }
+}
+
+impl SshConn {
+    pub(super) async fn connect(
+        spec: &ConnectionSpec,
+        cfg: &TransportConfig,
+        user: &str,
+    ) -> Result<SshConn, TransportError> {
+        let host = spec.host.as_str();
+        let known_hosts = spec
+            .ssh
+            .user_known_hosts_file
+            .clone()
+            .unwrap_or_else(|| cfg.known_hosts.clone());
+        let policy = if cfg.accept_new_host_keys {
+            UnknownKey::Record
+        } else {
+            match spec.ssh.strict_host_key_checking {
+                Some(StrictHostKeyChecking::AcceptNew) => UnknownKey::Record,
+                Some(StrictHostKeyChecking::No) => UnknownKey::AcceptOnce,
+                Some(StrictHostKeyChecking::Yes) | None => UnknownKey::Refuse,
+            }
+        };
+        let ctx = Ctx {
+            host,
+            spec,
+            cfg,
+            known_hosts,
+            policy,
+            timeout: spec.ssh.connect_timeout.unwrap_or(cfg.connect_timeout),
+        };
+        let target = Hop {
+            user: user.to_string(),
+            host: spec.address.clone(),
+            port: spec.port,
+            jump: false,
+        };
+        let local_user = super::local::current_user();
+        let mut hops = match (&spec.ssh.proxy_jump, &spec.ssh.proxy_command) {
+            (Some(j), _) => parse_jumps(j, &local_user).map_err(|cause| TransportError::Other {
+                host: host.to_string(),
+                cause,
+            })?,
+            _ => Vec::new(),
+        };
+        if spec.ssh.proxy_jump.is_some() && spec.ssh.proxy_command.is_some() {
+            tracing::warn!("{host}: both ProxyJump and ProxyCommand are set; using ProxyJump");
+        }
+        hops.push(target);
+
+        let mut jumps: Vec<Handle<Client>> = Vec::new();
+        for hop in &hops {
+            let stream: Box<dyn Stream> = match jumps.last() {
+                None => match (&spec.ssh.proxy_command, hops.len()) {
+                    (Some(cmd), 1) if !cmd.eq_ignore_ascii_case("none") => {
+                        ctx.proxy_command(cmd, hop)?
+                    }
+                    _ => match tokio::time::timeout(ctx.timeout, ctx.tcp(hop)).await {
+                        Err(_) => return Err(ctx.timeout_err(hop)),
+                        Ok(r) => r?,
+                    },
+                },
+                Some(prev) => {
+                    let opened = tokio::time::timeout(
+                        ctx.timeout,
+                        prev.channel_open_direct_tcpip(
+                            hop.host.clone(),
+                            u32::from(hop.port),
+                            "127.0.0.1",
+                            0,
+                        ),
+                    )
+                    .await;
+                    match opened {
+                        Err(_) => return Err(ctx.timeout_err(hop)),
+                        Ok(Err(e)) => {
+                            return Err(ctx.connect_err(
+                                hop,
+                                format!("jump host cannot reach it: {}", ssh_cause(&e)),
+                            ));
+                        }
+                        Ok(Ok(ch)) => Box::new(ch.into_stream()),
+                    }
+                }
+            };
+            let handle = ctx.establish(stream, hop).await?;
+            jumps.push(handle);
+        }
+        let handle = jumps.pop().expect("at least the target hop");
+        Ok(SshConn {
+            handle,
+            jumps,
+            slots: Arc::new(Semaphore::new(MAX_CHANNELS)),
+        })
+    }
+
+    /// Open a channel, run `line`, and spawn the task that feeds `writer`.
+    pub(super) async fn exec(
+        &self,
+        host: &str,
+        line: String,
+        timeout: Option<Duration>,
+        mut writer: PipeWriter,
+        mut keep: oneshot::Receiver<()>,
+    ) -> Result<JoinHandle<Result<ExitInfo, TransportError>>, TransportError> {
+        let lost = |cause: String| TransportError::Lost {
+            host: host.to_string(),
+            cause,
+        };
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| lost("session closed".into()))?;
+        if self.handle.is_closed() {
+            return Err(lost("the connection is closed".into()));
+        }
+        let channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| match e {
+                russh::Error::ChannelOpenFailure(reason) => TransportError::Other {
+                    host: host.to_string(),
+                    cause: format!("the server refused a new session channel ({reason:?})"),
+                },
+                other => lost(ssh_cause(&other)),
+            })?;
+        channel
+            .exec(true, line.into_bytes())
+            .await
+            .map_err(|e| lost(ssh_cause(&e)))?;
+        // No stdin: commands that read it see EOF at once.
+        channel.eof().await.map_err(|e| lost(ssh_cause(&e)))?;
+        let host = host.to_string();
+        Ok(tokio::spawn(async move {
+            let _permit = permit;
+            let mut channel = channel;
+            let mut tail = Tail::default();
+            let mut code: Option<u32> = None;
+            let mut signal: Option<String> = None;
+            let mut refused = false;
+            enum End {
+                Closed,
+                Timeout,
+                Abort,
+            }
+            let end = {
+                let work = async {
+                    while let Some(msg) = channel.wait().await {
+                        match msg {
+                            ChannelMsg::Data { data } => writer.send(data).await,
+                            ChannelMsg::ExtendedData { data, ext: 1 } => tail.push(&data),
+                            ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                            ChannelMsg::ExitSignal {
+                                signal_name,
+                                core_dumped,
+                                error_message,
+                                ..
+                            } => {
+                                let mut s = sig_name(&signal_name);
+                                if core_dumped {
+                                    s.push_str(" (core dumped)");
+                                }
+                                if !error_message.is_empty() {
+                                    s.push_str(": ");
+                                    s.push_str(&error_message);
+                                }
+                                signal = Some(s);
+                            }
+                            ChannelMsg::Failure => {
+                                refused = true;
+                                break;
+                            }
+                            ChannelMsg::Close => break,
+                            _ => {}
+                        }
+                    }
+                    End::Closed
+                };
+                let deadline = async {
+                    match timeout {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    end = work => end,
+                    _ = deadline => End::Timeout,
+                    _ = &mut keep => End::Abort,
+                }
+            };
+            match end {
+                End::Closed if refused => {
+                    let _ = channel.close().await;
+                    writer.fail(
+                        io::ErrorKind::Other,
+                        format!("{host}: the server refused to run the command"),
+                    );
+                    Err(TransportError::Other {
+                        host,
+                        cause: "the server refused to run the command".into(),
+                    })
+                }
+                End::Closed if code.is_some() || signal.is_some() => {
+                    writer.finish();
+                    Ok(ExitInfo {
+                        code,
+                        signal,
+                        stderr_tail: tail.text(),
+                    })
+                }
+                End::Closed => {
+                    let cause =
+                        "the channel closed before the command reported an exit status".to_string();
+                    writer.fail(
+                        io::ErrorKind::ConnectionAborted,
+                        format!("{host}: connection lost: {cause}"),
+                    );
+                    Err(TransportError::Lost { host, cause })
+                }
+                End::Timeout | End::Abort => {
+                    let _ = channel.signal(Sig::TERM).await;
+                    let _ = channel.close().await;
+                    if matches!(end, End::Timeout) {
+                        let secs = timeout
+                            .map(|d| d.as_secs_f64().ceil() as u64)
+                            .unwrap_or_default();
+                        writer.fail(
+                            io::ErrorKind::TimedOut,
+                            format!("{host}: command timed out after {secs}s"),
+                        );
+                        Err(TransportError::CommandTimeout { host, secs })
+                    } else {
+                        writer.fail(
+                            io::ErrorKind::Interrupted,
+                            format!("{host}: command stopped"),
+                        );
+                        Err(TransportError::Other {
+                            host,
+                            cause: "command stopped".into(),
+                        })
+                    }
+                }
+            }
+        }))
+    }
+
+    pub(super) async fn close(self) {
+        let _ = self
+            .handle
+            .disconnect(Disconnect::ByApplication, "", "en")
+            .await;
+        for j in self.jumps.iter().rev() {
+            let _ = j.disconnect(Disconnect::ByApplication, "", "en").await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jumps() {
+        let h = parse_jumps("bastion", "me").unwrap();
+        assert_eq!(
+            h,
+            vec![Hop {
+                user: "me".into(),
+                host: "bastion".into(),
+                port: 22,
+                jump: true
+            }]
+        );
+        let h = parse_jumps("ops@10.0.0.1:2222,ssh://x@[fe80::1]:23", "me").unwrap();
+        assert_eq!(
+            h[0],
+            Hop {
+                user: "ops".into(),
+                host: "10.0.0.1".into(),
+                port: 2222,
+                jump: true
+            }
+        );
+        assert_eq!(
+            h[1],
+            Hop {
+                user: "x".into(),
+                host: "fe80::1".into(),
+                port: 23,
+                jump: true
+            }
+        );
+        assert!(parse_jumps("none", "me").unwrap().is_empty());
+        assert!(parse_jumps("h:notaport", "me").is_err());
+    }
+
+    #[test]
+    fn proxy_command_substitution() {
+        assert_eq!(
+            proxy_command_line(
+                "nc -x %% %h %p # %r %n %q",
+                "10.0.0.2",
+                2222,
+                "ops",
+                "node1"
+            ),
+            "nc -x % 10.0.0.2 2222 # ops node1 %q"
+        );
+    }
+
+    #[test]
+    fn host_key_order_puts_recorded_first() {
+        let order = host_key_preference(&[Algorithm::Rsa { hash: None }]);
+        assert!(
+            order[..3]
+                .iter()
+                .all(|a| matches!(a, Algorithm::Rsa { .. }))
+        );
+        assert_eq!(order.len(), Preferred::DEFAULT.key.len());
+        assert_eq!(host_key_preference(&[])[0], Algorithm::Ed25519);
+    }
+
+    #[test]
+    fn causes() {
+        let e = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(io_cause(&e), "connection refused");
+        assert_eq!(
+            io_cause(&io::Error::from_raw_os_error(libc::EACCES)),
+            "permission denied"
+        );
+    }
+}
