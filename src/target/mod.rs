@@ -3,6 +3,15 @@
 //! until those backends land.
 //!
 //! OWNER: archive helper.
+//!
+//! An archive is written as `NAME.partial` (created with `O_CREAT|O_EXCL`, mode 0600) and only
+//! [`Upload::commit`] gives it its final name: fsync of the file, a rename that never replaces
+//! an existing file, fsync of the directory. [`Upload::abort`], or dropping the upload without
+//! committing, removes the partial file, so a failed run leaves nothing under a final name and
+//! no `.partial` behind (a process killed with SIGKILL can still leave a `.partial`; the name
+//! says what it is).
+
+mod local;
 
 use std::path::PathBuf;
 
@@ -12,8 +21,25 @@ use tokio::io::AsyncWrite;
 pub enum TargetError {
     #[error("target {path}: {cause}")]
     Local { path: PathBuf, cause: String },
-    #[error("target {0}: not supported yet")]
+    #[error(
+        "target {0}: {kind} targets are not supported yet; give a local or mounted (e.g. NFS) directory",
+        kind = scheme_kind(.0)
+    )]
     Unsupported(String),
+}
+
+/// `S3`, `Azure`, or the URL scheme as written, for messages.
+fn scheme_kind(target: &str) -> String {
+    let scheme = target
+        .split_once("://")
+        .map(|(s, _)| s)
+        .unwrap_or(target)
+        .to_ascii_lowercase();
+    match scheme.as_str() {
+        "s3" => "S3".into(),
+        "azure" | "az" | "abfs" | "abfss" | "wasb" | "wasbs" => "Azure".into(),
+        _ => format!("{scheme}://"),
+    }
 }
 
 /// An archive being written: bytes go to `NAME.partial` until `commit`.
@@ -22,20 +48,33 @@ pub struct Upload {
     pub name: String,
     /// Full final path/URL, for messages.
     pub location: String,
-    // private
+    inner: local::LocalUpload,
 }
 
 impl Upload {
-    /// The writer to stream archive bytes into. Call once.
+    /// The writer to stream archive bytes into. Call once (a second call gets a writer that
+    /// fails every write). Shut it down (`AsyncWriteExt::shutdown`, which
+    /// [`crate::archive::ArchiveWriter::finish`] does) before [`commit`](Upload::commit).
     pub fn writer(&mut self) -> Box<dyn AsyncWrite + Send + Unpin> {
-        todo!("archive helper")
+        self.inner.writer()
     }
+
     /// fsync, rename `NAME.partial` to `NAME` (never over an existing file), fsync the directory.
-    pub async fn commit(self) -> Result<String, TargetError> {
-        todo!("archive helper")
+    /// Returns the final location. On error the partial file is removed.
+    pub async fn commit(mut self) -> Result<String, TargetError> {
+        self.inner.commit().await?;
+        Ok(self.location.clone())
     }
+
     /// Remove the partial file. Also done on drop if neither commit nor abort ran.
-    pub async fn abort(self) {}
+    pub async fn abort(mut self) {
+        self.inner.abort().await
+    }
+
+    /// Path of the partial file being written (for messages and tests).
+    pub fn partial_path(&self) -> &std::path::Path {
+        self.inner.partial_path()
+    }
 }
 
 pub enum Target {
@@ -43,20 +82,61 @@ pub enum Target {
 }
 
 impl Target {
-    /// Parse a `-t` value.
+    /// Parse a `-t` value: a path (relative or absolute) or a `file://` URL is a local
+    /// directory; `s3://`, `azure://`, `az://` and any other `scheme://` are refused with
+    /// [`TargetError::Unsupported`].
     pub fn parse(s: &str) -> Result<Target, TargetError> {
-        let _ = s;
-        todo!("archive helper")
+        if s.is_empty() {
+            return Err(TargetError::Local {
+                path: PathBuf::new(),
+                cause: "empty target path".into(),
+            });
+        }
+        if let Some(rest) = s.strip_prefix("file://") {
+            let path = if rest.starts_with('/') {
+                rest
+            } else if let Some(p) = rest.strip_prefix("localhost/") {
+                &s[s.len() - p.len() - 1..]
+            } else {
+                return Err(TargetError::Local {
+                    path: PathBuf::from(s),
+                    cause: "a file:// URL must name an absolute local path (file:///dir)".into(),
+                });
+            };
+            return Ok(Target::Local(PathBuf::from(path)));
+        }
+        if let Some((scheme, _)) = s.split_once("://")
+            && !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+        {
+            return Err(TargetError::Unsupported(s.to_string()));
+        }
+        Ok(Target::Local(PathBuf::from(s)))
     }
+
     /// Check it exists and is writable (before any host is contacted).
     pub async fn check(&self) -> Result<(), TargetError> {
-        todo!("archive helper")
+        match self {
+            Target::Local(dir) => local::check(dir).await,
+        }
     }
+
     /// Create `<stem>.<ext>` (or `<stem>_1.<ext>`, `_2`, ... when taken), mode 0600, as a partial.
     pub async fn create(&self, stem: &str, ext: &str) -> Result<Upload, TargetError> {
-        let _ = (stem, ext);
-        todo!("archive helper")
+        match self {
+            Target::Local(dir) => {
+                let inner = local::create(dir, stem, ext).await?;
+                Ok(Upload {
+                    name: inner.name().to_string(),
+                    location: inner.final_path().display().to_string(),
+                    inner,
+                })
+            }
+        }
     }
+
     pub fn display(&self) -> String {
         match self {
             Target::Local(p) => p.display().to_string(),
