@@ -1,0 +1,797 @@
+//! Transport against the real test bed: three OpenSSH sshd on 127.0.0.2-4 (tests/testbed/up.sh).
+//!
+//! Every test here talks to real sshd processes, sudo, ssh-agent and socat; nothing is mocked.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lsbackup::inventory::{ConnectionSpec, SshOptions, StrictHostKeyChecking};
+use lsbackup::transport::{Session, TransportConfig, TransportError};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+fn tb() -> &'static common::TestBed {
+    common::testbed()
+}
+
+/// node1..3 as the inventory describes them (login `operations`, client key, no become).
+fn spec(node: &str) -> ConnectionSpec {
+    let tb = tb();
+    ConnectionSpec {
+        host: node.to_string(),
+        address: tb.host_of(node),
+        port: tb.ssh_port(),
+        user: Some(tb.ssh_user().to_string()),
+        key_file: Some(tb.client_key()),
+        local: false,
+        become_: false,
+        become_user: "root".to_string(),
+        ssh: SshOptions::default(),
+    }
+}
+
+/// The test bed's known_hosts, no agent, 10 s connect timeout.
+fn cfg() -> TransportConfig {
+    TransportConfig {
+        known_hosts: tb().known_hosts(),
+        accept_new_host_keys: false,
+        identities: Vec::new(),
+        use_agent: false,
+        connect_timeout: Duration::from_secs(10),
+        command_timeout: None,
+    }
+}
+
+async fn connect(node: &str) -> Session {
+    Session::connect(&spec(node), &cfg())
+        .await
+        .unwrap_or_else(|e| panic!("connect {node}: {e}"))
+}
+
+async fn text(s: &Session, cmd: &str, user: Option<&str>) -> String {
+    let out = s
+        .run(cmd, user, 1 << 20)
+        .await
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(out.exit.success(), "{cmd}: {:?}", out.exit);
+    out.stdout_text()
+}
+
+/// The host key line of a node as OpenSSH's `ssh-keyscan` would print it (from its pub file).
+fn host_pub(node: &str) -> String {
+    let p = tb()
+        .dir()
+        .join("ssh")
+        .join(node)
+        .join("ssh_host_ed25519_key.pub");
+    let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+fn err_of(r: Result<Session, TransportError>) -> TransportError {
+    match r {
+        Ok(_) => panic!("connect unexpectedly succeeded"),
+        Err(e) => e,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_stdout_streams_intact() {
+    let s = connect("node1").await;
+    // Non-trivial content (~98 MB) checked against sha256sum run on the host itself.
+    let cmd = "seq 1 12000000";
+    let want = text(&s, &format!("{cmd} | sha256sum | cut -d' ' -f1"), None).await;
+    let mut p = s.exec(cmd, None).await.unwrap();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = p.stdout.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    let exit = p.wait().await.unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(hex::encode(hasher.finalize()), want);
+    let size: u64 = text(&s, &format!("{cmd} | wc -c"), None)
+        .await
+        .parse()
+        .unwrap();
+    assert_eq!(total, size);
+    assert!(total > 90_000_000);
+
+    // 128 MiB of zeros, counted.
+    let mut p = s.exec("head -c 134217728 /dev/zero", None).await.unwrap();
+    let n = tokio::io::copy(&mut p.stdout, &mut tokio::io::sink())
+        .await
+        .unwrap();
+    assert_eq!(n, 128 << 20);
+    assert!(p.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stderr_tail_and_exit_code() {
+    let s = connect("node2").await;
+    let out = s
+        .run("echo out; echo first-err >&2; i=0; while [ $i -lt 3000 ]; do echo line$i >&2; i=$((i+1)); done; exit 3", None, 1024)
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.exit.code, Some(3));
+    assert!(!out.exit.success());
+    assert!(
+        out.exit.stderr_tail.ends_with("line2999"),
+        "{}",
+        out.exit.stderr_tail
+    );
+    assert!(!out.exit.stderr_tail.contains("first-err"));
+    assert!(out.exit.stderr_tail.len() <= 8192);
+
+    // A missing binary: 127 and the shell's complaint.
+    let out = s
+        .run("no-such-binary-lsbackup --x", None, 1024)
+        .await
+        .unwrap();
+    assert_eq!(out.exit.code, Some(127));
+    assert!(
+        out.exit.stderr_tail.contains("not found"),
+        "{}",
+        out.exit.stderr_tail
+    );
+
+    // Killed by a signal: no code, the signal name.
+    let out = s.run("kill -TERM $$", None, 1024).await.unwrap();
+    assert_eq!(out.exit.code, None);
+    assert_eq!(out.exit.signal.as_deref(), Some("TERM"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn become_via_sudo() {
+    // ansible_become=true, become_user root (the inventory's default).
+    let mut sp = spec("node1");
+    sp.become_ = true;
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    assert_eq!(text(&s, "id -u", None).await, "0");
+    assert_eq!(text(&s, "id -un", Some("postgres")).await, "postgres");
+    // Already the login user: no sudo at all.
+    assert_eq!(text(&s, "id -un", Some("operations")).await, "operations");
+    assert_eq!(s.command_line("id -u", Some("operations")), "sh -c 'id -u'");
+    assert_eq!(
+        s.command_line("echo 'a b'", None),
+        r"sudo -n -H -- sh -c 'echo '\''a b'\'''"
+    );
+    // Quoting survives sudo: quotes, $, backslashes, newlines.
+    let tricky = "printf '%s|' \"it's\" '$HOME' 'a\\b'; echo\necho second";
+    assert_eq!(
+        text(&s, tricky, Some("postgres")).await,
+        "it's|$HOME|a\\b|\nsecond"
+    );
+
+    // No become in the inventory: the login user, unless asked.
+    let s = connect("node1").await;
+    assert_eq!(text(&s, "id -un", None).await, "operations");
+    assert_eq!(text(&s, "id -u", Some("root")).await, "0");
+    assert_eq!(s.effective_user(Some("postgres")), "postgres");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_host_is_one_clear_line() {
+    let mut sp = spec("node1");
+    sp.host = "node9".into();
+    sp.address = "127.0.0.5".into();
+    let e = err_of(Session::connect(&sp, &cfg()).await);
+    assert!(matches!(e, TransportError::Connect { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "node9: cannot connect to 127.0.0.5:{}: connection refused",
+            tb().ssh_port()
+        )
+    );
+    assert_eq!(e.host(), "node9");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_on_silent_server() {
+    // Accepts TCP connections and never says a word.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut sp = spec("node1");
+    sp.address = "127.0.0.1".into();
+    sp.port = port;
+    let mut c = cfg();
+    c.connect_timeout = Duration::from_secs(1);
+    let t = Instant::now();
+    let e = err_of(Session::connect(&sp, &c).await);
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(
+        matches!(e, TransportError::ConnectTimeout { secs: 1, .. }),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("node1: connection timed out after 1s (127.0.0.1:{port})")
+    );
+
+    // The inventory's ConnectTimeout wins over the run's.
+    sp.ssh.connect_timeout = Some(Duration::from_secs(2));
+    c.connect_timeout = Duration::from_secs(60);
+    let t = Instant::now();
+    let e = err_of(Session::connect(&sp, &c).await);
+    assert!(
+        matches!(e, TransportError::ConnectTimeout { secs: 2, .. }),
+        "{e:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(6));
+    hold.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_is_refused_listing_what_was_tried() {
+    let mut sp = spec("node2");
+    sp.key_file = Some(tb().other_key());
+    let missing = PathBuf::from("/nonexistent/lsbackup/id_ed25519");
+    let mut c = cfg();
+    c.identities = vec![missing.clone()];
+    let e = err_of(Session::connect(&sp, &c).await);
+    assert!(matches!(e, TransportError::Auth { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("node2: authentication failed for user operations (tried: "),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&tb().other_key().display().to_string()),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("{} (not found)", missing.display())),
+        "{msg}"
+    );
+    assert!(!msg.contains("PRIVATE KEY"), "{msg}");
+
+    // The right key given with --identity after a wrong inventory key works.
+    c.identities = vec![tb().client_key()];
+    let s = Session::connect(&sp, &c).await.unwrap();
+    assert_eq!(text(&s, "echo ok", None).await, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_host_key_is_refused_with_how_to_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(&kh, "").unwrap();
+    let mut c = cfg();
+    c.known_hosts = kh.clone();
+    let e = err_of(Session::connect(&spec("node1"), &c).await);
+    assert!(matches!(e, TransportError::UnknownHostKey { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "node1: host key for 127.0.0.2:{} is not known (ssh-ed25519 SHA256:",
+            tb().ssh_port()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("--accept-new-host-keys"), "{msg}");
+    assert!(msg.contains(&kh.display().to_string()), "{msg}");
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        "",
+        "nothing recorded"
+    );
+
+    // The inventory's UserKnownHostsFile wins over the run's file.
+    let mut sp = spec("node1");
+    sp.ssh.user_known_hosts_file = Some(tb().known_hosts());
+    Session::connect(&sp, &c).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_new_records_the_key_then_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("new/.ssh/known_hosts");
+    let mut c = cfg();
+    c.known_hosts = kh.clone();
+    c.accept_new_host_keys = true;
+    let s = Session::connect(&spec("node1"), &c).await.unwrap();
+    assert_eq!(text(&s, "echo ok", None).await, "ok");
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(
+        recorded,
+        format!("[127.0.0.2]:{} {}\n", tb().ssh_port(), host_pub("node1"))
+    );
+    assert_eq!(
+        std::fs::metadata(&kh).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Second time, without the flag: the recorded key passes.
+    c.accept_new_host_keys = false;
+    Session::connect(&spec("node1"), &c).await.unwrap();
+
+    // StrictHostKeyChecking=accept-new in the inventory does the same for another host.
+    let mut sp = spec("node2");
+    sp.ssh.strict_host_key_checking = Some(StrictHostKeyChecking::AcceptNew);
+    Session::connect(&sp, &c).await.unwrap();
+    let recorded = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(recorded.lines().count(), 2);
+    assert!(recorded.contains(&format!(
+        "[127.0.0.3]:{} {}",
+        tb().ssh_port(),
+        host_pub("node2")
+    )));
+    // And node2 now passes with strict checking.
+    Session::connect(&spec("node2"), &c).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_host_key_is_always_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let port = tb().ssh_port();
+    // node1's address recorded with node2's key, on line 2.
+    std::fs::write(
+        &kh,
+        format!("# comment\n[127.0.0.2]:{port} {}\n", host_pub("node2")),
+    )
+    .unwrap();
+    let before = std::fs::read_to_string(&kh).unwrap();
+    let mut c = cfg();
+    c.known_hosts = kh.clone();
+    c.accept_new_host_keys = true;
+    for strict in [
+        None,
+        Some(StrictHostKeyChecking::AcceptNew),
+        Some(StrictHostKeyChecking::No),
+    ] {
+        let mut sp = spec("node1");
+        sp.ssh.strict_host_key_checking = strict;
+        let e = err_of(Session::connect(&sp, &c).await);
+        assert!(
+            matches!(e, TransportError::ChangedHostKey { line: 2, .. }),
+            "{strict:?}: {e:?}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "node1: HOST KEY CHANGED for 127.0.0.2:{port} (now ssh-ed25519 SHA256:"
+            )),
+            "{msg}"
+        );
+        assert!(
+            msg.contains(&format!("{}:2 has another", kh.display())),
+            "{msg}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        before,
+        "file untouched"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_no_accepts_without_recording() {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let mut c = cfg();
+    c.known_hosts = kh.clone();
+    let mut sp = spec("node3");
+    sp.ssh.strict_host_key_checking = Some(StrictHostKeyChecking::No);
+    let s = Session::connect(&sp, &c).await.unwrap();
+    assert_eq!(text(&s, "echo ok", None).await, "ok");
+    assert!(!kh.exists(), "StrictHostKeyChecking=no records nothing");
+    // UserKnownHostsFile=/dev/null, as inventories often say alongside it.
+    sp.ssh.user_known_hosts_file = Some(PathBuf::from("/dev/null"));
+    Session::connect(&sp, &c).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hashed_and_bracketed_known_hosts_entries() {
+    // The test bed's file: node1/node2 as `[ip]:port`, node3 hashed.
+    let text_kh = std::fs::read_to_string(tb().known_hosts()).unwrap();
+    assert!(text_kh.contains("|1|"));
+    for node in ["node1", "node2", "node3"] {
+        connect(node).await;
+    }
+    // Our own file hashed by OpenSSH (ssh-keygen -H) for all three.
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let port = tb().ssh_port();
+    let plain: String = ["node1", "node2", "node3"]
+        .iter()
+        .map(|n| format!("[{}]:{port} {}\n", tb().host_of(n), host_pub(n)))
+        .collect();
+    std::fs::write(&kh, plain).unwrap();
+    let st = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let hashed = std::fs::read_to_string(&kh).unwrap();
+    assert_eq!(
+        hashed.lines().filter(|l| l.starts_with("|1|")).count(),
+        3,
+        "{hashed}"
+    );
+    let mut c = cfg();
+    c.known_hosts = kh.clone();
+    for node in ["node1", "node2", "node3"] {
+        Session::connect(&spec(node), &c)
+            .await
+            .unwrap_or_else(|e| panic!("{node}: {e}"));
+    }
+    // A hashed entry holding another key is a changed key, with its line number.
+    let node2_line = hashed
+        .lines()
+        .position(|l| l.contains(&host_pub("node2")[12..]))
+        .unwrap()
+        + 1;
+    let swapped = hashed.replace(&host_pub("node2"), &host_pub("node3"));
+    std::fs::write(&kh, swapped).unwrap();
+    let e = err_of(Session::connect(&spec("node2"), &c).await);
+    assert!(
+        matches!(e, TransportError::ChangedHostKey { line, .. } if line == node2_line),
+        "{e:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_session() {
+    let sp = ConnectionSpec {
+        host: "localhost".into(),
+        address: "localhost".into(),
+        port: 22,
+        user: None,
+        key_file: None,
+        local: true,
+        become_: true,
+        become_user: "root".into(),
+        ssh: SshOptions::default(),
+    };
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    assert!(s.is_local());
+    assert_eq!(s.host(), "localhost");
+    assert_eq!(text(&s, "echo $((40+2))", None).await, "42");
+    assert_eq!(text(&s, "id -un", Some("postgres")).await, "postgres");
+    let out = s.run("echo e >&2; exit 4", None, 10).await.unwrap();
+    assert_eq!(
+        (out.exit.code, out.exit.stderr_tail.as_str()),
+        (Some(4), "e")
+    );
+    // Streams like the remote ones.
+    let mut p = s.exec("head -c 50000000 /dev/zero", None).await.unwrap();
+    let n = tokio::io::copy(&mut p.stdout, &mut tokio::io::sink())
+        .await
+        .unwrap();
+    assert_eq!(n, 50_000_000);
+    assert!(p.wait().await.unwrap().success());
+    // Timeout kills the whole pipeline.
+    let mut c = cfg();
+    c.command_timeout = Some(Duration::from_secs(1));
+    let s = Session::connect(&sp, &c).await.unwrap();
+    let t = Instant::now();
+    let e = s.run("sleep 30 | cat", None, 10).await.unwrap_err();
+    assert!(
+        matches!(e, TransportError::CommandTimeout { secs: 1, .. }),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "localhost: command timed out after 1s");
+    assert!(t.elapsed() < Duration::from_secs(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_commands_at_once_on_one_session() {
+    let s = connect("node3").await;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let out = s
+                .run(&format!("sleep 0.3; echo {i}"), None, 100)
+                .await
+                .unwrap();
+            assert!(out.exit.success());
+            assert_eq!(out.stdout_text(), i.to_string());
+        }));
+    }
+    // Streams at the same time as the short commands.
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut p = s.exec("head -c 20000000 /dev/urandom", None).await.unwrap();
+                let n = tokio::io::copy(&mut p.stdout, &mut tokio::io::sink())
+                    .await
+                    .unwrap();
+                assert!(p.wait().await.unwrap().success());
+                n
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for st in streams {
+        assert_eq!(st.await.unwrap(), 20_000_000);
+    }
+    // 40 x 0.3 s in batches of 8 channels, not one after another.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_timeout_closes_the_channel_and_session_survives() {
+    let mut c = cfg();
+    c.command_timeout = Some(Duration::from_secs(1));
+    let s = Session::connect(&spec("node1"), &c).await.unwrap();
+    let t = Instant::now();
+    let mut p = s
+        .exec("echo started; sleep 30; echo never", None)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = p.stdout.read_to_end(&mut got).await;
+    assert_eq!(got, b"started\n");
+    assert_eq!(
+        read.unwrap_err().kind(),
+        std::io::ErrorKind::TimedOut,
+        "a cut stream is an error, not EOF"
+    );
+    let e = p.wait().await.unwrap_err();
+    assert!(
+        matches!(e, TransportError::CommandTimeout { secs: 1, .. }),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "node1: command timed out after 1s");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // The connection is still good.
+    assert_eq!(text(&s, "echo still", None).await, "still");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_dropped_reader_drains_and_dropped_process_stops() {
+    let s = connect("node2").await;
+    // Drop stdout after 1 KiB: the rest is drained, the exit status still arrives.
+    let mut p = s
+        .exec("head -c 30000000 /dev/zero; echo done >&2", None)
+        .await
+        .unwrap();
+    let mut first = vec![0u8; 1024];
+    p.stdout.read_exact(&mut first).await.unwrap();
+    p.stdout = Box::new(tokio::io::empty());
+    let exit = p.wait().await.unwrap();
+    assert!(exit.success());
+    assert_eq!(exit.stderr_tail, "done");
+
+    // Drop the whole process: the remote command is stopped.
+    let marker = format!("/tmp/lsbackup-transport-drop-{}", std::process::id());
+    let p = s
+        .exec(&format!("sleep 3; touch {marker}"), None)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(p);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!Path::new(&marker).exists(), "dropped command kept running");
+    // run() over the limit is an error, and the session stays usable.
+    let e = s
+        .run("head -c 5000 /dev/zero", None, 1000)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("node2: output of `head -c 5000 /dev/zero` is larger than 1000 bytes"),
+        "{e}"
+    );
+    assert_eq!(text(&s, "echo ok", None).await, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_lost_is_not_a_clean_exit() {
+    let s = connect("node3").await;
+    // Kill this connection's sshd process from inside: the channel closes without a status.
+    let mut p = s
+        .exec("echo partial; sleep 0.2; pid=$$; while [ \"$(ps -o comm= -p $pid)\" != sshd ] && [ \"$(ps -o comm= -p $pid)\" != sshd-session ]; do pid=$(ps -o ppid= -p $pid | tr -d ' '); done; kill -9 $pid", None)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let read = p.stdout.read_to_end(&mut got).await;
+    assert_eq!(got, b"partial\n");
+    assert!(read.is_err(), "truncated stream must end in an error");
+    let e = p.wait().await.unwrap_err();
+    assert!(matches!(e, TransportError::Lost { .. }), "{e:?}");
+    assert!(e.to_string().starts_with("node3: connection lost: "), "{e}");
+    // Later commands on the dead session fail with Lost too.
+    let e = s.run("true", None, 10).await.unwrap_err();
+    assert!(matches!(e, TransportError::Lost { .. }), "{e:?}");
+}
+
+/// An ssh-agent of our own, stopped by PID on drop.
+struct Agent {
+    pid: u32,
+    sock: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start() -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("agent.sock");
+        let out = Command::new("ssh-agent")
+            .arg("-s")
+            .arg("-a")
+            .arg(&sock)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let pid = text
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("SSH_AGENT_PID="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("ssh-agent: {text}"));
+        Agent {
+            pid,
+            sock,
+            _dir: dir,
+        }
+    }
+
+    fn add(&self, key: &Path) {
+        let st = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.sock)
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "ssh-add: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_and_encrypted_keys() {
+    // A passphrase-protected copy of the client key.
+    let dir = tempfile::tempdir().unwrap();
+    let enc = dir.path().join("enc_key");
+    std::fs::copy(tb().client_key(), &enc).unwrap();
+    std::fs::set_permissions(&enc, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let st = Command::new("ssh-keygen")
+        .args(["-q", "-p", "-N", "s3cret-pass", "-P", ""])
+        .arg("-f")
+        .arg(&enc)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+
+    // Without an agent: a clear error, no secret in it.
+    let mut sp = spec("node1");
+    sp.key_file = Some(enc.clone());
+    let e = err_of(Session::connect(&sp, &cfg()).await);
+    let msg = e.to_string();
+    assert!(matches!(e, TransportError::Auth { .. }), "{e:?}");
+    assert!(
+        msg.contains(&format!("{} (passphrase-protected)", enc.display())),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("ssh-agent") && msg.contains("ssh-add"),
+        "{msg}"
+    );
+    assert!(!msg.contains("s3cret"), "{msg}");
+
+    // With an agent holding the key (this test alone sets SSH_AUTH_SOCK; the others do not use
+    // the agent).
+    let agent = Agent::start();
+    agent.add(&tb().other_key());
+    agent.add(&tb().client_key());
+    // SAFETY: no other test reads SSH_AUTH_SOCK (they all run with use_agent = false).
+    unsafe { std::env::set_var("SSH_AUTH_SOCK", &agent.sock) };
+    let mut c = cfg();
+    c.use_agent = true;
+    let s = Session::connect(&sp, &c).await.unwrap();
+    assert_eq!(text(&s, "id -un", None).await, "operations");
+    // Agent only, no key file.
+    sp.key_file = None;
+    let s = Session::connect(&sp, &c).await.unwrap();
+    assert_eq!(text(&s, "echo via-agent", None).await, "via-agent");
+    // An agent with only the wrong key: the error says so.
+    let wrong = Agent::start();
+    wrong.add(&tb().other_key());
+    unsafe { std::env::set_var("SSH_AUTH_SOCK", &wrong.sock) };
+    let e = err_of(Session::connect(&sp, &c).await);
+    assert!(e.to_string().contains("agent (1 keys)"), "{e}");
+    unsafe { std::env::remove_var("SSH_AUTH_SOCK") };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_jump_and_proxy_command() {
+    let port = tb().ssh_port();
+    // node1 through node2 (direct-tcpip on the jump host); both keys checked.
+    let mut sp = spec("node1");
+    sp.ssh.proxy_jump = Some(format!("operations@127.0.0.3:{port}"));
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    assert_eq!(
+        text(&s, "echo jumped; id -un", None).await,
+        "jumped\noperations"
+    );
+
+    // Two jumps: node3 -> node2 -> node1.
+    sp.ssh.proxy_jump = Some(format!(
+        "operations@127.0.0.4:{port},operations@127.0.0.3:{port}"
+    ));
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    assert_eq!(text(&s, "echo twice", None).await, "twice");
+
+    // A jump host whose key is not known is refused and named as the jump host.
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    std::fs::write(&kh, format!("[127.0.0.2]:{port} {}\n", host_pub("node1"))).unwrap();
+    let mut c = cfg();
+    c.known_hosts = kh;
+    sp.ssh.proxy_jump = Some(format!("operations@127.0.0.3:{port}"));
+    let e = err_of(Session::connect(&sp, &c).await);
+    assert!(matches!(e, TransportError::UnknownHostKey { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains(&format!("127.0.0.3:{port} (jump host)")),
+        "{e}"
+    );
+
+    // ProxyCommand: socat relays stdio to %h:%p.
+    let mut sp = spec("node2");
+    sp.ssh.proxy_command = Some("socat - TCP:%h:%p".into());
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    assert_eq!(text(&s, "echo proxied", None).await, "proxied");
+    // A ProxyCommand that fails: a connect error naming the host.
+    sp.ssh.proxy_command = Some("exit 1".into());
+    let e = err_of(Session::connect(&sp, &cfg()).await);
+    assert!(matches!(e, TransportError::Connect { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("node2: cannot connect to 127.0.0.3"),
+        "{e}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_settings_keep_a_quiet_command_alive() {
+    let mut sp = spec("node3");
+    sp.ssh.server_alive_interval = Some(Duration::from_secs(1));
+    sp.ssh.server_alive_count_max = Some(2);
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    // Silent for longer than interval x count: keepalives are answered, nothing breaks.
+    assert_eq!(text(&s, "sleep 4; echo awake", None).await, "awake");
+}
