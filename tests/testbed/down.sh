@@ -5,6 +5,8 @@
 TB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 . "$TB_DIR/lib.sh"
+# shellcheck source=svc_kafka.sh
+. "$TB_DIR/svc_kafka.sh" # tb_down_kafka
 
 tb_require_root
 [ -d "$TB_PIDS" ] || {

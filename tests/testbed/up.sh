@@ -29,6 +29,8 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_haproxy.sh"
 # shellcheck source=svc_zookeeper.sh
 . "$TB_DIR/svc_zookeeper.sh"
+# shellcheck source=svc_kafka.sh
+. "$TB_DIR/svc_kafka.sh"
 # shellcheck source=svc_monitoring.sh
 . "$TB_DIR/svc_monitoring.sh"
 
@@ -45,6 +47,7 @@ tb_up_postgresql
 tb_up_etcd
 tb_up_haproxy
 tb_up_zookeeper
+tb_up_kafka
 tb_up_prometheus
 tb_up_alertmanager
 
