@@ -20,6 +20,8 @@ use serde::Deserialize;
 const BUILTIN: &[(&str, &str)] = &[
     ("kubernetes.yaml", include_str!("../../components/kubernetes.yaml")),
     ("postgresql.yaml", include_str!("../../components/postgresql.yaml")),
+    ("prometheus.yaml", include_str!("../../components/prometheus.yaml")),
+    ("alertmanager.yaml", include_str!("../../components/alertmanager.yaml")),
     ("haproxy.yaml", include_str!("../../components/haproxy.yaml")),
 ];
 

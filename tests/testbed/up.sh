@@ -33,6 +33,8 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_kafka.sh"
 # shellcheck source=svc_monitoring.sh
 . "$TB_DIR/svc_monitoring.sh"
+# shellcheck source=svc_prometheus_noadmin.sh
+. "$TB_DIR/svc_prometheus_noadmin.sh"
 
 tb_install openssh-server openssh-client sudo openssl
 tb_install postgresql
@@ -49,6 +51,7 @@ tb_up_haproxy
 tb_up_zookeeper
 tb_up_kafka
 tb_up_prometheus
+tb_up_prometheus_noadmin
 tb_up_alertmanager
 
 tb_env_set LSB_TESTBED "$LSB_TESTBED"

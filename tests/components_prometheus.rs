@@ -1,0 +1,356 @@
+//! The `prometheus` component against the real Prometheus 2.42 of the test bed (Debian
+//! `prometheus` on node3 with --web.enable-admin-api, tests/testbed/svc_monitoring.sh) and a second
+//! real Prometheus without the admin API whose config lives outside /etc/prometheus and is given
+//! with relative paths (tests/testbed/svc_prometheus_noadmin.sh). Needs `tests/testbed/up.sh`.
+//!
+//! The snapshot that comes back is opened by a third, temporary Prometheus (the real binary) on a
+//! spare port, and queried for the series the test bed's Prometheus scraped.
+
+mod common;
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lsbackup::archive::Status;
+
+const NODE: &str = "node3";
+
+/// Directories under `dir` (not recursive), sorted.
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect(),
+        Err(_) => vec![],
+    };
+    v.sort();
+    v
+}
+
+/// Files matching `dir/*.ext` on this machine (the test bed hosts share its filesystem).
+fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no *.{ext} in {}", dir.display());
+    v
+}
+
+/// The archive entry of an absolute host path backed up from node3.
+fn entry(path: &Path) -> String {
+    format!("prometheus/{NODE}/{}", path.display().to_string().trim_start_matches('/'))
+}
+
+fn assert_same_file(run: &support::Run, path: &Path) {
+    let got = run.read(&entry(path));
+    let want = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert!(got == want, "{} differs from the archived copy", path.display());
+}
+
+fn curl_json(url: &str) -> Option<serde_json::Value> {
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "5", "-g", url])
+        .output()
+        .expect("running curl");
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// A temporary Prometheus (the real binary) serving a TSDB directory, killed on drop.
+struct TempPrometheus {
+    child: Child,
+    url: String,
+    _config: tempfile::TempDir,
+}
+
+impl TempPrometheus {
+    fn start(tsdb: &Path) -> TempPrometheus {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = tempfile::tempdir().unwrap();
+        let cfg = config.path().join("prometheus.yml");
+        // no scrape configs: it only serves what is in the snapshot
+        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(config.path().join("log")).unwrap())
+            .spawn()
+            .expect("starting prometheus (Debian package `prometheus`)");
+        let mut p = TempPrometheus {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            _config: config,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new("curl")
+                .args(["-fsS", "-o", "/dev/null", "--max-time", "2"])
+                .arg(format!("{}/-/ready", p.url))
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return p;
+            }
+            if let Ok(Some(status)) = p.child.try_wait() {
+                let log = std::fs::read_to_string(p._config.path().join("log")).unwrap_or_default();
+                panic!("temporary prometheus on the snapshot exited ({status}):\n{log}");
+            }
+            assert!(Instant::now() < deadline, "temporary prometheus not ready within 60s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `GET /api/v1/series?match[]=SELECTOR` over the whole time range: the label sets found.
+    fn series(&self, selector: &str) -> Vec<serde_json::Value> {
+        let url = format!(
+            "{}/api/v1/series?match[]={}&start=0&end={}",
+            self.url,
+            urlencode(selector),
+            jiff::Timestamp::now().as_second() + 3600
+        );
+        let v = curl_json(&url).unwrap_or_else(|| panic!("GET {url} failed"));
+        assert_eq!(v["status"], "success", "{v}");
+        v["data"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Samples of `query` over [start, end] (seconds), summed over all series.
+    fn sample_count(&self, query: &str, start: i64, end: i64) -> usize {
+        let url = format!(
+            "{}/api/v1/query_range?query={}&start={start}&end={end}&step=5",
+            self.url,
+            urlencode(query)
+        );
+        let v = curl_json(&url).unwrap_or_else(|| panic!("GET {url} failed"));
+        assert_eq!(v["status"], "success", "{v}");
+        v["data"]["result"]
+            .as_array()
+            .map(|rs| rs.iter().map(|r| r["values"].as_array().map_or(0, Vec::len)).sum())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for TempPrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The block time range of a TSDB dir, from the blocks' meta.json (milliseconds).
+fn block_range(tsdb: &Path) -> (i64, i64) {
+    let mut min = i64::MAX;
+    let mut max = i64::MIN;
+    for block in subdirs(tsdb) {
+        let meta = block.join("meta.json");
+        if !meta.is_file() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        min = min.min(v["minTime"].as_i64().unwrap());
+        max = max.max(v["maxTime"].as_i64().unwrap());
+        for f in ["index", "chunks/000001"] {
+            assert!(block.join(f).is_file(), "{} has no {f}", block.display());
+        }
+    }
+    assert!(min < max, "no block with meta.json in {}", tsdb.display());
+    (min, max)
+}
+
+#[test]
+fn spec_parses_and_declares_what_it_needs() {
+    let spec = lsbackup::components::ComponentSpec::from_yaml(
+        "prometheus.yaml",
+        include_str!("../components/prometheus.yaml"),
+    )
+    .unwrap();
+    assert_eq!(spec.groups, ["prometheus"]);
+    assert_eq!(spec.requires, ["curl"]);
+    assert_eq!(spec.vars["prometheus_url"], "http://localhost:9090");
+    assert!(spec.versions.contains_key("prometheus"));
+    assert_eq!(spec.cleanup.len(), 1, "the snapshot is always removed");
+    assert!(spec.cleanup[0].run.contains("rm -rf"));
+}
+
+#[test]
+fn plan_shows_snapshot_config_and_cleanup() {
+    let tb = common::testbed();
+    let out = common::lsbackup()
+        .args(["plan", "-b"])
+        .arg(tb.build_dir())
+        .args(["--only", "prometheus"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    for want in [
+        "prometheus",
+        "host node3",
+        "requires: curl",
+        "/api/v1/status/flags",
+        "/api/v1/admin/tsdb/snapshot",
+        "snapshot: capture `",
+        "into prometheus_snapshot_dir",
+        "config files: capture `",
+        "snapshot data: copy ",
+        "config: copy ",
+        "cleanup remove snapshot",
+    ] {
+        assert!(text.contains(want), "plan lacks {want:?}:\n{text}");
+    }
+}
+
+#[test]
+fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
+    let tb = common::testbed();
+    let data_dir = PathBuf::from(tb.var("LSB_PROMETHEUS_DATA_DIR"));
+    let config = PathBuf::from(tb.var("LSB_PROMETHEUS_CONFIG"));
+    let conf_dir = config.parent().unwrap().to_path_buf();
+
+    let run = support::backup(&tb.build_dir(), &["--only", "prometheus"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let c = run.component("prometheus");
+    assert_eq!(c.status, Status::Ok, "{:?}", c.errors);
+    let h = c.hosts.iter().find(|h| h.host == NODE).expect("node3 in report");
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    assert!(h.versions["prometheus"].starts_with("2."), "{:?}", h.versions);
+
+    // Exactly one snapshot came back, from the data dir the server reported.
+    let snaps = subdirs(&run.file(&entry(&data_dir.join("snapshots"))));
+    assert_eq!(snaps.len(), 1, "snapshots in the archive: {snaps:?}");
+    let snap = &snaps[0];
+    let name = snap.file_name().unwrap().to_string_lossy().into_owned();
+    let re = regex::Regex::new(r"^\d{8}T\d{6}Z-[0-9a-f]+$").unwrap();
+    assert!(re.is_match(&name), "snapshot name {name}");
+
+    // ... and was removed from the server afterwards.
+    let on_server = data_dir.join("snapshots").join(&name);
+    assert!(!on_server.exists(), "{} left on the server", on_server.display());
+    assert!(h.commands.iter().any(|c| c.step == "remove snapshot" && c.exit_code == Some(0)));
+
+    // The blocks open in a real Prometheus and hold the series the test bed scraped: its own
+    // (static config), the file_sd job, and the recording rule's output.
+    let (min_ms, max_ms) = block_range(snap);
+    let prom = TempPrometheus::start(snap);
+    let up = prom.series("up");
+    let jobs: Vec<&str> = up.iter().filter_map(|s| s["job"].as_str()).collect();
+    assert!(jobs.contains(&"prometheus"), "jobs in up: {jobs:?}");
+    assert!(jobs.contains(&"alertmanager"), "file_sd job missing in up: {jobs:?}");
+    assert!(!prom.series("job:up:sum").is_empty(), "recording rule series missing");
+    assert!(!prom.series("prometheus_build_info").is_empty());
+    let samples = prom.sample_count(r#"up{job="prometheus"}"#, min_ms / 1000, max_ms / 1000);
+    assert!(samples >= 2, "only {samples} samples of up in the snapshot");
+    drop(prom);
+
+    // Config, rule files and file_sd target files: byte-identical.
+    assert_same_file(&run, &config);
+    for f in files_with_ext(&conf_dir.join("rules"), "yml") {
+        assert_same_file(&run, &f);
+    }
+    for f in files_with_ext(&conf_dir.join("file_sd"), "yml") {
+        assert_same_file(&run, &f);
+    }
+    // Only what the config references: Alertmanager's file belongs to the alertmanager component.
+    assert!(!run.file(&entry(&conf_dir.join("alertmanager.yml"))).exists());
+}
+
+#[test]
+fn admin_api_off_is_one_clear_error_and_the_rest_is_kept() {
+    let tb = common::testbed();
+    let url = tb.var("LSB_PROMETHEUS_NOADMIN_URL");
+    let dir = PathBuf::from(tb.var("LSB_PROMETHEUS_NOADMIN_DIR"));
+    let set = format!("prometheus.prometheus_url={url}");
+    let run = support::backup(
+        &tb.build_dir(),
+        &["--only", "prometheus,haproxy", "--set", &set],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+
+    // The other component is complete.
+    assert_eq!(run.component("haproxy").status, Status::Ok);
+    assert_eq!(
+        run.read("haproxy/node3/etc/haproxy/haproxy.cfg"),
+        std::fs::read("/etc/haproxy/haproxy.cfg").unwrap()
+    );
+
+    // Prometheus: one line naming host, component and cause, in the manifest and on stderr.
+    let c = run.component("prometheus");
+    assert_eq!(c.status, Status::Partial, "{:?}", c.errors);
+    let h = c.hosts.iter().find(|h| h.host == NODE).unwrap();
+    let errs: Vec<&String> = h.errors.iter().filter(|e| e.contains("admin API")).collect();
+    assert_eq!(errs.len(), 1, "errors: {:?}", h.errors);
+    let e = errs[0];
+    assert!(!e.contains('\n'), "{e:?}");
+    assert!(e.starts_with("node3: prometheus: snapshot: "), "{e}");
+    assert!(e.contains("--web.enable-admin-api"), "{e}");
+    assert_eq!(h.errors.len(), 1, "only the snapshot failed: {:?}", h.errors);
+    assert!(run.stderr().contains("--web.enable-admin-api"), "stderr:\n{}", run.stderr());
+
+    // No snapshot in the archive, none left on that server.
+    assert!(
+        h.entries.iter().all(|e| !e.path.contains("/snapshots/")),
+        "{:?}",
+        h.entries
+    );
+    assert!(subdirs(&dir.join("data/snapshots")).is_empty());
+
+    // Its config was still taken, learnt from the server: config.file and the rule_files glob are
+    // relative to its working directory, the file_sd file lives outside /etc/prometheus.
+    assert_same_file(&run, &dir.join("conf/prometheus.yml"));
+    assert_same_file(&run, &dir.join("conf/rules/noadmin.yml"));
+    assert_same_file(&run, &dir.join("targets/noadmin.json"));
+}
+
+#[test]
+fn prometheus_down_is_a_clear_failure() {
+    let tb = common::testbed();
+    // a port where nothing listens
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let set = format!("prometheus.prometheus_url=http://127.0.0.1:{port}");
+    let run = support::backup(
+        &tb.build_dir(),
+        &["--only", "prometheus,haproxy", "--set", &set],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    assert_eq!(run.component("haproxy").status, Status::Ok);
+    let c = run.component("prometheus");
+    let h = c.hosts.iter().find(|h| h.host == NODE).unwrap();
+    assert_eq!(h.errors.len(), 1, "{:?}", h.errors);
+    let e = &h.errors[0];
+    assert!(
+        e.starts_with("node3: prometheus: snapshot: ") && e.contains("did not answer"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "{e:?}");
+    // the config on disk (the default path) is still backed up, with what it references
+    assert_eq!(c.status, Status::Partial);
+    let config = PathBuf::from(tb.var("LSB_PROMETHEUS_CONFIG"));
+    assert_same_file(&run, &config);
+    for f in files_with_ext(&config.parent().unwrap().join("rules"), "yml") {
+        assert_same_file(&run, &f);
+    }
+}
