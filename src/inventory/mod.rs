@@ -1,7 +1,56 @@
 //! Ansible inventory: discovery in a build directory, INI and YAML parsing, variable
 //! precedence, and per-host connection settings.
 //!
-//! OWNER: inventory helper. Public interface below is relied on by engine/cli; extend, don't break.
+//! The parser follows Ansible's own code (ansible-core 2.19: `plugins/inventory/ini.py`,
+//! `yaml.py`, `inventory/data.py`, `group.py`, `host.py`, `vars/manager.py`,
+//! `plugins/vars/host_group_vars.py`) rule for rule, and `tests/inventory_ansible.rs` compares
+//! [`Inventory::to_ansible_list`] with the output of a real `ansible-inventory --list` on the
+//! corpus in `fixtures/inventories/`.
+//!
+//! # Sources
+//!
+//! A file is tried as a YAML inventory when it has no extension or ends in `.yml`, `.yaml` or
+//! `.json`, then as an INI inventory (any extension but `.toml`), like Ansible's default plugin
+//! order. A directory is read entry by entry in name order (recursively), skipping hidden names,
+//! `group_vars`, `host_vars`, `vars_plugins` and names ending in `.pyc .pyo .swp .bak ~ .rpm .md
+//! .txt .rst .orig .cfg .retry`. See the `ini` and `source` submodules for the syntax rules.
+//!
+//! # Variable precedence
+//!
+//! For each host, lowest first (each step replaces whole top-level keys; dictionaries are not
+//! merged, Ansible's default `hash_behaviour=replace`):
+//!
+//! 1. the `all` group's vars from the inventory file(s);
+//! 2. the vars of every other group of the host, from the inventory file(s), groups sorted by
+//!    depth (parents before children), then `ansible_group_priority` (default 1; higher wins),
+//!    then name;
+//! 3. `group_vars/all`;
+//! 4. `group_vars/<group>` for the host's groups, in the same order as 2;
+//! 5. the host's own inventory vars (inline `key=value`, YAML host vars; `host:port` sets
+//!    `ansible_port`);
+//! 6. `host_vars/<host>`.
+//!
+//! So a `group_vars/all.yml` value beats a `[child:vars]` value from the inventory file, as in
+//! Ansible. `group_vars/` and `host_vars/` are looked up beside the inventory file (in the
+//! inventory directory itself when the inventory is a directory). Ansible also reads them beside
+//! the playbook (`ansible-inventory`: the current directory); lsbackup has no playbook and does
+//! not.
+//!
+//! Jinja2 templates (`"{{ ... }}"`) are never evaluated: they are kept as text, as
+//! `ansible-inventory --list` prints them. [`Inventory::connection`] refuses a connection
+//! variable that is a template, naming the host and the variable.
+//!
+//! # Known deviations from Ansible
+//!
+//! - Inventory scripts and inventory plugin configurations (`plugin: ...`) are not run; TOML
+//!   inventories are not read. Vault-encrypted values are kept as `{"__ansible_vault": ...}` and
+//!   cannot be used for connection settings; vault-encrypted files are refused.
+//! - A malformed inventory source is an error (Ansible only warns and skips the source).
+//! - Where Python iterates a set, Ansible's order is undefined; lsbackup uses discovery order:
+//!   the order of hosts from grandchild groups in [`Inventory::group_hosts`], and the members of
+//!   a Python set literal (`{1, 2}`) in an INI value.
+//! - Integers beyond 64 bits become floating point numbers in JSON; `\N{NAME}` escapes and lone
+//!   surrogates in INI string literals leave the value as plain text; YAML `!!binary` is refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,12 +61,21 @@ pub type Vars = serde_json::Map<String, serde_json::Value>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
+    /// Nothing to read: the message lists the names that were tried.
     #[error("no inventory found in {dir} (looked for: {looked})")]
     NotFound { dir: PathBuf, looked: String },
     #[error("{file}:{line}: {msg}")]
-    Syntax { file: PathBuf, line: usize, msg: String },
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        msg: String,
+    },
     #[error("{file}: {source}")]
-    Io { file: PathBuf, #[source] source: std::io::Error },
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -36,9 +94,11 @@ pub struct Group {
 #[derive(Debug, Clone)]
 pub struct Host {
     pub name: String,
-    /// Fully resolved variables for this host (Ansible precedence applied: all < parent groups <
-    /// child groups (by depth, then name, then ansible_group_priority) < host vars; group_vars/
-    /// and host_vars/ files beside the inventory included).
+    /// Fully resolved variables for this host, exactly what `ansible-inventory --list` shows in
+    /// `_meta.hostvars` (Ansible precedence applied, see the module docs: all < groups by depth,
+    /// then ansible_group_priority, then name < group_vars/all < group_vars/<group> < host
+    /// vars < host_vars/; Ansible's internal/magic names such as `inventory_hostname` or
+    /// `group_names` are left out).
     pub vars: Vars,
 }
 
@@ -73,7 +133,9 @@ pub struct SshOptions {
     pub server_alive_interval: Option<Duration>,
     pub server_alive_count_max: Option<u32>,
     pub connect_timeout: Option<Duration>,
-    /// Options given but not honoured, as written (for a warning).
+    /// Options given but not honoured, as written, with the variable they came from
+    /// (e.g. `-o ControlMaster=auto (from ansible_ssh_args)`); also summarised in
+    /// [`Inventory::warnings`].
     pub ignored: Vec<String>,
 }
 
@@ -88,8 +150,11 @@ pub struct ConnectionSpec {
     pub port: u16,
     /// `ansible_user` (None: the local user name).
     pub user: Option<String>,
-    /// `ansible_ssh_private_key_file`, resolved as Ansible resolves it (relative to the current
-    /// directory; `~` expanded).
+    /// `ansible_ssh_private_key_file` (or `ansible_private_key_file`, `-i`, `IdentityFile`),
+    /// resolved as Ansible resolves it: `~` expanded, then a relative path taken relative to the
+    /// current working directory (Ansible's ssh plugin only applies `os.path.expanduser` and
+    /// hands the path to `ssh`, which opens it relative to its working directory, i.e. the
+    /// directory `ansible-playbook` was started from).
     pub key_file: Option<PathBuf>,
     /// `ansible_password` is deliberately not supported (no passwords anywhere).
     /// `ansible_connection=local`.
@@ -101,20 +166,396 @@ pub struct ConnectionSpec {
     pub ssh: SshOptions,
 }
 
+mod data;
+mod hostpattern;
+mod ini;
+mod pylit;
+mod source;
+mod sshargs;
+mod value;
+mod vars;
+mod yaml;
+
+use data::{ALL, InvData};
+use value::Data;
+
+/// The names [`Inventory::discover`] tries in a build directory, in order.
+pub const DISCOVERY_NAMES: &[&str] = &[
+    "inventory",
+    "inventory.ini",
+    "inventory.yml",
+    "inventory.yaml",
+    "hosts",
+    "hosts.ini",
+    "hosts.yml",
+    "hosts.yaml",
+];
+
+/// Variables Ansible sets itself and `ansible-inventory --list` never shows
+/// (`constants.INTERNAL_STATIC_VARS`).
+const INTERNAL_STATIC_VARS: &[&str] = &[
+    "ansible_async_path",
+    "ansible_collection_name",
+    "ansible_config_file",
+    "ansible_dependent_role_names",
+    "ansible_diff_mode",
+    "ansible_facts",
+    "ansible_forks",
+    "ansible_inventory_sources",
+    "ansible_limit",
+    "ansible_play_batch",
+    "ansible_play_hosts",
+    "ansible_play_hosts_all",
+    "ansible_play_role_names",
+    "ansible_playbook_python",
+    "ansible_role_name",
+    "ansible_role_names",
+    "ansible_run_tags",
+    "ansible_skip_tags",
+    "ansible_verbosity",
+    "ansible_version",
+    "inventory_dir",
+    "inventory_file",
+    "inventory_hostname",
+    "inventory_hostname_short",
+    "groups",
+    "group_names",
+    "hostvars",
+    "playbook_dir",
+    "play_hosts",
+    "role_name",
+    "role_names",
+    "role_path",
+    "role_uuid",
+];
+
+fn combine(into: &mut Vec<(String, Data)>, from: &[(String, Data)]) {
+    for (k, v) in from {
+        data::set_var(into, k, v.clone());
+    }
+}
+
+fn to_vars(pairs: &[(String, Data)], what: &str) -> Result<Vars, InventoryError> {
+    let mut m = Vars::new();
+    for (k, v) in pairs {
+        let j = v
+            .to_json()
+            .map_err(|e| InventoryError::Other(format!("{what}: {k}: {e}")))?;
+        m.insert(k.clone(), j);
+    }
+    Ok(m)
+}
+
+/// A JSON value with every object's keys sorted (what `json.dumps(sort_keys=True)` prints).
+fn sorted_value(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let mut out = serde_json::Map::new();
+            for k in keys {
+                out.insert(k.clone(), sorted_value(&m[k]));
+            }
+            serde_json::Value::Object(out)
+        }
+        serde_json::Value::Array(a) => {
+            serde_json::Value::Array(a.iter().map(sorted_value).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// `json.dumps(v, sort_keys=True, indent=4)` byte for byte (ASCII-only output, Python float
+/// repr).
+fn python_json(v: &serde_json::Value, indent: usize, out: &mut String) {
+    use serde_json::Value;
+    let pad = |n: usize| " ".repeat(n * 4);
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            if n.is_f64() {
+                let f = n.as_f64().unwrap_or(0.0);
+                out.push_str(&value::py_float_repr(f, true));
+            } else {
+                out.push_str(&n.to_string());
+            }
+        }
+        Value::String(s) => {
+            out.push('"');
+            for c in s.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    '\x08' => out.push_str("\\b"),
+                    '\x0c' => out.push_str("\\f"),
+                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                        let mut buf = [0u16; 2];
+                        for u in c.encode_utf16(&mut buf) {
+                            out.push_str(&format!("\\u{:04x}", u));
+                        }
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+        }
+        Value::Array(a) => {
+            if a.is_empty() {
+                out.push_str("[]");
+                return;
+            }
+            out.push_str("[\n");
+            for (i, x) in a.iter().enumerate() {
+                out.push_str(&pad(indent + 1));
+                python_json(x, indent + 1, out);
+                if i + 1 < a.len() {
+                    out.push(',');
+                }
+                out.push('\n');
+            }
+            out.push_str(&pad(indent));
+            out.push(']');
+        }
+        Value::Object(m) => {
+            if m.is_empty() {
+                out.push_str("{}");
+                return;
+            }
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            out.push_str("{\n");
+            for (i, k) in keys.iter().enumerate() {
+                out.push_str(&pad(indent + 1));
+                python_json(&Value::String((*k).clone()), indent + 1, out);
+                out.push_str(": ");
+                python_json(&m[*k], indent + 1, out);
+                if i + 1 < keys.len() {
+                    out.push(',');
+                }
+                out.push('\n');
+            }
+            out.push_str(&pad(indent));
+            out.push('}');
+        }
+    }
+}
+
 impl Inventory {
-    /// Find the inventory in `build_dir` (or use `explicit`), in the documented order:
-    /// `inventory` (file or dir), `inventory.ini`, `inventory.yml`, `inventory.yaml`, `hosts`,
-    /// `hosts.ini`, `hosts.yml`, `hosts.yaml`, then a single `*.yml`/`*.yaml`/`*.ini` that parses as
-    /// an inventory.
-    pub fn discover(build_dir: &Path, explicit: Option<&Path>) -> Result<Inventory, InventoryError> {
-        let _ = (build_dir, explicit);
-        todo!("inventory helper")
+    /// Find the inventory in `build_dir` (or use `explicit`, relative to the current directory),
+    /// in this order:
+    ///
+    /// 1. `explicit` when given (`-i FILE`; a file or a directory);
+    /// 2. the first of [`DISCOVERY_NAMES`] that exists in `build_dir`: `inventory` (a file, or a
+    ///    directory of inventory files), `inventory.ini`, `inventory.yml`, `inventory.yaml`,
+    ///    `hosts`, `hosts.ini`, `hosts.yml`, `hosts.yaml`. It must parse: a malformed one is
+    ///    an error, not skipped;
+    /// 3. otherwise the single `*.yml`/`*.yaml`/`*.ini` file in `build_dir` (not recursive) that
+    ///    parses as an inventory with at least one host (a YAML file whose top-level keys are not
+    ///    all group definitions, such as a LambdaStack manifest, does not count). Several such
+    ///    files are an error asking for `-i`.
+    pub fn discover(
+        build_dir: &Path,
+        explicit: Option<&Path>,
+    ) -> Result<Inventory, InventoryError> {
+        if let Some(p) = explicit {
+            return Self::load(p);
+        }
+        if !build_dir.is_dir() {
+            return Err(InventoryError::Io {
+                file: build_dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "build directory not found (or not a directory)",
+                ),
+            });
+        }
+        for name in DISCOVERY_NAMES {
+            let p = build_dir.join(name);
+            if p.exists() {
+                return Self::load(&p);
+            }
+        }
+        let mut candidates: Vec<PathBuf> = std::fs::read_dir(build_dir)
+            .map_err(|source| InventoryError::Io {
+                file: build_dir.to_path_buf(),
+                source,
+            })?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e, "yml" | "yaml" | "ini"))
+            })
+            .collect();
+        candidates.sort();
+        let found: Vec<Inventory> = candidates
+            .iter()
+            .filter_map(|p| Self::load(p).ok())
+            .filter(|inv| {
+                !inv.hosts.is_empty()
+                    && !inv
+                        .warnings
+                        .iter()
+                        .any(|w| w.contains("not a valid group definition"))
+            })
+            .collect();
+        let mut found = found;
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(InventoryError::NotFound {
+                dir: build_dir.to_path_buf(),
+                looked: format!(
+                    "{}, or a single *.yml/*.yaml/*.ini inventory",
+                    DISCOVERY_NAMES.join(", ")
+                ),
+            }),
+            _ => Err(InventoryError::Other(format!(
+                "several files in {} look like inventories ({}); choose one with -i FILE",
+                build_dir.display(),
+                found
+                    .iter()
+                    .map(|i| i
+                        .source
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
-    /// Parse one inventory file or directory.
+    /// Parse one inventory file or directory, with the `group_vars/` and `host_vars/` beside it.
     pub fn load(path: &Path) -> Result<Inventory, InventoryError> {
-        let _ = path;
-        todo!("inventory helper")
+        let mut inv = InvData::new();
+        let mut warnings = Vec::new();
+        source::parse_source(&mut inv, path, &mut warnings)?;
+        inv.reconcile()
+            .map_err(|e| InventoryError::Other(format!("{}: {e}", path.display())))?;
+
+        let base = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            match path.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            }
+        };
+        let base = std::fs::canonicalize(&base).unwrap_or(base);
+        let (gv_dir, hv_dir) = (base.join("group_vars"), base.join("host_vars"));
+        let group_files: Vec<Vec<(String, Data)>> = inv
+            .groups
+            .iter()
+            .map(|g| vars::entity_vars(&gv_dir, &g.name))
+            .collect::<Result<_, _>>()?;
+        let host_files: Vec<Vec<(String, Data)>> = inv
+            .hosts
+            .iter()
+            .map(|h| vars::entity_vars(&hv_dir, &h.name))
+            .collect::<Result<_, _>>()?;
+
+        let mut groups = BTreeMap::new();
+        for (gi, g) in inv.groups.iter().enumerate() {
+            let mut v = g.vars.clone();
+            combine(&mut v, &group_files[gi]);
+            let mut vars = to_vars(&v, &format!("group {}", g.name))?;
+            if g.priority != 1 {
+                vars.insert("ansible_group_priority".into(), g.priority.into());
+            }
+            groups.insert(
+                g.name.clone(),
+                Group {
+                    name: g.name.clone(),
+                    hosts: g.hosts.iter().map(|h| inv.hosts[*h].name.clone()).collect(),
+                    children: g
+                        .children
+                        .iter()
+                        .map(|c| inv.groups[*c].name.clone())
+                        .collect(),
+                    vars,
+                },
+            );
+        }
+
+        let mut hosts = Vec::new();
+        for (hi, h) in inv.hosts.iter().enumerate() {
+            let others: Vec<usize> = h.groups.iter().copied().filter(|g| *g != ALL).collect();
+            let sorted = inv.sorted_groups(&others);
+            let mut v: Vec<(String, Data)> = Vec::new();
+            combine(&mut v, &inv.groups[ALL].vars);
+            for g in &sorted {
+                combine(&mut v, &inv.groups[*g].vars);
+            }
+            combine(&mut v, &group_files[ALL]);
+            for g in &sorted {
+                combine(&mut v, &group_files[*g]);
+            }
+            combine(&mut v, &h.vars);
+            combine(&mut v, &host_files[hi]);
+            v.retain(|(k, _)| !INTERNAL_STATIC_VARS.contains(&k.as_str()));
+            hosts.push(Host {
+                name: h.name.clone(),
+                vars: to_vars(&v, &format!("host {}", h.name))?,
+            });
+        }
+
+        for g in &inv.groups {
+            if inv.host(&g.name).is_some() {
+                warnings.push(format!("found both a group and a host named {}", g.name));
+            }
+        }
+
+        let mut out = Inventory {
+            source: path.to_path_buf(),
+            groups,
+            hosts,
+            warnings,
+        };
+        out.collect_connection_warnings();
+        Ok(out)
+    }
+
+    /// Summarise ignored ssh options and other connection remarks, one line per remark with
+    /// the hosts it concerns.
+    fn collect_connection_warnings(&mut self) {
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let mut remarks: Vec<(String, Vec<String>)> = Vec::new();
+        let mut add = |remark: String, host: &str| {
+            if let Some(r) = remarks.iter_mut().find(|(r, _)| *r == remark) {
+                r.1.push(host.to_string());
+            } else {
+                remarks.push((remark, vec![host.to_string()]));
+            }
+        };
+        for h in &self.hosts {
+            match sshargs::connection_spec(&h.name, &h.vars, &cwd) {
+                Ok((spec, notes)) => {
+                    for i in &spec.ssh.ignored {
+                        add(format!("ssh option {i} is ignored by lsbackup"), &h.name);
+                    }
+                    for n in notes {
+                        add(n, &h.name);
+                    }
+                }
+                Err(e) => add(format!("connection settings unusable: {e}"), &h.name),
+            }
+        }
+        for (remark, hosts) in remarks {
+            let list = if hosts.len() > 8 {
+                format!("{} and {} more", hosts[..8].join(", "), hosts.len() - 8)
+            } else {
+                hosts.join(", ")
+            };
+            let noun = if hosts.len() == 1 { "host" } else { "hosts" };
+            self.warnings.push(format!("{noun} {list}: {remark}"));
+        }
     }
 
     pub fn has_group(&self, group: &str) -> bool {
@@ -122,24 +563,114 @@ impl Inventory {
     }
 
     /// All hosts of a group including its children's, de-duplicated, in Ansible's order
-    /// (what `groups['name']` gives in a playbook).
+    /// (what `groups['name']` gives in a playbook): the group's own hosts, then its children's in
+    /// order, then grandchildren's, and so on. Unknown group: empty.
     pub fn group_hosts(&self, group: &str) -> Vec<&Host> {
-        let _ = group;
-        todo!("inventory helper")
+        let Some(g) = self.groups.get(group) else {
+            return Vec::new();
+        };
+        // Group._walk_relationship(include_self=True, preserve_ordering=True)
+        let mut ordered: Vec<&str> = vec![g.name.as_str()];
+        let mut seen: Vec<&str> = Vec::new();
+        let mut unprocessed: Vec<&str> = vec![g.name.as_str()];
+        for c in &g.children {
+            if !ordered.contains(&c.as_str()) {
+                ordered.push(c);
+            }
+            unprocessed.push(c);
+        }
+        while !unprocessed.is_empty() {
+            for u in &unprocessed {
+                if !seen.contains(u) {
+                    seen.push(u);
+                }
+            }
+            let mut next: Vec<&str> = Vec::new();
+            for u in &unprocessed {
+                if let Some(ug) = self.groups.get(*u) {
+                    for c in &ug.children {
+                        if !seen.contains(&c.as_str()) && !next.contains(&c.as_str()) {
+                            next.push(c);
+                        }
+                        if !ordered.contains(&c.as_str()) {
+                            ordered.push(c);
+                        }
+                    }
+                }
+            }
+            unprocessed = next;
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for gname in ordered {
+            if let Some(gg) = self.groups.get(gname) {
+                for h in &gg.hosts {
+                    if !names.contains(&h.as_str()) {
+                        names.push(h);
+                    }
+                }
+            }
+        }
+        names.into_iter().filter_map(|n| self.host(n)).collect()
     }
 
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.hosts.iter().find(|h| h.name == name)
     }
 
-    /// The same JSON `ansible-inventory -i FILE --list` prints.
+    /// The same JSON `ansible-inventory -i FILE --list` prints: every non-empty group with its
+    /// direct `hosts` and `children` (`all` lists children only), and `_meta.hostvars` with the
+    /// fully resolved variables of every host that has any. Object keys are sorted like
+    /// Ansible's `sort_keys=True`.
     pub fn to_ansible_list(&self) -> serde_json::Value {
-        todo!("inventory helper")
+        use serde_json::{Map, Value, json};
+        let mut out = Map::new();
+        let mut hostvars = Map::new();
+        let mut hosts: Vec<&Host> = self.hosts.iter().collect();
+        hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        for h in hosts {
+            if !h.vars.is_empty() {
+                hostvars.insert(h.name.clone(), sorted_value(&Value::Object(h.vars.clone())));
+            }
+        }
+        out.insert(
+            "_meta".into(),
+            json!({"hostvars": Value::Object(hostvars), "profile": "inventory_legacy"}),
+        );
+        for (name, g) in &self.groups {
+            let mut e = Map::new();
+            if !g.children.is_empty() {
+                e.insert("children".into(), json!(g.children));
+            }
+            if name != "all" && !g.hosts.is_empty() {
+                e.insert("hosts".into(), json!(g.hosts));
+            }
+            if !e.is_empty() {
+                out.insert(name.clone(), Value::Object(e));
+            }
+        }
+        Value::Object(out)
     }
 
-    /// Connection settings of one host.
+    /// [`Inventory::to_ansible_list`] formatted exactly as `ansible-inventory --list` prints it
+    /// (Python's `json.dumps(indent=4, sort_keys=True)`: 4-space indent, non-ASCII escaped), so
+    /// the two outputs can be compared with `diff`.
+    pub fn to_ansible_list_json(&self) -> String {
+        let mut s = String::new();
+        python_json(&self.to_ansible_list(), 0, &mut s);
+        s
+    }
+
+    /// Connection settings of one host (see the `sshargs` rules: aliases, OpenSSH option
+    /// parsing, first-value-wins order). A connection variable holding a Jinja2 template, a
+    /// vault-encrypted value or an unusable value is an error naming the host and variable.
     pub fn connection(&self, host: &str) -> Result<ConnectionSpec, InventoryError> {
-        let _ = host;
-        todo!("inventory helper")
+        let h = self.host(host).ok_or_else(|| {
+            InventoryError::Other(format!(
+                "host {host} is not in the inventory {}",
+                self.source.display()
+            ))
+        })?;
+        let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        sshargs::connection_spec(&h.name, &h.vars, &cwd).map(|(spec, _)| spec)
     }
 }
