@@ -25,6 +25,8 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_pg.sh"
 # shellcheck source=svc_k8s.sh
 . "$TB_DIR/svc_k8s.sh"
+# shellcheck source=svc_kubeapi.sh
+. "$TB_DIR/svc_kubeapi.sh"
 # shellcheck source=svc_haproxy.sh
 . "$TB_DIR/svc_haproxy.sh"
 # shellcheck source=svc_zookeeper.sh
@@ -50,6 +52,7 @@ tb_up_ssh
 tb_write_inventory
 tb_up_postgresql
 tb_up_etcd
+tb_up_kubeapi
 tb_up_haproxy
 tb_up_zookeeper
 tb_up_kafka

@@ -1,0 +1,503 @@
+#!/usr/bin/python3
+"""STAND-IN kube-apiserver for the lsbackup test bed (not Kubernetes).
+
+Debian packages kubectl (kubernetes-client) but no kube-apiserver, so the test bed runs this small
+HTTPS server in its place. It serves exactly what the lsbackup `kubernetes` and
+`kubernetes_volumes` components ask kubectl for, with the shapes a real v1.24 API server returns:
+
+  GET /version, /api, /apis, /api/v1, /apis/<group>/<version>     discovery (APIVersions,
+                                                                   APIGroupList, APIResourceList)
+  GET /api/v1/<resource>, /api/v1/namespaces/<ns>/<resource>       lists (kind <Kind>List)
+  GET /apis/<g>/<v>/..., and .../<resource>/<name>                 the same for groups, single objects
+  query: fieldSelector (a=b, a==b, a!=b on dotted paths), labelSelector (a=b), limit (ignored:
+  everything fits in one page, metadata.continue is empty)
+
+Clients must present a certificate signed by the cluster CA (as admin.conf does); the server uses
+the kubeadm apiserver certificate. No writes, watches, exec or Table output: kubectl is only used
+with -o yaml/json/jsonpath/go-template/name here. The objects (namespaces, deployments, services,
+configmaps incl. kube-system/kubeadm-config, secrets, PVs and PVCs, pods, nodes, RBAC, a custom
+resource, events) are built at start from the command-line options.
+
+    kube_apiserver.py --bind 127.0.0.3 --port 6443 --cert apiserver.crt --key apiserver.key \
+        --client-ca ca.crt --kubeadm-config /etc/kubeadm/kubeadm-config.yml \
+        --local-pv-dir DIR --hostpath-pv-dir DIR --hostpath-unused-dir DIR [--log FILE]
+"""
+
+import argparse
+import base64
+import copy
+import json
+import ssl
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+GIT_VERSION = "v1.24.7"
+
+
+def b64(s):
+    return base64.b64encode(s.encode()).decode()
+
+
+# ---------------------------------------------------------------------------------------------
+# API resources: (group, version, plural, singular, kind, namespaced, verbs, shortNames)
+LIST_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+RESOURCES = [
+    ("", "v1", "bindings", "", "Binding", True, ["create"], []),
+    ("", "v1", "configmaps", "", "ConfigMap", True, LIST_VERBS, ["cm"]),
+    ("", "v1", "endpoints", "", "Endpoints", True, LIST_VERBS, ["ep"]),
+    ("", "v1", "events", "", "Event", True, LIST_VERBS, ["ev"]),
+    ("", "v1", "namespaces", "", "Namespace", False, ["create", "delete", "get", "list", "patch", "update", "watch"], ["ns"]),
+    ("", "v1", "nodes", "", "Node", False, LIST_VERBS, ["no"]),
+    ("", "v1", "persistentvolumeclaims", "", "PersistentVolumeClaim", True, LIST_VERBS, ["pvc"]),
+    ("", "v1", "persistentvolumes", "", "PersistentVolume", False, LIST_VERBS, ["pv"]),
+    ("", "v1", "pods", "", "Pod", True, LIST_VERBS, ["po"]),
+    ("", "v1", "secrets", "", "Secret", True, LIST_VERBS, []),
+    ("", "v1", "serviceaccounts", "", "ServiceAccount", True, LIST_VERBS, ["sa"]),
+    ("", "v1", "services", "", "Service", True, ["create", "delete", "get", "list", "patch", "update", "watch"], ["svc"]),
+    ("apps", "v1", "daemonsets", "", "DaemonSet", True, LIST_VERBS, ["ds"]),
+    ("apps", "v1", "deployments", "", "Deployment", True, LIST_VERBS, ["deploy"]),
+    ("apps", "v1", "replicasets", "", "ReplicaSet", True, LIST_VERBS, ["rs"]),
+    ("apps", "v1", "statefulsets", "", "StatefulSet", True, LIST_VERBS, ["sts"]),
+    ("authentication.k8s.io", "v1", "tokenreviews", "", "TokenReview", False, ["create"], []),
+    ("events.k8s.io", "v1", "events", "", "Event", True, LIST_VERBS, ["ev"]),
+    ("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "", "ClusterRoleBinding", False, LIST_VERBS, []),
+    ("rbac.authorization.k8s.io", "v1", "clusterroles", "", "ClusterRole", False, LIST_VERBS, []),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings", "", "RoleBinding", True, LIST_VERBS, []),
+    ("rbac.authorization.k8s.io", "v1", "roles", "", "Role", True, LIST_VERBS, []),
+    ("storage.k8s.io", "v1", "storageclasses", "", "StorageClass", False, LIST_VERBS, ["sc"]),
+    ("lsbackup.example.com", "v1", "widgets", "widget", "Widget", True, LIST_VERBS, ["wd"]),
+]
+# subresources appear in discovery (kubectl api-resources leaves them out)
+SUBRESOURCES = [
+    ("", "v1", "pods/log", "Pod", True, ["get"]),
+    ("", "v1", "pods/exec", "PodExecOptions", True, ["create", "get"]),
+    ("apps", "v1", "deployments/scale", "Scale", True, ["get", "patch", "update"]),
+]
+
+
+def group_versions():
+    """Ordered {group: [versions]} (legacy core group first, as in discovery)."""
+    out = {}
+    for g, v, *_ in RESOURCES:
+        out.setdefault(g, [])
+        if v not in out[g]:
+            out[g].append(v)
+    return out
+
+
+def api_version(group, version):
+    return version if group == "" else f"{group}/{version}"
+
+
+def resource_info(group, version, plural):
+    for r in RESOURCES:
+        if r[0] == group and r[1] == version and r[2] == plural:
+            return r
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Objects
+
+class Store:
+    def __init__(self, opts):
+        self.lock = threading.Lock()
+        self.rv = 1000
+        self.objects = {}  # (group, plural) -> list of objects
+        self._build(opts)
+
+    def _meta(self, name, namespace=None, labels=None, annotations=None):
+        self.rv += 1
+        m = {
+            "name": name,
+            "uid": f"00000000-0000-4000-8000-{self.rv:012d}",
+            "resourceVersion": str(self.rv),
+            "creationTimestamp": "2024-05-01T10:00:00Z",
+        }
+        if namespace is not None:
+            m["namespace"] = namespace
+        if labels:
+            m["labels"] = labels
+        if annotations:
+            m["annotations"] = annotations
+        return m
+
+    def add(self, group, version, plural, name, namespace=None, labels=None, annotations=None, **body):
+        info = resource_info(group, version, plural)
+        assert info is not None, plural
+        obj = {"apiVersion": api_version(group, version), "kind": info[4],
+               "metadata": self._meta(name, namespace if info[5] else None, labels, annotations)}
+        obj.update(body)
+        self.objects.setdefault((group, plural), []).append(obj)
+        return obj
+
+    def _build(self, o):
+        with open(o.kubeadm_config) as f:
+            kubeadm_docs = f.read().split("\n---\n")
+        cluster_config = next((d for d in kubeadm_docs if "kind: ClusterConfiguration" in d), kubeadm_docs[0])
+
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease", "shop", "monitoring"]:
+            self.add("", "v1", "namespaces", ns, labels={"kubernetes.io/metadata.name": ns},
+                     spec={"finalizers": ["kubernetes"]}, status={"phase": "Active"})
+        for i, node in enumerate(["node1", "node2", "node3"]):
+            labels = {"kubernetes.io/hostname": node, "kubernetes.io/os": "linux",
+                      "beta.kubernetes.io/arch": "amd64", "kubernetes.io/arch": "amd64"}
+            if node == "node2":
+                labels["node-role.kubernetes.io/control-plane"] = ""
+            self.add("", "v1", "nodes", node, labels=labels,
+                     spec={"podCIDR": f"10.244.{i}.0/24", "podCIDRs": [f"10.244.{i}.0/24"]},
+                     status={"addresses": [{"type": "InternalIP", "address": f"127.0.0.{i + 2}"},
+                                           {"type": "Hostname", "address": node}],
+                             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                             "nodeInfo": {"kubeletVersion": GIT_VERSION, "containerRuntimeVersion": "containerd://1.6.8",
+                                          "osImage": "Debian GNU/Linux 12 (bookworm)"}})
+
+        # kube-system: kubeadm's ConfigMaps, control-plane static pods, a bootstrap token secret
+        self.add("", "v1", "configmaps", "kubeadm-config", "kube-system",
+                 data={"ClusterConfiguration": cluster_config.strip() + "\n"})
+        self.add("", "v1", "configmaps", "kubelet-config", "kube-system",
+                 annotations={"kubeadm.kubernetes.io/component-config.hash": "sha256:1f2e3d"},
+                 data={"kubelet": "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriver: systemd\n"})
+        self.add("", "v1", "configmaps", "kube-proxy", "kube-system", labels={"app": "kube-proxy"},
+                 data={"config.conf": "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nmode: iptables\n"})
+        self.add("", "v1", "configmaps", "kube-root-ca.crt", "default", data={"ca.crt": "-----BEGIN CERTIFICATE-----\n...\n"})
+        self.add("", "v1", "secrets", "bootstrap-token-abcdef", "kube-system", type="bootstrap.kubernetes.io/token",
+                 data={"token-id": b64("abcdef"), "token-secret": b64("0123456789abcdef"),
+                       "usage-bootstrap-authentication": b64("true")})
+        for comp, image in [("etcd", "registry.k8s.io/etcd:3.5.4-0"),
+                            ("kube-apiserver", f"registry.k8s.io/kube-apiserver:{GIT_VERSION}"),
+                            ("kube-controller-manager", f"registry.k8s.io/kube-controller-manager:{GIT_VERSION}"),
+                            ("kube-scheduler", f"registry.k8s.io/kube-scheduler:{GIT_VERSION}")]:
+            self.add("", "v1", "pods", f"{comp}-node2", "kube-system",
+                     labels={"component": comp, "tier": "control-plane"},
+                     annotations={"kubernetes.io/config.source": "file"},
+                     spec={"nodeName": "node2", "hostNetwork": True, "priorityClassName": "system-node-critical",
+                           "containers": [{"name": comp, "image": image, "command": [comp]}]},
+                     status={"phase": "Running", "hostIP": "127.0.0.3", "podIP": "127.0.0.3"})
+        self.add("", "v1", "serviceaccounts", "default", "default")
+        self.add("", "v1", "serviceaccounts", "default", "shop")
+        self.add("", "v1", "serviceaccounts", "coredns", "kube-system")
+        self.add("", "v1", "services", "kubernetes", "default", labels={"component": "apiserver", "provider": "kubernetes"},
+                 spec={"type": "ClusterIP", "clusterIP": "10.96.0.1", "clusterIPs": ["10.96.0.1"],
+                       "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]})
+        self.add("", "v1", "endpoints", "kubernetes", "default",
+                 subsets=[{"addresses": [{"ip": "127.0.0.3"}], "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}])
+
+        # the application: shop (web deployment using a hostPath PV, db statefulset on a local PV,
+        # a cache on a CSI volume, reports on NFS)
+        app = {"app.kubernetes.io/name": "shop"}
+        self.add("apps", "v1", "deployments", "web", "shop", labels=dict(app, component="web"),
+                 spec={"replicas": 2, "selector": {"matchLabels": {"component": "web"}},
+                       "template": {"metadata": {"labels": {"component": "web"}},
+                                    "spec": {"containers": [{"name": "web", "image": "nginx:1.25",
+                                                             "ports": [{"containerPort": 80}],
+                                                             "volumeMounts": [{"name": "uploads", "mountPath": "/srv/uploads"}]}],
+                                             "volumes": [{"name": "uploads", "persistentVolumeClaim": {"claimName": "uploads"}}]}}},
+                 status={"replicas": 2, "readyReplicas": 2, "availableReplicas": 2})
+        self.add("apps", "v1", "replicasets", "web-6d4cf56db6", "shop", labels={"component": "web", "pod-template-hash": "6d4cf56db6"},
+                 spec={"replicas": 2, "selector": {"matchLabels": {"component": "web"}}}, status={"replicas": 2})
+        self.add("apps", "v1", "statefulsets", "db", "shop", labels=dict(app, component="db"),
+                 spec={"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"component": "db"}},
+                       "template": {"metadata": {"labels": {"component": "db"}},
+                                    "spec": {"containers": [{"name": "db", "image": "postgres:15"}]}},
+                       "volumeClaimTemplates": [{"metadata": {"name": "data"},
+                                                 "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-storage",
+                                                          "resources": {"requests": {"storage": "1Gi"}}}}]},
+                 status={"replicas": 1, "readyReplicas": 1})
+        self.add("apps", "v1", "deployments", "prometheus", "monitoring", labels={"app": "prometheus"},
+                 spec={"replicas": 1, "selector": {"matchLabels": {"app": "prometheus"}},
+                       "template": {"metadata": {"labels": {"app": "prometheus"}},
+                                    "spec": {"containers": [{"name": "prometheus", "image": "prom/prometheus:v2.42.0"}]}}})
+        self.add("apps", "v1", "daemonsets", "kube-proxy", "kube-system", labels={"k8s-app": "kube-proxy"},
+                 spec={"selector": {"matchLabels": {"k8s-app": "kube-proxy"}},
+                       "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                                    "spec": {"containers": [{"name": "kube-proxy", "image": f"registry.k8s.io/kube-proxy:{GIT_VERSION}"}]}}})
+        for name, port in [("web", 80), ("db", 5432)]:
+            self.add("", "v1", "services", name, "shop", labels=app,
+                     spec={"type": "ClusterIP", "selector": {"component": name},
+                           "ports": [{"port": port, "protocol": "TCP", "targetPort": port}]})
+        self.add("", "v1", "configmaps", "shop-settings", "shop", labels=app,
+                 data={"currency": "EUR", "checkout.yaml": "payment: card\nretries: 3\n"})
+        self.add("", "v1", "secrets", "shop-db-credentials", "shop", type="Opaque", labels=app,
+                 data={"username": b64("shop"), "password": b64("s3cr3t-shop-password")})
+        self.add("lsbackup.example.com", "v1", "widgets", "blue-widget", "shop", spec={"color": "blue", "size": 3})
+        self.add("rbac.authorization.k8s.io", "v1", "roles", "shop-reader", "shop",
+                 rules=[{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}])
+        self.add("rbac.authorization.k8s.io", "v1", "rolebindings", "shop-reader", "shop",
+                 roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "shop-reader"},
+                 subjects=[{"kind": "ServiceAccount", "name": "default", "namespace": "shop"}])
+        self.add("rbac.authorization.k8s.io", "v1", "clusterroles", "shop-admin",
+                 rules=[{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}])
+        self.add("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "kubeadm:cluster-admins",
+                 roleRef={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+                 subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "kubeadm:cluster-admins"}])
+        self.add("storage.k8s.io", "v1", "storageclasses", "local-storage", provisioner="kubernetes.io/no-provisioner",
+                 volumeBindingMode="WaitForFirstConsumer", reclaimPolicy="Retain")
+        self.add("storage.k8s.io", "v1", "storageclasses", "ebs-sc", provisioner="ebs.csi.aws.com",
+                 volumeBindingMode="WaitForFirstConsumer", reclaimPolicy="Delete")
+        ev = {"involvedObject": {"kind": "Pod", "namespace": "shop", "name": "db-0"}, "reason": "Scheduled",
+              "message": "Successfully assigned shop/db-0 to node3", "type": "Normal"}
+        self.add("", "v1", "events", "db-0.17a1b2c3d4e5f607", "shop", **ev)
+        self.add("events.k8s.io", "v1", "events", "db-0.17a1b2c3d4e5f607", "shop",
+                 regarding=ev["involvedObject"], reason="Scheduled", note=ev["message"], type="Normal")
+
+        # persistent volumes and their claims
+        def pv(name, source, claim, sc, extra=None):
+            spec = {"accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"},
+                    "persistentVolumeReclaimPolicy": "Retain", "storageClassName": sc, "volumeMode": "Filesystem"}
+            spec.update(source)
+            if extra:
+                spec.update(extra)
+            if claim:
+                ns, cname = claim
+                spec["claimRef"] = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": cname}
+                self.add("", "v1", "persistentvolumeclaims", cname, ns,
+                         spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                               "storageClassName": sc, "volumeMode": "Filesystem", "volumeName": name},
+                         status={"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}})
+            self.add("", "v1", "persistentvolumes", name, spec=spec,
+                     status={"phase": "Bound" if claim else "Available"})
+
+        node3_affinity = {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node3"]}]}]}}}
+        pv("pv-local-db", {"local": {"path": o.local_pv_dir}}, ("shop", "data-db-0"), "local-storage", node3_affinity)
+        pv("pv-hostpath-uploads", {"hostPath": {"path": o.hostpath_pv_dir, "type": "DirectoryOrCreate"}},
+           ("shop", "uploads"), "")
+        pv("pv-hostpath-unused", {"hostPath": {"path": o.hostpath_unused_dir, "type": ""}}, None, "")
+        pv("pvc-3f1c2a9e-cache", {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-0a1b2c3d4e5f67890",
+                                          "fsType": "ext4"}}, ("shop", "cache"), "ebs-sc")
+        pv("pv-nfs-reports", {"nfs": {"server": "10.0.0.9", "path": "/exports/reports"}}, ("shop", "reports"), "")
+
+        # pods of the application, with the nodes they run on
+        def pod(name, node, claims, labels):
+            self.add("", "v1", "pods", name, "shop", labels=labels,
+                     spec={"nodeName": node,
+                           "containers": [{"name": labels["component"], "image": "nginx:1.25"}],
+                           "volumes": [{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims]},
+                     status={"phase": "Running", "hostIP": {"node1": "127.0.0.2", "node2": "127.0.0.3", "node3": "127.0.0.4"}[node]})
+        pod("web-6d4cf56db6-x7k2p", "node1", ["uploads"], {"component": "web", "pod-template-hash": "6d4cf56db6"})
+        pod("db-0", "node3", ["data-db-0"], {"component": "db", "statefulset.kubernetes.io/pod-name": "db-0"})
+        pod("cache-7f9b8c6d5-q2w3e", "node3", ["cache"], {"component": "cache"})
+        pod("reports-5c6d7e8f9-a1s2d", "node1", ["reports"], {"component": "reports"})
+
+    def list(self, group, plural, namespace=None):
+        with self.lock:
+            items = self.objects.get((group, plural), [])
+            if namespace is not None:
+                items = [i for i in items if i["metadata"].get("namespace") == namespace]
+            return copy.deepcopy(items)
+
+
+# ---------------------------------------------------------------------------------------------
+# Selectors
+
+def field_value(obj, path):
+    cur = obj
+    for p in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(p, "")
+    return cur if isinstance(cur, str) else ("" if cur == "" else json.dumps(cur))
+
+
+def parse_selector(s):
+    """[(path, op, value)] from 'a=b,c!=d'"""
+    out = []
+    for term in filter(None, (t.strip() for t in s.split(","))):
+        for op in ("!=", "==", "="):
+            if op in term:
+                k, v = term.split(op, 1)
+                out.append((k.strip(), "!=" if op == "!=" else "=", v.strip()))
+                break
+        else:
+            raise ValueError(f"unable to parse requirement: {term}")
+    return out
+
+
+def matches(obj, fields, labels):
+    for path, op, v in fields:
+        got = field_value(obj, path)
+        if (got == v) != (op == "="):
+            return False
+    lab = obj["metadata"].get("labels", {})
+    for k, op, v in labels:
+        if (lab.get(k) == v) != (op == "="):
+            return False
+    return True
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+def status_obj(code, reason, message, details=None):
+    s = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+         "message": message, "reason": reason, "code": code}
+    if details:
+        s["details"] = details
+    return s
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "lsbackup-testbed-kube-apiserver-standin"
+    store = None
+    log_file = None
+
+    def log_message(self, fmt, *args):
+        if self.log_file:
+            self.log_file.write("%s %s\n" % (self.address_string(), fmt % args))
+            self.log_file.flush()
+
+    def send_json(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        try:
+            self.route()
+        except Exception as e:  # never leave a client without an answer
+            self.send_json(500, status_obj(500, "InternalError", f"stand-in error: {e}"))
+
+    def do_POST(self):
+        self.send_json(405, status_obj(405, "MethodNotAllowed",
+                                       "the lsbackup test bed kube-apiserver stand-in is read-only"))
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def route(self):
+        url = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query))
+        parts = [p for p in url.path.split("/") if p]
+        if q.get("watch") in ("1", "true"):
+            return self.send_json(405, status_obj(405, "MethodNotAllowed", "watch is not served by this stand-in"))
+        if parts == ["version"]:
+            return self.send_json(200, {"major": "1", "minor": "24", "gitVersion": GIT_VERSION,
+                                        "gitCommit": "e6f35974b08862a23e7f4aad8e5d7f7f2de26c15",
+                                        "gitTreeState": "clean", "buildDate": "2022-10-12T10:50:21Z",
+                                        "goVersion": "go1.19.2", "compiler": "gc", "platform": "linux/amd64"})
+        if parts in (["healthz"], ["livez"], ["readyz"]):
+            body = b"ok"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        if parts == ["api"]:
+            return self.send_json(200, {"kind": "APIVersions", "versions": ["v1"],
+                                        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0",
+                                                                        "serverAddress": "127.0.0.3:6443"}]})
+        if parts == ["apis"]:
+            groups = []
+            for g, versions in group_versions().items():
+                if g == "":
+                    continue
+                vs = [{"groupVersion": f"{g}/{v}", "version": v} for v in versions]
+                groups.append({"name": g, "versions": vs, "preferredVersion": vs[0]})
+            return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if len(parts) >= 2 and parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif len(parts) >= 3 and parts[0] == "apis":
+            group, version, rest = parts[1], parts[2], parts[3:]
+        elif len(parts) == 2 and parts[0] == "apis":
+            g = parts[1]
+            versions = group_versions().get(g)
+            if not versions:
+                return self.not_found()
+            vs = [{"groupVersion": f"{g}/{v}", "version": v} for v in versions]
+            return self.send_json(200, {"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": vs,
+                                        "preferredVersion": vs[0]})
+        else:
+            return self.not_found()
+        if version not in group_versions().get(group, []):
+            return self.not_found()
+        if not rest:
+            return self.send_json(200, self.resource_list(group, version))
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        plural, name = rest[0], (rest[1] if len(rest) > 1 else None)
+        if len(rest) > 2:
+            return self.not_found()
+        info = resource_info(group, version, plural)
+        if info is None:
+            return self.not_found()
+        if "list" not in info[6] and "get" not in info[6]:
+            return self.send_json(405, status_obj(405, "MethodNotAllowed", "the server does not allow this method on the requested resource"))
+        if namespace is not None and not info[5]:
+            return self.not_found()
+        try:
+            fields = parse_selector(q.get("fieldSelector", ""))
+            labels = parse_selector(q.get("labelSelector", ""))
+        except ValueError as e:
+            return self.send_json(400, status_obj(400, "BadRequest", str(e)))
+        items = self.store.list(group, plural, namespace)
+        if name is not None:
+            for it in items:
+                if it["metadata"]["name"] == name:
+                    return self.send_json(200, it)
+            gr = plural if group == "" else f"{plural}.{group}"
+            return self.send_json(404, status_obj(404, "NotFound", f'{gr} "{name}" not found',
+                                                  {"name": name, "group": group, "kind": plural}))
+        items = [i for i in items if matches(i, fields, labels)]
+        self.send_json(200, {"kind": f"{info[4]}List", "apiVersion": api_version(group, version),
+                             "metadata": {"resourceVersion": str(self.store.rv)}, "items": items})
+
+    def resource_list(self, group, version):
+        res = []
+        for g, v, plural, singular, kind, namespaced, verbs, short in RESOURCES:
+            if g == group and v == version:
+                r = {"name": plural, "singularName": singular, "namespaced": namespaced, "kind": kind,
+                     "verbs": verbs}
+                if short:
+                    r["shortNames"] = short
+                if g == "lsbackup.example.com":
+                    r["categories"] = ["all"]
+                res.append(r)
+        for g, v, name, kind, namespaced, verbs in SUBRESOURCES:
+            if g == group and v == version:
+                res.append({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": verbs})
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": api_version(group, version),
+                "resources": res}
+
+    def not_found(self):
+        self.send_json(404, status_obj(404, "NotFound", "the server could not find the requested resource"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=6443)
+    ap.add_argument("--cert", required=True)
+    ap.add_argument("--key", required=True)
+    ap.add_argument("--client-ca", required=True)
+    ap.add_argument("--kubeadm-config", required=True)
+    ap.add_argument("--local-pv-dir", required=True)
+    ap.add_argument("--hostpath-pv-dir", required=True)
+    ap.add_argument("--hostpath-unused-dir", required=True)
+    ap.add_argument("--log")
+    o = ap.parse_args()
+
+    Handler.store = Store(o)
+    if o.log:
+        Handler.log_file = open(o.log, "a")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(o.cert, o.key)
+    ctx.load_verify_locations(o.client_ca)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    srv = ThreadingHTTPServer((o.bind, o.port), Handler)
+    srv.daemon_threads = True
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    print(f"kube-apiserver STAND-IN serving https://{o.bind}:{o.port} ({GIT_VERSION} shapes)", flush=True)
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
