@@ -2,9 +2,8 @@
 //!
 //! - Lines are stripped; empty lines and lines starting with `#` or `;` are skipped.
 //! - `[name]`, `[name:children]`, `[name:vars]` open a section (a `#` comment may follow). The
-//!   group name in a header is made safe the way `to_safe_group_name(force=True)` does (every
-//!   character that is not a word character, and a leading digit, becomes `_`). Lines before
-//!   the first header belong to `ungrouped`.
+//!   group name is kept as written (Ansible only warns about characters such as `-`). Lines
+//!   before the first header belong to `ungrouped`.
 //! - Host lines are split like `shlex.split(line, comments=True)`: the first word is a host
 //!   pattern (ranges, `:port`), the rest `key=value` words.
 //! - `[g:vars]` lines are `key=value` split at the first `=` (no shell quoting; a trailing
@@ -114,22 +113,6 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Vec<String>, IniError> {
     Ok(out)
 }
 
-/// `to_safe_group_name(name, force=True)`.
-pub(crate) fn safe_group_name(name: &str) -> String {
-    // INVALID_VARIABLE_NAMES = r'^[\d\W]|[^\w]'
-    let word = |c: char| c == '_' || c.is_alphanumeric();
-    name.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if !word(c) || (i == 0 && c.is_numeric()) {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
-
 enum State {
     Hosts,
     Children,
@@ -156,7 +139,7 @@ pub(crate) fn parse(inv: &mut InvData, lines: &[String]) -> Result<(), IniError>
             continue;
         }
         if let Some(m) = SECTION.captures(line) {
-            let name = safe_group_name(&m[1]);
+            let name = m[1].to_string();
             let tag = m.get(2).map(|t| t.as_str()).unwrap_or("hosts");
             state = match tag {
                 "hosts" => State::Hosts,
@@ -432,12 +415,11 @@ mod tests {
     }
 
     #[test]
-    fn header_group_names_are_made_safe() {
-        assert_eq!(safe_group_name("web-servers"), "web_servers");
-        assert_eq!(safe_group_name("1st"), "_st");
-        assert_eq!(safe_group_name("ok_name"), "ok_name");
-        let inv = parse_str("[web-servers]\nh\n").unwrap();
-        assert!(inv.group("web_servers").is_some());
+    fn header_group_names_are_kept_as_written() {
+        // ini.py calls to_safe_group_name without force; the default
+        // TRANSFORM_INVALID_GROUP_CHARS=never keeps the name.
+        let inv = parse_str("[web-servers]\nh\n[1st]\ni\n").unwrap();
+        assert!(inv.group("web-servers").is_some() && inv.group("1st").is_some());
     }
 
     #[test]

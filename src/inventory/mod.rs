@@ -265,7 +265,7 @@ fn sorted_value(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// `json.dumps(v, sort_keys=True, indent=4)` byte for byte (ASCII-only output, Python float
+/// `json.dumps(v, sort_keys=True, indent=4, ensure_ascii=False)` byte for byte (Python float
 /// repr).
 fn python_json(v: &serde_json::Value, indent: usize, out: &mut String) {
     use serde_json::Value;
@@ -292,12 +292,7 @@ fn python_json(v: &serde_json::Value, indent: usize, out: &mut String) {
                     '\t' => out.push_str("\\t"),
                     '\x08' => out.push_str("\\b"),
                     '\x0c' => out.push_str("\\f"),
-                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                        let mut buf = [0u16; 2];
-                        for u in c.encode_utf16(&mut buf) {
-                            out.push_str(&format!("\\u{:04x}", u));
-                        }
-                    }
+                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
                     c => out.push(c),
                 }
             }
@@ -652,7 +647,7 @@ impl Inventory {
     }
 
     /// [`Inventory::to_ansible_list`] formatted exactly as `ansible-inventory --list` prints it
-    /// (Python's `json.dumps(indent=4, sort_keys=True)`: 4-space indent, non-ASCII escaped), so
+    /// (Python's `json.dumps(indent=4, sort_keys=True)`: 4-space indent, UTF-8 kept), so
     /// the two outputs can be compared with `diff`.
     pub fn to_ansible_list_json(&self) -> String {
         let mut s = String::new();
