@@ -795,3 +795,39 @@ async fn keepalive_settings_keep_a_quiet_command_alive() {
     // Silent for longer than interval x count: keepalives are answered, nothing breaks.
     assert_eq!(text(&s, "sleep 4; echo awake", None).await, "awake");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_reaches_the_remote_command() {
+    let s = connect("node1").await;
+    let probe = connect("node1").await;
+    // A byte count unique to this run, to find the process on the host.
+    let count = 300_000_000 + u64::from(std::process::id() % 100_000);
+    let mut p = s
+        .exec(&format!("head -c {count} /dev/zero"), None)
+        .await
+        .unwrap();
+    // Read nothing for a while: the host's `head` must be blocked, not finished into our memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // `[h]ead` so the probe's own command line does not match.
+    let probe_cmd =
+        format!("pgrep -f '[h]ead -c {count} /dev/zero' >/dev/null && echo blocked || echo gone");
+    let running = probe
+        .run(&probe_cmd, None, 100)
+        .await
+        .unwrap()
+        .stdout_text();
+    assert_eq!(running, "blocked");
+    let n = tokio::io::copy(&mut p.stdout, &mut tokio::io::sink())
+        .await
+        .unwrap();
+    assert_eq!(n, count);
+    assert_eq!(
+        probe
+            .run(&probe_cmd, None, 100)
+            .await
+            .unwrap()
+            .stdout_text(),
+        "gone"
+    );
+    assert!(p.wait().await.unwrap().success());
+}
