@@ -292,7 +292,7 @@ fn connection_refuses_templates_and_warns_about_ignored_options() {
     let f = t.path().join("inventory");
     std::fs::write(
         &f,
-        "[g]\nh1 ansible_host=\"{{ lookup('env', 'IP') }}\"\nh2 ansible_host=10.0.0.2\n\
+        "[g]\nh1 ansible_host=\"{{ lookup('env', 'IP') }}\"\nh2 ansible_host=10.0.0.2\nh3\n\
          [all:vars]\nansible_ssh_common_args='-o ControlMaster=auto -o StrictHostKeyChecking=accept-new'\n",
     )
     .unwrap();
@@ -314,9 +314,14 @@ fn connection_refuses_templates_and_warns_about_ignored_options() {
     assert!(
         inv.warnings
             .iter()
-            .any(|w| w.contains("h1, h2") && w.contains("-o ControlMaster=auto")),
+            .any(|w| w.starts_with("hosts h2, h3: ") && w.contains("-o ControlMaster=auto")),
         "{:?}",
         inv.warnings
+    );
+    assert!(
+        inv.warnings
+            .iter()
+            .any(|w| w.starts_with("host h1: ansible_host is a Jinja2 template"))
     );
     assert!(inv.connection("nope").is_err());
     // The template is kept as text, as ansible-inventory shows it.

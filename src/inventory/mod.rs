@@ -522,6 +522,7 @@ impl Inventory {
     fn collect_connection_warnings(&mut self) {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
         let mut remarks: Vec<(String, Vec<String>)> = Vec::new();
+        let mut errors: Vec<String> = Vec::new();
         let mut add = |remark: String, host: &str| {
             if let Some(r) = remarks.iter_mut().find(|(r, _)| *r == remark) {
                 r.1.push(host.to_string());
@@ -539,7 +540,7 @@ impl Inventory {
                         add(n, &h.name);
                     }
                 }
-                Err(e) => add(format!("connection settings unusable: {e}"), &h.name),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         for (remark, hosts) in remarks {
@@ -551,6 +552,7 @@ impl Inventory {
             let noun = if hosts.len() == 1 { "host" } else { "hosts" };
             self.warnings.push(format!("{noun} {list}: {remark}"));
         }
+        self.warnings.extend(errors);
     }
 
     pub fn has_group(&self, group: &str) -> bool {
