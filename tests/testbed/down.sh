@@ -14,13 +14,30 @@ tb_require_root
     exit 0
 }
 
+# service files only define functions and variables; sourcing them brings the tb_down_<name>
+# hooks (for services whose live pid may differ from the recorded one, e.g. kafka)
+for f in "$TB_DIR"/svc_*.sh; do
+    # shellcheck disable=SC1090
+    . "$f"
+done
+
+tb_down() {
+    if declare -F "tb_down_$1" >/dev/null; then
+        "tb_down_$1"
+    else
+        tb_stop "$1"
+    fi
+}
+
+# reverse start order first (rabbitmq before its epmd, kafka before zookeeper, services before
+# the sshd hosts), then any other pid file
+order=(grafana kibana elasticsearch rabbitmq epmd alertmanager prometheus-noadmin prometheus kafka
+    zookeeper haproxy kubeapi etcd postgresql sshd-node3 sshd-node2 sshd-node1)
+for name in "${order[@]}"; do
+    if [ -e "$TB_PIDS/$name.pid" ]; then tb_down "$name"; fi
+done
 shopt -s nullglob
 for f in "$TB_PIDS"/*.pid; do
-    name="$(basename "$f" .pid)"
-    if declare -F "tb_down_$name" >/dev/null; then
-        "tb_down_$name"
-    else
-        tb_stop "$name"
-    fi
+    tb_down "$(basename "$f" .pid)"
 done
 tb_log "test bed stopped"

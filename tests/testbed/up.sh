@@ -37,6 +37,8 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_monitoring.sh"
 # shellcheck source=svc_prometheus_noadmin.sh
 . "$TB_DIR/svc_prometheus_noadmin.sh"
+# shellcheck source=svc_rabbitmq.sh
+. "$TB_DIR/svc_rabbitmq.sh"
 # shellcheck source=svc_standins.sh
 . "$TB_DIR/svc_standins.sh"
 
@@ -46,6 +48,7 @@ tb_install etcd-server etcd-client
 tb_install haproxy curl
 tb_install zookeeperd default-jre-headless
 tb_install prometheus prometheus-alertmanager
+tb_install rabbitmq-server
 tb_install python3 sqlite3
 
 tb_up_ssh
@@ -59,9 +62,11 @@ tb_up_kafka
 tb_up_prometheus
 tb_up_prometheus_noadmin
 tb_up_alertmanager
+tb_up_rabbitmq
 tb_up_elasticsearch
 tb_up_kibana
 tb_up_grafana
 
 tb_env_set LSB_TESTBED "$LSB_TESTBED"
+tb_env_set LSB_LOGS "$TB_LOGS"
 tb_log "test bed is up; env: $LSB_TESTBED/env"
