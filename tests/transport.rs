@@ -776,13 +776,14 @@ async fn proxy_jump_and_proxy_command() {
     let s = Session::connect(&sp, &cfg()).await.unwrap();
     assert_eq!(text(&s, "echo proxied", None).await, "proxied");
     // A ProxyCommand that fails: a connect error naming the host.
-    sp.ssh.proxy_command = Some("exit 1".into());
+    sp.ssh.proxy_command = Some("echo 'no route to bastion' >&2; exit 1".into());
     let e = err_of(Session::connect(&sp, &cfg()).await);
     assert!(matches!(e, TransportError::Connect { .. }), "{e:?}");
-    assert!(
-        e.to_string()
-            .starts_with("node2: cannot connect to 127.0.0.3"),
-        "{e}"
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "node2: cannot connect to 127.0.0.3:{port}: ProxyCommand failed: no route to bastion"
+        )
     );
 }
 
@@ -830,4 +831,44 @@ async fn backpressure_reaches_the_remote_command() {
         "gone"
     );
     assert!(p.wait().await.unwrap().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_notices_a_frozen_server() {
+    let mut sp = spec("node2");
+    sp.ssh.server_alive_interval = Some(Duration::from_secs(1));
+    sp.ssh.server_alive_count_max = Some(2);
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    // The sshd process serving this connection (the shell's nearest sshd ancestor).
+    let pid = text(
+        &s,
+        "pid=$$; while c=$(ps -o comm= -p $pid) && [ \"$c\" != sshd ] && [ \"$c\" != sshd-session ]; do pid=$(ps -o ppid= -p $pid | tr -d ' '); done; echo $pid",
+        None,
+    )
+    .await;
+    let mut p = s.exec("sleep 60", None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let t = Instant::now();
+    let res = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut sink = Vec::new();
+        let read = p.stdout.read_to_end(&mut sink).await;
+        (read, p.wait().await)
+    })
+    .await;
+    // Let the frozen process go again whatever happened (it exits with the dead connection).
+    let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    let (read, waited) = res.expect("a frozen server must be noticed by keepalives");
+    assert!(read.is_err());
+    assert!(
+        matches!(waited, Err(TransportError::Lost { .. })),
+        "{waited:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }

@@ -14,7 +14,7 @@ use russh::keys::{
     self, Algorithm, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate,
 };
 use russh::{ChannelMsg, Disconnect, Preferred, Sig, cipher};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
@@ -272,6 +272,28 @@ impl AsyncWrite for ProxyStream {
     }
 }
 
+/// What a `ProxyCommand` wrote to stderr.
+struct ProxyStderr {
+    tail: Arc<Mutex<Tail>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl ProxyStderr {
+    /// The last non-empty line, once the command closed stderr (or after a short wait).
+    async fn last_line(self) -> String {
+        if let Some(r) = self.reader {
+            let _ = tokio::time::timeout(Duration::from_millis(500), r).await;
+        }
+        let text = self.tail.lock().unwrap_or_else(|p| p.into_inner()).text();
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+}
+
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
@@ -435,24 +457,45 @@ impl Ctx<'_> {
         ))
     }
 
-    fn proxy_command(&self, template: &str, hop: &Hop) -> Result<Box<dyn Stream>, TransportError> {
+    /// Start `ProxyCommand`; its stderr is kept for error messages.
+    fn proxy_command(
+        &self,
+        template: &str,
+        hop: &Hop,
+    ) -> Result<(Box<dyn Stream>, ProxyStderr), TransportError> {
         let line = proxy_command_line(template, &hop.host, hop.port, &hop.user, &self.spec.host);
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| self.connect_err(hop, format!("cannot start ProxyCommand: {e}")))?;
         let (Some(out), Some(inp)) = (child.stdout.take(), child.stdin.take()) else {
             return Err(self.connect_err(hop, "ProxyCommand has no stdio".into()));
         };
-        Ok(Box::new(ProxyStream {
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let reader = child.stderr.take().map(|mut err| {
+            let tail = tail.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                while let Ok(n) = err.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    tail.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(&buf[..n]);
+                }
+            })
+        });
+        let stream = Box::new(ProxyStream {
             io: tokio::io::join(out, inp),
             _child: child,
-        }))
+        });
+        Ok((stream, ProxyStderr { tail, reader }))
     }
 
     /// SSH handshake and host key check on `stream`, then authentication.
@@ -460,6 +503,7 @@ impl Ctx<'_> {
         &self,
         stream: Box<dyn Stream>,
         hop: &Hop,
+        proxy_stderr: Option<ProxyStderr>,
     ) -> Result<Handle<Client>, TransportError> {
         let refusal = Arc::new(Mutex::new(None));
         let handler = Client {
@@ -484,9 +528,14 @@ impl Ctx<'_> {
                 if let Some(refused) = refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(refused);
                 }
-                return Err(
-                    self.connect_err(hop, format!("SSH handshake failed: {}", ssh_cause(&e)))
-                );
+                let mut cause = format!("SSH handshake failed: {}", ssh_cause(&e));
+                if let Some(said) = proxy_stderr {
+                    let said = said.last_line().await;
+                    if !said.is_empty() {
+                        cause = format!("ProxyCommand failed: {said}");
+                    }
+                }
+                return Err(self.connect_err(hop, cause));
             }
             Ok(Ok(h)) => h,
         };
@@ -725,10 +774,13 @@ impl SshConn {
 
         let mut jumps: Vec<Handle<Client>> = Vec::new();
         for hop in &hops {
+            let mut proxy_stderr = None;
             let stream: Box<dyn Stream> = match jumps.last() {
                 None => match (&spec.ssh.proxy_command, hops.len()) {
                     (Some(cmd), 1) if !cmd.eq_ignore_ascii_case("none") => {
-                        ctx.proxy_command(cmd, hop)?
+                        let (stream, stderr) = ctx.proxy_command(cmd, hop)?;
+                        proxy_stderr = Some(stderr);
+                        stream
                     }
                     _ => match tokio::time::timeout(ctx.timeout, ctx.tcp(hop)).await {
                         Err(_) => return Err(ctx.timeout_err(hop)),
@@ -758,7 +810,7 @@ impl SshConn {
                     }
                 }
             };
-            let handle = ctx.establish(stream, hop).await?;
+            let handle = ctx.establish(stream, hop, proxy_stderr).await?;
             jumps.push(handle);
         }
         let handle = jumps.pop().expect("at least the target hop");
