@@ -398,6 +398,9 @@ async fn strict_no_accepts_without_recording() {
     // UserKnownHostsFile=/dev/null, as inventories often say alongside it.
     sp.ssh.user_known_hosts_file = Some(PathBuf::from("/dev/null"));
     Session::connect(&sp, &c).await.unwrap();
+    // ... also when the run says --accept-new-host-keys (recording into /dev/null).
+    c.accept_new_host_keys = true;
+    Session::connect(&sp, &c).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,7 +208,11 @@ pub(crate) fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> io:
     );
     line.push('\n');
     file.write_all(line.as_bytes())?;
-    file.sync_all()
+    // `/dev/null` (a common UserKnownHostsFile) cannot be fsynced; only files need it.
+    if file.metadata()?.is_file() {
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// `ssh-ed25519 SHA256:...`, as OpenSSH shows a key.
