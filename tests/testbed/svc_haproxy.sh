@@ -79,8 +79,19 @@ tb_haproxy_ready() {
 }
 
 tb_up_haproxy() {
+    TB_CHANGED=""
     tb_haproxy_files
     local log="$TB_LOGS/haproxy.log"
+    local pid
+    pid="$(head -n1 "$TB_HAPROXY_PIDFILE" 2>/dev/null || true)"
+    if ! tb_pid haproxy >/dev/null && [[ "$pid" =~ ^[0-9]+$ ]] && tb_alive "$pid" &&
+        [ "$(readlink "/proc/$pid/exe")" = /usr/sbin/haproxy ]; then
+        tb_record_pid haproxy "$pid" # ours, started earlier (pid file in pids/ was lost)
+    fi
+    if tb_pid haproxy >/dev/null && [ -n "$TB_CHANGED" ]; then
+        tb_log "haproxy.cfg changed, restarting haproxy"
+        tb_stop haproxy
+    fi
     if ! tb_pid haproxy >/dev/null; then
         rm -f "$TB_HAPROXY_PIDFILE"
         haproxy -D -p "$TB_HAPROXY_PIDFILE" -f "$TB_HAPROXY_CFG" >>"$log" 2>&1 9>&- ||

@@ -94,8 +94,8 @@ tb_up_rabbitmq() {
         # the pid file holds the Erlang VM's pid (SIGTERM there = graceful shutdown)
         tb_wait "RabbitMQ pid file $TB_RMQ_PIDFILE" 60 test -s "$TB_RMQ_PIDFILE"
         tb_record_pid rabbitmq "$(head -n1 "$TB_RMQ_PIDFILE")"
+        tb_wait_svc rabbitmq "$log" 90 tb_rabbitmqctl -q await_startup
     fi
-    tb_wait_svc rabbitmq "$log" 90 tb_rabbitmqctl -q await_startup
     tb_rabbitmqctl -q import_definitions /etc/rabbitmq/lsbackup-testbed-definitions.json >>"$log" 2>&1 ||
         tb_die "rabbitmqctl import_definitions failed (see $log)"
     tb_ready rabbitmq "$TB_RMQ_NODE amqp://127.0.0.1:$TB_RMQ_PORT vhost $TB_RMQ_VHOST user $TB_RMQ_USER, pid $(tb_pid rabbitmq)"

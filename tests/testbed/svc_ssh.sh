@@ -78,7 +78,8 @@ tb_ssh_config() {
         ssh-keygen -q -t ed25519 -N '' -C "$node" -f "$dir/ssh_host_ed25519_key"
     fi
     chmod 0600 "$dir/ssh_host_ed25519_key"
-    cat >"$dir/sshd_config" <<EOF
+    TB_CHANGED=""
+    tb_write_if_changed "$dir/sshd_config" 0644 <<EOF
 # lsbackup test bed: $node ($ip)
 ListenAddress $ip:$LSB_SSH_PORT
 HostKey $dir/ssh_host_ed25519_key
@@ -100,14 +101,22 @@ LogLevel VERBOSE
 MaxStartups 100:30:200
 MaxSessions 50
 EOF
-    /usr/sbin/sshd -t -f "$dir/sshd_config" 2>"$TB_LOGS/sshd-$node.log" ||
-        tb_die "sshd config for $node is invalid: $(cat "$TB_LOGS/sshd-$node.log")"
+    local err
+    err="$(/usr/sbin/sshd -t -f "$dir/sshd_config" 2>&1)" || tb_die "sshd config for $node is invalid: $err"
+    # a running sshd keeps its old config (port, paths): restart it
+    if [ -n "$TB_CHANGED" ] && tb_pid "sshd-$node" >/dev/null; then
+        tb_log "sshd config of $node changed, restarting it"
+        tb_stop "sshd-$node"
+    fi
 }
 
+# tb_ssh_probe USER IP CMD...: run CMD on IP as USER with the test client key and known_hosts
 tb_ssh_probe() {
+    local user="$1" ip="$2"
+    shift 2
     ssh -n -i "$LSB_TESTBED/client_key" -o IdentitiesOnly=yes -o BatchMode=yes \
         -o UserKnownHostsFile="$LSB_TESTBED/known_hosts" -o StrictHostKeyChecking=yes \
-        -o ConnectTimeout=3 -p "$LSB_SSH_PORT" "$1@$2" true
+        -o ConnectTimeout=3 -p "$LSB_SSH_PORT" "$user@$ip" "$@"
 }
 
 tb_up_ssh() {
@@ -123,6 +132,12 @@ tb_up_ssh() {
         node="${LSB_NODES[$i]}"
         ip="${LSB_HOST_IPS[$i]}"
         if ! pid="$(tb_pid "sshd-$node")"; then
+            # an sshd of ours whose pid file in pids/ was lost: adopt it
+            pid="$(cat "$TB_SSH/$node/sshd.pid" 2>/dev/null || true)"
+            if [[ "$pid" =~ ^[0-9]+$ ]] && tb_alive "$pid" && [ "$(readlink "/proc/$pid/exe")" = /usr/sbin/sshd ]; then
+                tb_record_pid "sshd-$node" "$pid"
+                continue
+            fi
             # -E: log to file; sshd daemonizes and writes its PidFile
             rm -f "$TB_SSH/$node/sshd.pid"
             /usr/sbin/sshd -f "$TB_SSH/$node/sshd_config" -E "$TB_LOGS/sshd-$node.log" 9>&- ||
@@ -132,14 +147,22 @@ tb_up_ssh() {
             tb_record_pid "sshd-$node" "$pid"
         fi
     done
+    # the three hosts are probed in parallel: login as operations with sudo, and as root
+    local probes=()
     for i in 0 1 2; do
-        node="${LSB_NODES[$i]}"
         ip="${LSB_HOST_IPS[$i]}"
-        tb_wait "sshd $node ($ip:$LSB_SSH_PORT) login as $LSB_SSH_USER" 15 tb_ssh_probe "$LSB_SSH_USER" "$ip"
-        tb_wait "sshd $node ($ip:$LSB_SSH_PORT) login as root" 5 tb_ssh_probe root "$ip"
-        tb_wait "sudo on $node" 5 ssh -n -i "$LSB_TESTBED/client_key" -o IdentitiesOnly=yes -o BatchMode=yes \
-            -o UserKnownHostsFile="$LSB_TESTBED/known_hosts" -p "$LSB_SSH_PORT" "$LSB_SSH_USER@$ip" sudo -n true
-        tb_ready "sshd-$node" "$ip:$LSB_SSH_PORT pid $(tb_pid "sshd-$node")"
+        (
+            tb_wait "sshd ${LSB_NODES[$i]} ($ip:$LSB_SSH_PORT) login as $LSB_SSH_USER with sudo -n" 15 \
+                tb_ssh_probe "$LSB_SSH_USER" "$ip" sudo -n true
+            tb_wait "sshd ${LSB_NODES[$i]} ($ip:$LSB_SSH_PORT) login as root" 5 tb_ssh_probe root "$ip" true
+        ) &
+        probes+=($!)
+    done
+    for i in 0 1 2; do
+        wait "${probes[$i]}" || exit 1
+    done
+    for i in 0 1 2; do
+        tb_ready "sshd-${LSB_NODES[$i]}" "${LSB_HOST_IPS[$i]}:$LSB_SSH_PORT pid $(tb_pid "sshd-${LSB_NODES[$i]}")"
     done
 
     tb_env_set LSB_SSH_PORT "$LSB_SSH_PORT"
