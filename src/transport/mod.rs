@@ -357,7 +357,8 @@ impl Session {
         })
     }
 
-    /// Run a short command and capture stdout (capped at `limit` bytes; more is an error).
+    /// Run a short command and capture stdout (capped at `limit` bytes; more is an error, and
+    /// the command is then stopped).
     pub async fn run(
         &self,
         command: &str,
@@ -392,7 +393,8 @@ impl Session {
         Ok(Output { exit, stdout })
     }
 
-    /// Close the connection (pending commands are cut off).
+    /// Close the connection when this is the last handle to it (clones keep it open). Commands
+    /// still running on it are cut off and report [`TransportError::Lost`].
     pub async fn close(self) {
         if let Ok(inner) = Arc::try_unwrap(self.inner)
             && let Backend::Ssh(conn) = inner.backend

@@ -814,6 +814,15 @@ impl SshConn {
             jumps.push(handle);
         }
         let handle = jumps.pop().expect("at least the target hop");
+        tracing::debug!(
+            "{host}: connected to {} as {user}{}",
+            host_port(&spec.address, spec.port),
+            if jumps.is_empty() {
+                String::new()
+            } else {
+                format!(" through {} jump host(s)", jumps.len())
+            }
+        );
         Ok(SshConn {
             handle,
             jumps,
