@@ -45,7 +45,12 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct SelectArgs {
     /// Build directory holding the cluster's Ansible inventory.
-    #[arg(short = 'b', long = "build-dir", value_name = "BUILD_DIR", env = "LSBACKUP_BUILD_DIR")]
+    #[arg(
+        short = 'b',
+        long = "build-dir",
+        value_name = "BUILD_DIR",
+        env = "LSBACKUP_BUILD_DIR"
+    )]
     pub build_dir: PathBuf,
     /// Inventory file or directory (default: found in BUILD_DIR, see README).
     #[arg(short = 'i', long, value_name = "FILE")]
@@ -155,7 +160,12 @@ pub struct PlanArgs {
 #[derive(Debug, Args)]
 pub struct InventoryArgs {
     /// Build directory holding the cluster's Ansible inventory.
-    #[arg(short = 'b', long = "build-dir", value_name = "BUILD_DIR", env = "LSBACKUP_BUILD_DIR")]
+    #[arg(
+        short = 'b',
+        long = "build-dir",
+        value_name = "BUILD_DIR",
+        env = "LSBACKUP_BUILD_DIR"
+    )]
     pub build_dir: PathBuf,
     /// Inventory file or directory (default: found in BUILD_DIR).
     #[arg(short = 'i', long, value_name = "FILE")]

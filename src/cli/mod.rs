@@ -34,7 +34,10 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("lsbackup: error: starting runtime: {e}");
@@ -119,7 +122,12 @@ fn inventory(a: InventoryArgs) -> Result<i32, AnyError> {
 fn components(a: ComponentsArgs) -> Result<i32, AnyError> {
     let catalog = Catalog::load(a.components_dir.as_deref())?;
     for c in &catalog.components {
-        println!("{:<14} groups: {:<40} {}", c.name, c.groups.join(","), c.description);
+        println!(
+            "{:<14} groups: {:<40} {}",
+            c.name,
+            c.groups.join(","),
+            c.description
+        );
     }
     Ok(EXIT_OK)
 }

@@ -215,7 +215,13 @@ pub fn summary(o: &Outcome) -> String {
             }
         }
         if c.hosts.iter().all(|h| h.status == Status::Skipped) {
-            let _ = writeln!(out, "{:<14} {:<10} {:<10}", c.name, "-", status_word(c.status));
+            let _ = writeln!(
+                out,
+                "{:<14} {:<10} {:<10}",
+                c.name,
+                "-",
+                status_word(c.status)
+            );
         }
     }
     if !errors.is_empty() {
@@ -237,7 +243,10 @@ pub fn summary(o: &Outcome) -> String {
             );
         }
         (None, _) => {
-            let _ = writeln!(out, "backup FAILED: nothing usable was backed up; no archive written");
+            let _ = writeln!(
+                out,
+                "backup FAILED: nothing usable was backed up; no archive written"
+            );
         }
     }
     out
@@ -258,7 +267,12 @@ pub fn inventory_table(inv: &Inventory) -> String {
                 let addr = if c.local {
                     "local".to_string()
                 } else {
-                    format!("{}@{}:{}", c.user.clone().unwrap_or_else(|| "(local user)".into()), c.address, c.port)
+                    format!(
+                        "{}@{}:{}",
+                        c.user.clone().unwrap_or_else(|| "(local user)".into()),
+                        c.address,
+                        c.port
+                    )
                 };
                 let mut extra = Vec::new();
                 if let Some(k) = &c.key_file {
@@ -307,9 +321,7 @@ pub fn verify_text(path: &Path, r: &lsbackup::archive::VerifyReport) -> String {
         let _ = writeln!(
             out,
             "{p}: ok ({} entries, {} bytes checked against the manifest; backup status {:?})",
-            r.entries,
-            r.bytes,
-            r.manifest.status
+            r.entries, r.bytes, r.manifest.status
         );
     } else {
         let _ = writeln!(out, "{p}: FAILED ({n} problems)");

@@ -71,12 +71,18 @@ fn value_to_string(v: &serde_json::Value) -> String {
 }
 
 impl Plan {
-    pub fn build(inventory: Inventory, catalog: &Catalog, sel: &Selection) -> Result<Plan, PlanError> {
+    pub fn build(
+        inventory: Inventory,
+        catalog: &Catalog,
+        sel: &Selection,
+    ) -> Result<Plan, PlanError> {
         let selected = catalog.select(&sel.only, &sel.skip)?;
         let mut global_sets = BTreeMap::new();
         let mut comp_sets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for s in &sel.sets {
-            let (k, v) = s.split_once('=').ok_or_else(|| PlanError::BadSet(s.clone()))?;
+            let (k, v) = s
+                .split_once('=')
+                .ok_or_else(|| PlanError::BadSet(s.clone()))?;
             let k = k.trim();
             if k.is_empty() {
                 return Err(PlanError::BadSet(s.clone()));
@@ -144,9 +150,7 @@ impl Plan {
                 // spec vars may refer to other vars: render them once, in place.
                 let rendered: Result<BTreeMap<_, _>, _> = vars
                     .iter()
-                    .map(|(k, v)| {
-                        crate::components::render(v, &vars).map(|r| (k.clone(), r))
-                    })
+                    .map(|(k, v)| crate::components::render(v, &vars).map(|r| (k.clone(), r)))
                     .collect();
                 let vars = rendered.map_err(|source| PlanError::Template {
                     component: spec.name.clone(),
@@ -161,11 +165,12 @@ impl Plan {
                 hosts,
             };
             for h in &pc.hosts {
-                pc.describe_host(h).map_err(|source| PlanError::Template {
-                    component: pc.spec.name.clone(),
-                    host: h.name.clone(),
-                    source,
-                })?;
+                pc.describe_host(h, false)
+                    .map_err(|source| PlanError::Template {
+                        component: pc.spec.name.clone(),
+                        host: h.name.clone(),
+                        source,
+                    })?;
             }
             components.push(pc);
         }
@@ -203,7 +208,7 @@ impl Plan {
                     format!("{}:{}", h.conn.address, h.conn.port)
                 };
                 let _ = writeln!(out, "  host {} ({addr})", h.name);
-                for line in c.describe_host(h).unwrap_or_default() {
+                for line in c.describe_host(h, false).unwrap_or_default() {
                     let _ = writeln!(out, "    {line}");
                 }
             }
@@ -212,7 +217,11 @@ impl Plan {
             }
         }
         if !self.absent.is_empty() {
-            let _ = writeln!(out, "\nnot in the inventory (skipped): {}", self.absent.join(", "));
+            let _ = writeln!(
+                out,
+                "\nnot in the inventory (skipped): {}",
+                self.absent.join(", ")
+            );
         }
         out
     }
@@ -232,7 +241,7 @@ impl Plan {
                             "address": h.conn.address,
                             "port": h.conn.port,
                             "local": h.conn.local,
-                            "steps": c.describe_host(h).unwrap_or_default(),
+                            "steps": c.describe_host(h, true).unwrap_or_default(),
                         })
                     })
                     .collect();
@@ -271,7 +280,7 @@ impl PlannedComponent {
     }
 
     /// One line per action on host `h`, with secrets masked.
-    pub fn describe_host(&self, h: &PlannedHost) -> Result<Vec<String>, SpecError> {
+    pub fn describe_host(&self, h: &PlannedHost, full: bool) -> Result<Vec<String>, SpecError> {
         let vars = self.display_vars(h);
         let r = |t: &str| render_redacted(t, &vars);
         let who = |u: &Option<String>| -> Result<String, SpecError> {
@@ -281,8 +290,16 @@ impl PlannedComponent {
             })
         };
         let one_line = |s: String| {
-            let t: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-            t.join("; ")
+            let t: Vec<&str> = s
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .collect();
+            match t.len() {
+                _ if full => s.trim().to_string(),
+                0 | 1 => t.join(""),
+                n => format!("{} … ({n}-line script; `plan --json` shows it whole)", t[0]),
+            }
         };
         let mut lines = Vec::new();
         if let Some(sel) = &self.spec.select {

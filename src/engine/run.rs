@@ -19,7 +19,7 @@ use crate::archive::{
     ArchiveError, ArchiveWriter, CommandRecord, ComponentReport, EntryMeta, EntrySink, Format,
     HostReport, InventoryInfo, MANIFEST_FORMAT, Manifest, Status, ToolInfo, WriterOptions,
 };
-use crate::components::{HostMode, Step, StepKind, render, render_redacted};
+use crate::components::{HostMode, SpecError, Step, StepKind, render, render_redacted};
 use crate::target::{Target, TargetError};
 use crate::transport::{ExitInfo, Session, TransportConfig};
 
@@ -159,7 +159,11 @@ pub async fn run_backup(
         archive_format: opts.format,
         status,
         inventory: inventory_info(plan),
-        selection: plan.components.iter().map(|c| c.spec.name.clone()).collect(),
+        selection: plan
+            .components
+            .iter()
+            .map(|c| c.spec.name.clone())
+            .collect(),
         components: reports,
     };
     if status == Status::Failed {
@@ -352,9 +356,11 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
             let mut chosen = false;
             for h in &pc.hosts {
                 if chosen {
-                    report
-                        .hosts
-                        .push(host_report(h, "not needed (another host was used)", Status::Skipped));
+                    report.hosts.push(host_report(
+                        h,
+                        "not needed (another host was used)",
+                        Status::Skipped,
+                    ));
                     continue;
                 }
                 let _permit = ctx.limit.clone().acquire_owned().await;
@@ -375,7 +381,9 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
                             Some(s) => format!("first reachable {}", s.name),
                             None => "first reachable host".into(),
                         };
-                        report.hosts.push(run_unit(ctx, pc, h, &session, &role).await);
+                        report
+                            .hosts
+                            .push(run_unit(ctx, pc, h, &session, &role).await);
                     }
                     Ok(Selected::No(why)) => {
                         report.hosts.push(host_report(h, &why, Status::Skipped));
@@ -396,7 +404,11 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
                 let msg = if why.is_empty() {
                     format!("{name}: {what} in {}", pc.groups.join(", "))
                 } else {
-                    format!("{name}: {what} in {} ({})", pc.groups.join(", "), why.join("; "))
+                    format!(
+                        "{name}: {what} in {} ({})",
+                        pc.groups.join(", "),
+                        why.join("; ")
+                    )
                 };
                 report.errors.push(msg);
             }
@@ -448,7 +460,12 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
             let any_ran = results.iter().any(|(_, ran)| *ran);
             report.hosts = results.into_iter().map(|(r, _)| r).collect();
             if !any_ran && pc.spec.select.is_some() {
-                let sel = pc.spec.select.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+                let sel = pc
+                    .spec
+                    .select
+                    .as_ref()
+                    .map(|s| s.name.as_str())
+                    .unwrap_or("");
                 let why: Vec<String> = report.hosts.iter().flat_map(|h| h.errors.clone()).collect();
                 report.errors.push(if why.is_empty() {
                     format!("{name}: no host is {sel} in {}", pc.groups.join(", "))
@@ -530,6 +547,9 @@ struct Unit<'a> {
     session: &'a Session,
     vars: BTreeMap<String, String>,
     report: HostReport,
+    /// Entry paths already added for this host: overlapping copy patterns (a directory and a
+    /// file inside it) stream the same file twice; the first copy wins.
+    seen: std::collections::HashSet<String>,
 }
 
 async fn run_unit(
@@ -549,6 +569,7 @@ async fn run_unit(
         session,
         vars: h.vars.clone(),
         report: host_report(h, role, Status::Ok),
+        seen: std::collections::HashSet::new(),
     };
     u.run().await;
     let r = &mut u.report;
@@ -575,9 +596,32 @@ impl Unit<'_> {
 
     fn user(&self, u: &Option<String>) -> Result<Option<String>, String> {
         match u {
-            Some(u) => render(u, &self.vars).map(Some).map_err(|e| e.to_string()),
+            Some(u) => self.render(u).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Render a template with this host's variables; a variable that a failed `capture` step
+    /// should have set is reported as that dependency, not as a typo.
+    fn render(&self, template: &str) -> Result<String, String> {
+        render(template, &self.vars).map_err(|e| match &e {
+            SpecError::UndefinedVar { var, .. } => {
+                match self
+                    .pc
+                    .spec
+                    .steps
+                    .iter()
+                    .find(|s| s.into.as_deref() == Some(var))
+                {
+                    Some(s) => format!(
+                        "not run: it needs {var} from step {:?}, which failed",
+                        s.name
+                    ),
+                    None => e.to_string(),
+                }
+            }
+            _ => e.to_string(),
+        })
     }
 
     async fn run(&mut self) {
@@ -635,7 +679,7 @@ impl Unit<'_> {
         for c in self.pc.spec.cleanup.clone() {
             let r = async {
                 if let Some(w) = &c.when {
-                    let w = render(w, &self.vars).map_err(|e| e.to_string())?;
+                    let w = self.render(w)?;
                     let out = self
                         .session
                         .run(&w, None, 64 * 1024)
@@ -645,7 +689,7 @@ impl Unit<'_> {
                         return Ok(());
                     }
                 }
-                let cmd = render(&c.run, &self.vars).map_err(|e| e.to_string())?;
+                let cmd = self.render(&c.run)?;
                 let user = self.user(&c.become_user)?;
                 let t = Instant::now();
                 let out = self
@@ -667,8 +711,16 @@ impl Unit<'_> {
         }
     }
 
-    fn record(&mut self, step: &str, template: &str, user: Option<String>, exit: Option<&ExitInfo>, t: Instant) {
-        let command = render_redacted(template, &self.vars).unwrap_or_else(|_| template.to_string());
+    fn record(
+        &mut self,
+        step: &str,
+        template: &str,
+        user: Option<String>,
+        exit: Option<&ExitInfo>,
+        t: Instant,
+    ) {
+        let command =
+            render_redacted(template, &self.vars).unwrap_or_else(|_| template.to_string());
         self.report.commands.push(CommandRecord {
             step: step.to_string(),
             command,
@@ -686,7 +738,7 @@ impl Unit<'_> {
         let progress = &self.ctx.progress;
         progress.step(&self.pc.spec.name, &self.h.name, &step.name);
         if let Some(when) = &step.when {
-            let cmd = render(when, &self.vars).map_err(|e| e.to_string())?;
+            let cmd = self.render(when)?;
             let out = self
                 .session
                 .run(&cmd, None, 64 * 1024)
@@ -703,7 +755,7 @@ impl Unit<'_> {
             StepKind::Capture => self.capture(step).await,
             StepKind::Exec => {
                 let template = step.exec.as_deref().unwrap_or_default();
-                let cmd = render(template, &self.vars).map_err(|e| e.to_string())?;
+                let cmd = self.render(template)?;
                 let user = self.user(&step.become_user)?;
                 let t = Instant::now();
                 let out = self
@@ -727,7 +779,7 @@ impl Unit<'_> {
                 let items = match &step.foreach {
                     None => vec![None],
                     Some(f) => {
-                        let cmd = render(f, &self.vars).map_err(|e| e.to_string())?;
+                        let cmd = self.render(f)?;
                         let user = self.user(&step.foreach_become_user)?;
                         let out = self
                             .session
@@ -776,7 +828,7 @@ impl Unit<'_> {
     async fn capture(&mut self, step: &Step) -> Result<(), String> {
         let into = step.into.clone().unwrap_or_default();
         let template = step.capture.as_deref().unwrap_or_default();
-        let cmd = render(template, &self.vars).map_err(|e| e.to_string())?;
+        let cmd = self.render(template)?;
         let user = self.user(&step.become_user)?;
         let t = Instant::now();
         let res = self.session.run(&cmd, user.as_deref(), 1024 * 1024).await;
@@ -801,7 +853,11 @@ impl Unit<'_> {
             Some(r) => {
                 let re = regex::Regex::new(r).map_err(|e| e.to_string())?;
                 match re.captures(&text) {
-                    Some(c) => c.get(1).or_else(|| c.get(0)).map(|m| m.as_str().to_string()).unwrap_or_default(),
+                    Some(c) => c
+                        .get(1)
+                        .or_else(|| c.get(0))
+                        .map(|m| m.as_str().to_string())
+                        .unwrap_or_default(),
                     None => {
                         if step.optional {
                             self.vars.insert(into, String::new());
@@ -833,9 +889,8 @@ impl Unit<'_> {
     /// A `run` step: spool stdout, and add it to the archive only when the command succeeded.
     async fn run_output(&mut self, step: &Step) -> Result<(), String> {
         let template = step.run.as_deref().unwrap_or_default();
-        let cmd = render(template, &self.vars).map_err(|e| e.to_string())?;
-        let output = render(step.output.as_deref().unwrap_or_default(), &self.vars)
-            .map_err(|e| e.to_string())?;
+        let cmd = self.render(template)?;
+        let output = self.render(step.output.as_deref().unwrap_or_default())?;
         let user = self.user(&step.become_user)?;
         let t = Instant::now();
         let spool = match &self.ctx.spool_dir {
@@ -881,6 +936,7 @@ impl Unit<'_> {
             .add_sized(meta, spool)
             .await
             .map_err(|e| e.to_string())?;
+        self.seen.insert(rec.path.clone());
         self.report.entries.push(rec);
         for f in &step.flags {
             if !self.report.flags.contains(f) {
@@ -934,6 +990,9 @@ impl Unit<'_> {
                             }
                         };
                         let path = format!("{prefix}/{rel}");
+                        if !self.seen.insert(path.clone()) {
+                            continue;
+                        }
                         let mode = hdr.mode().unwrap_or(0o600);
                         let mtime = hdr.mtime().unwrap_or(0) as i64;
                         let et = hdr.entry_type();
@@ -1005,10 +1064,10 @@ impl Unit<'_> {
         }
         match exit.code {
             Some(0) => {}
-            Some(1) => self
-                .report
-                .flags
-                .push(format!("step {:?}: some files changed while being copied", step.name)),
+            Some(1) => self.report.flags.push(format!(
+                "step {:?}: some files changed while being copied",
+                step.name
+            )),
             _ => return Err(format!("tar: {}", exit_text(&exit))),
         }
         if added == 0 && !step.optional {

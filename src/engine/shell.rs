@@ -3,8 +3,7 @@
 /// Quote `s` as one POSIX shell word.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+%".contains(&b))
     {
         return s.to_string();
@@ -50,7 +49,11 @@ mod tests {
             format!("{}/*.conf", d.display()),
             format!("{}/missing", d.display()),
         ]);
-        let out = std::process::Command::new("sh").arg("-c").arg(&script).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
         assert!(out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("lsbackup-missing:"), "{stderr}");
@@ -68,9 +71,16 @@ mod tests {
             })
             .unwrap();
         let names = String::from_utf8_lossy(&list.stdout);
-        assert!(names.contains("a.conf") && names.contains("b.conf"), "{names}");
+        assert!(
+            names.contains("a.conf") && names.contains("b.conf"),
+            "{names}"
+        );
         let none = copy_script(&[format!("{}/nothing*", d.display())]);
-        let out = std::process::Command::new("sh").arg("-c").arg(&none).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&none)
+            .output()
+            .unwrap();
         assert!(out.status.success() && out.stdout.is_empty());
     }
 }
