@@ -47,7 +47,10 @@ fn all_vars(key: &Path) -> String {
 #[test]
 fn full_backup_of_the_testbed_restores() {
     let tb = common::testbed();
-    let run = support::backup(&tb.build_dir(), &["--only", "postgresql,kubernetes,haproxy"]);
+    let run = support::backup(
+        &tb.build_dir(),
+        &["--only", "postgresql,kubernetes,haproxy"],
+    );
     assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
     let archive = run.archive.clone().unwrap();
     let name = archive.file_name().unwrap().to_string_lossy().into_owned();
@@ -55,7 +58,11 @@ fn full_backup_of_the_testbed_restores() {
     assert!(re.is_match(&name), "archive name {name}");
     let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "archive mode");
-    assert_eq!(run.target_files(), vec![name.clone()], "only the archive in the target");
+    assert_eq!(
+        run.target_files(),
+        vec![name.clone()],
+        "only the archive in the target"
+    );
     assert_eq!(run.stdout().trim(), archive.display().to_string());
 
     let m = run.manifest();
@@ -77,7 +84,8 @@ fn full_backup_of_the_testbed_restores() {
                 let p = root.join(&e.path);
                 match e.kind {
                     EntryKind::File => {
-                        let data = std::fs::read(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
+                        let data =
+                            std::fs::read(&p).unwrap_or_else(|err| panic!("{}: {err}", e.path));
                         assert_eq!(data.len() as u64, e.size, "{}", e.path);
                         let sum = hex::encode(Sha256::digest(&data));
                         assert_eq!(Some(sum), e.sha256.clone(), "{}", e.path);
@@ -89,11 +97,18 @@ fn full_backup_of_the_testbed_restores() {
         }
     }
     for entry in walk(root) {
-        let rel = entry.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = entry
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if rel == "manifest.json" || entry.is_dir() {
             continue;
         }
-        assert!(listed.contains(&rel), "{rel} in the archive but not in the manifest");
+        assert!(
+            listed.contains(&rel),
+            "{rel} in the archive but not in the manifest"
+        );
     }
 
     // PostgreSQL: on the primary, versions recorded, every database restores with its rows.
@@ -101,10 +116,17 @@ fn full_backup_of_the_testbed_restores() {
     assert_eq!(pg.status, Status::Ok);
     let node1 = pg.hosts.iter().find(|h| h.host == "node1").unwrap();
     assert_eq!(node1.role, "primary");
-    assert!(node1.versions["postgresql"].starts_with("15"), "{:?}", node1.versions);
+    assert!(
+        node1.versions["postgresql"].starts_with("15"),
+        "{:?}",
+        node1.versions
+    );
     assert!(node1.commands.iter().any(|c| c.command.contains("pg_dump")));
     let conf = run.read("postgresql/node1/etc/postgresql/15/main/postgresql.conf");
-    assert_eq!(conf, std::fs::read("/etc/postgresql/15/main/postgresql.conf").unwrap());
+    assert_eq!(
+        conf,
+        std::fs::read("/etc/postgresql/15/main/postgresql.conf").unwrap()
+    );
     restore_postgres_and_count(&run);
 
     // etcd: the snapshot is valid and holds the keys.
@@ -114,13 +136,22 @@ fn full_backup_of_the_testbed_restores() {
     assert_eq!(k.host, "node2");
     assert!(k.versions.contains_key("etcd"), "{:?}", k.versions);
     check_etcd_snapshot(&run.file("kubernetes/node2/etcd-snapshot.db"));
-    assert!(run.file("kubernetes/node2/etc/kubernetes/pki/etcd/ca.crt").is_file());
-    assert!(run.file("kubernetes/node2/etc/kubeadm/kubeadm-config.yml").is_file());
+    assert!(
+        run.file("kubernetes/node2/etc/kubernetes/pki/etcd/ca.crt")
+            .is_file()
+    );
+    assert!(
+        run.file("kubernetes/node2/etc/kubeadm/kubeadm-config.yml")
+            .is_file()
+    );
 
     // HAProxy: byte-identical config and the certificate it references.
     let cfg = run.read("haproxy/node3/etc/haproxy/haproxy.cfg");
     assert_eq!(cfg, std::fs::read("/etc/haproxy/haproxy.cfg").unwrap());
-    let cert = tb.var("LSB_HAPROXY_CERT").trim_start_matches('/').to_string();
+    let cert = tb
+        .var("LSB_HAPROXY_CERT")
+        .trim_start_matches('/')
+        .to_string();
     assert!(run.file(&format!("haproxy/node3/{cert}")).is_file());
 }
 
@@ -139,7 +170,10 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// Restore globals + every database dump into a fresh cluster and compare row counts.
 fn restore_postgres_and_count(run: &support::Run) {
     let tb = common::testbed();
-    let work = tempfile::Builder::new().prefix("lsb-pgrestore").tempdir_in("/tmp").unwrap();
+    let work = tempfile::Builder::new()
+        .prefix("lsb-pgrestore")
+        .tempdir_in("/tmp")
+        .unwrap();
     let dir = work.path();
     sh_ok(&format!("chown postgres {}", dir.display()));
     let globals = run.file("postgresql/node1/globals.sql");
@@ -155,7 +189,10 @@ fn restore_postgres_and_count(run: &support::Run) {
         dumps = run.file("postgresql/node1/databases").display(),
         data = data.display(),
     ));
-    let stop = format!("su postgres -c '{pgbin}/pg_ctl -D {} -m immediate stop' >/dev/null", data.display());
+    let stop = format!(
+        "su postgres -c '{pgbin}/pg_ctl -D {} -m immediate stop' >/dev/null",
+        data.display()
+    );
     let result = std::panic::catch_unwind(|| {
         sh_ok(&format!(
             "su postgres -c 'psql -h {d} -p {port} -X -q -f {d}/globals.sql postgres' >/dev/null 2>&1; true",
@@ -231,7 +268,11 @@ fn check_etcd_snapshot(path: &Path) {
     let _ = etcd.kill();
     let _ = etcd.wait();
     let n = keys.lines().filter(|l| !l.trim().is_empty()).count();
-    assert_eq!(n.to_string(), tb.var("LSB_ETCD_KEY_COUNT"), "keys in the restored etcd");
+    assert_eq!(
+        n.to_string(),
+        tb.var("LSB_ETCD_KEY_COUNT"),
+        "keys in the restored etcd"
+    );
 }
 
 #[test]
@@ -252,7 +293,14 @@ fn formats_and_name_collisions() {
     let mut names = Vec::new();
     for _ in 0..3 {
         let out = Command::new(support::bin())
-            .args(["backup", "--only", "haproxy", "--name-prefix", "fixed", "--no-agent"])
+            .args([
+                "backup",
+                "--only",
+                "haproxy",
+                "--name-prefix",
+                "fixed",
+                "--no-agent",
+            ])
             .arg("-b")
             .arg(tb.build_dir())
             .arg("-t")
@@ -261,7 +309,12 @@ fn formats_and_name_collisions() {
             .arg(tb.known_hosts())
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         names.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
     }
     let stems: std::collections::BTreeSet<_> = names.iter().collect();
@@ -277,7 +330,14 @@ fn formats_and_name_collisions() {
         std::fs::write(target.path().join(n), b"x").unwrap();
     }
     let out = Command::new(support::bin())
-        .args(["backup", "--only", "haproxy", "--name-prefix", "taken", "--no-agent"])
+        .args([
+            "backup",
+            "--only",
+            "haproxy",
+            "--name-prefix",
+            "taken",
+            "--no-agent",
+        ])
         .arg("-b")
         .arg(tb.build_dir())
         .arg("-t")
@@ -287,7 +347,11 @@ fn formats_and_name_collisions() {
         .output()
         .unwrap();
     let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(name.ends_with("Z_1.tar.zst"), "{name} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        name.ends_with("Z_1.tar.zst"),
+        "{name} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -305,18 +369,29 @@ fn unreachable_host_keeps_other_components() {
     assert_eq!(h.status, Status::Failed);
     let err = h.errors.join("\n");
     assert!(err.contains("dead") && err.contains("127.0.0.5"), "{err}");
-    assert!(run.stderr().contains("dead: cannot connect to 127.0.0.5"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("dead: cannot connect to 127.0.0.5"),
+        "{}",
+        run.stderr()
+    );
     assert!(run.stderr().contains("backup PARTIAL"), "{}", run.stderr());
 }
 
 #[test]
 fn wrong_key_is_an_auth_error() {
     let tb = common::testbed();
-    let inv = format!("[haproxy]\nnode3 ansible_host=127.0.0.4\n{}", all_vars(&tb.other_key()));
+    let inv = format!(
+        "[haproxy]\nnode3 ansible_host=127.0.0.4\n{}",
+        all_vars(&tb.other_key())
+    );
     let b = build_dir(&inv);
     let run = support::backup(b.path(), &["--only", "haproxy"]);
     assert_eq!(run.code(), 1, "{}", run.stderr());
-    assert!(run.stderr().contains("node3: authentication failed"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("node3: authentication failed"),
+        "{}",
+        run.stderr()
+    );
     assert!(run.target_files().is_empty(), "{:?}", run.target_files());
 }
 
@@ -342,7 +417,10 @@ fn run_with_known_hosts(known_hosts: &Path, extra: &[&str]) -> std::process::Out
 fn host_keys_unknown_accepted_and_changed() {
     let tb = common::testbed();
     // The test bed inventory names its own UserKnownHostsFile; use one without it here.
-    let inv = format!("[haproxy]\nnode3 ansible_host=127.0.0.4\n{}", all_vars(&tb.client_key()));
+    let inv = format!(
+        "[haproxy]\nnode3 ansible_host=127.0.0.4\n{}",
+        all_vars(&tb.client_key())
+    );
     let b = build_dir(&inv);
     let dir = tempfile::tempdir().unwrap();
     let kh = dir.path().join("known_hosts");
@@ -364,13 +442,26 @@ fn host_keys_unknown_accepted_and_changed() {
     let out = run(&[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("node3: host key for") && err.contains("--accept-new-host-keys"), "{err}");
+    assert!(
+        err.contains("node3: host key for") && err.contains("--accept-new-host-keys"),
+        "{err}"
+    );
     let out = run(&["--accept-new-host-keys"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recorded = std::fs::read_to_string(&kh).unwrap();
     assert!(recorded.contains("[127.0.0.4]:"), "{recorded}");
     let out = run(&[]);
-    assert_eq!(out.status.code(), Some(0), "known now: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "known now: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Replace the key with another host's: a changed key is refused, even with accept-new.
     let other = std::fs::read_to_string(tb.dir().join("hosts/node1/ssh_host_ed25519_key.pub"))
         .or_else(|_| std::fs::read_to_string(tb.dir().join("hosts/1/ssh_host_ed25519_key.pub")))
@@ -381,7 +472,11 @@ fn host_keys_unknown_accepted_and_changed() {
             dir.path().display()
         ))
     });
-    let key = other.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+    let key = other
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ");
     std::fs::write(&kh, format!("[127.0.0.4]:{} {key}\n", tb.ssh_port())).unwrap();
     let out = run(&["--accept-new-host-keys"]);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -420,9 +515,15 @@ fn missing_binary_and_failing_command_are_per_component() {
     );
     assert_eq!(run.code(), 2, "{}", run.stderr());
     let e = run.component("needs-tool").errors_all();
-    assert!(e.contains("node3: needs-tool: requires: missing on host: lsbackup-no-such-tool"), "{e}");
+    assert!(
+        e.contains("node3: needs-tool: requires: missing on host: lsbackup-no-such-tool"),
+        "{e}"
+    );
     let e = run.component("calls-missing").errors_all();
-    assert!(e.contains("node3: calls-missing: dump: command not found on host (exit 127)"), "{e}");
+    assert!(
+        e.contains("node3: calls-missing: dump: command not found on host (exit 127)"),
+        "{e}"
+    );
     // PostgreSQL on a port nothing listens on: the primary check fails with psql's own words.
     let pg = run.component("postgresql");
     assert_eq!(pg.status, Status::Failed);
@@ -459,7 +560,10 @@ fn bad_target_inventory_and_selection() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("/nonexistent/lsbackup-target") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("/nonexistent/lsbackup-target") && err.contains("does not exist"),
+        "{err}"
+    );
     // a target that is a file
     let f = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new(bin)
@@ -511,7 +615,13 @@ fn interrupt_leaves_nothing_behind() {
     let target = tempfile::tempdir().unwrap();
     for signal in ["INT", "TERM"] {
         let child = Command::new(support::bin())
-            .args(["backup", "--no-agent", "--only", "slow,haproxy", "--components-dir"])
+            .args([
+                "backup",
+                "--no-agent",
+                "--only",
+                "slow,haproxy",
+                "--components-dir",
+            ])
             .arg(comps.path())
             .arg("-b")
             .arg(tb.build_dir())
@@ -545,7 +655,11 @@ fn plan_and_inventory_commands() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("postgresql — "), "{text}");
     assert!(text.contains("host node1 (127.0.0.2:"), "{text}");
     assert!(text.contains("select primary"), "{text}");

@@ -50,7 +50,8 @@ impl Run {
     }
     pub fn read(&self, entry: &str) -> Vec<u8> {
         let p = self.file(entry);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}; stderr:\n{}", p.display(), self.stderr()))
+        std::fs::read(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}; stderr:\n{}", p.display(), self.stderr()))
     }
     /// The component report, panicking with the stderr when absent.
     pub fn component(&self, name: &str) -> &lsbackup::archive::ComponentReport {
@@ -58,7 +59,12 @@ impl Run {
             .components
             .iter()
             .find(|c| c.name == name)
-            .unwrap_or_else(|| panic!("component {name} not in manifest; stderr:\n{}", self.stderr()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "component {name} not in manifest; stderr:\n{}",
+                    self.stderr()
+                )
+            })
     }
     /// Files left in the target directory (names).
     pub fn target_files(&self) -> Vec<String> {
