@@ -10,7 +10,9 @@ set -euo pipefail
 LSB_TESTBED="${LSB_TESTBED:-/tmp/lsbackup-testbed}"
 LSB_SSH_PORT="${LSB_SSH_PORT:-2222}"
 LSB_SSH_USER="${LSB_SSH_USER:-operations}"
+# shellcheck disable=SC2034 # used by the svc_*.sh files
 LSB_NODES=(node1 node2 node3)
+# shellcheck disable=SC2034
 LSB_HOST_IPS=(127.0.0.2 127.0.0.3 127.0.0.4)
 
 TB_PIDS="$LSB_TESTBED/pids"
@@ -122,10 +124,10 @@ tb_stop_signal() {
 
 # tb_stop NAME: SIGTERM (or tb_stop_signal) the recorded pid, wait, SIGKILL if needed; remove the pid file.
 tb_stop() {
-    local name="$1" pid i
+    local name="$1" pid
     if pid="$(tb_pid "$name")"; then
         kill -"$(tb_stop_signal "$name")" "$pid" 2>/dev/null || true
-        for i in $(seq 1 300); do
+        for _ in $(seq 1 300); do
             tb_alive "$pid" || break
             sleep 0.1
         done
@@ -165,15 +167,14 @@ tb_spawn() {
     local exe
     exe="$(readlink -f "$(command -v "$1")")" || tb_die "$1 not found (needed for $name)"
     if [ -n "$user" ]; then
-        # shellcheck disable=SC2016
         setsid setpriv --reuid="$user" --regid="$user" --init-groups \
             env HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" LOGNAME="$user" \
             "$@" >>"$log" 2>&1 </dev/null 9>&- &
     else
         setsid "$@" >>"$log" 2>&1 </dev/null 9>&- &
     fi
-    local pid=$! i
-    for i in $(seq 1 100); do
+    local pid=$!
+    for _ in $(seq 1 100); do
         [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$exe" ] && break
         tb_alive "$pid" || tb_die "$name exited at once: $(tail -n5 "$log")"
         sleep 0.05
@@ -200,6 +201,7 @@ tb_wait_svc() {
 
 # tb_write_if_changed FILE MODE: stdin -> FILE, only touching FILE when the content differs;
 # sets TB_CHANGED=1 when it wrote (callers reset it to decide on a reload).
+# shellcheck disable=SC2034
 TB_CHANGED=""
 tb_write_if_changed() {
     local file="$1" mode="$2" tmp
@@ -210,6 +212,7 @@ tb_write_if_changed() {
         rm -f "$tmp"
     else
         mv -f "$tmp" "$file"
+        # shellcheck disable=SC2034
         TB_CHANGED=1
     fi
 }

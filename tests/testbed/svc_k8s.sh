@@ -40,6 +40,7 @@ tb_leaf() {
         echo "extendedKeyUsage=$eku"
         [ -n "$san" ] && echo "subjectAltName=$san"
     } >"$ext"
+    # shellcheck disable=SC2015 # die when either step fails
     openssl req -new -newkey rsa:2048 -nodes -sha256 -subj "$subj" \
         -keyout "$dir/$name.key" -out "$dir/$name.csr" >>"$TB_LOGS/pki.log" 2>&1 &&
         openssl x509 -req -in "$dir/$name.csr" -CA "$cadir/$ca.crt" -CAkey "$cadir/$ca.key" \
@@ -72,6 +73,7 @@ tb_k8s_pki() {
     tb_leaf "$kc" scheduler "$TB_PKI" ca "/CN=system:kube-scheduler" clientAuth
     tb_leaf "$kc" kubelet "$TB_PKI" ca "/O=system:nodes/CN=system:node:node2" clientAuth
     if [ ! -s "$TB_PKI/sa.key" ] || [ ! -s "$TB_PKI/sa.pub" ]; then
+        # shellcheck disable=SC2015
         openssl genrsa -out "$TB_PKI/sa.key" 2048 >>"$TB_LOGS/pki.log" 2>&1 &&
             openssl rsa -in "$TB_PKI/sa.key" -pubout -out "$TB_PKI/sa.pub" >>"$TB_LOGS/pki.log" 2>&1 ||
             tb_die "openssl: cannot create $TB_PKI/sa.key (see $TB_LOGS/pki.log)"
