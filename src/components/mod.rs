@@ -19,6 +19,7 @@ use serde::Deserialize;
 /// Built-in component files, in default run order.
 const BUILTIN: &[(&str, &str)] = &[
     ("kubernetes.yaml", include_str!("../../components/kubernetes.yaml")),
+    ("kubernetes_volumes.yaml", include_str!("../../components/kubernetes_volumes.yaml")),
     ("postgresql.yaml", include_str!("../../components/postgresql.yaml")),
     ("prometheus.yaml", include_str!("../../components/prometheus.yaml")),
     ("alertmanager.yaml", include_str!("../../components/alertmanager.yaml")),
