@@ -11,7 +11,8 @@
 //! `tests/testbed/ansible.sh` (installs ansible-core from PyPI into /opt/lsbackup-ansible).
 //!
 //! `fixtures/inventories-malformed/` holds broken inventories; each starts with
-//! `# expect: LINE: TEXT`, and loading must fail with `FILE:LINE: ...TEXT...`.
+//! `# expect: LINE: TEXT`, and loading must fail with `FILE:LINE: ...TEXT...` (and
+//! `ansible-inventory` must refuse it as well).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -99,7 +100,7 @@ fn to_ansible_list_matches_ansible_inventory() {
     let bin = ansible_inventory();
     let sources = corpus();
     assert!(
-        sources.len() >= 1,
+        sources.len() >= 15,
         "the corpus should hold many inventories, found {}",
         sources.len()
     );
@@ -149,6 +150,7 @@ fn to_ansible_list_matches_ansible_inventory() {
 
 #[test]
 fn malformed_inventories_name_file_and_line() {
+    let bin = ansible_inventory();
     let dir = fixtures().join("inventories-malformed");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("fixtures/inventories-malformed")
@@ -194,6 +196,23 @@ fn malformed_inventories_name_file_and_line() {
         assert!(
             shown.starts_with(&format!("{}:{line}: ", f.display())),
             "{shown}"
+        );
+        // Ansible refuses it too.
+        let cwd = tempfile::tempdir().unwrap();
+        let out = Command::new(&bin)
+            .arg("-i")
+            .arg(&f)
+            .arg("--list")
+            .current_dir(cwd.path())
+            .env("ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED", "true")
+            .env("ANSIBLE_LOCAL_TEMP", cwd.path())
+            .env_remove("ANSIBLE_CONFIG")
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{}: ansible-inventory accepts it",
+            f.display()
         );
     }
 }

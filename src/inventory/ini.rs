@@ -58,11 +58,11 @@ pub(crate) fn py_splitlines(s: &str) -> Vec<&str> {
         if brk {
             out.push(&s[start..i]);
             let mut end = i + c.len_utf8();
-            if c == '\r' {
-                if let Some(&(j, '\n')) = it.peek() {
-                    it.next();
-                    end = j + 1;
-                }
+            if c == '\r'
+                && let Some(&(j, '\n')) = it.peek()
+            {
+                it.next();
+                end = j + 1;
             }
             start = end;
         }
@@ -165,13 +165,11 @@ pub(crate) fn parse(inv: &mut InvData, lines: &[String]) -> Result<(), IniError>
                 }
                 inv.add_group(&name);
             }
-            if !is_vars {
-                if let Some(pos) = pending.iter().position(|p| p.name == name) {
-                    if pending[pos].children {
-                        add_pending_children(inv, &name, &mut pending).map_err(err)?;
-                    } else {
-                        pending.remove(pos);
-                    }
+            if !is_vars && let Some(pos) = pending.iter().position(|p| p.name == name) {
+                if pending[pos].children {
+                    add_pending_children(inv, &name, &mut pending).map_err(err)?;
+                } else {
+                    pending.remove(pos);
                 }
             }
             group = name;

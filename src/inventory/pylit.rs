@@ -70,10 +70,11 @@ pub(crate) fn shlex_split(s: &str, comments: bool) -> Result<Vec<String>, String
                     return Err("No escaped character".into());
                 };
                 // Inside double quotes only the quote itself and the backslash are escapable.
-                if let Some(q) = inq {
-                    if c != q && c != '\\' {
-                        token.push('\\');
-                    }
+                if let Some(q) = inq
+                    && c != q
+                    && c != '\\'
+                {
+                    token.push('\\');
                 }
                 token.push(c);
                 st = match inq {
@@ -584,11 +585,11 @@ impl Parser {
         self.toks.get(self.pos)
     }
     fn eat_op(&mut self, op: &str) -> bool {
-        if let Some(Tok::Op(o)) = self.peek() {
-            if *o == op {
-                self.pos += 1;
-                return true;
-            }
+        if let Some(Tok::Op(o)) = self.peek()
+            && *o == op
+        {
+            self.pos += 1;
+            return true;
         }
         false
     }
@@ -625,11 +626,6 @@ impl Parser {
         // conditional expressions) makes the whole thing a non-literal; we parse the arithmetic
         // level and let the caller fail on leftover tokens, which is equivalent for our purposes
         // (both outcomes keep the text as a string).
-        if let Some(Tok::Name(n)) = self.peek() {
-            if matches!(n.as_str(), "not" | "lambda" | "await" | "yield") {
-                return None;
-            }
-        }
         let mut left = self.term()?;
         loop {
             let op = if self.at_op("+") {
@@ -643,35 +639,8 @@ impl Parser {
             let right = self.term()?;
             left = Node::Bin(op, Box::new(left), Box::new(right));
         }
-        // Other binary/comparison operators or keywords: a valid expression, but not a literal.
-        if let Some(Tok::Op(o)) = self.peek() {
-            if matches!(
-                *o,
-                "*" | "/"
-                    | "//"
-                    | "%"
-                    | "**"
-                    | "@"
-                    | "<<"
-                    | ">>"
-                    | "&"
-                    | "|"
-                    | "^"
-                    | "<"
-                    | ">"
-                    | "<="
-                    | ">="
-                    | "=="
-                    | "!="
-            ) {
-                return None;
-            }
-        }
-        if let Some(Tok::Name(n)) = self.peek() {
-            if matches!(n.as_str(), "if" | "and" | "or" | "in" | "is" | "not") {
-                return None;
-            }
-        }
+        // Anything else that follows (other operators, `if`, `for`, ...) is left for the caller,
+        // which refuses leftover tokens: not a literal, so the text stays a string.
         Some(left)
     }
 
@@ -1144,6 +1113,6 @@ mod tests {
         assert_eq!(lit("[1][0]"), st("[1][0]"));
         assert!(parse_ini_value("{[1]: 2}").is_err());
         assert!(parse_ini_value("{[1]}").is_err());
-        assert_eq!(lit("{(1, 2): 3}").to_json().is_err(), true);
+        assert!(lit("{(1, 2): 3}").to_json().is_err());
     }
 }

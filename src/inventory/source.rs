@@ -80,19 +80,17 @@ fn parse_file(
     }
     let yaml_wanted = ext.is_empty() || matches!(ext.as_str(), ".yaml" | ".yml" | ".json");
     let mut yaml_failure: Option<(YamlError, bool)> = None; // (error, looked like a YAML mapping)
-    if yaml_wanted {
-        if let Ok(text) = std::str::from_utf8(&bytes) {
-            let snapshot = inv.clone();
-            let mut w = Vec::new();
-            match parse_yaml_inventory(inv, text, &mut w) {
-                Ok(()) => {
-                    warnings.extend(w.into_iter().map(|m| format!("{}: {m}", path.display())));
-                    return Ok(());
-                }
-                Err((e, mapping)) => {
-                    *inv = snapshot;
-                    yaml_failure = Some((e, mapping));
-                }
+    if yaml_wanted && let Ok(text) = std::str::from_utf8(&bytes) {
+        let snapshot = inv.clone();
+        let mut w = Vec::new();
+        match parse_yaml_inventory(inv, text, &mut w) {
+            Ok(()) => {
+                warnings.extend(w.into_iter().map(|m| format!("{}: {m}", path.display())));
+                return Ok(());
+            }
+            Err((e, mapping)) => {
+                *inv = snapshot;
+                yaml_failure = Some((e, mapping));
             }
         }
     }
@@ -214,6 +212,9 @@ fn group_name(k: &Node) -> Result<String, YErr> {
     }
 }
 
+/// A group's key: its name, value node, the value's pairs when a mapping, and its line.
+type Section = (String, Node, Option<Vec<(Node, Node)>>, usize);
+
 /// `_parse_group`: returns the group's name.
 fn parse_group(
     inv: &mut InvData,
@@ -238,7 +239,7 @@ fn parse_group(
     let g = inv.add_group(&name);
     let Some(pairs) = pairs else { return Ok(name) };
     // Sections must be mappings (a plain string is shorthand for a one-entry mapping).
-    let mut sections: Vec<(String, Node, Option<Vec<(Node, Node)>>, usize)> = Vec::new();
+    let mut sections: Vec<Section> = Vec::new();
     for (sk, sv) in &pairs {
         let key = sk.to_data().map_err(|e| (e, true))?;
         let key_s = key.json_key().unwrap_or_default();

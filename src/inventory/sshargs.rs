@@ -452,10 +452,10 @@ pub(crate) fn connection_spec(
         .filter_map(|n| vars.get(*n).filter(|v| !v.is_null()).map(|v| (n, v)))
         .next_back();
     if let Some((name, v)) = hkc {
-        if let Value::String(s) = v {
-            if is_template(s) {
-                return Err(other(host, format!("{name} is a Jinja2 template ({s:?})")));
-            }
+        if let Value::String(s) = v
+            && is_template(s)
+        {
+            return Err(other(host, format!("{name} is a Jinja2 template ({s:?})")));
         }
         if !ansible_bool(v) {
             c.strict.get_or_insert(StrictHostKeyChecking::No);
@@ -472,10 +472,10 @@ pub(crate) fn connection_spec(
         vars,
         &["ansible_private_key_file", "ansible_ssh_private_key_file"],
     )?;
-    if let Some((k, _)) = &key_var {
-        if c.identity.is_none() {
-            c.identity = Some(k.clone());
-        }
+    if let Some((k, _)) = &key_var
+        && c.identity.is_none()
+    {
+        c.identity = Some(k.clone());
     }
     // 5. User
     if let Some((u, _)) = last_var(host, vars, &["ansible_user", "ansible_ssh_user"])? {
@@ -509,13 +509,13 @@ pub(crate) fn connection_spec(
     let become_ = match vars.get("ansible_become") {
         None | Some(Value::Null) => false,
         Some(v) => {
-            if let Value::String(s) = v {
-                if is_template(s) {
-                    return Err(other(
-                        host,
-                        format!("ansible_become is a Jinja2 template ({s:?})"),
-                    ));
-                }
+            if let Value::String(s) = v
+                && is_template(s)
+            {
+                return Err(other(
+                    host,
+                    format!("ansible_become is a Jinja2 template ({s:?})"),
+                ));
             }
             ansible_bool(v)
         }
@@ -523,14 +523,14 @@ pub(crate) fn connection_spec(
     let become_user = last_var(host, vars, &["ansible_become_user"])?
         .map(|(u, _)| u)
         .unwrap_or_else(|| "root".to_string());
-    if become_ {
-        if let Some((m, _)) = last_var(host, vars, &["ansible_become_method"])? {
-            if m != "sudo" && m != "ansible.builtin.sudo" {
-                notes.push(format!(
-                    "ansible_become_method={m} is not supported; lsbackup uses sudo"
-                ));
-            }
-        }
+    if become_
+        && let Some((m, _)) = last_var(host, vars, &["ansible_become_method"])?
+        && m != "sudo"
+        && m != "ansible.builtin.sudo"
+    {
+        notes.push(format!(
+            "ansible_become_method={m} is not supported; lsbackup uses sudo"
+        ));
     }
     for secret in [
         "ansible_password",

@@ -640,18 +640,9 @@ fn flatten(node: &Node) -> Result<Vec<(Node, Node)>, YamlError> {
     };
     let mut merged: Vec<(Node, Node)> = Vec::new();
     let mut rest: Vec<(Node, Node)> = Vec::new();
-    // Merged keys: the first mapping that provides a key wins (PyYAML's merge_key_ids).
-    let add = |merged: &mut Vec<(Node, Node)>, extra: Vec<(Node, Node)>| {
-        for (k, v) in extra {
-            let dup = merged.iter().any(|(mk, _)| match (mk, &k) {
-                (Node::Scalar { value: a, .. }, Node::Scalar { value: b, .. }) => a == b,
-                _ => false,
-            });
-            if !dup {
-                merged.push((k, v));
-            }
-        }
-    };
+    // Merged mappings are inserted in order before the explicit keys, so a later mapping of a
+    // merge list overrides an earlier one, and explicit keys override both (what PyYAML 6 does).
+    let add = |merged: &mut Vec<(Node, Node)>, extra: Vec<(Node, Node)>| merged.extend(extra);
     for (k, v) in pairs {
         if is_merge_key(k) {
             match v {
