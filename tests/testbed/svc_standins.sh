@@ -49,6 +49,7 @@ tb_es_pki() {
             -keyout "$pki/root-ca-key.pem" -out "$d/lambdastack-root-ca.pem" >>"$log" 2>&1 || tb_die "openssl: ES root CA (see $log)"
         rm -f "$d/lambdastack-node-node2.pem" "$d/lambdastack-admin.pem"
     fi
+    rm -f "$d/lambdastack-root-ca.srl"
     local name subj ext
     for name in node-node2 admin; do
         [ -s "$d/lambdastack-$name.pem" ] && continue
@@ -64,7 +65,7 @@ extendedKeyUsage=serverAuth,clientAuth"
         openssl req -new -newkey rsa:2048 -nodes -subj "$subj" -keyout "$pki/$name-key.tmp" -out "$pki/$name.csr" >>"$log" 2>&1 &&
             openssl pkcs8 -topk8 -nocrypt -in "$pki/$name-key.tmp" -out "$d/lambdastack-$name-key.pem" >>"$log" 2>&1 &&
             openssl x509 -req -sha256 -days 3650 -in "$pki/$name.csr" -CA "$d/lambdastack-root-ca.pem" -CAkey "$pki/root-ca-key.pem" \
-                -CAcreateserial -extfile "$pki/$name.ext" -out "$d/lambdastack-$name.pem" >>"$log" 2>&1 ||
+                -CAserial "$pki/root-ca.srl" -CAcreateserial -extfile "$pki/$name.ext" -out "$d/lambdastack-$name.pem" >>"$log" 2>&1 ||
             tb_die "openssl: ES $name certificate (see $log)"
         rm -f "$pki/$name-key.tmp"
     done

@@ -1,0 +1,554 @@
+//! The `elasticsearch` component against the test bed's Elasticsearch STAND-IN
+//! (tests/testbed/standins/elasticsearch.py, started by tests/testbed/svc_standins.sh on node2 of
+//! the `logging` group): no reachable registry packages an Elasticsearch/OpenSearch server, so a
+//! small HTTPS server with OpenDistro's client-certificate auth serves the snapshot API and writes
+//! a real fs-repository layout. Needs `tests/testbed/up.sh`.
+//!
+//! The failure cases start their own stand-in instances (plain http, spare port, temp config) so
+//! that they never disturb the shared one: path.repo not set, a snapshot that never completes, a
+//! multi-node cluster whose second node cannot see the repository.
+
+mod common;
+mod support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lsbackup::archive::Status;
+
+const NODE: &str = "node2";
+
+/// Tests that snapshot the shared stand-in run one at a time (one repository directory).
+static SHARED: Mutex<()> = Mutex::new(());
+
+fn unique(prefix: &str) -> String {
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// curl against the shared stand-in with the admin client certificate.
+fn es(method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+    let tb = common::testbed();
+    let mut c = Command::new("curl");
+    c.args(["-sS", "--max-time", "20", "-X", method])
+        .arg("--cacert")
+        .arg(tb.var("LSB_ES_CA"))
+        .arg("--cert")
+        .arg(tb.var("LSB_ES_ADMIN_CERT"))
+        .arg("--key")
+        .arg(tb.var("LSB_ES_ADMIN_KEY"))
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-w",
+            "\n%{http_code}",
+        ]);
+    if let Some(b) = body {
+        c.args(["--data-binary", b]);
+    }
+    let out = c
+        .arg(format!("{}{path}", tb.var("LSB_ES_URL")))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap();
+    (
+        code.parse().unwrap(),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Elasticsearch stand-in (plain http) with its own elasticsearch.yml, killed on drop.
+struct StandIn {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl StandIn {
+    fn start(path_repo: Option<&str>, extra: &[&str]) -> StandIn {
+        let tb = common::testbed();
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut yml = format!(
+            "cluster.name: lsbackup-test\nnode.name: node-a\npath.data: {}/data\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n",
+            dir.path().display()
+        );
+        if let Some(r) = path_repo {
+            yml.push_str(&format!("path.repo: [\"{r}\"]\n"));
+        }
+        std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
+        let child = Command::new("/usr/bin/python3")
+            .arg(tb.var("LSB_ES_STANDIN"))
+            .arg("--config")
+            .arg(dir.path().join("elasticsearch.yml"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the Elasticsearch stand-in");
+        let end = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < end,
+                "the Elasticsearch stand-in did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let s = StandIn { child, port, dir };
+        let (code, _) = s.call(
+            "PUT",
+            "/lsbackup-test-index/_doc/1",
+            Some(r#"{"message":"private stand-in"}"#),
+        );
+        assert_eq!(code, 201);
+        s
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut c = Command::new("curl");
+        c.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-X",
+            method,
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args(["-w", "\n%{http_code}"]);
+        if let Some(b) = body {
+            c.args(["--data-binary", b]);
+        }
+        let out = c
+            .arg(format!("{}{path}", self.url()))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `--set` arguments pointing the component at this instance.
+    fn sets(&self) -> Vec<String> {
+        vec![
+            "--set".into(),
+            format!("elasticsearch.elasticsearch_url={}", self.url()),
+            "--set".into(),
+            format!(
+                "elasticsearch.elasticsearch_config_dir={}",
+                self.path().display()
+            ),
+        ]
+    }
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn backup(args: &[String]) -> support::Run {
+    let tb = common::testbed();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    support::backup(&tb.build_dir(), &args)
+}
+
+fn errors(run: &support::Run, component: &str) -> String {
+    let c = run.component(component);
+    let mut all = c.errors.clone();
+    for h in &c.hosts {
+        all.extend(h.errors.clone());
+    }
+    all.join("\n")
+}
+
+fn host<'a>(
+    run: &'a support::Run,
+    component: &str,
+    node: &str,
+) -> &'a lsbackup::archive::HostReport {
+    run.component(component)
+        .hosts
+        .iter()
+        .find(|h| h.host == node)
+        .unwrap_or_else(|| {
+            panic!(
+                "{component} did not report {node}; stderr:\n{}",
+                run.stderr()
+            )
+        })
+}
+
+/// Files under `dir`, recursively, relative to it.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn standin_snapshot_repository_holds_the_indices_and_the_config() {
+    let _guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let tb = common::testbed();
+    let index = unique("lsbackup-test-es");
+    let marker = unique("marker");
+    let (code, _) = es(
+        "PUT",
+        &format!("/{index}/_doc/doc-1"),
+        Some(&format!(r#"{{"message":"{marker}"}}"#)),
+    );
+    assert_eq!(code, 201);
+
+    let run = backup(&["--only".into(), "elasticsearch".into()]);
+    assert_eq!(
+        run.code(),
+        0,
+        "stderr:\n{}\nerrors: {}",
+        run.stderr(),
+        errors(&run, "elasticsearch")
+    );
+    let h = host(&run, "elasticsearch", NODE);
+    assert_eq!(h.status, Status::Ok);
+    assert_eq!(
+        h.versions.get("elasticsearch").map(String::as_str),
+        Some("elasticsearch 7.10.2")
+    );
+
+    // the snapshot's own report: SUCCESS, and it holds the index written above
+    let snap: serde_json::Value =
+        serde_json::from_slice(&run.read(&format!("elasticsearch/{NODE}/snapshot.json"))).unwrap();
+    let snap = &snap["snapshot"];
+    assert_eq!(snap["state"], "SUCCESS");
+    let name = snap["snapshot"].as_str().unwrap().to_string();
+    let uuid = snap["uuid"].as_str().unwrap().to_string();
+    assert!(name.starts_with("lsbackup-"), "{name}");
+    let indices: Vec<&str> = snap["indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(indices.contains(&index.as_str()), "{indices:?}");
+    for seeded in tb.var("LSB_ES_INDICES").split(',') {
+        let seeded = seeded.split('=').next().unwrap();
+        assert!(indices.contains(&seeded), "{seeded} not in {indices:?}");
+    }
+
+    // the repository directory in the archive: index.latest -> index-N listing the snapshot,
+    // its snap/meta blobs, and the index's shard blob holding the document
+    let repo = run.file(&format!(
+        "elasticsearch/{NODE}/{}",
+        tb.var("LSB_ES_REPO_DIR").trim_start_matches('/')
+    ));
+    let latest = std::fs::read(repo.join("index.latest")).unwrap();
+    let generation = i64::from_be_bytes(latest[..8].try_into().unwrap());
+    let data: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo.join(format!("index-{generation}"))).unwrap())
+            .unwrap();
+    assert!(
+        data["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == name.as_str()),
+        "snapshot {name} not in index-{generation}: {data}"
+    );
+    assert!(repo.join(format!("snap-{uuid}.dat")).is_file());
+    assert!(repo.join(format!("meta-{uuid}.dat")).is_file());
+    let index_id = data["indices"][&index]["id"].as_str().unwrap();
+    let shard = repo.join("indices").join(index_id).join("0");
+    let blobs: Vec<PathBuf> = walk(&shard)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().starts_with("__"))
+        .collect();
+    assert!(!blobs.is_empty(), "no data blob in {}", shard.display());
+    let content: String = blobs
+        .iter()
+        .map(|b| String::from_utf8_lossy(&std::fs::read(shard.join(b)).unwrap()).into_owned())
+        .collect();
+    assert!(
+        content.contains(&marker),
+        "the document is not in the snapshot's shard data"
+    );
+
+    // the node's configuration, including path.repo and the TLS material
+    let yml = String::from_utf8(run.read(&format!(
+        "elasticsearch/{NODE}/etc/elasticsearch/elasticsearch.yml"
+    )))
+    .unwrap();
+    assert!(
+        yml.contains("path.repo") && yml.contains(tb.var("LSB_ES_REPO_DIR")),
+        "{yml}"
+    );
+    assert!(
+        run.file(&format!(
+            "elasticsearch/{NODE}/etc/elasticsearch/lambdastack-root-ca.pem"
+        ))
+        .is_file()
+    );
+
+    // cleanup: the snapshot is deleted from the live repository, the work dir removed
+    let (code, body) = es("GET", &format!("/_snapshot/lsbackup/{name}"), None);
+    assert_eq!(code, 404, "snapshot still there: {body}");
+    assert_eq!(
+        body["error"]["root_cause"][0]["type"],
+        "snapshot_missing_exception"
+    );
+    assert!(
+        !Path::new("/tmp").join(&name).exists(),
+        "work dir /tmp/{name} left behind"
+    );
+}
+
+#[test]
+fn keep_snapshot_leaves_it_in_the_repository() {
+    let _guard = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    let run = backup(&[
+        "--only".into(),
+        "elasticsearch".into(),
+        "--set".into(),
+        "elasticsearch_keep_snapshot=true".into(),
+    ]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let snap: serde_json::Value =
+        serde_json::from_slice(&run.read(&format!("elasticsearch/{NODE}/snapshot.json"))).unwrap();
+    let name = snap["snapshot"]["snapshot"].as_str().unwrap();
+    let (code, body) = es("GET", &format!("/_snapshot/lsbackup/{name}"), None);
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["snapshots"][0]["state"], "SUCCESS");
+    let (code, _) = es("DELETE", &format!("/_snapshot/lsbackup/{name}"), None);
+    assert_eq!(code, 200);
+}
+
+#[test]
+fn without_the_admin_certificate_the_cluster_refuses_and_says_so() {
+    let run = backup(&[
+        "--only".into(),
+        "elasticsearch,grafana".into(),
+        "--set".into(),
+        "elasticsearch.elasticsearch_admin_cert=".into(),
+    ]);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = errors(&run, "elasticsearch");
+    assert!(err.contains("node2: elasticsearch: connect: "), "{err}");
+    assert!(err.contains("HTTP 401"), "{err}");
+    assert!(err.contains("elasticsearch_admin_cert"), "{err}");
+    assert_eq!(
+        run.component("grafana").status,
+        Status::Ok,
+        "the other component is kept"
+    );
+}
+
+#[test]
+fn repository_outside_path_repo_is_a_clear_error() {
+    let es = StandIn::start(None, &[]);
+    let mut args = vec!["--only".into(), "elasticsearch,grafana".into()];
+    args.extend(es.sets());
+    let run = backup(&args);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let c = run.component("elasticsearch");
+    assert_ne!(c.status, Status::Ok);
+    let err = errors(&run, "elasticsearch");
+    assert!(
+        err.contains("check path.repo: exit status 1: repository location /var/lib/elasticsearch-snapshots is not in path.repo of node node-a (path.repo: not set)"),
+        "{err}"
+    );
+    let h = host(&run, "elasticsearch", NODE);
+    assert!(
+        h.flags.iter().any(|f| f.contains("\"snapshot\" skipped")),
+        "{:?}",
+        h.flags
+    );
+    // nothing registered, no snapshot taken, config still copied
+    let (code, _) = es.call("GET", "/_snapshot/lsbackup", None);
+    assert_eq!(code, 404);
+    assert!(
+        run.file(&format!(
+            "elasticsearch/{NODE}{}/elasticsearch.yml",
+            es.path().display()
+        ))
+        .is_file()
+    );
+    assert_eq!(
+        run.component("grafana").status,
+        Status::Ok,
+        "the other component is kept"
+    );
+}
+
+#[test]
+fn snapshot_that_never_completes_times_out_and_is_aborted() {
+    let repo_root = tempfile::tempdir().unwrap();
+    let root = repo_root.path().display().to_string();
+    let es = StandIn::start(Some(&root), &["--snapshot-never-completes"]);
+    let mut args = vec![
+        "--only".into(),
+        "elasticsearch,grafana".into(),
+        "--set".into(),
+        "elasticsearch_snapshot_timeout=3".into(),
+        "--set".into(),
+        format!("elasticsearch_repository_location={root}/lsbackup"),
+    ];
+    args.extend(es.sets());
+    let t = Instant::now();
+    let run = backup(&args);
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = errors(&run, "elasticsearch");
+    assert!(
+        err.contains("snapshot: exit status 1: snapshot lsbackup-"),
+        "{err}"
+    );
+    assert!(err.contains("did not complete within 3s"), "{err}");
+    // the repository was registered where asked; the running snapshot was aborted in cleanup
+    let (code, body) = es.call("GET", "/_snapshot/lsbackup", None);
+    assert_eq!(code, 200);
+    assert_eq!(
+        body["lsbackup"]["settings"]["location"],
+        format!("{root}/lsbackup")
+    );
+    let (code, body) = es.call("GET", "/_snapshot/lsbackup/_all", None);
+    assert_eq!(code, 200);
+    assert_eq!(
+        body["snapshots"].as_array().map(Vec::len),
+        Some(0),
+        "{body}"
+    );
+    let h = host(&run, "elasticsearch", NODE);
+    assert!(
+        h.flags.iter().any(|f| f.contains("\"repository\" skipped")),
+        "{:?}",
+        h.flags
+    );
+    assert_eq!(
+        run.component("grafana").status,
+        Status::Ok,
+        "the other component is kept"
+    );
+}
+
+#[test]
+fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
+    let repo_root = tempfile::tempdir().unwrap();
+    let root = repo_root.path().display().to_string();
+    let node_b = format!("node-b:{root}:unshared");
+    let es = StandIn::start(Some(&root), &["--extra-node", &node_b]);
+    let mut args = vec![
+        "--only".into(),
+        "elasticsearch".into(),
+        "--set".into(),
+        format!("elasticsearch_repository_location={root}/lsbackup"),
+    ];
+    args.extend(es.sets());
+    let run = backup(&args);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = errors(&run, "elasticsearch");
+    assert!(err.contains("register repository: exit status 1: PUT /_snapshot/lsbackup: HTTP 500 repository_verification_exception"), "{err}");
+    assert!(
+        err.contains("is not shared between this node and the master node"),
+        "{err}"
+    );
+    assert!(err.contains("mount one shared file system"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one error line: {err}");
+
+    // a second node without path.repo at all is named by the path.repo check
+    let es2 = StandIn::start(Some(&root), &["--extra-node", "node-c"]);
+    let mut args = vec![
+        "--only".into(),
+        "elasticsearch".into(),
+        "--set".into(),
+        format!("elasticsearch_repository_location={root}/lsbackup"),
+    ];
+    args.extend(es2.sets());
+    let run = backup(&args);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = errors(&run, "elasticsearch");
+    assert!(
+        err.contains("is not in path.repo of node node-c (path.repo: not set)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn service_down_fails_the_component_and_keeps_the_others() {
+    let mut args = vec![
+        "--only".into(),
+        "elasticsearch,grafana".into(),
+        "--set".into(),
+        format!(
+            "elasticsearch.elasticsearch_url=https://127.0.0.1:{}",
+            free_port()
+        ),
+    ];
+    args.push("--set".into());
+    args.push("elasticsearch.elasticsearch_http_port=1".into());
+    let run = backup(&args);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let c = run.component("elasticsearch");
+    assert_eq!(c.status, Status::Failed);
+    let err = errors(&run, "elasticsearch");
+    assert!(
+        err.contains("no reachable host is serving the HTTP API in logging"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no Elasticsearch/OpenSearch HTTP API answers at https://127.0.0.1:"),
+        "{err}"
+    );
+    assert_eq!(
+        run.component("grafana").status,
+        Status::Ok,
+        "the other component is kept"
+    );
+    assert!(run.file("grafana").is_dir());
+}
