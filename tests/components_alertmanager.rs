@@ -22,7 +22,11 @@ fn entry(node: &str, path: &Path) -> String {
 fn assert_same_file(run: &support::Run, node: &str, path: &Path) {
     let got = run.read(&entry(node, path));
     let want = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(got == want, "{} differs from the archived copy", path.display());
+    assert!(
+        got == want,
+        "{} differs from the archived copy",
+        path.display()
+    );
 }
 
 fn templates(tb: &common::TestBed) -> Vec<PathBuf> {
@@ -135,7 +139,11 @@ fn config_templates_running_config_and_silences_on_the_prometheus_host() {
     assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
     let c = run.component("alertmanager");
     assert_eq!(c.status, Status::Ok, "{:?}", c.errors);
-    assert_eq!(c.groups, ["prometheus"], "no alertmanager group in the test bed");
+    assert_eq!(
+        c.groups,
+        ["prometheus"],
+        "no alertmanager group in the test bed"
+    );
     let h = c.hosts.iter().find(|h| h.status == Status::Ok).unwrap();
     assert_eq!(h.host, "node3");
     assert_eq!(h.role, "first reachable alertmanager host");
@@ -153,9 +161,14 @@ fn config_templates_running_config_and_silences_on_the_prometheus_host() {
     // The running config as the server reports it, and the version.
     let status: serde_json::Value =
         serde_json::from_slice(&run.read("alertmanager/node3/status.json")).unwrap();
-    let original = status["config"]["original"].as_str().expect("config.original");
+    let original = status["config"]["original"]
+        .as_str()
+        .expect("config.original");
     assert!(original.contains("receiver: operations"), "{original}");
-    assert!(original.contains("alertmanager_templates/*.tmpl"), "{original}");
+    assert!(
+        original.contains("alertmanager_templates/*.tmpl"),
+        "{original}"
+    );
     assert_eq!(status["versionInfo"]["version"], "0.25.0");
 
     // The silence created before the backup is in the export.
@@ -204,10 +217,12 @@ fn api_down_is_a_clear_error_and_the_files_and_other_components_are_kept() {
     let set = format!("alertmanager.alertmanager_url=http://127.0.0.1:{port}");
     let run = support::backup(
         &tb.build_dir(),
-        &["--only", "alertmanager,haproxy", "--set", &set],
+        &["--only", "alertmanager,postgresql", "--set", &set],
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    assert_eq!(run.component("haproxy").status, Status::Ok);
+    let pg = run.component("postgresql");
+    assert_eq!(pg.status, Status::Ok, "{:?}", pg.errors);
+    assert!(run.file("postgresql/node1/globals.sql").is_file());
 
     let c = run.component("alertmanager");
     assert_eq!(c.status, Status::Partial, "{:?}", c.errors);
@@ -217,12 +232,22 @@ fn api_down_is_a_clear_error_and_the_files_and_other_components_are_kept() {
     assert!(!e.contains('\n'), "{e:?}");
     assert!(
         e.starts_with("node3: alertmanager: running config: ")
-            && e.contains(&format!("Alertmanager API at http://127.0.0.1:{port} did not answer")),
+            && e.contains(&format!(
+                "Alertmanager API at http://127.0.0.1:{port} did not answer"
+            )),
         "{e}"
     );
-    assert!(run.stderr().contains("did not answer"), "stderr:\n{}", run.stderr());
+    assert!(
+        run.stderr().contains("did not answer"),
+        "stderr:\n{}",
+        run.stderr()
+    );
     // the silences export is optional: a note, not a second error
-    assert!(h.flags.iter().any(|f| f.contains("silences")), "{:?}", h.flags);
+    assert!(
+        h.flags.iter().any(|f| f.contains("silences")),
+        "{:?}",
+        h.flags
+    );
 
     // config and templates come from the running process's command line and the file itself
     assert_same_file(&run, "node3", Path::new(tb.var("LSB_ALERTMANAGER_CONFIG")));

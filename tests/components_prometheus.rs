@@ -21,7 +21,10 @@ const NODE: &str = "node3";
 /// Directories under `dir` (not recursive), sorted.
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(rd) => rd.map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect(),
+        Ok(rd) => rd
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect(),
         Err(_) => vec![],
     };
     v.sort();
@@ -42,13 +45,20 @@ fn files_with_ext(dir: &Path, ext: &str) -> Vec<PathBuf> {
 
 /// The archive entry of an absolute host path backed up from node3.
 fn entry(path: &Path) -> String {
-    format!("prometheus/{NODE}/{}", path.display().to_string().trim_start_matches('/'))
+    format!(
+        "prometheus/{NODE}/{}",
+        path.display().to_string().trim_start_matches('/')
+    )
 }
 
 fn assert_same_file(run: &support::Run, path: &Path) {
     let got = run.read(&entry(path));
     let want = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(got == want, "{} differs from the archived copy", path.display());
+    assert!(
+        got == want,
+        "{} differs from the archived copy",
+        path.display()
+    );
 }
 
 fn curl_json(url: &str) -> Option<serde_json::Value> {
@@ -100,6 +110,7 @@ impl TempPrometheus {
             let ready = Command::new("curl")
                 .args(["-fsS", "-o", "/dev/null", "--max-time", "2"])
                 .arg(format!("{}/-/ready", p.url))
+                .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success());
             if ready {
@@ -109,7 +120,10 @@ impl TempPrometheus {
                 let log = std::fs::read_to_string(p._config.path().join("log")).unwrap_or_default();
                 panic!("temporary prometheus on the snapshot exited ({status}):\n{log}");
             }
-            assert!(Instant::now() < deadline, "temporary prometheus not ready within 60s");
+            assert!(
+                Instant::now() < deadline,
+                "temporary prometheus not ready within 60s"
+            );
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -138,7 +152,11 @@ impl TempPrometheus {
         assert_eq!(v["status"], "success", "{v}");
         v["data"]["result"]
             .as_array()
-            .map(|rs| rs.iter().map(|r| r["values"].as_array().map_or(0, Vec::len)).sum())
+            .map(|rs| {
+                rs.iter()
+                    .map(|r| r["values"].as_array().map_or(0, Vec::len))
+                    .sum()
+            })
             .unwrap_or(0)
     }
 }
@@ -199,20 +217,33 @@ fn spec_parses_and_declares_what_it_needs() {
 #[test]
 fn plan_shows_snapshot_config_and_cleanup() {
     let tb = common::testbed();
-    let out = common::lsbackup()
-        .args(["plan", "-b"])
-        .arg(tb.build_dir())
-        .args(["--only", "prometheus"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    let plan = |json: bool| {
+        let mut cmd = common::lsbackup();
+        cmd.arg("plan");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .arg("-b")
+            .arg(tb.build_dir())
+            .args(["--only", "prometheus"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = plan(false);
     for want in [
         "prometheus",
         "host node3",
         "requires: curl",
-        "/api/v1/status/flags",
-        "/api/v1/admin/tsdb/snapshot",
+        "version prometheus: `curl",
+        "/api/v1/status/buildinfo",
         "snapshot: capture `",
         "into prometheus_snapshot_dir",
         "config files: capture `",
@@ -221,6 +252,27 @@ fn plan_shows_snapshot_config_and_cleanup() {
         "cleanup remove snapshot",
     ] {
         assert!(text.contains(want), "plan lacks {want:?}:\n{text}");
+    }
+    // the whole scripts, with the endpoints they call
+    let v: serde_json::Value = serde_json::from_str(&plan(true)).unwrap();
+    let c = &v["components"][0];
+    assert_eq!(c["name"], "prometheus");
+    let steps: Vec<&str> = c["hosts"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let all = steps.join("\n");
+    for want in [
+        "url=\"http://localhost:9090\"",
+        "/api/v1/status/flags",
+        "/api/v1/admin/tsdb/snapshot",
+        "/api/v1/status/config",
+        "--web.enable-admin-api",
+        "rm -rf",
+    ] {
+        assert!(all.contains(want), "plan --json lacks {want:?}:\n{all}");
     }
 }
 
@@ -235,9 +287,17 @@ fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
     assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
     let c = run.component("prometheus");
     assert_eq!(c.status, Status::Ok, "{:?}", c.errors);
-    let h = c.hosts.iter().find(|h| h.host == NODE).expect("node3 in report");
+    let h = c
+        .hosts
+        .iter()
+        .find(|h| h.host == NODE)
+        .expect("node3 in report");
     assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
-    assert!(h.versions["prometheus"].starts_with("2."), "{:?}", h.versions);
+    assert!(
+        h.versions["prometheus"].starts_with("2."),
+        "{:?}",
+        h.versions
+    );
 
     // Exactly one snapshot came back, from the data dir the server reported.
     let snaps = subdirs(&run.file(&entry(&data_dir.join("snapshots"))));
@@ -249,8 +309,16 @@ fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
 
     // ... and was removed from the server afterwards.
     let on_server = data_dir.join("snapshots").join(&name);
-    assert!(!on_server.exists(), "{} left on the server", on_server.display());
-    assert!(h.commands.iter().any(|c| c.step == "remove snapshot" && c.exit_code == Some(0)));
+    assert!(
+        !on_server.exists(),
+        "{} left on the server",
+        on_server.display()
+    );
+    assert!(
+        h.commands
+            .iter()
+            .any(|c| c.step == "remove snapshot" && c.exit_code == Some(0))
+    );
 
     // The blocks open in a real Prometheus and hold the series the test bed scraped: its own
     // (static config), the file_sd job, and the recording rule's output.
@@ -259,8 +327,14 @@ fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
     let up = prom.series("up");
     let jobs: Vec<&str> = up.iter().filter_map(|s| s["job"].as_str()).collect();
     assert!(jobs.contains(&"prometheus"), "jobs in up: {jobs:?}");
-    assert!(jobs.contains(&"alertmanager"), "file_sd job missing in up: {jobs:?}");
-    assert!(!prom.series("job:up:sum").is_empty(), "recording rule series missing");
+    assert!(
+        jobs.contains(&"alertmanager"),
+        "file_sd job missing in up: {jobs:?}"
+    );
+    assert!(
+        !prom.series("job:up:sum").is_empty(),
+        "recording rule series missing"
+    );
     assert!(!prom.series("prometheus_build_info").is_empty());
     let samples = prom.sample_count(r#"up{job="prometheus"}"#, min_ms / 1000, max_ms / 1000);
     assert!(samples >= 2, "only {samples} samples of up in the snapshot");
@@ -275,7 +349,10 @@ fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
         assert_same_file(&run, &f);
     }
     // Only what the config references: Alertmanager's file belongs to the alertmanager component.
-    assert!(!run.file(&entry(&conf_dir.join("alertmanager.yml"))).exists());
+    assert!(
+        !run.file(&entry(&conf_dir.join("alertmanager.yml")))
+            .exists()
+    );
 }
 
 #[test]
@@ -286,29 +363,40 @@ fn admin_api_off_is_one_clear_error_and_the_rest_is_kept() {
     let set = format!("prometheus.prometheus_url={url}");
     let run = support::backup(
         &tb.build_dir(),
-        &["--only", "prometheus,haproxy", "--set", &set],
+        &["--only", "prometheus,postgresql", "--set", &set],
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
 
     // The other component is complete.
-    assert_eq!(run.component("haproxy").status, Status::Ok);
-    assert_eq!(
-        run.read("haproxy/node3/etc/haproxy/haproxy.cfg"),
-        std::fs::read("/etc/haproxy/haproxy.cfg").unwrap()
-    );
+    let pg = run.component("postgresql");
+    assert_eq!(pg.status, Status::Ok, "{:?}", pg.errors);
+    assert!(run.file("postgresql/node1/globals.sql").is_file());
 
     // Prometheus: one line naming host, component and cause, in the manifest and on stderr.
     let c = run.component("prometheus");
     assert_eq!(c.status, Status::Partial, "{:?}", c.errors);
     let h = c.hosts.iter().find(|h| h.host == NODE).unwrap();
-    let errs: Vec<&String> = h.errors.iter().filter(|e| e.contains("admin API")).collect();
+    let errs: Vec<&String> = h
+        .errors
+        .iter()
+        .filter(|e| e.contains("admin API"))
+        .collect();
     assert_eq!(errs.len(), 1, "errors: {:?}", h.errors);
     let e = errs[0];
     assert!(!e.contains('\n'), "{e:?}");
     assert!(e.starts_with("node3: prometheus: snapshot: "), "{e}");
     assert!(e.contains("--web.enable-admin-api"), "{e}");
-    assert_eq!(h.errors.len(), 1, "only the snapshot failed: {:?}", h.errors);
-    assert!(run.stderr().contains("--web.enable-admin-api"), "stderr:\n{}", run.stderr());
+    assert_eq!(
+        h.errors.len(),
+        1,
+        "only the snapshot failed: {:?}",
+        h.errors
+    );
+    assert!(
+        run.stderr().contains("--web.enable-admin-api"),
+        "stderr:\n{}",
+        run.stderr()
+    );
 
     // No snapshot in the archive, none left on that server.
     assert!(
@@ -329,14 +417,18 @@ fn admin_api_off_is_one_clear_error_and_the_rest_is_kept() {
 fn prometheus_down_is_a_clear_failure() {
     let tb = common::testbed();
     // a port where nothing listens
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let set = format!("prometheus.prometheus_url=http://127.0.0.1:{port}");
     let run = support::backup(
         &tb.build_dir(),
-        &["--only", "prometheus,haproxy", "--set", &set],
+        &["--only", "prometheus,postgresql", "--set", &set],
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    assert_eq!(run.component("haproxy").status, Status::Ok);
+    assert_eq!(run.component("postgresql").status, Status::Ok);
     let c = run.component("prometheus");
     let h = c.hosts.iter().find(|h| h.host == NODE).unwrap();
     assert_eq!(h.errors.len(), 1, "{:?}", h.errors);
