@@ -135,7 +135,7 @@ fn full_backup_of_the_testbed_restores() {
     let k = k8s.hosts.iter().find(|h| h.status == Status::Ok).unwrap();
     assert_eq!(k.host, "node2");
     assert!(k.versions.contains_key("etcd"), "{:?}", k.versions);
-    check_etcd_snapshot(&run.file("kubernetes/node2/etcd-snapshot.db"));
+    check_etcd_snapshot(&run.file("kubernetes/node2/etcd/snapshot.db"));
     assert!(
         run.file("kubernetes/node2/etc/kubernetes/pki/etcd/ca.crt")
             .is_file()
