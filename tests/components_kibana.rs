@@ -1,0 +1,213 @@
+//! The `kibana` component against the test bed's Kibana STAND-IN
+//! (tests/testbed/standins/kibana.py, started by tests/testbed/svc_standins.sh on node3 of the
+//! `kibana` group): no reachable registry packages Kibana, so a small HTTP server reading the real
+//! kibana.yml serves the saved-objects API with Kibana 7.10's shapes, behind basic auth as with the
+//! OpenDistro security plugin. Needs `tests/testbed/up.sh`.
+
+mod common;
+mod support;
+
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lsbackup::archive::Status;
+
+const NODE: &str = "node3";
+
+fn unique(prefix: &str) -> String {
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn backup(args: &[&str]) -> support::Run {
+    support::backup(&common::testbed().build_dir(), args)
+}
+
+fn errors(run: &support::Run, component: &str) -> String {
+    let c = run.component(component);
+    let mut all = c.errors.clone();
+    for h in &c.hosts {
+        all.extend(h.errors.clone());
+    }
+    all.join("\n")
+}
+
+/// Create a saved object through the stand-in's API as a user would (kibanaserver credentials).
+fn create(kind: &str, id: &str, body: &serde_json::Value) {
+    let tb = common::testbed();
+    let out = Command::new("curl")
+        .args(["-fsS", "--max-time", "10", "-X", "POST"])
+        .args([
+            "-H",
+            "kbn-xsrf: true",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .arg("-u")
+        .arg(format!(
+            "{}:{}",
+            tb.var("LSB_KIBANA_USER"),
+            tb.var("LSB_KIBANA_PASSWORD")
+        ))
+        .arg("--data-binary")
+        .arg(body.to_string())
+        .arg(format!(
+            "{}/api/saved_objects/{kind}/{id}?overwrite=true",
+            tb.var("LSB_KIBANA_URL")
+        ))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "creating {kind}/{id}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn standin_export_holds_the_dashboard_created_before() {
+    let tb = common::testbed();
+    let id = unique("lsbackup-test-dashboard");
+    let title = unique("lsbackup test dashboard");
+    create(
+        "dashboard",
+        &id,
+        &serde_json::json!({
+            "attributes": {
+                "title": title,
+                "description": "made by tests/components_kibana.rs",
+                "panelsJSON": "[{\"version\":\"7.10.2\",\"gridData\":{\"x\":0,\"y\":0,\"w\":24,\"h\":15,\"i\":\"1\"},\"panelIndex\":\"1\",\"embeddableConfig\":{},\"panelRefName\":\"panel_0\"}]",
+                "optionsJSON": "{\"useMargins\":true}",
+                "timeRestore": false,
+                "kibanaSavedObjectMeta": {"searchSourceJSON": "{\"query\":{\"query\":\"\",\"language\":\"kuery\"},\"filter\":[]}"}
+            },
+            "references": [{"id": "lsbackup-count-vis", "name": "panel_0", "type": "visualization"}]
+        }),
+    );
+
+    let run = backup(&["--only", "kibana"]);
+    assert_eq!(
+        run.code(),
+        0,
+        "stderr:\n{}\nerrors: {}",
+        run.stderr(),
+        errors(&run, "kibana")
+    );
+    let h = &run.component("kibana").hosts[0];
+    assert_eq!(h.host, NODE);
+    assert_eq!(h.status, Status::Ok);
+    assert_eq!(h.versions.get("kibana").map(String::as_str), Some("7.10.2"));
+
+    let text = String::from_utf8(run.read(&format!("kibana/{NODE}/saved_objects.ndjson"))).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let (summary, objects) = lines.split_last().unwrap();
+    assert_eq!(
+        summary["exportedCount"].as_u64(),
+        Some(objects.len() as u64),
+        "{summary}"
+    );
+    assert_eq!(summary["missingRefCount"], 0);
+    let ours = objects
+        .iter()
+        .find(|o| o["type"] == "dashboard" && o["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("dashboard {id} not exported:\n{text}"));
+    assert_eq!(ours["attributes"]["title"], title.as_str());
+    assert_eq!(ours["references"][0]["id"], "lsbackup-count-vis");
+    for kind in ["index-pattern", "visualization", "search", "config"] {
+        assert!(
+            objects.iter().any(|o| o["type"] == kind),
+            "no {kind} exported"
+        );
+    }
+
+    let yml = String::from_utf8(run.read(&format!("kibana/{NODE}/etc/kibana/kibana.yml"))).unwrap();
+    assert!(yml.contains("server.port"), "{yml}");
+    // the password was read on the host from kibana.yml, never put in a command
+    let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
+    assert!(
+        !manifest.contains(tb.var("LSB_KIBANA_PASSWORD")),
+        "password in the manifest"
+    );
+    assert!(
+        !run.stderr().contains(tb.var("LSB_KIBANA_PASSWORD")),
+        "password in the output"
+    );
+}
+
+#[test]
+fn wrong_password_is_a_clear_error() {
+    let wrong = unique("not-the-password");
+    let set_pw = format!("kibana.kibana_password={wrong}");
+    let run = backup(&[
+        "--only",
+        "kibana,grafana",
+        "--set",
+        "kibana.kibana_user=kibanaserver",
+        "--set",
+        &set_pw,
+    ]);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = errors(&run, "kibana");
+    assert!(err.contains("node3: kibana: connect: exit status 1: no usable HTTP API: http://127.0.0.1:5601: GET /api/status: HTTP 401 Unauthorized: Authentication Exception"), "{err}");
+    assert!(
+        err.contains("(credentials: kibana_user; set kibana_user/kibana_password)"),
+        "{err}"
+    );
+    let h = &run.component("kibana").hosts[0];
+    assert!(
+        h.flags
+            .iter()
+            .any(|f| f.contains("\"saved objects\" skipped")),
+        "{:?}",
+        h.flags
+    );
+    // the config is still taken; the wrong password appears nowhere
+    assert!(
+        run.file(&format!("kibana/{NODE}/etc/kibana/kibana.yml"))
+            .is_file()
+    );
+    let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
+    assert!(!manifest.contains(&wrong) && !run.stderr().contains(&wrong));
+    assert_eq!(
+        run.component("grafana").status,
+        Status::Ok,
+        "the other component is kept"
+    );
+}
+
+#[test]
+fn kibana_down_fails_the_component_and_keeps_the_others() {
+    let set_url = format!("kibana.kibana_url=http://127.0.0.1:{}", free_port());
+    let run = backup(&["--only", "kibana,grafana", "--set", &set_url]);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    assert_eq!(run.component("kibana").status, Status::Failed);
+    let err = errors(&run, "kibana");
+    assert!(
+        err.contains("kibana: no reachable host is serving the HTTP API in kibana"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no Kibana/OpenSearch Dashboards HTTP API answers at http://127.0.0.1:"),
+        "{err}"
+    );
+    assert_eq!(
+        run.component("grafana").status,
+        Status::Ok,
+        "the other component is kept"
+    );
+}
