@@ -72,57 +72,73 @@ fn curl_json(url: &str) -> Option<serde_json::Value> {
     serde_json::from_slice(&out.stdout).ok()
 }
 
-/// A temporary Prometheus (the real binary) serving a TSDB directory, killed on drop.
+/// A temporary Prometheus (the real binary) on a spare port, killed on drop.
 struct TempPrometheus {
     child: Child,
     url: String,
-    _config: tempfile::TempDir,
+    log: PathBuf,
+    _scratch: tempfile::TempDir,
 }
 
 impl TempPrometheus {
-    fn start(tsdb: &Path) -> TempPrometheus {
+    /// Serving the TSDB directory `tsdb` (e.g. a snapshot that came back), scraping nothing.
+    fn serve(tsdb: &Path) -> TempPrometheus {
+        let scratch = tempfile::tempdir().unwrap();
+        let cfg = scratch.path().join("prometheus.yml");
+        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+        let args = [
+            format!("--config.file={}", cfg.display()),
+            format!("--storage.tsdb.path={}", tsdb.display()),
+            "--storage.tsdb.retention.time=100y".to_string(),
+        ];
+        let cwd = scratch.path().to_path_buf();
+        TempPrometheus::start(&cwd, &args, scratch)
+    }
+
+    /// Started in `cwd` with `args` (plus the listen address), `scratch` kept alive with it.
+    fn start(cwd: &Path, args: &[String], scratch: tempfile::TempDir) -> TempPrometheus {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let config = tempfile::tempdir().unwrap();
-        let cfg = config.path().join("prometheus.yml");
-        // no scrape configs: it only serves what is in the snapshot
-        std::fs::write(&cfg, "global:\n  scrape_interval: 1h\n").unwrap();
+        let log = scratch.path().join("prometheus.log");
         let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", tsdb.display()))
-            .arg("--storage.tsdb.retention.time=100y")
+            .current_dir(cwd)
+            .args(args)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(config.path().join("log")).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("starting prometheus (Debian package `prometheus`)");
         let mut p = TempPrometheus {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            _config: config,
+            log,
+            _scratch: scratch,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = Command::new("curl")
+        p.wait_for("ready", |p| {
+            Command::new("curl")
                 .args(["-fsS", "-o", "/dev/null", "--max-time", "2"])
                 .arg(format!("{}/-/ready", p.url))
                 .stderr(Stdio::null())
                 .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return p;
-            }
-            if let Ok(Some(status)) = p.child.try_wait() {
-                let log = std::fs::read_to_string(p._config.path().join("log")).unwrap_or_default();
-                panic!("temporary prometheus on the snapshot exited ({status}):\n{log}");
+                .is_ok_and(|s| s.success())
+        });
+        p
+    }
+
+    fn wait_for(&mut self, what: &str, ok: impl Fn(&TempPrometheus) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ok(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                panic!("temporary prometheus exited ({status}):\n{log}");
             }
             assert!(
                 Instant::now() < deadline,
-                "temporary prometheus not ready within 60s"
+                "temporary prometheus: not {what} within 60s"
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -323,7 +339,7 @@ fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
     // The blocks open in a real Prometheus and hold the series the test bed scraped: its own
     // (static config), the file_sd job, and the recording rule's output.
     let (min_ms, max_ms) = block_range(snap);
-    let prom = TempPrometheus::start(snap);
+    let prom = TempPrometheus::serve(snap);
     let up = prom.series("up");
     let jobs: Vec<&str> = up.iter().filter_map(|s| s["job"].as_str()).collect();
     assert!(jobs.contains(&"prometheus"), "jobs in up: {jobs:?}");
@@ -445,4 +461,63 @@ fn prometheus_down_is_a_clear_failure() {
     for f in files_with_ext(&config.parent().unwrap().join("rules"), "yml") {
         assert_same_file(&run, &f);
     }
+}
+
+/// A Prometheus started with relative paths (config, rule files, data dir relative to its working
+/// directory): the snapshot is found through the process's working directory, copied and removed;
+/// then a snapshot timeout is one clear error.
+#[test]
+fn relative_data_dir_and_snapshot_timeout() {
+    let tb = common::testbed();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_path_buf();
+    std::fs::create_dir_all(dir.join("rules")).unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [rules/*.yml]\n\
+         scrape_configs:\n  - job_name: temp-self\n    static_configs:\n      - targets: ['127.0.0.1:1']\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rules/temp.yml"),
+        "groups:\n  - name: temp\n    rules:\n      - record: temp:up:count\n        expr: count(up)\n",
+    )
+    .unwrap();
+    let args = [
+        "--config.file=prometheus.yml".to_string(),
+        "--storage.tsdb.path=data".to_string(),
+        "--web.enable-admin-api".to_string(),
+    ];
+    let mut prom = TempPrometheus::start(&dir, &args, scratch);
+    // one scrape (of a target that is down: up == 0) and one rule evaluation stored
+    prom.wait_for("scraped", |p| !p.series("temp:up:count").is_empty());
+
+    let set = format!("prometheus.prometheus_url={}", prom.url);
+    let run = support::backup(&tb.build_dir(), &["--only", "prometheus", "--set", &set]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let snaps = subdirs(&run.file(&entry(&dir.join("data/snapshots"))));
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    block_range(&snaps[0]);
+    assert!(
+        subdirs(&dir.join("data/snapshots")).is_empty(),
+        "snapshot left on the server"
+    );
+    assert_same_file(&run, &dir.join("prometheus.yml"));
+    assert_same_file(&run, &dir.join("rules/temp.yml"));
+
+    let timeout = "prometheus.prometheus_snapshot_timeout=0.001";
+    let run = support::backup(
+        &tb.build_dir(),
+        &["--only", "prometheus", "--set", &set, "--set", timeout],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let h = &run.component("prometheus").hosts[0];
+    assert_eq!(h.errors.len(), 1, "{:?}", h.errors);
+    assert!(
+        h.errors[0].starts_with("node3: prometheus: snapshot: ")
+            && h.errors[0].contains("did not complete within 0.001s"),
+        "{}",
+        h.errors[0]
+    );
+    drop(prom);
 }
