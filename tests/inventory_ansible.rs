@@ -148,6 +148,82 @@ fn to_ansible_list_matches_ansible_inventory() {
     );
 }
 
+/// `Inventory::group_hosts` against the `groups` variable of a real `ansible` run (the `ansible`
+/// next to `ansible-inventory`). Python walks grandchildren through a set, so beyond a group's
+/// own hosts and its direct children's, only membership is compared.
+#[test]
+fn group_hosts_match_ansible_groups_variable() {
+    let inv_bin = ansible_inventory();
+    let bin = inv_bin.with_file_name("ansible");
+    assert!(
+        bin.is_file(),
+        "{} not found next to ansible-inventory",
+        bin.display()
+    );
+    for source in corpus() {
+        let cwd = tempfile::tempdir().unwrap();
+        let out = Command::new(&bin)
+            .args(["localhost", "-o", "-m", "debug", "-a", "var=groups", "-i"])
+            .arg(&source)
+            .current_dir(cwd.path())
+            .env("ANSIBLE_LOCAL_TEMP", cwd.path())
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env_remove("ANSIBLE_CONFIG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json = stdout
+            .split_once("=> ")
+            .map(|(_, j)| j)
+            .unwrap_or_else(|| panic!("{}: unexpected ansible output: {stdout}", source.display()));
+        let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+        let groups = v["groups"].as_object().expect("groups");
+        let inv = Inventory::load(&source).unwrap();
+        let mut names: Vec<&String> = inv.groups.keys().collect();
+        names.sort();
+        let mut theirs_names: Vec<&String> = groups.keys().collect();
+        theirs_names.sort();
+        assert_eq!(names, theirs_names, "{}: group names", source.display());
+        for (g, hosts) in groups {
+            let theirs: Vec<&str> = hosts
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h.as_str().unwrap())
+                .collect();
+            let ours: Vec<&str> = inv.group_hosts(g).iter().map(|h| h.name.as_str()).collect();
+            let (mut a, mut b) = (theirs.clone(), ours.clone());
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "{}: members of {g}", source.display());
+            // The deterministic prefix: own hosts, then direct children's.
+            let grp = &inv.groups[g];
+            let mut prefix: Vec<&str> = Vec::new();
+            for h in grp
+                .hosts
+                .iter()
+                .chain(grp.children.iter().flat_map(|c| inv.groups[c].hosts.iter()))
+            {
+                if !prefix.contains(&h.as_str()) {
+                    prefix.push(h);
+                }
+            }
+            assert_eq!(
+                &theirs[..prefix.len()],
+                &prefix[..],
+                "{}: order in {g}",
+                source.display()
+            );
+            assert_eq!(
+                &ours[..prefix.len()],
+                &prefix[..],
+                "{}: our order in {g}",
+                source.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn malformed_inventories_name_file_and_line() {
     let bin = ansible_inventory();
