@@ -674,3 +674,58 @@ fn plan_and_inventory_commands() {
     assert_eq!(v["postgresql"]["hosts"][0], "node1");
     assert_eq!(v["_meta"]["hostvars"]["node1"]["ansible_host"], "127.0.0.2");
 }
+
+/// Several components streaming from the same hosts at once (one SSH session per host) into one
+/// archive: every byte arrives, nothing stalls.
+#[test]
+fn concurrent_streams_on_shared_sessions() {
+    let tb = common::testbed();
+    let data = tempfile::Builder::new()
+        .prefix("lsb-conc")
+        .tempdir_in("/tmp")
+        .unwrap();
+    for i in 0..4 {
+        sh_ok(&format!(
+            "head -c {} /dev/urandom > {}/f{i}",
+            (i + 1) * 6 * 1024 * 1024,
+            data.path().display()
+        ));
+    }
+    let comps = tempfile::tempdir().unwrap();
+    for name in ["stream-a", "stream-b", "stream-c"] {
+        std::fs::write(
+            comps.path().join(format!("{name}.yaml")),
+            format!(
+                "name: {name}\ndescription: test stream\ngroups: [postgresql, haproxy]\nhosts: all\n\
+                 steps:\n  - name: files\n    copy: [\"{d}\"]\n  - name: cat\n    run: cat {d}/f3\n    output: f3.copy\n",
+                d = data.path().display()
+            ),
+        )
+        .unwrap();
+    }
+    let dir = comps.path().to_string_lossy().into_owned();
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--components-dir",
+            &dir,
+            "--only",
+            "stream-a,stream-b,stream-c",
+            "--command-timeout",
+            "300",
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let rel = data.path().strip_prefix("/").unwrap().display().to_string();
+    for c in ["stream-a", "stream-b", "stream-c"] {
+        for host in ["node1", "node3"] {
+            for i in 0..4 {
+                let got = run.read(&format!("{c}/{host}/{rel}/f{i}"));
+                let want = std::fs::read(data.path().join(format!("f{i}"))).unwrap();
+                assert!(got == want, "{c}/{host}/f{i} differs");
+            }
+            let got = run.read(&format!("{c}/{host}/f3.copy"));
+            assert_eq!(got.len(), 24 * 1024 * 1024);
+        }
+    }
+}

@@ -254,9 +254,24 @@ type SessionCell = Arc<OnceCell<Result<Arc<Session>, String>>>;
 #[derive(Default)]
 struct Sessions {
     cells: Mutex<HashMap<String, SessionCell>>,
+    streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Sessions {
+    /// The lock a streaming step holds on its host. A session has one receive loop: a command
+    /// whose output waits unread (its reader waiting for the archive writer) stalls every other
+    /// channel of that session. Were two streams of one host in flight, the one holding the
+    /// archive writer could wait on data stuck behind the other: a deadlock. One stream per
+    /// host at a time rules that out; hosts still stream in parallel.
+    fn stream_lock(&self, host: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.streams
+            .lock()
+            .unwrap()
+            .entry(host.to_string())
+            .or_default()
+            .clone()
+    }
+
     async fn get(&self, h: &PlannedHost, cfg: &TransportConfig) -> Result<Arc<Session>, String> {
         let cell = {
             let mut map = self.cells.lock().unwrap();
@@ -893,6 +908,8 @@ impl Unit<'_> {
         let output = self.render(step.output.as_deref().unwrap_or_default())?;
         let user = self.user(&step.become_user)?;
         let t = Instant::now();
+        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
+        let streaming = stream_lock.lock().await;
         let spool = match &self.ctx.spool_dir {
             Some(d) => tempfile::tempfile_in(d),
             None => tempfile::tempfile(),
@@ -915,6 +932,7 @@ impl Unit<'_> {
                 return Err(e.to_string());
             }
         };
+        drop(streaming);
         self.record(&step.name, template, user, Some(&exit), t);
         let size = copied.map_err(|e| format!("reading output: {e}"))?;
         if !exit.success() {
@@ -956,6 +974,8 @@ impl Unit<'_> {
             .map_err(|e| e.to_string())?;
         let script = copy_script(&patterns);
         let user = self.user(&step.become_user)?;
+        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
+        let _streaming = stream_lock.lock().await;
         let t = Instant::now();
         let mut proc = self
             .session
