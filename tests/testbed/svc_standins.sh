@@ -62,11 +62,15 @@ tb_es_pki() {
 extendedKeyUsage=serverAuth,clientAuth"
         fi
         printf '%s\n' "$ext" >"$pki/$name.ext"
-        openssl req -new -newkey rsa:2048 -nodes -subj "$subj" -keyout "$pki/$name-key.tmp" -out "$pki/$name.csr" >>"$log" 2>&1 &&
-            openssl pkcs8 -topk8 -nocrypt -in "$pki/$name-key.tmp" -out "$d/lambdastack-$name-key.pem" >>"$log" 2>&1 &&
-            openssl x509 -req -sha256 -days 3650 -in "$pki/$name.csr" -CA "$d/lambdastack-root-ca.pem" -CAkey "$pki/root-ca-key.pem" \
-                -CAserial "$pki/root-ca.srl" -CAcreateserial -extfile "$pki/$name.ext" -out "$d/lambdastack-$name.pem" >>"$log" 2>&1 ||
+        if ! {
+            openssl req -new -newkey rsa:2048 -nodes -subj "$subj" -keyout "$pki/$name-key.tmp" -out "$pki/$name.csr" &&
+                openssl pkcs8 -topk8 -nocrypt -in "$pki/$name-key.tmp" -out "$d/lambdastack-$name-key.pem" &&
+                openssl x509 -req -sha256 -days 3650 -in "$pki/$name.csr" -CA "$d/lambdastack-root-ca.pem" \
+                    -CAkey "$pki/root-ca-key.pem" -CAserial "$pki/root-ca.srl" -CAcreateserial \
+                    -extfile "$pki/$name.ext" -out "$d/lambdastack-$name.pem"
+        } >>"$log" 2>&1; then
             tb_die "openssl: ES $name certificate (see $log)"
+        fi
         rm -f "$pki/$name-key.tmp"
     done
 }
