@@ -336,6 +336,14 @@ fn lambdastack_build_dir_is_discovered_and_connects() {
         c.key_file,
         Some(std::env::current_dir().unwrap().join("id_rsa"))
     );
+    assert!(
+        inv.warnings
+            .iter()
+            .any(|w| w.starts_with("hosts test-1, test-2: key file ")
+                && w.contains("current directory")),
+        "{:?}",
+        inv.warnings
+    );
 }
 
 #[test]
@@ -424,4 +432,23 @@ fn connection_refuses_templates_and_warns_about_ignored_options() {
         inv.host("h1").unwrap().vars["ansible_host"],
         "{{ lookup('env', 'IP') }}"
     );
+}
+
+#[test]
+fn relative_key_beside_the_inventory_gets_a_hint() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(
+        t.path().join("inventory"),
+        "[g]\nh1\n[all:vars]\nansible_ssh_private_key_file=lsb_test_key_xyz\n",
+    )
+    .unwrap();
+    std::fs::write(t.path().join("lsb_test_key_xyz"), "not a real key").unwrap();
+    let inv = Inventory::discover(t.path(), None).unwrap();
+    let w = inv
+        .warnings
+        .iter()
+        .find(|w| w.contains("lsb_test_key_xyz"))
+        .expect("a key file warning");
+    assert!(w.starts_with("host h1: key file "), "{w}");
+    assert!(w.contains("exists: run lsbackup from"), "{w}");
 }

@@ -339,6 +339,33 @@ fn python_json(v: &serde_json::Value, indent: usize, out: &mut String) {
     }
 }
 
+/// A remark about a key file that does not exist, with a hint when the path is relative and
+/// exists beside the inventory (Ansible, like lsbackup, resolves it against the working
+/// directory).
+fn key_file_remark(key: &Path, vars: &Vars, inv_dir: &Path) -> String {
+    let raw = ["ansible_private_key_file", "ansible_ssh_private_key_file"]
+        .iter()
+        .filter_map(|n| vars.get(*n).and_then(|v| v.as_str()))
+        .next_back()
+        .unwrap_or_default();
+    let mut msg = format!("key file {} does not exist", key.display());
+    if !raw.is_empty() && !raw.starts_with('/') && !raw.starts_with('~') {
+        let beside = inv_dir.join(raw);
+        msg.push_str(
+            " (a relative key path is resolved against the current directory, as Ansible does",
+        );
+        if beside.exists() {
+            msg.push_str(&format!(
+                "; {} exists: run lsbackup from {} or make the path absolute",
+                beside.display(),
+                inv_dir.display()
+            ));
+        }
+        msg.push(')');
+    }
+    msg
+}
+
 impl Inventory {
     /// Find the inventory in `build_dir` (or use `explicit`, relative to the current directory),
     /// in this order:
@@ -521,6 +548,14 @@ impl Inventory {
     /// the hosts it concerns.
     fn collect_connection_warnings(&mut self) {
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        let inv_dir = if self.source.is_dir() {
+            self.source.clone()
+        } else {
+            self.source
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        };
         let mut remarks: Vec<(String, Vec<String>)> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
         let mut add = |remark: String, host: &str| {
@@ -538,6 +573,11 @@ impl Inventory {
                     }
                     for n in notes {
                         add(n, &h.name);
+                    }
+                    if let Some(key) = &spec.key_file
+                        && !key.exists()
+                    {
+                        add(key_file_remark(key, &h.vars, &inv_dir), &h.name);
                     }
                 }
                 Err(e) => errors.push(e.to_string()),
