@@ -501,6 +501,12 @@ fn missing_binary_and_failing_command_are_per_component() {
          steps:\n  - name: dump\n    run: lsbackup-no-such-tool --dump\n    output: dump\n",
     )
     .unwrap();
+    std::fs::write(
+        comps.path().join("noted.yaml"),
+        "name: noted\ndescription: reports a remark\ngroups: [haproxy]\n\
+         steps:\n  - name: say\n    run: \"echo data; echo 'lsbackup-note: not covered: thing X' >&2\"\n    output: d\n",
+    )
+    .unwrap();
     let dir = comps.path().to_string_lossy().into_owned();
     let run = support::backup(
         &tb.build_dir(),
@@ -508,7 +514,7 @@ fn missing_binary_and_failing_command_are_per_component() {
             "--components-dir",
             &dir,
             "--only",
-            "needs-tool,calls-missing,postgresql,haproxy",
+            "needs-tool,calls-missing,noted,postgresql,haproxy",
             "--set",
             "postgresql.postgresql_port=1",
         ],
@@ -531,6 +537,17 @@ fn missing_binary_and_failing_command_are_per_component() {
     assert!(e.contains("node1") && e.contains("postgresql"), "{e}");
     assert_eq!(run.component("haproxy").status, Status::Ok);
     assert!(run.file("haproxy/node3/etc/haproxy/haproxy.cfg").is_file());
+    let noted = run.component("noted");
+    assert_eq!(noted.status, Status::Ok);
+    assert_eq!(
+        noted.hosts[0].flags,
+        vec!["not covered: thing X".to_string()]
+    );
+    assert!(
+        run.stderr().contains("note: not covered: thing X"),
+        "{}",
+        run.stderr()
+    );
 }
 
 trait AllErrors {

@@ -160,6 +160,14 @@ fn status_word(s: Status) -> &'static str {
     }
 }
 
+fn ellipsize(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max - 1).collect();
+    format!("{cut}…")
+}
+
 fn human(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
@@ -207,7 +215,7 @@ pub fn summary(o: &Outcome) -> String {
                 },
                 h.entries.len(),
                 human(size),
-                versions.join(", ")
+                ellipsize(&versions.join(", "), 60)
             );
             errors.extend(h.errors.iter().cloned());
             for f in &h.flags {

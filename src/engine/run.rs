@@ -512,7 +512,11 @@ fn exit_text(e: &ExitInfo) -> String {
         .stderr_tail
         .lines()
         .rev()
-        .find(|l| !l.trim().is_empty() && !l.starts_with("lsbackup-missing:"))
+        .find(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with("lsbackup-missing:")
+                && !l.starts_with("lsbackup-note:")
+        })
         .unwrap_or("")
         .trim()
         .to_string();
@@ -736,6 +740,20 @@ impl Unit<'_> {
     ) {
         let command =
             render_redacted(template, &self.vars).unwrap_or_else(|_| template.to_string());
+        // A command reports a remark for the manifest with a stderr line `lsbackup-note: TEXT`
+        // (e.g. "not covered: pv X (csi driver Y)"), whatever its exit status.
+        if let Some(e) = exit {
+            for note in e
+                .stderr_tail
+                .lines()
+                .filter_map(|l| l.strip_prefix("lsbackup-note: "))
+            {
+                let note = note.trim().to_string();
+                if !note.is_empty() && !self.report.flags.contains(&note) {
+                    self.report.flags.push(note);
+                }
+            }
+        }
         self.report.commands.push(CommandRecord {
             step: step.to_string(),
             command,
