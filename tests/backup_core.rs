@@ -746,3 +746,31 @@ fn concurrent_streams_on_shared_sessions() {
         }
     }
 }
+
+/// Scheduled jobs: no terminal, `--log-format json` gives one JSON object per stderr line and a
+/// final record with the status, archive and exit code; stdout holds only the archive path.
+#[test]
+fn json_logs_for_schedulers() {
+    let tb = common::testbed();
+    let run = support::backup(
+        &tb.build_dir(),
+        &["--only", "haproxy", "--log-format", "json"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let lines: Vec<serde_json::Value> = run
+        .stderr()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["fields"]["exit_code"], 0);
+    assert_eq!(last["fields"]["status"], "Ok");
+    let archive = run.archive.as_ref().unwrap().display().to_string();
+    assert_eq!(last["fields"]["archive"], archive.as_str());
+    assert_eq!(run.stdout().trim(), archive);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["component"] == "haproxy" && l["fields"]["host"] == "node3")
+    );
+}
