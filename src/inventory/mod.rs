@@ -36,6 +36,17 @@
 //! the playbook (`ansible-inventory`: the current directory); lsbackup has no playbook and does
 //! not.
 //!
+//! # Connection settings
+//!
+//! [`Inventory::connection`] reads `ansible_host`, `ansible_port` (or `host:port`),
+//! `ansible_user`, `ansible_ssh_private_key_file`, `ansible_connection=local`,
+//! `ansible_become`/`ansible_become_user` (and the older `ansible_ssh_*` aliases), and the
+//! OpenSSH options in `ansible_ssh_args`, `ansible_ssh_common_args` and
+//! `ansible_ssh_extra_args`, in the order and with the "first value wins" rule of Ansible's ssh
+//! command line; see [`ConnectionSpec`] and [`SshOptions`]. Options lsbackup does not honour,
+//! missing key files, passwords in the inventory and unusable connection settings are reported
+//! in [`Inventory::warnings`], one line per remark naming the hosts.
+//!
 //! Jinja2 templates (`"{{ ... }}"`) are never evaluated: they are kept as text, as
 //! `ansible-inventory --list` prints them. [`Inventory::connection`] refuses a connection
 //! variable that is a template, naming the host and the variable.
@@ -95,10 +106,10 @@ pub struct Group {
 pub struct Host {
     pub name: String,
     /// Fully resolved variables for this host, exactly what `ansible-inventory --list` shows in
-    /// `_meta.hostvars` (Ansible precedence applied, see the module docs: all < groups by depth,
-    /// then ansible_group_priority, then name < group_vars/all < group_vars/<group> < host
-    /// vars < host_vars/; Ansible's internal/magic names such as `inventory_hostname` or
-    /// `group_names` are left out).
+    /// `_meta.hostvars` (Ansible precedence applied, see the module docs: `all` < groups by
+    /// depth, then `ansible_group_priority`, then name < `group_vars/all` <
+    /// `group_vars/GROUP` < host vars < `host_vars/HOST`; Ansible's internal names such as
+    /// `inventory_hostname` or `group_names` are left out).
     pub vars: Vars,
 }
 
