@@ -343,10 +343,20 @@ fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
     let up = prom.series("up");
     let jobs: Vec<&str> = up.iter().filter_map(|s| s["job"].as_str()).collect();
     assert!(jobs.contains(&"prometheus"), "jobs in up: {jobs:?}");
-    assert!(
-        jobs.contains(&"alertmanager"),
-        "file_sd job missing in up: {jobs:?}"
-    );
+    // every job the test bed's file_sd files name (targets discovered through file_sd)
+    let job_re = regex::Regex::new(r"(?m)^\s+job:\s*(\S+)\s*$").unwrap();
+    let mut sd_jobs = Vec::new();
+    for f in files_with_ext(&conf_dir.join("file_sd"), "yml") {
+        let text = std::fs::read_to_string(&f).unwrap();
+        sd_jobs.extend(job_re.captures_iter(&text).map(|c| c[1].to_string()));
+    }
+    assert!(!sd_jobs.is_empty(), "no job labels in the file_sd files");
+    for j in &sd_jobs {
+        assert!(
+            jobs.contains(&j.as_str()),
+            "file_sd job {j} missing in up: {jobs:?}"
+        );
+    }
     assert!(
         !prom.series("job:up:sum").is_empty(),
         "recording rule series missing"
