@@ -21,7 +21,7 @@ Exit codes: 0 everything backed up; 2 partial (archive kept, failures in its man
 1 nothing usable, bad input or interrupted (no archive left behind).";
 
 #[derive(Debug, Parser)]
-#[command(name = "lsbackup", version, about = ABOUT, after_help = AFTER)]
+#[command(name = "lsbackup", version, about = ABOUT, after_help = AFTER, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,6 +44,10 @@ pub enum Command {
 
 #[derive(Debug, Args, Clone)]
 pub struct SelectArgs {
+    /// Read options from a YAML file (keys are long option names); the command line wins.
+    /// Also `LSBACKUP_CONFIG`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Build directory holding the cluster's Ansible inventory.
     #[arg(
         short = 'b',

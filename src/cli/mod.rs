@@ -1,6 +1,7 @@
 //! Command line: arguments (clap derive), logging set-up, and the subcommands.
 
 mod args;
+mod config;
 mod output;
 
 use std::io::IsTerminal;
@@ -26,7 +27,14 @@ pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_PARTIAL: i32 = 2;
 
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let argv = match config::expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("lsbackup: error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_FAILED } else { EXIT_OK };

@@ -1,0 +1,168 @@
+//! `--config FILE`: options from a YAML file, for scheduled jobs.
+//!
+//! The file maps long option names (with `-` or `_`) to values, e.g.
+//!
+//! ```yaml
+//! build-dir: /srv/clusters/prod
+//! target: /mnt/backups
+//! skip: [haproxy]
+//! concurrency: 4
+//! log-format: json
+//! accept-new-host-keys: false
+//! set: ["postgresql.postgresql_port=5433"]
+//! ```
+//!
+//! Its options are placed before those of the command line, so the command line wins: a
+//! single-valued option given in both takes the command line's value, and a list option (`only`,
+//! `skip`, `set`, `identity`) given on the command line replaces the file's list.
+
+use std::ffi::OsString;
+
+const LISTS: &[&str] = &["only", "skip", "set", "identity"];
+
+/// Expand `--config FILE` (or `LSBACKUP_CONFIG`) in `args` (program name first).
+pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
+    let strs: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    // Only `backup` and `plan` take a config file.
+    let Some(sub) = strs.iter().position(|a| a == "backup" || a == "plan") else {
+        return Ok(args);
+    };
+    let mut file = std::env::var("LSBACKUP_CONFIG").ok();
+    let mut rest: Vec<OsString> = Vec::new();
+    let mut i = sub + 1;
+    while i < args.len() {
+        let a = &strs[i];
+        if a == "--config" {
+            file = Some(strs.get(i + 1).cloned().ok_or("--config needs a FILE")?);
+            i += 2;
+            continue;
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            file = Some(v.to_string());
+            i += 1;
+            continue;
+        }
+        rest.push(args[i].clone());
+        i += 1;
+    }
+    let Some(file) = file else {
+        return Ok(args);
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("config {file}: {e}"))?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_saphyr::from_str(&text).map_err(|e| format!("config {file}: {e}"))?;
+    let given_on_cli = |name: &str| {
+        rest.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == format!("--{name}") || a.starts_with(&format!("--{name}="))
+        })
+    };
+    let mut from_file: Vec<OsString> = Vec::new();
+    for (key, value) in map {
+        let name = key.replace('_', "-");
+        if name == "config" {
+            return Err(format!("config {file}: `config` cannot name another file"));
+        }
+        if LISTS.contains(&name.as_str()) && given_on_cli(&name) {
+            continue;
+        }
+        let flag = OsString::from(format!("--{name}"));
+        match value {
+            serde_json::Value::Bool(true) => from_file.push(flag),
+            serde_json::Value::Bool(false) | serde_json::Value::Null => {}
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    from_file.push(flag.clone());
+                    from_file.push(scalar(&file, &key, &item)?.into());
+                }
+            }
+            other => {
+                from_file.push(flag);
+                from_file.push(scalar(&file, &key, &other)?.into());
+            }
+        }
+    }
+    let mut out: Vec<OsString> = args[..=sub].to_vec();
+    out.extend(from_file);
+    out.extend(rest);
+    Ok(out)
+}
+
+fn scalar(file: &str, key: &str, v: &serde_json::Value) -> Result<String, String> {
+    match v {
+        serde_json::Value::String(s) => Ok(s.clone()),
+        serde_json::Value::Number(n) => Ok(n.to_string()),
+        serde_json::Value::Bool(b) => Ok(b.to_string()),
+        _ => Err(format!(
+            "config {file}: {key}: expected a value or a list of values"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    fn strs(v: Vec<OsString>) -> Vec<String> {
+        v.into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn file_options_come_first_and_cli_lists_replace() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "build_dir: /b\ntarget: /t\nskip: [haproxy]\nonly: [postgresql]\nconcurrency: 4\naccept-new-host-keys: true\nno-agent: false\n",
+        )
+        .unwrap();
+        let args = os(&[
+            "lsbackup",
+            "backup",
+            "--config",
+            f.to_str().unwrap(),
+            "--only",
+            "kubernetes",
+            "-t",
+            "/other",
+        ]);
+        let got = strs(expand(args).unwrap());
+        assert_eq!(
+            got,
+            [
+                "lsbackup",
+                "backup",
+                "--build-dir",
+                "/b",
+                "--target",
+                "/t",
+                "--skip",
+                "haproxy",
+                "--concurrency",
+                "4",
+                "--accept-new-host-keys",
+                "--only",
+                "kubernetes",
+                "-t",
+                "/other"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_config_leaves_args_alone_and_errors_are_clear() {
+        let args = os(&["lsbackup", "inventory", "-b", "/x"]);
+        assert_eq!(expand(args.clone()).unwrap(), args);
+        let e = expand(os(&["lsbackup", "backup", "--config", "/nonexistent.yaml"])).unwrap_err();
+        assert!(e.starts_with("config /nonexistent.yaml: "), "{e}");
+    }
+}
