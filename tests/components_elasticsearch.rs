@@ -552,3 +552,193 @@ fn service_down_fails_the_component_and_keeps_the_others() {
     );
     assert!(run.file("grafana").is_dir());
 }
+
+/// openssl, for the private OpenSearch stand-in's PKI.
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn opensearch_layout_with_demo_certificates_over_https() {
+    // an OpenSearch config dir as the demo installer leaves it: opensearch.yml with
+    // plugins.security.*, root-ca.pem, node certificate, and the admin certificate kirk.pem
+    let tb = common::testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("config");
+    let pki = dir.path().join("pki");
+    let snaps = dir.path().join("opensearch-snapshots");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&pki).unwrap();
+    let c = |f: &str| conf.join(f).display().to_string();
+    let k = |f: &str| pki.join(f).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/DC=com/DC=example/O=Example Com Inc./OU=Example Com Inc. Root CA/CN=Example Com Inc. Root CA",
+        "-keyout",
+        &k("ca.key"),
+        "-out",
+        &c("root-ca.pem"),
+    ]);
+    std::fs::write(k("node.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    std::fs::write(k("kirk.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (name, subj) in [
+        ("node", "/DC=de/L=test/O=node/OU=node/CN=node-0.example.com"),
+        ("kirk", "/C=de/L=test/O=client/OU=client/CN=kirk"),
+    ] {
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subj,
+            "-keyout",
+            &c(&format!("{name}-key.pem")),
+            "-out",
+            &k(&format!("{name}.csr")),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            &k(&format!("{name}.csr")),
+            "-CA",
+            &c("root-ca.pem"),
+            "-CAkey",
+            &k("ca.key"),
+            "-CAcreateserial",
+            "-CAserial",
+            &k("ca.srl"),
+            "-extfile",
+            &k(&format!("{name}.ext")),
+            "-out",
+            &c(&format!("{name}.pem")),
+        ]);
+    }
+    let port = free_port();
+    std::fs::write(
+        conf.join("opensearch.yml"),
+        format!(
+            "cluster.name: opensearch-cluster\nnode.name: opensearch-node1\npath.data: {data}\npath.repo:\n  - {snaps}\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n\
+             plugins.security.ssl.http.enabled: true\nplugins.security.ssl.http.pemcert_filepath: node.pem\n\
+             plugins.security.ssl.http.pemkey_filepath: node-key.pem\nplugins.security.ssl.http.pemtrustedcas_filepath: root-ca.pem\n\
+             plugins.security.authcz.admin_dn:\n  - 'CN=kirk,OU=client,O=client,L=test,C=de'\n",
+            data = dir.path().join("data").display(),
+            snaps = snaps.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(tb.var("LSB_ES_STANDIN"))
+        .arg("--config")
+        .arg(conf.join("opensearch.yml"))
+        .args(["--distribution", "opensearch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the OpenSearch stand-in");
+    let end = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < end,
+            "the OpenSearch stand-in did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let marker = unique("opensearch-marker");
+    let put = Command::new("curl")
+        .args([
+            "-fsS",
+            "--max-time",
+            "10",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args([
+            "--cacert",
+            &c("root-ca.pem"),
+            "--cert",
+            &c("kirk.pem"),
+            "--key",
+            &c("kirk-key.pem"),
+        ])
+        .arg("--data-binary")
+        .arg(format!(r#"{{"message":"{marker}"}}"#))
+        .arg(format!(
+            "https://127.0.0.1:{port}/security-auditlog-test/_doc/1"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+
+    let run = backup(&[
+        "--only".into(),
+        "elasticsearch".into(),
+        "--set".into(),
+        format!("elasticsearch.elasticsearch_url=https://127.0.0.1:{port}"),
+        "--set".into(),
+        format!("elasticsearch.elasticsearch_config_dir={}", conf.display()),
+    ]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        run.code(),
+        0,
+        "stderr:\n{}\nerrors: {}",
+        run.stderr(),
+        errors(&run, "elasticsearch")
+    );
+    let h = host(&run, "elasticsearch", NODE);
+    assert_eq!(
+        h.versions.get("elasticsearch").map(String::as_str),
+        Some("opensearch 1.3.14")
+    );
+    // the client certificate was found as kirk.pem, the CA as root-ca.pem: the snapshot went
+    // into the only path.repo entry
+    let repo = run.file(&format!(
+        "elasticsearch/{NODE}/{}",
+        snaps.display().to_string().trim_start_matches('/')
+    ));
+    assert!(repo.join("index.latest").is_file(), "{}", repo.display());
+    let content: String = walk(&repo)
+        .iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("__"))
+        .map(|p| String::from_utf8_lossy(&std::fs::read(repo.join(p)).unwrap()).into_owned())
+        .collect();
+    assert!(
+        content.contains(&marker),
+        "the document is not in the snapshot"
+    );
+    assert!(
+        run.file(&format!(
+            "elasticsearch/{NODE}/{}/opensearch.yml",
+            conf.display().to_string().trim_start_matches('/')
+        ))
+        .is_file()
+    );
+}

@@ -7,9 +7,9 @@
 mod common;
 mod support;
 
-use std::net::TcpListener;
-use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lsbackup::archive::Status;
 
@@ -210,4 +210,74 @@ fn kibana_down_fails_the_component_and_keeps_the_others() {
         Status::Ok,
         "the other component is kept"
     );
+}
+
+#[test]
+fn opensearch_dashboards_layout_port_and_credentials_from_its_config() {
+    // opensearch_dashboards.yml with opensearch.username/password; no kibana_url given: the port
+    // is read from the file
+    let tb = common::testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let password = unique("osd-pw");
+    std::fs::write(
+        dir.path().join("opensearch_dashboards.yml"),
+        format!(
+            "server.host: \"127.0.0.1\"\nserver.port: {port}\nopensearch.hosts: [\"https://127.0.0.1:9200\"]\n\
+             opensearch.username: kibanaserver\nopensearch.password: '{password}'\nopensearch.ssl.verificationMode: none\n"
+        ),
+    )
+    .unwrap();
+    let standin = tb
+        .var("LSB_ES_STANDIN")
+        .replace("elasticsearch.py", "kibana.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(standin)
+        .arg("--config")
+        .arg(dir.path().join("opensearch_dashboards.yml"))
+        .arg("--data")
+        .arg(dir.path().join("saved-objects.json"))
+        .args(["--distribution", "opensearch-dashboards"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the OpenSearch Dashboards stand-in");
+    let end = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < end,
+            "the stand-in did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
+    let run = backup(&["--only", "kibana", "--set", &set_conf]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        run.code(),
+        0,
+        "stderr:\n{}\nerrors: {}",
+        run.stderr(),
+        errors(&run, "kibana")
+    );
+    let h = &run.component("kibana").hosts[0];
+    assert_eq!(h.versions.get("kibana").map(String::as_str), Some("1.3.14"));
+    let text = String::from_utf8(run.read(&format!("kibana/{NODE}/saved_objects.ndjson"))).unwrap();
+    assert!(text.contains("\"lsbackup-overview-dashboard\""), "{text}");
+    assert!(
+        text.lines().last().unwrap().contains("\"exportedCount\":5"),
+        "{text}"
+    );
+    let conf = dir.path().display().to_string();
+    assert!(
+        run.file(&format!(
+            "kibana/{NODE}/{}/opensearch_dashboards.yml",
+            conf.trim_start_matches('/')
+        ))
+        .is_file()
+    );
+    let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
+    assert!(!manifest.contains(&password), "password in the manifest");
 }
