@@ -270,8 +270,7 @@ impl PlannedComponent {
         let mut vars = h.vars.clone();
         for s in &self.spec.steps {
             if let Some(into) = &s.into {
-                vars.entry(into.clone())
-                    .or_insert_with(|| format!("<{into} from step '{}'>", s.name));
+                vars.insert(into.clone(), format!("<{into} from step '{}'>", s.name));
             }
         }
         vars.insert("item".into(), "<ITEM>".into());
@@ -306,7 +305,7 @@ impl PlannedComponent {
             lines.push(format!(
                 "select {}: `{}`{} == {:?}",
                 sel.name,
-                r(&sel.command)?,
+                one_line(r(&sel.command)?),
                 who(&sel.become_user)?,
                 sel.expect
             ));
