@@ -21,11 +21,14 @@ const BUILTIN: &[(&str, &str)] = &[
     ("kubernetes.yaml", include_str!("../../components/kubernetes.yaml")),
     ("kubernetes_volumes.yaml", include_str!("../../components/kubernetes_volumes.yaml")),
     ("postgresql.yaml", include_str!("../../components/postgresql.yaml")),
+    ("kafka.yaml", include_str!("../../components/kafka.yaml")),
+    ("zookeeper.yaml", include_str!("../../components/zookeeper.yaml")),
     ("elasticsearch.yaml", include_str!("../../components/elasticsearch.yaml")),
     ("kibana.yaml", include_str!("../../components/kibana.yaml")),
     ("prometheus.yaml", include_str!("../../components/prometheus.yaml")),
     ("alertmanager.yaml", include_str!("../../components/alertmanager.yaml")),
     ("grafana.yaml", include_str!("../../components/grafana.yaml")),
+    ("rabbitmq.yaml", include_str!("../../components/rabbitmq.yaml")),
     ("haproxy.yaml", include_str!("../../components/haproxy.yaml")),
 ];
 

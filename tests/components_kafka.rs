@@ -1,0 +1,494 @@
+//! The `kafka` component against the test bed's Kafka STAND-IN on node2 (Apache Kafka is not in
+//! Debian; tests/testbed/svc_kafka.sh): the real on-disk layout of a broker (log dir /var/lib/kafka
+//! with topic-partition folders whose .log/.index/.timeindex files are in Kafka's formats, written
+//! by tests/testbed/standins/kafka_layout.py; /opt/kafka/config/server.properties) and a stand-in
+//! broker process (tests/testbed/standins/kafka_broker.py) that holds the log dir lock and the
+//! listener port, is stopped and started by stand-in kafka-server-{stop,start}.sh, writes
+//! `.kafka_cleanshutdown` on a clean stop as Kafka does, and records its starts and stops.
+//! Needs `tests/testbed/up.sh`.
+//!
+//! The tests stop and start the broker, so they run one at a time (a lock).
+
+mod common;
+mod support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use lsbackup::archive::{HostReport, Status};
+
+const NODE: &str = "node2";
+const TAKEN_WHILE_RUNNING: &str = "taken while running";
+const STOPPED_FLAG: &str = "broker stopped for the copy";
+
+static BROKER: Mutex<()> = Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    BROKER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn log_dir() -> PathBuf {
+    PathBuf::from(common::testbed().var("LSB_KAFKA_LOG_DIRS"))
+}
+
+fn standin_logs() -> PathBuf {
+    PathBuf::from(common::testbed().var("LSB_KAFKA_STANDIN_LOGS"))
+}
+
+fn listener() -> SocketAddr {
+    common::testbed().var("LSB_KAFKA_LISTENER").parse().unwrap()
+}
+
+/// Archive entry of an absolute host path backed up from node2.
+fn entry(path: &Path) -> String {
+    format!(
+        "kafka/{NODE}/{}",
+        path.display().to_string().trim_start_matches('/')
+    )
+}
+
+/// The stand-in broker's pid when it runs (pid file + `kafka.Kafka` on its command line).
+fn broker_pid() -> Option<u32> {
+    let text = std::fs::read_to_string(standin_logs().join("lsbackup-standin-broker.pid")).ok()?;
+    let pid: u32 = text.trim().parse().ok()?;
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    cmdline
+        .split(|b| *b == 0)
+        .any(|a| a == b"kafka.Kafka")
+        .then_some(pid)
+}
+
+fn listening() -> bool {
+    TcpStream::connect_timeout(&listener(), Duration::from_secs(2)).is_ok()
+}
+
+/// The broker must run before a test (a failed earlier run may have left it stopped).
+fn running_broker() -> u32 {
+    let pid = broker_pid().unwrap_or_else(|| {
+        panic!("the Kafka stand-in broker does not run: run `sudo tests/testbed/up.sh` first")
+    });
+    assert!(
+        listening(),
+        "the Kafka stand-in broker does not listen on {}",
+        listener()
+    );
+    pid
+}
+
+/// `(what, unix ms, pid)` lines of the stand-in's event log.
+fn events() -> Vec<(String, u64, u32)> {
+    let text = std::fs::read_to_string(standin_logs().join("lsbackup-standin-events.log"))
+        .unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((
+                it.next()?.to_string(),
+                it.next()?.parse().ok()?,
+                it.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+fn host(run: &support::Run) -> &HostReport {
+    run.component("kafka")
+        .hosts
+        .iter()
+        .find(|h| h.host == NODE)
+        .unwrap_or_else(|| panic!("no {NODE} in the kafka report; stderr:\n{}", run.stderr()))
+}
+
+fn has_flag(h: &HostReport, prefix: &str) -> bool {
+    h.flags.iter().any(|f| f.starts_with(prefix))
+}
+
+/// Every regular file under `dir`, relative, sorted.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
+
+/// The broker's data files (what the fixture holds, without the lock and clean-shutdown marker).
+fn data_files() -> Vec<PathBuf> {
+    files_under(&log_dir())
+        .into_iter()
+        .filter(|p| p != Path::new(".lock") && p != Path::new(".kafka_cleanshutdown"))
+        .collect()
+}
+
+/// Every data file and the broker config came back byte for byte.
+fn assert_copy_identical(run: &support::Run) {
+    let files = data_files();
+    assert!(files.len() >= 20, "test bed log dir looks empty: {files:?}");
+    for rel in &files {
+        let path = log_dir().join(rel);
+        let got = run.read(&entry(&path));
+        let want = std::fs::read(&path).unwrap();
+        assert!(
+            got == want,
+            "{} differs from the archived copy",
+            path.display()
+        );
+    }
+    let cfg = PathBuf::from(common::testbed().var("LSB_KAFKA_CONFIG"));
+    assert_eq!(run.read(&entry(&cfg)), std::fs::read(&cfg).unwrap());
+    let text = String::from_utf8(run.read(&entry(&cfg))).unwrap();
+    assert!(text.contains("log.dirs=/var/lib/kafka"), "{text}");
+}
+
+// --- Kafka's on-disk formats, read independently of the generator --------------------------------
+
+fn crc32c(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0x82F6_3B78
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+fn varint(buf: &[u8], pos: &mut usize) -> i64 {
+    let (mut z, mut shift) = (0u64, 0);
+    loop {
+        let b = buf[*pos];
+        *pos += 1;
+        z |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            break;
+        }
+        shift += 7;
+    }
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+fn be_i32(b: &[u8]) -> i32 {
+    i32::from_be_bytes(b[..4].try_into().unwrap())
+}
+
+fn be_i64(b: &[u8]) -> i64 {
+    i64::from_be_bytes(b[..8].try_into().unwrap())
+}
+
+/// One record batch (magic 2) of a .log segment: its file position and records `(offset, key)`.
+struct Batch {
+    position: usize,
+    records: Vec<(i64, Vec<u8>)>,
+}
+
+/// Parse a segment: batch headers, CRC-32C, varint records; panics on anything malformed.
+fn parse_segment(name: &str, data: &[u8]) -> Vec<Batch> {
+    let mut pos = 0;
+    let mut out = Vec::new();
+    while pos < data.len() {
+        let base_offset = be_i64(&data[pos..]);
+        let len = be_i32(&data[pos + 8..]) as usize;
+        let b = &data[pos..pos + 12 + len];
+        assert_eq!(b[16], 2, "{name}@{pos}: magic");
+        let crc = u32::from_be_bytes(b[17..21].try_into().unwrap());
+        assert_eq!(crc32c(&b[21..]), crc, "{name}@{pos}: CRC-32C");
+        let last_delta = be_i32(&b[23..]);
+        let count = be_i32(&b[57..]);
+        let mut p = 61;
+        let mut records = Vec::new();
+        for _ in 0..count {
+            let rlen = varint(b, &mut p) as usize;
+            let start = p;
+            p += 1; // attributes
+            varint(b, &mut p); // timestamp delta
+            let off = varint(b, &mut p);
+            let klen = varint(b, &mut p) as usize;
+            let key = b[p..p + klen].to_vec();
+            p += klen;
+            let vlen = varint(b, &mut p) as usize;
+            p += vlen;
+            assert_eq!(varint(b, &mut p), 0, "{name}: headers");
+            assert_eq!(p - start, rlen, "{name}@{pos}: record length");
+            records.push((base_offset + off, key));
+        }
+        assert_eq!(p, b.len(), "{name}@{pos}: batch length");
+        assert_eq!(
+            records.last().map(|r| r.0),
+            Some(base_offset + i64::from(last_delta))
+        );
+        out.push(Batch {
+            position: pos,
+            records,
+        });
+        pos += 12 + len;
+    }
+    out
+}
+
+/// Check every partition folder of an (extracted) log dir: segments parse, offsets run from 0
+/// without gaps across segments up to the recovery point, index entries point at the batch that
+/// holds their offset, keys are the test bed's. Returns the number of records read.
+fn check_log_dir(dir: &Path) -> usize {
+    let checkpoint = std::fs::read_to_string(dir.join("recovery-point-offset-checkpoint")).unwrap();
+    let mut lines = checkpoint.lines();
+    assert_eq!(lines.next(), Some("0"), "checkpoint version");
+    let n: usize = lines.next().unwrap().parse().unwrap();
+    let points: Vec<(String, i64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (format!("{}-{}", f[0], f[1]), f[2].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(points.len(), n);
+    assert!(n >= 4, "{points:?}");
+    let meta = std::fs::read_to_string(dir.join("meta.properties")).unwrap();
+    assert!(
+        meta.contains("broker.id=1") && meta.contains("cluster.id="),
+        "{meta}"
+    );
+    let mut total = 0;
+    for (part, end) in points {
+        let pdir = dir.join(&part);
+        let partition: i64 = part.rsplit('-').next().unwrap().parse().unwrap();
+        let mut logs: Vec<PathBuf> = std::fs::read_dir(&pdir)
+            .unwrap_or_else(|e| panic!("{}: {e}", pdir.display()))
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "log"))
+            .collect();
+        logs.sort();
+        let mut next = 0i64;
+        for log in &logs {
+            let name = log.display().to_string();
+            let base: i64 = log.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+            assert_eq!(base, next, "{name}: segment base offset");
+            let data = std::fs::read(log).unwrap();
+            let batches = parse_segment(&name, &data);
+            for b in &batches {
+                for (off, key) in &b.records {
+                    assert_eq!(*off, next, "{name}: offsets");
+                    let key = String::from_utf8(key.clone()).unwrap();
+                    if part.starts_with("lsbackup-orders") {
+                        assert_eq!(key, format!("order-{partition}-{off:04}"));
+                    } else {
+                        assert_eq!(key, format!("event-{off:04}"));
+                    }
+                    next += 1;
+                    total += 1;
+                }
+            }
+            let index = std::fs::read(log.with_extension("index")).unwrap();
+            let timeindex = std::fs::read(log.with_extension("timeindex")).unwrap();
+            assert_eq!(index.len() % 8, 0, "{name}: .index entry size");
+            assert_eq!(timeindex.len() % 12, 0, "{name}: .timeindex entry size");
+            assert_eq!(
+                index.len() / 8,
+                timeindex.len() / 12,
+                "{name}: index entries"
+            );
+            for e in index.chunks(8) {
+                let off = base + i64::from(be_i32(e));
+                let position = be_i32(&e[4..]) as usize;
+                let b = batches
+                    .iter()
+                    .find(|b| b.position == position)
+                    .unwrap_or_else(|| panic!("{name}: index points at no batch ({position})"));
+                assert!(
+                    b.records.iter().any(|r| r.0 == off),
+                    "{name}: index offset {off}"
+                );
+            }
+        }
+        assert_eq!(next, end, "{part}: records up to the recovery point");
+        assert!(pdir.join("leader-epoch-checkpoint").is_file());
+        assert!(pdir.join("partition.metadata").is_file());
+    }
+    total
+}
+
+// --- tests ----------------------------------------------------------------------------------------
+
+#[test]
+fn running_broker_is_copied_byte_identical_and_flagged_taken_while_running() {
+    let _g = lock();
+    let tb = common::testbed();
+    let pid = running_broker();
+    let before = events().len();
+
+    let run = support::backup(&tb.build_dir(), &["--only", "kafka"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let c = run.component("kafka");
+    assert_eq!(c.status, Status::Ok, "{:?}", c.errors);
+    let h = host(&run);
+    assert_eq!(h.status, Status::Ok);
+    assert!(has_flag(h, TAKEN_WHILE_RUNNING), "flags: {:?}", h.flags);
+    assert!(!has_flag(h, STOPPED_FLAG), "flags: {:?}", h.flags);
+    assert_eq!(
+        h.versions.get("kafka").map(String::as_str),
+        Some(format!("{} (Scala 2.12)", tb.var("LSB_KAFKA_VERSION")).as_str())
+    );
+
+    assert_copy_identical(&run);
+    let copied = run.file(&entry(&log_dir()));
+    assert_eq!(check_log_dir(&copied), 3 * 60 + 25);
+    // taken from a running broker: no clean-shutdown marker, and the broker was left alone
+    assert!(!copied.join(".kafka_cleanshutdown").exists());
+    assert_eq!(broker_pid(), Some(pid), "the broker was restarted");
+    assert_eq!(
+        events().len(),
+        before,
+        "the broker was stopped or started: {:?}",
+        events()
+    );
+    assert!(listening());
+}
+
+#[test]
+fn stop_broker_option_stops_copies_and_starts_it_again() {
+    let _g = lock();
+    let tb = common::testbed();
+    let old_pid = running_broker();
+    let before = events().len();
+    let t0 = now_ms();
+
+    let run = support::backup(
+        &tb.build_dir(),
+        &["--only", "kafka", "--set", "kafka.kafka_stop_broker=true"],
+    );
+    let t1 = now_ms();
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let h = host(&run);
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    assert!(has_flag(h, STOPPED_FLAG), "flags: {:?}", h.flags);
+    assert!(!has_flag(h, TAKEN_WHILE_RUNNING), "flags: {:?}", h.flags);
+    let start = h
+        .commands
+        .iter()
+        .find(|c| c.step == "start broker")
+        .unwrap_or_else(|| panic!("no start broker command: {:?}", h.commands));
+    assert_eq!(start.exit_code, Some(0), "{start:?}");
+
+    // the copy is the cleanly stopped broker's: Kafka's clean-shutdown marker is in it
+    assert_copy_identical(&run);
+    let copied = run.file(&entry(&log_dir()));
+    assert!(
+        copied.join(".kafka_cleanshutdown").is_file(),
+        "copy not taken from a stopped broker"
+    );
+    assert_eq!(check_log_dir(&copied), 3 * 60 + 25);
+
+    // stopped once and started once during the run, and running (listening) again now
+    let new: Vec<_> = events().into_iter().skip(before).collect();
+    assert_eq!(new.len(), 2, "events: {new:?}");
+    let (stop, start) = (&new[0], &new[1]);
+    assert_eq!((stop.0.as_str(), stop.2), ("stop", old_pid), "{new:?}");
+    assert_eq!(start.0, "start", "{new:?}");
+    assert!(
+        t0 <= stop.1 && stop.1 <= start.1 && start.1 <= t1,
+        "{new:?} not within {t0}..{t1}"
+    );
+    let new_pid = broker_pid().expect("the broker runs again after the backup");
+    assert_eq!(new_pid, start.2);
+    assert_ne!(new_pid, old_pid);
+    assert!(
+        listening(),
+        "the broker does not listen again on {}",
+        listener()
+    );
+    // the running broker removed the marker from the live log dir again
+    assert!(!log_dir().join(".kafka_cleanshutdown").exists());
+}
+
+#[test]
+fn missing_log_dir_fails_kafka_clearly_and_keeps_the_others() {
+    let _g = lock();
+    let tb = common::testbed();
+    let pid = running_broker();
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--only",
+            "kafka,haproxy",
+            "--set",
+            "kafka.kafka_log_dirs=/nonexistent/kafka-logs",
+        ],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let c = run.component("kafka");
+    assert_ne!(c.status, Status::Ok);
+    let h = host(&run);
+    let err = h.errors.join("\n");
+    assert!(
+        err.contains("node2: kafka: log dirs copy:") && err.contains("/nonexistent/kafka-logs"),
+        "errors: {err}"
+    );
+    assert!(
+        run.stderr().contains("/nonexistent/kafka-logs"),
+        "stderr:\n{}",
+        run.stderr()
+    );
+    assert_eq!(run.component("haproxy").status, Status::Ok);
+    assert!(run.file("haproxy").is_dir());
+    assert_eq!(broker_pid(), Some(pid));
+}
+
+#[test]
+fn failed_stop_leaves_the_broker_running_and_flags_the_copy() {
+    let _g = lock();
+    let tb = common::testbed();
+    let pid = running_broker();
+    let before = events().len();
+    // kafka-server-stop.sh is not where kafka_home says: the stop fails, the copy is still taken
+    // (flagged), and the cleanup does not start a second broker
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--only",
+            "kafka",
+            "--set",
+            "kafka.kafka_stop_broker=true",
+            "--set",
+            "kafka.kafka_home=/nonexistent/kafka",
+        ],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let h = host(&run);
+    assert_eq!(h.status, Status::Partial, "{:?}", h.errors);
+    let err = h.errors.join("\n");
+    assert!(
+        err.contains("node2: kafka: stop broker:")
+            && err.contains("/nonexistent/kafka/bin/kafka-server-stop.sh"),
+        "errors: {err}"
+    );
+    assert!(has_flag(h, TAKEN_WHILE_RUNNING), "flags: {:?}", h.flags);
+    assert!(!has_flag(h, STOPPED_FLAG), "flags: {:?}", h.flags);
+    assert!(
+        h.commands.iter().all(|c| c.step != "start broker"),
+        "{:?}",
+        h.commands
+    );
+    assert_copy_identical(&run);
+    assert_eq!(broker_pid(), Some(pid));
+    assert_eq!(events().len(), before);
+}
