@@ -332,6 +332,9 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
         .is_file()
     );
 
+    let (code, _) = es("DELETE", &format!("/{index}"), None);
+    assert_eq!(code, 200);
+
     // cleanup: the snapshot is deleted from the live repository, the work dir removed
     let (code, body) = es("GET", &format!("/_snapshot/lsbackup/{name}"), None);
     assert_eq!(code, 404, "snapshot still there: {body}");

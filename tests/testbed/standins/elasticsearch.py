@@ -12,6 +12,7 @@ endpoints the lsbackup `elasticsearch` component calls, with the shapes a real 7
   GET  /_cluster/health                    cluster health
   GET  /_nodes/settings                    node settings (filter_path honoured, with * wildcards)
   PUT  /<index>/_doc/<id>                  index a document (how the test bed seeds indices)
+  DELETE /<index>                          delete an index (tests clean up after themselves)
   PUT  /_snapshot/<repo>                   register an `fs` repository; the location must be
                                            inside path.repo (repository_exception otherwise) and
                                            every node must see it (repository_verification_exception)
@@ -630,6 +631,12 @@ class Handler(BaseHTTPRequestHandler):
                     "_seq_no": len(idx["docs"]) - 1,
                     "_primary_term": 1,
                 }
+        if len(parts) == 1 and m == "DELETE" and not parts[0].startswith("_"):
+            with LOCK:
+                if node.indices.pop(parts[0], None) is None:
+                    return error(404, "index_not_found_exception", "no such index [%s]" % parts[0])
+                node.save()
+                return 200, {"acknowledged": True}
         return error(400, "illegal_argument_exception", "no handler found for uri [%s] and method [%s]" % (self.path, m))
 
     def snapshot_api(self, m, parts, q, body):
