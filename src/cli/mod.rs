@@ -120,7 +120,7 @@ fn inventory(a: InventoryArgs) -> Result<i32, AnyError> {
         eprintln!("lsbackup: warning: {w}");
     }
     if a.list {
-        println!("{}", serde_json::to_string_pretty(&inv.to_ansible_list())?);
+        println!("{}", inv.to_ansible_list_json());
         return Ok(EXIT_OK);
     }
     print!("{}", output::inventory_table(&inv));
