@@ -47,8 +47,8 @@ fn errors(run: &support::Run, component: &str) -> String {
     all.join("\n")
 }
 
-/// POST to the stand-in's API as the admin (the test bed's password), returning the JSON answer.
-fn post(path: &str, body: &serde_json::Value) -> serde_json::Value {
+/// Call the stand-in's API as the admin (the test bed's password), returning the JSON answer.
+fn api(method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
     let tb = common::testbed();
     let out = Command::new("curl")
         .args([
@@ -56,7 +56,7 @@ fn post(path: &str, body: &serde_json::Value) -> serde_json::Value {
             "--max-time",
             "10",
             "-X",
-            "POST",
+            method,
             "-H",
             "Content-Type: application/json",
         ])
@@ -73,7 +73,7 @@ fn post(path: &str, body: &serde_json::Value) -> serde_json::Value {
         .expect("curl");
     assert!(
         out.status.success(),
-        "POST {path}: {}",
+        "{method} {path}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
@@ -103,7 +103,8 @@ fn standin_dashboards_datasources_and_database_come_back() {
     let tb = common::testbed();
     let uid = unique("t").replace('-', "");
     let title = unique("lsbackup test dashboard");
-    let created = post(
+    let created = api(
+        "POST",
         "/api/dashboards/db",
         &serde_json::json!({
             "folderUid": "lsbackup-folder",
@@ -123,6 +124,11 @@ fn standin_dashboards_datasources_and_database_come_back() {
     assert_eq!(created["status"], "success");
 
     let run = backup(&["--only", "grafana"]);
+    api(
+        "DELETE",
+        &format!("/api/dashboards/uid/{uid}"),
+        &serde_json::json!({}),
+    );
     assert_eq!(
         run.code(),
         0,
@@ -230,13 +236,19 @@ fn standin_dashboards_datasources_and_database_come_back() {
 
 #[test]
 fn api_token_authentication() {
-    let key = post(
+    let key = api(
+        "POST",
         "/api/auth/keys",
         &serde_json::json!({"name": unique("lsbackup-test-key"), "role": "Admin"}),
     );
     let token = key["key"].as_str().unwrap().to_string();
     let set = format!("grafana.grafana_token={token}");
     let run = backup(&["--only", "grafana", "--set", &set]);
+    api(
+        "DELETE",
+        &format!("/api/auth/keys/{}", key["id"]),
+        &serde_json::json!({}),
+    );
     assert_eq!(
         run.code(),
         0,

@@ -44,11 +44,12 @@ fn errors(run: &support::Run, component: &str) -> String {
     all.join("\n")
 }
 
-/// Create a saved object through the stand-in's API as a user would (kibanaserver credentials).
-fn create(kind: &str, id: &str, body: &serde_json::Value) {
+/// Create (POST) or delete (DELETE) a saved object through the stand-in's API as a user would
+/// (kibanaserver credentials).
+fn saved_object(method: &str, kind: &str, id: &str, body: &serde_json::Value) {
     let tb = common::testbed();
     let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "10", "-X", "POST"])
+        .args(["-fsS", "--max-time", "10", "-X", method])
         .args([
             "-H",
             "kbn-xsrf: true",
@@ -71,7 +72,7 @@ fn create(kind: &str, id: &str, body: &serde_json::Value) {
         .expect("curl");
     assert!(
         out.status.success(),
-        "creating {kind}/{id}: {}",
+        "{method} {kind}/{id}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -81,7 +82,8 @@ fn standin_export_holds_the_dashboard_created_before() {
     let tb = common::testbed();
     let id = unique("lsbackup-test-dashboard");
     let title = unique("lsbackup test dashboard");
-    create(
+    saved_object(
+        "POST",
         "dashboard",
         &id,
         &serde_json::json!({
@@ -98,6 +100,7 @@ fn standin_export_holds_the_dashboard_created_before() {
     );
 
     let run = backup(&["--only", "kibana"]);
+    saved_object("DELETE", "dashboard", &id, &serde_json::json!({}));
     assert_eq!(
         run.code(),
         0,

@@ -13,8 +13,8 @@ uses to create content:
   GET  /api/datasources                POST /api/datasources
   GET  /api/folders                    POST /api/folders
   GET  /api/search?type=dash-db|dash-folder&query=&limit=
-  GET  /api/dashboards/uid/<uid>       POST /api/dashboards/db
-  POST /api/auth/keys                  API keys (Bearer eyJrIjoi...), stored hashed as Grafana does
+  GET  /api/dashboards/uid/<uid>       POST /api/dashboards/db       DELETE /api/dashboards/uid/<uid>
+  POST /api/auth/keys, DELETE /api/auth/keys/<id>   API keys (Bearer eyJrIjoi...), stored hashed as Grafana does
 
 Authentication as in Grafana: HTTP basic with a user of the database (the admin user is created
 at the first start from [security], password hashed with PBKDF2-SHA256 like Grafana's
@@ -306,6 +306,18 @@ class Handler(BaseHTTPRequestHandler):
                 "publicDashboardAccessToken": "", "publicDashboardUid": "", "publicDashboardEnabled": False,
             }
             self.send(200, {"meta": meta, "dashboard": json.loads(r["data"])})
+            return
+        if parts[:3] == ["api", "dashboards", "uid"] and len(parts) == 4 and m == "DELETE":
+            r = g.db.execute("SELECT * FROM dashboard WHERE org_id = 1 AND uid = ? AND is_folder = 0", (parts[3],)).fetchone()
+            if r is None:
+                self.send(404, {"message": "Dashboard not found"})
+                return
+            g.db.execute("DELETE FROM dashboard WHERE id = ?", (r["id"],))
+            self.send(200, {"title": r["title"], "message": "Dashboard %s deleted" % r["title"], "id": r["id"]})
+            return
+        if parts[:3] == ["api", "auth", "keys"] and len(parts) == 4 and m == "DELETE":
+            g.db.execute("DELETE FROM api_key WHERE id = ?", (parts[3],))
+            self.send(200, {"message": "API key deleted"})
             return
         if parts == ["api", "dashboards", "db"] and m == "POST":
             d = body.get("dashboard") or {}

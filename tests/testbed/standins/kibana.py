@@ -12,6 +12,7 @@ exactly the saved-objects endpoints the lsbackup `kibana` component calls, with 
                                                 the summary line {"exportedCount":N,...}
   POST /api/saved_objects/<type>[/<id>]         create a saved object (?overwrite=true)
   GET  /api/saved_objects/<type>/<id>           read one
+  DELETE /api/saved_objects/<type>/<id>         delete one
 
 Like Kibana behind the OpenDistro security plugin, every request needs HTTP basic credentials (the
 user Kibana itself uses, from the config file, or --user USER:PASS); 401 otherwise. POST requests
@@ -266,6 +267,13 @@ class Handler(BaseHTTPRequestHandler):
                 self.fail(404, "Not Found", "Saved object [%s/%s] not found" % (otype, oid))
             else:
                 self.send(200, o)
+            return
+        if self.command == "DELETE" and len(parts) == 4:
+            if store.objects.pop("%s/%s" % (otype, oid), None) is None:
+                self.fail(404, "Not Found", "Saved object [%s/%s] not found" % (otype, oid))
+            else:
+                store.save()
+                self.send(200, {})
             return
         if self.command == "POST" and len(parts) in (3, 4):
             if otype not in EXPORTABLE:
