@@ -116,3 +116,30 @@ pub struct Manifest {
     pub selection: Vec<String>,
     pub components: Vec<ComponentReport>,
 }
+
+impl EntryRecord {
+    /// The record of a file entry that is in the archive but whose content is invalid (the
+    /// source ended early or failed after its header was written, see
+    /// [`super::EntrySink::add_sized`]): no sha256, so `verify` reports it as unverified rather
+    /// than as extra. The host's `errors` say why.
+    pub fn failed_file(path: &str, size: u64, mode: u32) -> EntryRecord {
+        EntryRecord {
+            path: path.to_string(),
+            kind: EntryKind::File,
+            size,
+            sha256: None,
+            mode: mode & 0o7777,
+            link_target: None,
+        }
+    }
+}
+
+impl Manifest {
+    /// Every entry record of every component and host, in manifest order.
+    pub fn entries(&self) -> impl Iterator<Item = &EntryRecord> {
+        self.components
+            .iter()
+            .flat_map(|c| c.hosts.iter())
+            .flat_map(|h| h.entries.iter())
+    }
+}

@@ -30,12 +30,10 @@ fn err(path: &Path, cause: impl Into<String>) -> TargetError {
     }
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = T> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .expect("blocking task panicked")
-    }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking task panicked")
 }
 
 pub(super) async fn check(dir: &Path) -> Result<(), TargetError> {

@@ -1,0 +1,464 @@
+//! Reading archives back: the embedded manifest, and a full verification of every entry's size
+//! and sha256 against it. The format is detected by its magic bytes, not the file name.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::path::Path;
+
+use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+
+use super::{ArchiveError, EntryKind, EntryRecord, Format, MANIFEST_PATH, Manifest};
+
+/// Largest manifest accepted when reading (a guard against garbage, not a real limit).
+const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
+
+/// One entry as found in an archive.
+#[derive(Debug, Clone)]
+struct Found {
+    kind: Option<EntryKind>,
+    size: u64,
+    sha256: Option<String>,
+    link_target: Option<String>,
+}
+
+struct Scan {
+    format: Format,
+    /// In archive order, manifest excluded.
+    entries: Vec<(String, Found)>,
+    manifest: Option<Vec<u8>>,
+    /// Entries found after `manifest.json` (there should be none).
+    after_manifest: Vec<String>,
+}
+
+/// A difference between an entry's record in the manifest and what the archive holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub path: String,
+    /// `kind`, `size`, `sha256` or `link_target`.
+    pub field: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} is {}, manifest says {}",
+            self.path, self.field, self.actual, self.expected
+        )
+    }
+}
+
+/// The outcome of [`verify_archive`].
+#[derive(Debug, Clone)]
+pub struct VerifyReport {
+    pub format: Format,
+    pub manifest: Manifest,
+    /// Entries read (manifest excluded).
+    pub entries: usize,
+    /// Bytes of file content read and hashed.
+    pub bytes: u64,
+    /// Recorded in the manifest, absent from the archive.
+    pub missing: Vec<String>,
+    /// In the archive, recorded nowhere in the manifest.
+    pub extra: Vec<String>,
+    pub mismatches: Vec<Mismatch>,
+    /// File records without a sha256 (entries recorded as failed): present, content not checked.
+    pub unverified: Vec<String>,
+    /// Structural problems: entries after the manifest, duplicate paths.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// True when every recorded entry is present and matches, and nothing else is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.missing.is_empty()
+            && self.extra.is_empty()
+            && self.mismatches.is_empty()
+            && self.problems.is_empty()
+    }
+}
+
+/// Guess the format from the first bytes of a file.
+pub fn detect_format(magic: &[u8]) -> Option<Format> {
+    match magic {
+        [0x28, 0xB5, 0x2F, 0xFD, ..] => Some(Format::TarZst),
+        [0x1F, 0x8B, ..] => Some(Format::TarGz),
+        [b'P', b'K', 3, 4, ..] | [b'P', b'K', 5, 6, ..] | [b'P', b'K', 7, 8, ..] => {
+            Some(Format::Zip)
+        }
+        _ => None,
+    }
+}
+
+/// Read the manifest embedded in the archive at `path` (any of the three formats).
+///
+/// For tar formats this decompresses the whole archive, since the manifest is the last entry;
+/// it also checks that the compressed stream ends cleanly.
+pub async fn read_manifest(path: impl AsRef<Path>) -> Result<Manifest, ArchiveError> {
+    let path = path.as_ref();
+    let scan = scan(path, false).await?;
+    parse_manifest(path, &scan)
+}
+
+/// Read every entry of the archive at `path`, recompute sizes and sha256s, and compare them
+/// with the embedded manifest. `Err` means the archive could not be read at all (unknown
+/// format, corrupt or incomplete stream, no manifest); differences are in the report.
+pub async fn verify_archive(path: impl AsRef<Path>) -> Result<VerifyReport, ArchiveError> {
+    let path = path.as_ref();
+    let scan = scan(path, true).await?;
+    let manifest = parse_manifest(path, &scan)?;
+
+    let mut problems = Vec::new();
+    for p in &scan.after_manifest {
+        problems.push(format!(
+            "{p}: entry after {MANIFEST_PATH} (the manifest must be last)"
+        ));
+    }
+    let mut found: BTreeMap<&str, &Found> = BTreeMap::new();
+    for (p, f) in &scan.entries {
+        if found.insert(p.as_str(), f).is_some() {
+            problems.push(format!("{p}: more than one entry with this path"));
+        }
+    }
+    let mut recorded: BTreeSet<&str> = BTreeSet::new();
+    let mut missing = Vec::new();
+    let mut mismatches = Vec::new();
+    let mut unverified = Vec::new();
+    let records: Vec<&EntryRecord> = manifest
+        .components
+        .iter()
+        .flat_map(|c| c.hosts.iter())
+        .flat_map(|h| h.entries.iter())
+        .collect();
+    for r in records {
+        let rpath = r.path.trim_end_matches('/');
+        if !recorded.insert(rpath) {
+            problems.push(format!("{rpath}: recorded more than once in the manifest"));
+            continue;
+        }
+        let Some(f) = found.get(rpath) else {
+            missing.push(rpath.to_string());
+            continue;
+        };
+        let mut mismatch = |field: &str, expected: String, actual: String| {
+            mismatches.push(Mismatch {
+                path: rpath.to_string(),
+                field: field.into(),
+                expected,
+                actual,
+            })
+        };
+        if f.kind != Some(r.kind) {
+            mismatch(
+                "kind",
+                format!("{:?}", r.kind),
+                f.kind.map(|k| format!("{k:?}")).unwrap_or("other".into()),
+            );
+            continue;
+        }
+        match r.kind {
+            EntryKind::File => {
+                if f.size != r.size {
+                    mismatch("size", r.size.to_string(), f.size.to_string());
+                }
+                match (&r.sha256, &f.sha256) {
+                    (Some(want), Some(got)) if !want.eq_ignore_ascii_case(got) => {
+                        mismatch("sha256", want.clone(), got.clone())
+                    }
+                    (None, _) => unverified.push(rpath.to_string()),
+                    _ => {}
+                }
+            }
+            EntryKind::Symlink => {
+                if r.link_target != f.link_target {
+                    mismatch(
+                        "link_target",
+                        r.link_target.clone().unwrap_or_default(),
+                        f.link_target.clone().unwrap_or_default(),
+                    );
+                }
+            }
+            EntryKind::Dir => {}
+        }
+    }
+    let extra = found
+        .keys()
+        .filter(|p| !recorded.contains(**p))
+        .map(|p| p.to_string())
+        .collect();
+    let bytes = scan
+        .entries
+        .iter()
+        .filter(|(_, f)| f.kind == Some(EntryKind::File))
+        .map(|(_, f)| f.size)
+        .sum();
+    Ok(VerifyReport {
+        format: scan.format,
+        entries: scan.entries.len(),
+        bytes,
+        manifest,
+        missing,
+        extra,
+        mismatches,
+        unverified,
+        problems,
+    })
+}
+
+fn read_err(path: &Path, cause: impl std::fmt::Display) -> ArchiveError {
+    ArchiveError::Read {
+        archive: path.display().to_string(),
+        cause: cause.to_string(),
+    }
+}
+
+fn parse_manifest(path: &Path, scan: &Scan) -> Result<Manifest, ArchiveError> {
+    let Some(bytes) = &scan.manifest else {
+        return Err(read_err(
+            path,
+            format!("no {MANIFEST_PATH}: the archive is incomplete"),
+        ));
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        read_err(
+            path,
+            format!("{MANIFEST_PATH} is not a valid manifest: {e}"),
+        )
+    })
+}
+
+async fn scan(path: &Path, hash: bool) -> Result<Scan, ArchiveError> {
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| read_err(path, format!("opening: {e}")))?;
+    let mut magic = [0u8; 4];
+    let mut got = 0;
+    while got < magic.len() {
+        match file
+            .read(&mut magic[got..])
+            .await
+            .map_err(|e| read_err(path, e))?
+        {
+            0 => break,
+            n => got += n,
+        }
+    }
+    let format = detect_format(&magic[..got]).ok_or_else(|| {
+        read_err(
+            path,
+            "not a tar.zst, tar.gz or zip archive (unknown magic bytes)",
+        )
+    })?;
+    drop(file);
+    match format {
+        Format::Zip => {
+            let p = path.to_path_buf();
+            tokio::task::spawn_blocking(move || scan_zip(&p, hash))
+                .await
+                .map_err(|e| read_err(path, e))?
+        }
+        Format::TarZst | Format::TarGz => {
+            let file = tokio::fs::File::open(path)
+                .await
+                .map_err(|e| read_err(path, format!("opening: {e}")))?;
+            let buffered = BufReader::with_capacity(256 * 1024, file);
+            if format == Format::TarZst {
+                let mut d = ZstdDecoder::new(buffered);
+                d.multiple_members(true);
+                scan_tar(path, format, d, hash).await
+            } else {
+                let mut d = GzipDecoder::new(buffered);
+                d.multiple_members(true);
+                scan_tar(path, format, d, hash).await
+            }
+        }
+    }
+}
+
+async fn hash_reader<R: AsyncRead + Unpin>(
+    r: &mut R,
+    hash: bool,
+) -> std::io::Result<(u64, Option<String>)> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        if hash {
+            hasher.update(&buf[..n]);
+        }
+        size += n as u64;
+    }
+    Ok((size, hash.then(|| hex::encode(hasher.finalize()))))
+}
+
+async fn scan_tar<D: AsyncRead + Unpin + Send>(
+    path: &Path,
+    format: Format,
+    decoder: D,
+    hash: bool,
+) -> Result<Scan, ArchiveError> {
+    let corrupt =
+        |e: std::io::Error| read_err(path, format!("corrupt or incomplete {format} stream: {e}"));
+    let mut archive = tokio_tar::Archive::new(decoder);
+    let mut scan = Scan {
+        format,
+        entries: Vec::new(),
+        manifest: None,
+        after_manifest: Vec::new(),
+    };
+    {
+        let mut entries = archive.entries().map_err(corrupt)?;
+        use futures::StreamExt;
+        while let Some(entry) = entries.next().await {
+            let mut entry = entry.map_err(corrupt)?;
+            let name = entry
+                .path()
+                .map_err(corrupt)?
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            if scan.manifest.is_some() {
+                scan.after_manifest.push(name.clone());
+            }
+            let kind = match entry.header().entry_type() {
+                tokio_tar::EntryType::Regular | tokio_tar::EntryType::Continuous => {
+                    Some(EntryKind::File)
+                }
+                tokio_tar::EntryType::Directory => Some(EntryKind::Dir),
+                tokio_tar::EntryType::Symlink => Some(EntryKind::Symlink),
+                _ => None,
+            };
+            if name == MANIFEST_PATH && kind == Some(EntryKind::File) && scan.manifest.is_none() {
+                let size = entry.effective_size();
+                if size > MAX_MANIFEST {
+                    return Err(read_err(
+                        path,
+                        format!("{MANIFEST_PATH} is implausibly large ({size} bytes)"),
+                    ));
+                }
+                let mut bytes = Vec::with_capacity(size as usize);
+                entry.read_to_end(&mut bytes).await.map_err(corrupt)?;
+                scan.manifest = Some(bytes);
+                continue;
+            }
+            let link_target = match kind {
+                Some(EntryKind::Symlink) => entry
+                    .link_name()
+                    .map_err(corrupt)?
+                    .map(|l| l.to_string_lossy().into_owned()),
+                _ => None,
+            };
+            let (size, sha256) = hash_reader(&mut entry, hash && kind == Some(EntryKind::File))
+                .await
+                .map_err(corrupt)?;
+            scan.entries.push((
+                name,
+                Found {
+                    kind,
+                    size,
+                    sha256,
+                    link_target,
+                },
+            ));
+        }
+    }
+    // The tar end-of-archive blocks were seen; the compressed stream must also end cleanly.
+    let mut rest = archive
+        .into_inner()
+        .map_err(|_| read_err(path, "tar reader still in use"))?;
+    let mut sink = vec![0u8; 64 * 1024];
+    while rest.read(&mut sink).await.map_err(corrupt)? != 0 {}
+    Ok(scan)
+}
+
+fn scan_zip(path: &Path, hash: bool) -> Result<Scan, ArchiveError> {
+    let corrupt =
+        |e: &dyn std::fmt::Display| read_err(path, format!("corrupt or incomplete zip: {e}"));
+    let file = std::fs::File::open(path).map_err(|e| read_err(path, format!("opening: {e}")))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(256 * 1024, file))
+        .map_err(|e| corrupt(&e))?;
+    let mut scan = Scan {
+        format: Format::Zip,
+        entries: Vec::new(),
+        manifest: None,
+        after_manifest: Vec::new(),
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).map_err(|e| corrupt(&e))?;
+        let name = f
+            .name()
+            .map_err(|e| corrupt(&e))?
+            .trim_end_matches('/')
+            .to_string();
+        if scan.manifest.is_some() {
+            scan.after_manifest.push(name.clone());
+        }
+        let kind = if f.is_dir() {
+            EntryKind::Dir
+        } else if f.is_symlink() {
+            EntryKind::Symlink
+        } else {
+            EntryKind::File
+        };
+        if name == MANIFEST_PATH && kind == EntryKind::File && scan.manifest.is_none() {
+            if f.size() > MAX_MANIFEST {
+                return Err(read_err(
+                    path,
+                    format!("{MANIFEST_PATH} is implausibly large ({} bytes)", f.size()),
+                ));
+            }
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map_err(|e| corrupt(&e))?;
+            scan.manifest = Some(bytes);
+            continue;
+        }
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut content = Vec::new();
+        if kind == EntryKind::File && !hash {
+            // Sizes come from the central directory; the data is not read.
+            size = f.size();
+        } else {
+            loop {
+                let n = f.read(&mut buf).map_err(|e| corrupt(&e))?;
+                if n == 0 {
+                    break;
+                }
+                if kind == EntryKind::Symlink {
+                    content.extend_from_slice(&buf[..n]);
+                } else {
+                    hasher.update(&buf[..n]);
+                }
+                size += n as u64;
+            }
+        }
+        let (size, sha256, link_target) = match kind {
+            EntryKind::File => (size, hash.then(|| hex::encode(hasher.finalize())), None),
+            EntryKind::Dir => (0, None, None),
+            EntryKind::Symlink => (
+                0,
+                None,
+                Some(String::from_utf8_lossy(&content).into_owned()),
+            ),
+        };
+        scan.entries.push((
+            name,
+            Found {
+                kind: Some(kind),
+                size,
+                sha256,
+                link_target,
+            },
+        ));
+    }
+    Ok(scan)
+}
