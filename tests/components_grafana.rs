@@ -337,3 +337,30 @@ fn grafana_down_fails_the_component_and_keeps_the_others() {
         "the other component is kept"
     );
 }
+
+#[test]
+fn python3_online_backup_when_chosen() {
+    // the fallback for hosts without the sqlite3 CLI: python3's sqlite3 backup API
+    let run = backup(&[
+        "--only",
+        "grafana",
+        "--set",
+        "grafana.grafana_db_copy=python3",
+    ]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let db = run.file(&format!("grafana/{NODE}/grafana.db"));
+    assert_eq!(sqlite(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(
+        sqlite(
+            &db,
+            "SELECT title FROM dashboard WHERE uid = 'lsbackup-node'"
+        ),
+        "Node Exporter Full"
+    );
+    let h = &run.component("grafana").hosts[0];
+    assert!(
+        !h.flags.iter().any(|f| f.contains("plain file")),
+        "{:?}",
+        h.flags
+    );
+}
