@@ -34,7 +34,7 @@ if [ ! -f "$DATA/.complete" ]; then
     if [ $((i % 2)) = 0 ]; then
       head -c $((sz * 1024 * 1024)) /dev/urandom > "$DATA/f$i.bin"
     else
-      head -c $((sz * 768 * 1024)) /dev/urandom | base64 -w 120 | head -c $((sz * 1024 * 1024)) > "$DATA/f$i.txt"
+      { head -c $((sz * 768 * 1024)) /dev/urandom | base64 -w 120 | head -c $((sz * 1024 * 1024)) > "$DATA/f$i.txt"; } || true
     fi
     made=$((made + sz)); i=$((i + 1))
   done
