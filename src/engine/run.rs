@@ -778,9 +778,18 @@ impl Unit<'_> {
                 .await
                 .map_err(|e| e.to_string())?;
             if !out.exit.success() {
-                self.report
-                    .flags
-                    .push(format!("step {:?} skipped: condition not met", step.name));
+                // Recorded with the commands (not as a note): a skipped alternative is normal.
+                self.report.commands.push(CommandRecord {
+                    step: step.name.clone(),
+                    command: format!(
+                        "skipped: condition `{}` not met",
+                        render_redacted(when, &self.vars).unwrap_or_else(|_| when.clone())
+                    ),
+                    become_user: None,
+                    exit_code: out.exit.code,
+                    duration_ms: 0,
+                    stderr_tail: String::new(),
+                });
                 return Ok(());
             }
         }
