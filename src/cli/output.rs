@@ -190,7 +190,7 @@ pub fn summary(o: &Outcome) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<14} {:<10} {:<10} {:>8} {:>11}  versions",
+        "{:<18} {:<10} {:<10} {:>8} {:>11}  versions",
         "COMPONENT", "HOST", "STATUS", "ENTRIES", "SIZE"
     );
     let mut errors = Vec::new();
@@ -205,7 +205,7 @@ pub fn summary(o: &Outcome) -> String {
                 h.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
             let _ = writeln!(
                 out,
-                "{:<14} {:<10} {:<10} {:>8} {:>11}  {}",
+                "{:<18} {:<10} {:<10} {:>8} {:>11}  {}",
                 c.name,
                 h.host,
                 if h.status == Status::Skipped {
@@ -219,7 +219,7 @@ pub fn summary(o: &Outcome) -> String {
             );
             errors.extend(h.errors.iter().cloned());
             for f in &h.flags {
-                let _ = writeln!(out, "{:<14} {:<10} note: {f}", "", "");
+                let _ = writeln!(out, "{:<18} {:<10} note: {f}", "", "");
             }
         }
         if c.hosts.iter().all(|h| h.status == Status::Skipped) {
