@@ -225,7 +225,7 @@ pub fn summary(o: &Outcome) -> String {
         if c.hosts.iter().all(|h| h.status == Status::Skipped) {
             let _ = writeln!(
                 out,
-                "{:<14} {:<10} {:<10}",
+                "{:<18} {:<10} {:<10}",
                 c.name,
                 "-",
                 status_word(c.status)
