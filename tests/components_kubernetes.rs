@@ -774,3 +774,50 @@ fn volumes_without_a_kubeconfig_on_the_node_fail_per_host() {
         );
     }
 }
+
+#[test]
+fn api_partly_down_names_what_is_missing_and_keeps_the_rest() {
+    let _s = serial();
+    // the stand-in's degraded instance: metrics.k8s.io discovery answers 503 and listing
+    // widgets.lsbackup.example.com fails with 500
+    let degraded = common::testbed().var("LSB_KUBECONFIG_DEGRADED");
+    let run = support::backup(
+        &k8s_build_dir(),
+        &[
+            "--only",
+            "kubernetes",
+            "--set",
+            &format!("kubernetes.kubeconfig={degraded}"),
+        ],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    assert_eq!(run.component("kubernetes").status, Status::Partial);
+    let e = errors(&run, "kubernetes");
+    assert!(
+        e.contains(
+            "node2: kubernetes: api resources: exit status 1: error: unable to retrieve the complete list of server APIs: metrics.k8s.io/v1beta1: the server is currently unable to handle the request"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "node2: kubernetes: resources listable: exit status 1: cannot list: widgets.lsbackup.example.com (Error from server (InternalError): conversion webhook"
+        ),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 2, "{e}");
+    // every other type of the namespace is kept, once
+    let shop = kinds_names(&yaml(&run, "kubernetes/node2/resources/shop.yaml"));
+    assert!(has(&shop, "Deployment", "web"), "{shop:?}");
+    assert!(has(&shop, "Secret", "shop-db-credentials"), "{shop:?}");
+    assert!(!shop.iter().any(|(k, _)| k == "Widget"), "{shop:?}");
+    let mut sorted = shop.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        shop.len(),
+        "duplicates in shop.yaml: {shop:?}"
+    );
+    assert!(run.file("kubernetes/node2/etcd/snapshot.db").exists());
+}

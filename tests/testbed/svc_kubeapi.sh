@@ -10,6 +10,9 @@
 #   discovery and read-only lists of namespaces, deployments, services, configmaps (kubeadm-config
 #   in kube-system), secrets, pods, nodes, PVs and PVCs (a local PV on node3, a hostPath PV used by
 #   a pod on node1, an unused hostPath PV, a CSI PV and an NFS PV).
+#   A second instance on port 6444 (--degraded, kubeconfig $LSB_TESTBED/kube-degraded.conf) serves
+#   the same cluster with the aggregated API metrics.k8s.io down and a custom resource that fails
+#   to list, for the "API partly down" tests.
 # - PV data: the directories those local/hostPath PVs point at, with known content.
 # - STAND-IN crictl (/usr/local/bin/crictl, tests/testbed/standins/crictl): the etcd "static pod
 #   container" is the real etcd above; `crictl exec` runs commands chrooted into an "image" rootfs
@@ -20,6 +23,7 @@
 # Sourced by up.sh (needs lib.sh and svc_k8s.sh).
 
 TB_KUBEAPI_PORT=6443
+TB_KUBEAPI_DEGRADED_PORT=6444
 TB_KUBEAPI_STANDIN="$TB_DIR/standins/kube_apiserver.py"
 TB_CRICTL_STANDIN="$TB_DIR/standins/crictl"
 TB_ETCD_CONTAINER=/opt/lsbackup-testbed/etcd-container
@@ -92,18 +96,27 @@ tb_up_kubeapi() {
     command -v kubectl >/dev/null 2>&1 || tb_install kubernetes-client
     [ -x /usr/bin/python3 ] || tb_install python3
     tb_k8s_pv_data
-    local log="$TB_LOGS/kubeapi.log"
+    local log="$TB_LOGS/kubeapi.log" dlog="$TB_LOGS/kubeapi-degraded.log"
+    local args=(--bind "${LSB_HOST_IPS[1]}"
+        --cert "$TB_PKI/apiserver.crt" --key "$TB_PKI/apiserver.key" --client-ca "$TB_PKI/ca.crt"
+        --kubeadm-config /etc/kubeadm/kubeadm-config.yml
+        --local-pv-dir "$TB_K8S_VOLUMES/local-db"
+        --hostpath-pv-dir "$TB_K8S_VOLUMES/uploads"
+        --hostpath-unused-dir "$TB_K8S_VOLUMES/unused")
     if ! tb_pid kubeapi >/dev/null; then
-        tb_spawn kubeapi "$log" /usr/bin/python3 "$TB_KUBEAPI_STANDIN" \
-            --bind "${LSB_HOST_IPS[1]}" --port "$TB_KUBEAPI_PORT" \
-            --cert "$TB_PKI/apiserver.crt" --key "$TB_PKI/apiserver.key" --client-ca "$TB_PKI/ca.crt" \
-            --kubeadm-config /etc/kubeadm/kubeadm-config.yml \
-            --local-pv-dir "$TB_K8S_VOLUMES/local-db" \
-            --hostpath-pv-dir "$TB_K8S_VOLUMES/uploads" \
-            --hostpath-unused-dir "$TB_K8S_VOLUMES/unused" \
-            --log "$TB_LOGS/kubeapi-requests.log"
+        tb_spawn kubeapi "$log" /usr/bin/python3 "$TB_KUBEAPI_STANDIN" "${args[@]}" \
+            --port "$TB_KUBEAPI_PORT" --log "$TB_LOGS/kubeapi-requests.log"
     fi
+    if ! tb_pid kubeapi-degraded >/dev/null; then
+        tb_spawn kubeapi-degraded "$dlog" /usr/bin/python3 "$TB_KUBEAPI_STANDIN" "${args[@]}" \
+            --port "$TB_KUBEAPI_DEGRADED_PORT" --degraded
+    fi
+    sed "s|^\(    server: https://.*\):$TB_KUBEAPI_PORT\$|\1:$TB_KUBEAPI_DEGRADED_PORT|" "$TB_K8S/admin.conf" |
+        tb_write_if_changed "$LSB_TESTBED/kube-degraded.conf" 0600
+    grep -q ":$TB_KUBEAPI_DEGRADED_PORT\$" "$LSB_TESTBED/kube-degraded.conf" ||
+        tb_die "cannot derive $LSB_TESTBED/kube-degraded.conf from $TB_K8S/admin.conf"
     tb_wait_svc kubeapi "$log" 20 tb_kubectl get --raw /version
+    tb_wait_svc kubeapi-degraded "$dlog" 20 tb_kubectl --kubeconfig "$LSB_TESTBED/kube-degraded.conf" get --raw /version
     tb_kubectl get namespaces -o name >/dev/null || tb_die "kubectl cannot list namespaces from the stand-in"
     tb_etcd_container
     crictl exec "$(crictl ps --name '^etcd$' -q)" etcdctl --endpoints="$TB_ETCD_ENDPOINT" \
@@ -112,9 +125,11 @@ tb_up_kubeapi() {
         tb_die "stand-in crictl cannot run etcdctl in the etcd container"
     tb_k8s_inventory
     tb_ready kubeapi "STAND-IN https://${LSB_HOST_IPS[1]}:$TB_KUBEAPI_PORT ($(kubectl version --client 2>/dev/null | head -n1)), pid $(tb_pid kubeapi)"
+    tb_ready kubeapi-degraded "STAND-IN https://${LSB_HOST_IPS[1]}:$TB_KUBEAPI_DEGRADED_PORT (metrics.k8s.io down, widgets fail), pid $(tb_pid kubeapi-degraded)"
     tb_ready crictl "STAND-IN /usr/local/bin/crictl, etcd container rootfs $TB_ETCD_CONTAINER/rootfs"
     tb_env_set LSB_KUBEAPI_URL "https://${LSB_HOST_IPS[1]}:$TB_KUBEAPI_PORT"
     tb_env_set LSB_KUBECONFIG "$TB_K8S/admin.conf"
+    tb_env_set LSB_KUBECONFIG_DEGRADED "$LSB_TESTBED/kube-degraded.conf"
     tb_env_set LSB_K8S_BUILD_DIR "$LSB_TESTBED/build-k8s"
     tb_env_set LSB_K8S_PV_LOCAL_DIR "$TB_K8S_VOLUMES/local-db"
     tb_env_set LSB_K8S_PV_HOSTPATH_DIR "$TB_K8S_VOLUMES/uploads"

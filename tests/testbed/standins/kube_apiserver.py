@@ -18,9 +18,15 @@ with -o yaml/json/jsonpath/go-template/name here. The objects (namespaces, deplo
 configmaps incl. kube-system/kubeadm-config, secrets, PVs and PVCs, pods, nodes, RBAC, a custom
 resource, events) are built at start from the command-line options.
 
+With --degraded, the server serves the same cluster in a degraded state, for the "API partly
+down" tests (the test bed runs a second instance on port 6444 for them): the aggregated API metrics.k8s.io/v1beta1 is in /apis but its discovery
+answers 503 (as the aggregator does when metrics-server is down), and listing the custom resource
+widgets.lsbackup.example.com fails with 500 (as with a broken conversion webhook).
+
     kube_apiserver.py --bind 127.0.0.3 --port 6443 --cert apiserver.crt --key apiserver.key \
         --client-ca ca.crt --kubeadm-config /etc/kubeadm/kubeadm-config.yml \
-        --local-pv-dir DIR --hostpath-pv-dir DIR --hostpath-unused-dir DIR [--log FILE]
+        --local-pv-dir DIR --hostpath-pv-dir DIR --hostpath-unused-dir DIR [--log FILE] \
+        [--degraded]
 """
 
 import argparse
@@ -401,7 +407,13 @@ class Handler(BaseHTTPRequestHandler):
                     continue
                 vs = [{"groupVersion": f"{g}/{v}", "version": v} for v in versions]
                 groups.append({"name": g, "versions": vs, "preferredVersion": vs[0]})
+            if self.server.degraded:
+                vs = [{"groupVersion": "metrics.k8s.io/v1beta1", "version": "v1beta1"}]
+                groups.append({"name": "metrics.k8s.io", "versions": vs, "preferredVersion": vs[0]})
             return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+        if self.server.degraded and parts[:2] == ["apis", "metrics.k8s.io"]:
+            return self.send_json(503, status_obj(503, "ServiceUnavailable",
+                                                  "the server is currently unable to handle the request"))
         if len(parts) >= 2 and parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
         elif len(parts) >= 3 and parts[0] == "apis":
@@ -438,6 +450,10 @@ class Handler(BaseHTTPRequestHandler):
             labels = parse_selector(q.get("labelSelector", ""))
         except ValueError as e:
             return self.send_json(400, status_obj(400, "BadRequest", str(e)))
+        if self.server.degraded and group == "lsbackup.example.com":
+            return self.send_json(500, status_obj(500, "InternalError",
+                                                  "conversion webhook for lsbackup.example.com/v1, Kind=Widget failed: "
+                                                  "Post \"https://widget-webhook.shop.svc:443/convert\": no endpoints available"))
         items = self.store.list(group, plural, namespace)
         if name is not None:
             for it in items:
@@ -483,6 +499,7 @@ def main():
     ap.add_argument("--hostpath-pv-dir", required=True)
     ap.add_argument("--hostpath-unused-dir", required=True)
     ap.add_argument("--log")
+    ap.add_argument("--degraded", action="store_true")
     o = ap.parse_args()
 
     Handler.store = Store(o)
@@ -494,8 +511,10 @@ def main():
     ctx.verify_mode = ssl.CERT_REQUIRED
     srv = ThreadingHTTPServer((o.bind, o.port), Handler)
     srv.daemon_threads = True
+    srv.degraded = o.degraded
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    print(f"kube-apiserver STAND-IN serving https://{o.bind}:{o.port} ({GIT_VERSION} shapes)", flush=True)
+    state = " (DEGRADED: metrics.k8s.io down, widgets fail to list)" if o.degraded else ""
+    print(f"kube-apiserver STAND-IN serving https://{o.bind}:{o.port} ({GIT_VERSION} shapes){state}", flush=True)
     srv.serve_forever()
 
 
