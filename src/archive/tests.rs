@@ -928,3 +928,29 @@ async fn options_are_checked() {
         );
     }
 }
+
+#[test]
+fn the_documented_manifest_example_parses() {
+    // docs/format.md's example must stay in step with the schema.
+    let doc = include_str!("../../docs/format.md");
+    let start = doc
+        .find("```json\n")
+        .expect("json example in docs/format.md")
+        + "```json\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let m: Manifest = serde_json::from_str(&doc[start..end]).unwrap();
+    assert_eq!(m.format_version, MANIFEST_FORMAT);
+    assert_eq!(m.archive_format, Format::TarZst);
+    assert_eq!(m.status, Status::Partial);
+    for e in m.entries() {
+        assert_eq!(e.sha256.as_ref().map(|s| s.len()), Some(64), "{}", e.path);
+        assert!(e.path.starts_with("postgresql/node1/"));
+    }
+    assert_eq!(m.entries().count(), 2);
+    // What we write reads back the same.
+    let again: Manifest = serde_json::from_slice(&serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    assert_eq!(
+        again.entries().cloned().collect::<Vec<_>>(),
+        m.entries().cloned().collect::<Vec<_>>()
+    );
+}
