@@ -462,6 +462,7 @@ async fn large_stream_keeps_memory_flat() {
         .unwrap();
 
     let grown_mib = peak_rss_kib().saturating_sub(base) / 1024;
+    eprintln!("peak RSS grew by {grown_mib} MiB while writing 300 MiB");
     // 300 MiB went through; the writer holds a few MiB of buffers plus zstd's window/job
     // buffers (2 workers). Anything near the data size would mean buffering.
     assert!(
