@@ -289,3 +289,68 @@ fn node_not_running_fails_clearly_and_keeps_the_others() {
     assert!(!run.file("rabbitmq").exists());
     assert_eq!(run.component("haproxy").status, Status::Ok);
 }
+
+/// A copy of the test bed's build dir whose `[group]` section is replaced by `hosts` lines.
+fn build_dir_with_group(group: &str, hosts: &[&str]) -> tempfile::TempDir {
+    let text = std::fs::read_to_string(common::testbed().inventory()).unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line == format!("[{group}]");
+            if skipping {
+                out.push_str(&format!("[{group}]\n{}\n\n", hosts.join("\n")));
+            }
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(
+        out.contains(hosts[0]),
+        "no [{group}] in the test bed inventory"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory"), out).unwrap();
+    dir
+}
+
+#[test]
+fn once_per_cluster_on_the_first_node_that_runs() {
+    let tb = common::testbed();
+    // node3 first in the group, but "its" node does not run; node1's does
+    let build = build_dir_with_group(
+        "rabbitmq",
+        &[
+            &format!(
+                "node3 ansible_host={} rabbitmq_node=rabbit@lsbackup-nonexistent",
+                tb.host_of("node3")
+            ),
+            &format!("node1 ansible_host={}", tb.host_of("node1")),
+            &format!("node2 ansible_host={}", tb.host_of("node2")),
+        ],
+    );
+    let run = support::backup(build.path(), &["--only", "rabbitmq"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let c = run.component("rabbitmq");
+    assert_eq!(c.status, Status::Ok, "{:?}", c.errors);
+    let node3 = c.hosts.iter().find(|h| h.host == "node3").unwrap();
+    assert_eq!(node3.status, Status::Skipped);
+    assert!(
+        node3
+            .errors
+            .iter()
+            .any(|e| e.contains("rabbit@lsbackup-nonexistent is not running")),
+        "{:?}",
+        node3.errors
+    );
+    assert_eq!(host(&run).status, Status::Ok);
+    // once per cluster: node2 (also running) is not used
+    let node2 = c.hosts.iter().find(|h| h.host == "node2").unwrap();
+    assert_eq!(node2.status, Status::Skipped, "{node2:?}");
+    assert!(!run.file("rabbitmq/node3").exists() && !run.file("rabbitmq/node2").exists());
+    let defs: Value =
+        serde_json::from_slice(&run.read(&format!("rabbitmq/{NODE}/definitions.json"))).unwrap();
+    assert!(find(&defs, "vhosts", &[("name", tb.var("LSB_RABBITMQ_VHOST"))]).is_some());
+}

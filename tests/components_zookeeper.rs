@@ -326,3 +326,64 @@ fn zookeeper_not_serving_fails_clearly_and_keeps_the_others() {
     );
     assert_eq!(run.component("haproxy").status, Status::Ok);
 }
+
+/// A copy of the test bed's build dir whose `[group]` section is replaced by `hosts` lines.
+fn build_dir_with_group(group: &str, hosts: &[&str]) -> tempfile::TempDir {
+    let text = std::fs::read_to_string(common::testbed().inventory()).unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line == format!("[{group}]");
+            if skipping {
+                out.push_str(&format!("[{group}]\n{}\n\n", hosts.join("\n")));
+            }
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(
+        out.contains(hosts[0]),
+        "no [{group}] in the test bed inventory"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory"), out).unwrap();
+    dir
+}
+
+#[test]
+fn a_node_that_does_not_serve_is_skipped_for_the_next_one() {
+    let tb = common::testbed();
+    // node3 first in the group, but its server "does not serve" (nothing on the port it is asked
+    // on); node1's does
+    let build = build_dir_with_group(
+        "zookeeper",
+        &[
+            &format!(
+                "node3 ansible_host={} zookeeper_client_port=1",
+                tb.host_of("node3")
+            ),
+            &format!("node1 ansible_host={}", tb.host_of("node1")),
+        ],
+    );
+    let run = support::backup(build.path(), &["--only", "zookeeper"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let c = run.component("zookeeper");
+    assert_eq!(c.status, Status::Ok, "{:?}", c.errors);
+    let node3 = c.hosts.iter().find(|h| h.host == "node3").unwrap();
+    assert_eq!(node3.status, Status::Skipped);
+    assert!(
+        node3
+            .errors
+            .iter()
+            .any(|e| e.contains("no ZooKeeper serving at 127.0.0.1:1")),
+        "{:?}",
+        node3.errors
+    );
+    assert_eq!(host(&run).status, Status::Ok);
+    assert!(!run.file("zookeeper/node3").exists());
+    let data = PathBuf::from(tb.var("LSB_ZK_DATA_DIR"));
+    assert!(!files_named(&run.file(&entry(&data)).join("version-2"), "snapshot.").is_empty());
+}
