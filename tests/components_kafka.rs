@@ -492,3 +492,33 @@ fn failed_stop_leaves_the_broker_running_and_flags_the_copy() {
     assert_eq!(broker_pid(), Some(pid));
     assert_eq!(events().len(), before);
 }
+
+#[test]
+fn config_file_and_log_dirs_are_learnt_from_the_running_broker() {
+    let _g = lock();
+    let tb = common::testbed();
+    running_broker();
+    // a wrong config dir: the running broker's own config file (its argument after kafka.Kafka)
+    // still gives the log dirs and is copied; the missing dir is noted
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--only",
+            "kafka",
+            "--set",
+            "kafka.kafka_config_dir=/nonexistent/config",
+        ],
+    );
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let h = host(&run);
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    assert!(
+        h.flags
+            .iter()
+            .any(|f| f == "not found on host: /nonexistent/config"),
+        "flags: {:?}",
+        h.flags
+    );
+    assert_copy_identical(&run);
+    assert!(!run.file("kafka/node2/nonexistent").exists());
+}
