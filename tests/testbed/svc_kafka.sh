@@ -146,10 +146,10 @@ tb_up_kafka() {
 # called by down.sh for pids/kafka.pid: stop the broker that runs now (its pid may differ from the
 # recorded one after a restart by the kafka component)
 tb_down_kafka() {
-    local pid i
+    local pid
     if pid="$(tb_kafka_standin_pid)"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 300); do
+        for _ in $(seq 1 300); do
             tb_alive "$pid" || break
             sleep 0.1
         done

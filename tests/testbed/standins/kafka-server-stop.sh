@@ -9,5 +9,6 @@ if [ -z "$PIDS" ]; then
     echo "No kafka server to stop"
     exit 1
 else
+    # shellcheck disable=SC2086 # one word per pid
     kill -s "$SIGNAL" $PIDS
 fi
