@@ -717,7 +717,8 @@ fn no_etcdctl_and_no_crictl_fails_the_snapshot_and_keeps_the_rest() {
 #[test]
 fn etcd_down_fails_the_snapshot_clearly() {
     let _s = serial();
-    // nothing listens there: the etcd member the master would use is down
+    // the only member the master knows of is down: nothing listens at its endpoint, and no
+    // static-pod manifest names other members
     let dead = format!("https://127.0.0.1:{}", free_port());
     let run = support::backup(
         &k8s_build_dir(),
@@ -726,6 +727,8 @@ fn etcd_down_fails_the_snapshot_clearly() {
             "kubernetes,kubernetes_volumes",
             "--set",
             &format!("kubernetes.etcd_endpoints={dead}"),
+            "--set",
+            "kubernetes.etcd_manifest=/etc/kubernetes/manifests/no-etcd.yaml",
         ],
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
@@ -734,16 +737,48 @@ fn etcd_down_fails_the_snapshot_clearly() {
     let e = errors(&run, "kubernetes");
     assert!(
         e.contains(&format!(
-            "node2: kubernetes: etcd snapshot: exit status 1: etcd snapshot: no healthy etcd member (tried {dead} )"
+            "node2: kubernetes: etcd snapshot: exit status 1: etcd snapshot: no healthy etcd member (tried {dead}): {dead} is unhealthy"
         )),
         "{e}"
     );
+    assert_eq!(e.lines().count(), 1, "{e}");
     assert!(!run.file("kubernetes/node2/etcd/snapshot.db").exists());
     assert!(
         run.file("kubernetes/node2/kubeadm/kubeadm-config-configmap.yaml")
             .exists()
     );
     assert_eq!(run.component("kubernetes_volumes").status, Status::Ok);
+}
+
+#[test]
+fn a_member_that_is_down_is_passed_over_for_a_healthy_one() {
+    let _s = serial();
+    // the configured endpoint is down; the etcd static pod's --initial-cluster names the healthy
+    // member (its peer URL, client port 2379)
+    let dead = format!("https://127.0.0.1:{}", free_port());
+    let marker = write_marker();
+    let run = support::backup(
+        &k8s_build_dir(),
+        &[
+            "--only",
+            "kubernetes",
+            "--set",
+            &format!("kubernetes.etcd_endpoints={dead}"),
+        ],
+    );
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let status = String::from_utf8(run.read("kubernetes/node2/etcd/snapshot-status.txt")).unwrap();
+    assert!(
+        status.contains("member: https://127.0.0.1:2379\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "endpoints considered: {dead} https://127.0.0.1:2379\n"
+        )),
+        "{status}"
+    );
+    check_snapshot(&run, &marker);
 }
 
 #[test]
