@@ -497,6 +497,10 @@ fn backup_holds_snapshot_config_resources_and_volume_data() {
     for line in ["pv-local-db\tlocal\t", "pv-hostpath-uploads\thostPath\t"] {
         let l = coverage.lines().find(|l| l.starts_with(line)).unwrap();
         assert!(l.contains("copied by kubernetes_volumes on node"), "{l}");
+        assert!(
+            l.ends_with("(hosts of kubernetes_master/kubernetes_node only)"),
+            "{l}"
+        );
     }
     assert!(coverage.contains("shop/data-db-0\tnode3\t"), "{coverage}");
     assert!(coverage.contains("shop/uploads\tnode1\t"), "{coverage}");
