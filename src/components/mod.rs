@@ -18,18 +18,48 @@ use serde::Deserialize;
 
 /// Built-in component files, in default run order.
 const BUILTIN: &[(&str, &str)] = &[
-    ("kubernetes.yaml", include_str!("../../components/kubernetes.yaml")),
-    ("kubernetes_volumes.yaml", include_str!("../../components/kubernetes_volumes.yaml")),
-    ("postgresql.yaml", include_str!("../../components/postgresql.yaml")),
+    (
+        "kubernetes.yaml",
+        include_str!("../../components/kubernetes.yaml"),
+    ),
+    (
+        "kubernetes_volumes.yaml",
+        include_str!("../../components/kubernetes_volumes.yaml"),
+    ),
+    (
+        "postgresql.yaml",
+        include_str!("../../components/postgresql.yaml"),
+    ),
     ("kafka.yaml", include_str!("../../components/kafka.yaml")),
-    ("zookeeper.yaml", include_str!("../../components/zookeeper.yaml")),
-    ("elasticsearch.yaml", include_str!("../../components/elasticsearch.yaml")),
+    (
+        "zookeeper.yaml",
+        include_str!("../../components/zookeeper.yaml"),
+    ),
+    (
+        "elasticsearch.yaml",
+        include_str!("../../components/elasticsearch.yaml"),
+    ),
     ("kibana.yaml", include_str!("../../components/kibana.yaml")),
-    ("prometheus.yaml", include_str!("../../components/prometheus.yaml")),
-    ("alertmanager.yaml", include_str!("../../components/alertmanager.yaml")),
-    ("grafana.yaml", include_str!("../../components/grafana.yaml")),
-    ("rabbitmq.yaml", include_str!("../../components/rabbitmq.yaml")),
-    ("haproxy.yaml", include_str!("../../components/haproxy.yaml")),
+    (
+        "prometheus.yaml",
+        include_str!("../../components/prometheus.yaml"),
+    ),
+    (
+        "alertmanager.yaml",
+        include_str!("../../components/alertmanager.yaml"),
+    ),
+    (
+        "grafana.yaml",
+        include_str!("../../components/grafana.yaml"),
+    ),
+    (
+        "rabbitmq.yaml",
+        include_str!("../../components/rabbitmq.yaml"),
+    ),
+    (
+        "haproxy.yaml",
+        include_str!("../../components/haproxy.yaml"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +196,33 @@ pub struct Cleanup {
     pub when: Option<String>,
 }
 
+/// A yes/no setting that may depend on variables: `true`, `false`, or a template such as
+/// `"{{ kafka_stop_broker }}"` (true when it renders to true/yes/on/1).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Flag {
+    Fixed(bool),
+    Template(String),
+}
+
+impl Default for Flag {
+    fn default() -> Flag {
+        Flag::Fixed(false)
+    }
+}
+
+impl Flag {
+    pub fn eval(&self, vars: &BTreeMap<String, String>) -> Result<bool, SpecError> {
+        match self {
+            Flag::Fixed(b) => Ok(*b),
+            Flag::Template(t) => Ok(matches!(
+                render(t, vars)?.trim().to_ascii_lowercase().as_str(),
+                "true" | "yes" | "on" | "1"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSpec {
@@ -180,7 +237,7 @@ pub struct ComponentSpec {
     pub select: Option<Select>,
     /// With `hosts: all`, work on one host at a time (e.g. stopping brokers in turn).
     #[serde(default)]
-    pub serial: bool,
+    pub serial: Flag,
     /// Binaries that must exist on the host (checked with `command -v` before any step).
     #[serde(default)]
     pub requires: Vec<String>,
@@ -219,7 +276,9 @@ impl ComponentSpec {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         {
-            return Err(bad("name must be lowercase letters, digits, '-' or '_'".into()));
+            return Err(bad(
+                "name must be lowercase letters, digits, '-' or '_'".into()
+            ));
         }
         if self.groups.is_empty() {
             return Err(bad("no groups".into()));
@@ -235,9 +294,9 @@ impl ComponentSpec {
                 !s.copy.is_empty(),
                 s.capture.is_some(),
             ]
-                .iter()
-                .filter(|b| **b)
-                .count();
+            .iter()
+            .filter(|b| **b)
+            .count();
             if kinds != 1 {
                 return Err(bad(format!(
                     "step {:?} must have exactly one of run, exec, copy, capture",
@@ -328,7 +387,11 @@ impl Catalog {
     }
 
     /// Apply `--only` / `--skip` (comma-separated names already split). Unknown names are errors.
-    pub fn select(&self, only: &[String], skip: &[String]) -> Result<Vec<&ComponentSpec>, SpecError> {
+    pub fn select(
+        &self,
+        only: &[String],
+        skip: &[String],
+    ) -> Result<Vec<&ComponentSpec>, SpecError> {
         for name in only.iter().chain(skip) {
             if self.get(name).is_none() {
                 return Err(SpecError::Unknown {
@@ -376,17 +439,31 @@ pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String,
 /// Names of variables whose values must never be logged or recorded.
 pub fn is_secret_var(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "private_key", "api_key"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "private_key",
+        "api_key",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 /// `render` for display: secret variables' values show as `********`.
-pub fn render_redacted(template: &str, vars: &BTreeMap<String, String>) -> Result<String, SpecError> {
+pub fn render_redacted(
+    template: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<String, SpecError> {
     let masked: BTreeMap<String, String> = vars
         .iter()
         .map(|(k, v)| {
-            let v = if is_secret_var(k) { "********".to_string() } else { v.clone() };
+            let v = if is_secret_var(k) {
+                "********".to_string()
+            } else {
+                v.clone()
+            };
             (k.clone(), v)
         })
         .collect();
@@ -398,7 +475,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -407,6 +487,18 @@ mod tests {
         assert!(c.get("postgresql").is_some());
         assert!(c.get("kubernetes").is_some());
         assert!(c.get("haproxy").is_some());
+    }
+
+    #[test]
+    fn flags_fixed_or_templated() {
+        let v = vars(&[("stop", "true"), ("no", "false")]);
+        assert!(Flag::Fixed(true).eval(&v).unwrap());
+        assert!(Flag::Template("{{ stop }}".into()).eval(&v).unwrap());
+        assert!(!Flag::Template("{{ no }}".into()).eval(&v).unwrap());
+        assert!(Flag::Template("{{ missing }}".into()).eval(&v).is_err());
+        let spec = "name: x\ndescription: d\ngroups: [g]\nserial: \"{{ stop }}\"\nsteps:\n  - name: c\n    copy: [/x]\n";
+        let c = ComponentSpec::from_yaml("x.yaml", spec).unwrap();
+        assert_eq!(c.serial, Flag::Template("{{ stop }}".into()));
     }
 
     #[test]
@@ -433,7 +525,10 @@ mod tests {
         let skip = c.select(&[], &["haproxy".into()]).unwrap();
         assert!(skip.iter().all(|s| s.name != "haproxy"));
         let e = c.select(&["mongodb".into()], &[]).unwrap_err();
-        assert!(e.to_string().contains("unknown component \"mongodb\""), "{e}");
+        assert!(
+            e.to_string().contains("unknown component \"mongodb\""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -199,6 +199,16 @@ impl Plan {
                 (HostMode::First, Some(s)) => format!("first reachable host that is {}", s.name),
                 (HostMode::All, Some(s)) => format!("every host that is {}", s.name),
             };
+            let serial = c
+                .hosts
+                .first()
+                .map(|h| c.spec.serial.eval(&h.vars).unwrap_or(true))
+                .unwrap_or(false);
+            let mode = if serial && c.spec.hosts == HostMode::All {
+                format!("{mode}, one at a time")
+            } else {
+                mode
+            };
             let _ = writeln!(out, "\n{} — {}", c.spec.name, c.spec.description);
             let _ = writeln!(out, "  groups: {}; runs on: {mode}", c.groups.join(", "));
             for h in &c.hosts {

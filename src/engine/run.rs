@@ -463,7 +463,13 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
                     }
                 }
             });
-            let results = if pc.spec.serial {
+            // A serial flag that cannot be evaluated (undefined variable) errs on the safe side.
+            let serial = pc
+                .hosts
+                .first()
+                .map(|h| pc.spec.serial.eval(&h.vars).unwrap_or(true))
+                .unwrap_or(false);
+            let results = if serial {
                 let mut v = Vec::new();
                 for u in units {
                     v.push(u.await);
