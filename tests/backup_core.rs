@@ -623,14 +623,24 @@ fn bad_target_inventory_and_selection() {
 fn interrupt_leaves_nothing_behind() {
     let tb = common::testbed();
     let comps = tempfile::tempdir().unwrap();
+    let marker = tempfile::Builder::new()
+        .prefix("lsb-int")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mark = marker.path().join("cleaned");
     std::fs::write(
         comps.path().join("slow.yaml"),
-        "name: slow\ndescription: a slow stream\ngroups: [haproxy]\n\
-         steps:\n  - name: stream\n    run: for i in $(seq 1 600); do head -c 1048576 /dev/urandom; sleep 0.05; done\n    output: big\n",
+        format!(
+            "name: slow\ndescription: a slow stream\ngroups: [haproxy]\n\
+             steps:\n  - name: stream\n    run: for i in $(seq 1 600); do head -c 1048576 /dev/urandom; sleep 0.05; done\n    output: big\n\
+             cleanup:\n  - name: mark\n    run: touch {}\n",
+            mark.display()
+        ),
     )
     .unwrap();
     let target = tempfile::tempdir().unwrap();
     for signal in ["INT", "TERM"] {
+        let _ = std::fs::remove_file(&mark);
         let child = Command::new(support::bin())
             .args([
                 "backup",
@@ -660,6 +670,8 @@ fn interrupt_leaves_nothing_behind() {
         assert!(err.contains("interrupted"), "{err}");
         let left: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
         assert!(left.is_empty(), "{signal}: left behind: {left:?}");
+        // the host's cleanup ran before lsbackup exited
+        assert!(mark.exists(), "{signal}: cleanup did not run: {err}");
     }
 }
 

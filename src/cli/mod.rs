@@ -10,11 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 use lsbackup::archive::Format;
 use lsbackup::components::Catalog;
-use lsbackup::engine::{Plan, Progress, RunOptions, Selection, run_backup};
+use lsbackup::engine::{Interrupt, Plan, Progress, RunOptions, Selection, run_backup};
 use lsbackup::inventory::Inventory;
 use lsbackup::target::Target;
 use lsbackup::transport::TransportConfig;
@@ -189,10 +188,10 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
         build_dir: a.select.build_dir.clone(),
         name_prefix: a.name_prefix.clone(),
     };
-    let cancel = CancellationToken::new();
-    spawn_signal_handler(cancel.clone());
+    let interrupt = Interrupt::default();
+    spawn_signal_handler(interrupt.clone());
     let progress_dyn: Arc<dyn Progress> = progress.clone();
-    let outcome = run_backup(&plan, &target, &opts, progress_dyn, cancel).await;
+    let outcome = run_backup(&plan, &target, &opts, progress_dyn, interrupt).await;
     progress.clear();
     let outcome = outcome?;
     let code = outcome.exit_code();
@@ -216,19 +215,22 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     })
 }
 
-fn spawn_signal_handler(cancel: CancellationToken) {
+/// First Ctrl-C / SIGTERM: stop, let hosts clean up, remove the partial archive. Second: stop
+/// waiting for the cleanups.
+fn spawn_signal_handler(interrupt: Interrupt) {
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                 Ok(s) => s,
                 Err(_) => return,
             };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        for token in [interrupt.stop, interrupt.abort] {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            token.cancel();
         }
-        tracing::warn!("interrupted: stopping and removing the partial archive");
-        cancel.cancel();
     });
 }
 

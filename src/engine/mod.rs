@@ -13,5 +13,5 @@ mod shell;
 
 pub use plan::{Plan, PlanError, PlannedComponent, PlannedHost, Selection};
 pub use progress::{NoProgress, Progress};
-pub use run::{EngineError, Outcome, RunOptions, run_backup};
+pub use run::{EngineError, Interrupt, Outcome, RunOptions, run_backup};
 pub use shell::quote as shell_quote;

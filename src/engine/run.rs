@@ -33,6 +33,16 @@ pub enum EngineError {
     Interrupted,
 }
 
+/// How a run is stopped early: `stop` lets hosts run their cleanups; `abort` does not wait.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    pub stop: CancellationToken,
+    pub abort: CancellationToken,
+}
+
+/// How long an interrupted run waits for hosts' cleanups before giving up on them.
+const CLEANUP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub format: Format,
@@ -68,14 +78,17 @@ impl Outcome {
 }
 
 /// Run a backup of `plan` into `target`. Ctrl-C / SIGTERM handling belongs to the caller, which
-/// cancels `cancel`: the partial archive is then removed and `Interrupted` returned.
+/// cancels `interrupt.stop`: no new step starts, running streams stop, every started host's
+/// cleanups still run (so no snapshot is left behind on a host), then the partial archive is
+/// removed and `Interrupted` returned. `interrupt.abort` (a second Ctrl-C) skips the cleanups.
 pub async fn run_backup(
     plan: &Plan,
     target: &Target,
     opts: &RunOptions,
     progress: Arc<dyn Progress>,
-    cancel: CancellationToken,
+    interrupt: Interrupt,
 ) -> Result<Outcome, EngineError> {
+    let cancel = interrupt.stop.clone();
     let started = jiff::Timestamp::now();
     target.check().await?;
     let stem = format!(
@@ -109,6 +122,7 @@ pub async fn run_backup(
         limit: Arc::new(Semaphore::new(opts.concurrency.max(1))),
         progress,
         spool_dir: opts.spool_dir.clone(),
+        cancel: cancel.clone(),
     });
 
     let work = async {
@@ -134,12 +148,20 @@ pub async fn run_backup(
         }
         reports
     };
+    tokio::pin!(work);
     let reports = tokio::select! {
-        r = work => r,
+        r = &mut work => r,
         _ = cancel.cancelled() => {
+            tracing::warn!("interrupted: stopping; hosts run their cleanups (Ctrl-C again to skip them)");
+            tokio::select! {
+                _ = &mut work => {}
+                _ = tokio::time::sleep(CLEANUP_GRACE) => {
+                    tracing::warn!("cleanups still running after {}s: giving up on them", CLEANUP_GRACE.as_secs());
+                }
+                _ = interrupt.abort.cancelled() => {}
+            }
             drop(writer);
             upload.abort().await;
-            ctx.sessions.close_all().await;
             return Err(EngineError::Interrupted);
         }
     };
@@ -245,6 +267,7 @@ struct Ctx {
     limit: Arc<Semaphore>,
     progress: Arc<dyn Progress>,
     spool_dir: Option<PathBuf>,
+    cancel: CancellationToken,
 }
 
 type SessionCell = Arc<OnceCell<Result<Arc<Session>, String>>>;
@@ -691,7 +714,16 @@ impl Unit<'_> {
             }
         }
         for step in self.pc.spec.steps.clone() {
-            if let Err(e) = self.step(&step).await {
+            if self.ctx.cancel.is_cancelled() {
+                self.err(&step.name, "not run: interrupted");
+                break;
+            }
+            let cancel = self.ctx.cancel.clone();
+            let result = tokio::select! {
+                r = self.step(&step) => r,
+                _ = cancel.cancelled() => Err("interrupted".to_string()),
+            };
+            if let Err(e) = result {
                 if step.optional {
                     self.report
                         .flags
