@@ -383,6 +383,11 @@ impl Drop for ArchiveWriter {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             self.shared.closing.store(true, Ordering::SeqCst);
+            self.shared
+                .fatal
+                .lock()
+                .unwrap()
+                .get_or_insert_with(|| "the archive was abandoned before it was finished".into());
             task.abort();
         }
     }

@@ -859,6 +859,10 @@ async fn an_archive_without_manifest_is_incomplete() {
     drop(w);
     let e = s.add_stream("n/h/y", 0o600, &b"y"[..]).await.unwrap_err();
     assert!(matches!(e, ArchiveError::Closed(_)), "{e}");
+    assert!(
+        e.to_string().contains("abandoned before it was finished"),
+        "{e}"
+    );
     assert!(read_manifest(&path).await.is_err());
 }
 
