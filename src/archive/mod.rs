@@ -37,14 +37,12 @@ pub use read::{Mismatch, VerifyReport, read_manifest, verify_archive};
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Size of the data chunks passed from an entry's source to the writer task.
@@ -850,8 +848,6 @@ pub(crate) struct ChunkReader {
     rx: Option<mpsc::Receiver<Bytes>>,
     current: Bytes,
     remaining: u64,
-    /// Bytes received from the channel (not counting padding).
-    pub received: u64,
 }
 
 impl ChunkReader {
@@ -860,7 +856,6 @@ impl ChunkReader {
             rx,
             current: Bytes::new(),
             remaining: size,
-            received: 0,
         }
     }
 
@@ -871,65 +866,47 @@ impl ChunkReader {
         }
         while self.current.is_empty() {
             match self.rx.as_mut().and_then(|rx| rx.blocking_recv()) {
-                Some(b) => {
-                    self.received += b.len() as u64;
-                    self.current = b;
-                }
-                None => {
-                    self.rx = None;
-                    let n = self.remaining.min(ZEROS.len() as u64) as usize;
-                    self.remaining -= n as u64;
-                    return Some(Bytes::from_static(&ZEROS[..n]));
-                }
+                Some(b) => self.current = b,
+                None => return Some(self.padding()),
             }
         }
+        Some(self.take_current())
+    }
+
+    /// Next piece of data. `None` at the end.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        if self.remaining == 0 {
+            return None;
+        }
+        while self.current.is_empty() {
+            let got = match self.rx.as_mut() {
+                Some(rx) => rx.recv().await,
+                None => None,
+            };
+            match got {
+                Some(b) => self.current = b,
+                None => return Some(self.padding()),
+            }
+        }
+        Some(self.take_current())
+    }
+
+    /// The source ended early: zeros, up to what is missing.
+    fn padding(&mut self) -> Bytes {
+        self.rx = None;
+        let n = self.remaining.min(ZEROS.len() as u64) as usize;
+        self.remaining -= n as u64;
+        Bytes::from_static(&ZEROS[..n])
+    }
+
+    fn take_current(&mut self) -> Bytes {
         let n = (self.current.len() as u64).min(self.remaining) as usize;
         self.remaining -= n as u64;
         let out = self.current.split_to(n);
         if self.remaining == 0 {
             self.current.clear();
         }
-        Some(out)
-    }
-}
-
-impl AsyncRead for ChunkReader {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        if this.remaining == 0 || buf.remaining() == 0 {
-            return Poll::Ready(Ok(()));
-        }
-        while this.current.is_empty()
-            && let Some(rx) = this.rx.as_mut()
-        {
-            match rx.poll_recv(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(b)) => {
-                    this.received += b.len() as u64;
-                    this.current = b;
-                }
-                Poll::Ready(None) => this.rx = None,
-            }
-        }
-        if this.current.is_empty() {
-            // Source ended early: pad with zeros.
-            let n = (buf.remaining() as u64)
-                .min(this.remaining)
-                .min(ZEROS.len() as u64) as usize;
-            buf.put_slice(&ZEROS[..n]);
-            this.remaining -= n as u64;
-            return Poll::Ready(Ok(()));
-        }
-        let n = (this.current.len() as u64)
-            .min(this.remaining)
-            .min(buf.remaining() as u64) as usize;
-        buf.put_slice(&this.current.split_to(n));
-        this.remaining -= n as u64;
-        Poll::Ready(Ok(()))
+        out
     }
 }
 

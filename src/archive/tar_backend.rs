@@ -2,6 +2,9 @@
 //! sink. GNU tar headers; paths over 100 bytes get a GNU long-name entry, long symlink targets a
 //! GNU long-link entry; sizes over 8 GiB use the GNU base-256 size field.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use async_compression::Level;
 use async_compression::tokio::write::{GzipEncoder, ZstdEncoder};
 use async_compression::zstd::CParameter;
@@ -17,8 +20,41 @@ type DynWrite = Box<dyn AsyncWrite + Send + Unpin>;
 /// Buffer between the compressor and the sink.
 const SINK_BUFFER: usize = 256 * 1024;
 
+/// Passes writes and shutdown through, but not flushes. tokio's `copy` (used by the tar builder)
+/// flushes at the end of every entry; flushing a zstd encoder ends the current block and, with
+/// worker threads, waits for all of them, so entries would be compressed one at a time, and
+/// worse. The archive is flushed once, at the end, by `shutdown`.
+struct NoFlush(DynWrite);
+
+impl AsyncWrite for NoFlush {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 pub(crate) struct TarBackend {
-    builder: Builder<DynWrite>,
+    builder: Builder<NoFlush>,
+}
+
+fn base_header(h: &EntryHeader) -> Header {
+    let mut header = Header::new_gnu();
+    header.set_mode(h.mode);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(h.mtime.max(0) as u64);
+    header
 }
 
 impl TarBackend {
@@ -39,7 +75,7 @@ impl TarBackend {
             }
         };
         TarBackend {
-            builder: Builder::new_non_terminated(encoder),
+            builder: Builder::new_non_terminated(NoFlush(encoder)),
         }
     }
 
@@ -48,19 +84,24 @@ impl TarBackend {
         h: &EntryHeader,
         data: Option<mpsc::Receiver<Bytes>>,
     ) -> std::io::Result<()> {
-        let mut header = Header::new_gnu();
-        header.set_mode(h.mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(h.mtime.max(0) as u64);
+        let mut header = base_header(h);
         match h.kind {
             EntryKind::File => {
                 header.set_entry_type(EntryType::Regular);
                 header.set_size(h.size);
-                let mut reader = ChunkReader::new(data, h.size);
+                // The header (after a GNU long-name entry when needed) with no data yet...
                 self.builder
-                    .append_data(&mut header, &h.path, &mut reader)
-                    .await
+                    .append_data(&mut header, &h.path, tokio::io::empty())
+                    .await?;
+                // ...then the data in the chunks it came in (tokio's `copy`, which `append`
+                // uses, would cut it into 8 KiB writes), then the padding to 512 bytes.
+                let out = self.builder.get_mut();
+                let mut reader = ChunkReader::new(data, h.size);
+                while let Some(chunk) = reader.next().await {
+                    out.write_all(&chunk).await?;
+                }
+                let pad = ((512 - h.size % 512) % 512) as usize;
+                out.write_all(&[0u8; 512][..pad]).await
             }
             EntryKind::Dir => {
                 header.set_entry_type(EntryType::Directory);
@@ -105,11 +146,7 @@ impl TarBackend {
         manifest_header: &EntryHeader,
         manifest: Vec<u8>,
     ) -> std::io::Result<()> {
-        let mut header = Header::new_gnu();
-        header.set_mode(manifest_header.mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(manifest_header.mtime.max(0) as u64);
+        let mut header = base_header(manifest_header);
         header.set_entry_type(EntryType::Regular);
         header.set_size(manifest.len() as u64);
         self.builder
