@@ -15,7 +15,9 @@ GIB=${1:-1}
 TB=${LSB_TESTBED:-/tmp/lsbackup-testbed}
 DATA=/var/lib/lsbackup-bench/data-${GIB}g
 OUT=$(mktemp -d /tmp/lsbackup-bench.XXXXXX)
-trap 'rm -rf "$OUT"' EXIT
+# The bench database lives in the test bed's cluster: drop it at the end so the tests' backups
+# stay small.
+trap 'rm -rf "$OUT"; su postgres -c "dropdb --if-exists bench" >/dev/null 2>&1 || true' EXIT
 
 tests/testbed/up.sh >/dev/null
 command -v /usr/bin/time >/dev/null || apt-get install -y -qq time >/dev/null
@@ -42,12 +44,8 @@ if [ ! -f "$DATA/.complete" ]; then
 fi
 # --- data: a PostgreSQL database of about N GiB (pgbench scale ~68 per GiB) ---
 scale=$((GIB * 68))
-have=$(su postgres -c "psql -XtAc \"SELECT coalesce((SELECT description FROM pg_shdescription d JOIN pg_database b ON b.oid=d.objoid WHERE b.datname='bench'),'')\"" 2>/dev/null || true)
-if [ "$have" != "scale=$scale" ]; then
-  echo "generating PostgreSQL database bench (pgbench scale $scale) ..."
-  su postgres -c "dropdb --if-exists bench && createdb bench && /usr/lib/postgresql/15/bin/pgbench -q -i -s $scale bench" >/dev/null 2>&1
-  su postgres -c "psql -Xqc \"COMMENT ON DATABASE bench IS 'scale=$scale'\"" >/dev/null
-fi
+echo "generating PostgreSQL database bench (pgbench scale $scale) ..."
+su postgres -c "dropdb --if-exists bench && createdb bench && /usr/lib/postgresql/15/bin/pgbench -q -i -s $scale bench" >/dev/null 2>&1
 dbsize=$(su postgres -c "psql -XtAc \"SELECT pg_database_size('bench')\"")
 
 # --- components and inventories for the runs ---

@@ -1138,7 +1138,9 @@ impl Unit<'_> {
             .filter_map(|l| l.strip_prefix("lsbackup-missing: "))
             .map(str::to_string)
             .collect();
-        for m in &missing {
+        // An optional copy names alternatives (wherever a package may put a file): absent ones
+        // are expected and not worth a note.
+        for m in missing.iter().filter(|_| !step.optional) {
             let f = format!("not found on host: {m}");
             if !self.report.flags.contains(&f) {
                 self.report.flags.push(f);
