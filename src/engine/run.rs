@@ -16,8 +16,8 @@ use super::plan::{Plan, PlannedComponent, PlannedHost};
 use super::progress::Progress;
 use super::shell::{copy_script, quote};
 use crate::archive::{
-    ArchiveError, ArchiveWriter, CommandRecord, ComponentReport, EntryMeta, EntrySink, Format,
-    HostReport, InventoryInfo, MANIFEST_FORMAT, Manifest, Status, ToolInfo, WriterOptions,
+    ArchiveError, ArchiveWriter, CommandRecord, ComponentReport, EntryMeta, EntryRecord, EntrySink,
+    Format, HostReport, InventoryInfo, MANIFEST_FORMAT, Manifest, Status, ToolInfo, WriterOptions,
 };
 use crate::components::{HostMode, SpecError, Step, StepKind, render, render_redacted};
 use crate::target::{Target, TargetError};
@@ -1081,14 +1081,26 @@ impl Unit<'_> {
                         let mode = hdr.mode().unwrap_or(0o600);
                         let mtime = hdr.mtime().unwrap_or(0) as i64;
                         let et = hdr.entry_type();
+                        let size = entry.effective_size();
                         let res = if et.is_file() {
                             let meta = EntryMeta {
-                                path,
-                                size: entry.effective_size(),
+                                path: path.clone(),
+                                size,
                                 mode,
                                 mtime,
                             };
-                            self.ctx.sink.add_sized(meta, &mut entry).await
+                            let r = self.ctx.sink.add_sized(meta, &mut entry).await;
+                            if let Err(
+                                ArchiveError::Truncated { .. } | ArchiveError::Entry { .. },
+                            ) = &r
+                            {
+                                // The entry is in the archive, zero-padded: record it as failed
+                                // (no sha256) so `verify` lists it as unverified, not as extra.
+                                self.report
+                                    .entries
+                                    .push(EntryRecord::failed_file(&path, size, mode));
+                            }
+                            r
                         } else if et.is_dir() {
                             self.ctx.sink.add_dir(&path, mode, mtime).await
                         } else if et.is_symlink() {
