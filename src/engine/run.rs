@@ -1090,10 +1090,14 @@ impl Unit<'_> {
                                 mtime,
                             };
                             let r = self.ctx.sink.add_sized(meta, &mut entry).await;
-                            if let Err(
-                                ArchiveError::Truncated { .. } | ArchiveError::Entry { .. },
-                            ) = &r
-                            {
+                            let padded = match &r {
+                                Err(ArchiveError::Truncated { .. }) => true,
+                                Err(ArchiveError::Entry { cause, .. }) => {
+                                    cause.starts_with("reading source failed")
+                                }
+                                _ => false,
+                            };
+                            if padded {
                                 // The entry is in the archive, zero-padded: record it as failed
                                 // (no sha256) so `verify` lists it as unverified, not as extra.
                                 self.report
