@@ -844,6 +844,16 @@ impl Unit<'_> {
                     .await
                     .map_err(|e| e.to_string())?;
                 self.record(&step.name, template, user, Some(&out.exit), t);
+                // An exec step may report many notes: on stdout too (stderr keeps only a tail).
+                for note in String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("lsbackup-note: "))
+                {
+                    let note = note.trim().to_string();
+                    if !note.is_empty() && !self.report.flags.contains(&note) {
+                        self.report.flags.push(note);
+                    }
+                }
                 if !out.exit.success() {
                     return Err(exit_text(&out.exit));
                 }
