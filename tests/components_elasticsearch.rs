@@ -11,11 +11,13 @@
 mod common;
 mod support;
 
-use std::net::{TcpListener, TcpStream};
+use support::{free_port, unique};
+
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lsbackup::archive::Status;
 
@@ -23,14 +25,6 @@ const NODE: &str = "node2";
 
 /// Tests that snapshot the shared stand-in run one at a time (one repository directory).
 static SHARED: Mutex<()> = Mutex::new(());
-
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{n}", std::process::id())
-}
 
 /// curl against the shared stand-in with the admin client certificate.
 fn es(method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
@@ -67,14 +61,6 @@ fn es(method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) 
         code.parse().unwrap(),
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A private Elasticsearch stand-in (plain http) with its own elasticsearch.yml, killed on drop.
@@ -187,15 +173,6 @@ fn backup(args: &[String]) -> support::Run {
     support::backup(&tb.build_dir(), &args)
 }
 
-fn errors(run: &support::Run, component: &str) -> String {
-    let c = run.component(component);
-    let mut all = c.errors.clone();
-    for h in &c.hosts {
-        all.extend(h.errors.clone());
-    }
-    all.join("\n")
-}
-
 fn host<'a>(
     run: &'a support::Run,
     component: &str,
@@ -250,7 +227,7 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
         0,
         "stderr:\n{}\nerrors: {}",
         run.stderr(),
-        errors(&run, "elasticsearch")
+        run.errors_of("elasticsearch")
     );
     let h = host(&run, "elasticsearch", NODE);
     assert_eq!(h.status, Status::Ok);
@@ -377,7 +354,7 @@ fn without_the_admin_certificate_the_cluster_refuses_and_says_so() {
         "elasticsearch.elasticsearch_admin_cert=".into(),
     ]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    let err = errors(&run, "elasticsearch");
+    let err = run.errors_of("elasticsearch");
     assert!(err.contains("node2: elasticsearch: connect: "), "{err}");
     assert!(err.contains("HTTP 401"), "{err}");
     assert!(err.contains("elasticsearch_admin_cert"), "{err}");
@@ -397,7 +374,7 @@ fn repository_outside_path_repo_is_a_clear_error() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let c = run.component("elasticsearch");
     assert_ne!(c.status, Status::Ok);
-    let err = errors(&run, "elasticsearch");
+    let err = run.errors_of("elasticsearch");
     assert!(
         err.contains("check path.repo: exit status 1: repository location /var/lib/elasticsearch-snapshots is not in path.repo of node node-a (path.repo: not set)"),
         "{err}"
@@ -450,7 +427,7 @@ fn snapshot_that_never_completes_times_out_and_is_aborted() {
         t.elapsed()
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    let err = errors(&run, "elasticsearch");
+    let err = run.errors_of("elasticsearch");
     assert!(
         err.contains("snapshot: exit status 1: snapshot lsbackup-"),
         "{err}"
@@ -501,7 +478,7 @@ fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
     args.extend(es.sets());
     let run = backup(&args);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    let err = errors(&run, "elasticsearch");
+    let err = run.errors_of("elasticsearch");
     assert!(err.contains("register repository: exit status 1: PUT /_snapshot/lsbackup: HTTP 500 repository_verification_exception"), "{err}");
     assert!(
         err.contains("is not shared between this node and the master node"),
@@ -521,7 +498,7 @@ fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
     args.extend(es2.sets());
     let run = backup(&args);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    let err = errors(&run, "elasticsearch");
+    let err = run.errors_of("elasticsearch");
     assert!(
         err.contains("is not in path.repo of node node-c (path.repo: not set)"),
         "{err}"
@@ -545,7 +522,7 @@ fn service_down_fails_the_component_and_keeps_the_others() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let c = run.component("elasticsearch");
     assert_eq!(c.status, Status::Failed);
-    let err = errors(&run, "elasticsearch");
+    let err = run.errors_of("elasticsearch");
     assert!(
         err.contains("no reachable host is serving the HTTP API in logging"),
         "{err}"
@@ -720,7 +697,7 @@ fn opensearch_layout_with_demo_certificates_over_https() {
         0,
         "stderr:\n{}\nerrors: {}",
         run.stderr(),
-        errors(&run, "elasticsearch")
+        run.errors_of("elasticsearch")
     );
     let h = host(&run, "elasticsearch", NODE);
     assert_eq!(

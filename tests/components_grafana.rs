@@ -9,42 +9,17 @@
 mod common;
 mod support;
 
-use std::net::TcpListener;
+use support::{free_port, unique};
+
 use std::path::Path;
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use lsbackup::archive::Status;
 
 const NODE: &str = "node3";
 
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{n}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn backup(args: &[&str]) -> support::Run {
     support::backup(&common::testbed().build_dir(), args)
-}
-
-fn errors(run: &support::Run, component: &str) -> String {
-    let c = run.component(component);
-    let mut all = c.errors.clone();
-    for h in &c.hosts {
-        all.extend(h.errors.clone());
-    }
-    all.join("\n")
 }
 
 /// Call the stand-in's API as the admin (the test bed's password), returning the JSON answer.
@@ -134,7 +109,7 @@ fn standin_dashboards_datasources_and_database_come_back() {
         0,
         "stderr:\n{}\nerrors: {}",
         run.stderr(),
-        errors(&run, "grafana")
+        run.errors_of("grafana")
     );
     let h = &run.component("grafana").hosts[0];
     assert_eq!(h.host, NODE);
@@ -254,7 +229,7 @@ fn api_token_authentication() {
         0,
         "stderr:\n{}\nerrors: {}",
         run.stderr(),
-        errors(&run, "grafana")
+        run.errors_of("grafana")
     );
     let ds = json(&run, &format!("grafana/{NODE}/api/datasources.json"));
     assert!(
@@ -306,7 +281,7 @@ fn wrong_password_keeps_the_files_and_says_why() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let c = run.component("grafana");
     assert_eq!(c.status, Status::Partial);
-    let err = errors(&run, "grafana");
+    let err = run.errors_of("grafana");
     assert!(err.contains("node3: grafana: connect: exit status 1: no usable HTTP API: http://127.0.0.1:3000: GET /api/datasources: HTTP 401: invalid username or password"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     // the database, data dir and config are still taken
@@ -322,7 +297,7 @@ fn grafana_down_fails_the_component_and_keeps_the_others() {
     let run = backup(&["--only", "grafana,kibana", "--set", &set_url]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     assert_eq!(run.component("grafana").status, Status::Failed);
-    let err = errors(&run, "grafana");
+    let err = run.errors_of("grafana");
     assert!(
         err.contains("grafana: no reachable host is serving the HTTP API in grafana"),
         "{err}"

@@ -7,41 +7,18 @@
 mod common;
 mod support;
 
-use std::net::{TcpListener, TcpStream};
+use support::{free_port, unique};
+
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use lsbackup::archive::Status;
 
 const NODE: &str = "node3";
 
-fn unique(prefix: &str) -> String {
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{n}", std::process::id())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn backup(args: &[&str]) -> support::Run {
     support::backup(&common::testbed().build_dir(), args)
-}
-
-fn errors(run: &support::Run, component: &str) -> String {
-    let c = run.component(component);
-    let mut all = c.errors.clone();
-    for h in &c.hosts {
-        all.extend(h.errors.clone());
-    }
-    all.join("\n")
 }
 
 /// Create (POST) or delete (DELETE) a saved object through the stand-in's API as a user would
@@ -106,7 +83,7 @@ fn standin_export_holds_the_dashboard_created_before() {
         0,
         "stderr:\n{}\nerrors: {}",
         run.stderr(),
-        errors(&run, "kibana")
+        run.errors_of("kibana")
     );
     let h = &run.component("kibana").hosts[0];
     assert_eq!(h.host, NODE);
@@ -165,7 +142,7 @@ fn wrong_password_is_a_clear_error() {
         &set_pw,
     ]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    let err = errors(&run, "kibana");
+    let err = run.errors_of("kibana");
     assert!(err.contains("node3: kibana: connect: exit status 1: no usable HTTP API: http://127.0.0.1:5601: GET /api/status: HTTP 401 Unauthorized: Authentication Exception"), "{err}");
     assert!(
         err.contains("(credentials: kibana_user; set kibana_user/kibana_password)"),
@@ -200,7 +177,7 @@ fn kibana_down_fails_the_component_and_keeps_the_others() {
     let run = backup(&["--only", "kibana,grafana", "--set", &set_url]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     assert_eq!(run.component("kibana").status, Status::Failed);
-    let err = errors(&run, "kibana");
+    let err = run.errors_of("kibana");
     assert!(
         err.contains("kibana: no reachable host is serving the HTTP API in kibana"),
         "{err}"
@@ -264,7 +241,7 @@ fn opensearch_dashboards_layout_port_and_credentials_from_its_config() {
         0,
         "stderr:\n{}\nerrors: {}",
         run.stderr(),
-        errors(&run, "kibana")
+        run.errors_of("kibana")
     );
     let h = &run.component("kibana").hosts[0];
     assert_eq!(h.versions.get("kibana").map(String::as_str), Some("1.3.14"));

@@ -17,7 +17,8 @@
 mod common;
 mod support;
 
-use std::net::TcpListener;
+use support::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -72,14 +73,6 @@ fn write_marker() -> (String, String) {
     let value = format!("written-before-backup-{u}");
     etcdctl_tb(&["put", &key, &value]);
     (key, value)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A temporary etcd serving a restored snapshot; killed on drop.
@@ -219,26 +212,6 @@ fn host<'a>(c: &'a ComponentReport, name: &str) -> &'a HostReport {
         .iter()
         .find(|h| h.host == name)
         .unwrap_or_else(|| panic!("no host {name} in {}: {:?}", c.name, c.hosts))
-}
-
-fn flags(run: &support::Run, component: &str) -> String {
-    run.component(component)
-        .hosts
-        .iter()
-        .flat_map(|h| h.flags.iter())
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-fn errors(run: &support::Run, component: &str) -> String {
-    let c = run.component(component);
-    c.errors
-        .iter()
-        .chain(c.hosts.iter().flat_map(|h| h.errors.iter()))
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 fn yaml(run: &support::Run, entry: &str) -> Value {
@@ -504,7 +477,7 @@ fn backup_holds_snapshot_config_resources_and_volume_data() {
     }
     assert!(coverage.contains("shop/data-db-0\tnode3\t"), "{coverage}");
     assert!(coverage.contains("shop/uploads\tnode1\t"), "{coverage}");
-    let f = flags(&run, "kubernetes");
+    let f = run.flags_of("kubernetes");
     assert!(
         f.contains("not covered: pv pvc-3f1c2a9e-cache (csi driver ebs.csi.aws.com"),
         "{f}"
@@ -694,7 +667,7 @@ fn no_etcdctl_and_no_crictl_fails_the_snapshot_and_keeps_the_rest() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let k = run.component("kubernetes");
     assert_eq!(k.status, Status::Partial);
-    let e = errors(&run, "kubernetes");
+    let e = run.errors_of("kubernetes");
     assert!(
         e.contains(
             "node2: kubernetes: etcd snapshot: exit status 1: etcd snapshot: no etcdctl on the host and no crictl"
@@ -738,7 +711,7 @@ fn etcd_down_fails_the_snapshot_clearly() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let k = run.component("kubernetes");
     assert_eq!(k.status, Status::Partial);
-    let e = errors(&run, "kubernetes");
+    let e = run.errors_of("kubernetes");
     assert!(
         e.contains(&format!(
             "node2: kubernetes: etcd snapshot: exit status 1: etcd snapshot: no healthy etcd member (tried {dead}): {dead} is unhealthy"
@@ -831,7 +804,7 @@ fn api_partly_down_names_what_is_missing_and_keeps_the_rest() {
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     assert_eq!(run.component("kubernetes").status, Status::Partial);
-    let e = errors(&run, "kubernetes");
+    let e = run.errors_of("kubernetes");
     assert!(
         e.contains(
             "node2: kubernetes: api resources: exit status 1: error: unable to retrieve the complete list of server APIs: metrics.k8s.io/v1beta1: the server is currently unable to handle the request"

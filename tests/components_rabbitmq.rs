@@ -8,6 +8,8 @@
 mod common;
 mod support;
 
+use support::build_dir_with_group;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -288,32 +290,6 @@ fn node_not_running_fails_clearly_and_keeps_the_others() {
     );
     assert!(!run.file("rabbitmq").exists());
     assert_eq!(run.component("haproxy").status, Status::Ok);
-}
-
-/// A copy of the test bed's build dir whose `[group]` section is replaced by `hosts` lines.
-fn build_dir_with_group(group: &str, hosts: &[&str]) -> tempfile::TempDir {
-    let text = std::fs::read_to_string(common::testbed().inventory()).unwrap();
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in text.lines() {
-        if line.starts_with('[') {
-            skipping = line == format!("[{group}]");
-            if skipping {
-                out.push_str(&format!("[{group}]\n{}\n\n", hosts.join("\n")));
-            }
-        }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert!(
-        out.contains(hosts[0]),
-        "no [{group}] in the test bed inventory"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("inventory"), out).unwrap();
-    dir
 }
 
 #[test]

@@ -9,6 +9,8 @@
 mod common;
 mod support;
 
+use support::build_dir_with_group;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -325,32 +327,6 @@ fn zookeeper_not_serving_fails_clearly_and_keeps_the_others() {
         "nothing should be copied from a node that does not serve"
     );
     assert_eq!(run.component("haproxy").status, Status::Ok);
-}
-
-/// A copy of the test bed's build dir whose `[group]` section is replaced by `hosts` lines.
-fn build_dir_with_group(group: &str, hosts: &[&str]) -> tempfile::TempDir {
-    let text = std::fs::read_to_string(common::testbed().inventory()).unwrap();
-    let mut out = String::new();
-    let mut skipping = false;
-    for line in text.lines() {
-        if line.starts_with('[') {
-            skipping = line == format!("[{group}]");
-            if skipping {
-                out.push_str(&format!("[{group}]\n{}\n\n", hosts.join("\n")));
-            }
-        }
-        if !skipping {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    assert!(
-        out.contains(hosts[0]),
-        "no [{group}] in the test bed inventory"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("inventory"), out).unwrap();
-    dir
 }
 
 #[test]

@@ -66,6 +66,26 @@ impl Run {
                 )
             })
     }
+    /// Every error of a component (its own and its hosts'), one per line.
+    pub fn errors_of(&self, component: &str) -> String {
+        let c = self.component(component);
+        c.errors
+            .iter()
+            .chain(c.hosts.iter().flat_map(|h| h.errors.iter()))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+    /// Every note of a component's hosts, one per line.
+    pub fn flags_of(&self, component: &str) -> String {
+        self.component(component)
+            .hosts
+            .iter()
+            .flat_map(|h| h.flags.iter())
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
     /// Files left in the target directory (names).
     pub fn target_files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(self.target.path())
@@ -141,4 +161,48 @@ pub fn backup_into(build_dir: &Path, target: tempfile::TempDir, args: &[&str]) -
         extracted,
         manifest,
     }
+}
+
+/// A name no other test run uses: `<prefix>-<pid>-<nanoseconds>`.
+pub fn unique(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// A loopback TCP port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A copy of the test bed's build dir whose `[group]` section is replaced by `hosts` lines.
+pub fn build_dir_with_group(group: &str, hosts: &[&str]) -> tempfile::TempDir {
+    let text = std::fs::read_to_string(crate::common::testbed().inventory()).unwrap();
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in text.lines() {
+        if line.starts_with('[') {
+            skipping = line == format!("[{group}]");
+            if skipping {
+                out.push_str(&format!("[{group}]\n{}\n\n", hosts.join("\n")));
+            }
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(
+        out.contains(hosts[0]),
+        "no [{group}] in the test bed inventory"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("inventory"), out).unwrap();
+    dir
 }
