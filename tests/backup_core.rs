@@ -290,16 +290,15 @@ fn formats_and_name_collisions() {
     }
     // Same second, same name: `_1`, `_2`.
     let target = tempfile::tempdir().unwrap();
-    let mut names = Vec::new();
-    for _ in 0..3 {
-        let out = Command::new(support::bin())
+    let backup_named = |prefix: &str| {
+        Command::new(support::bin())
             .args([
                 "backup",
                 "--only",
                 "haproxy",
-                "--name-prefix",
-                "fixed",
                 "--no-agent",
+                "--name-prefix",
+                prefix,
             ])
             .arg("-b")
             .arg(tb.build_dir())
@@ -308,7 +307,11 @@ fn formats_and_name_collisions() {
             .arg("--known-hosts")
             .arg(tb.known_hosts())
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let out = backup_named("fixed");
         assert_eq!(
             out.status.code(),
             Some(0),
@@ -329,23 +332,7 @@ fn formats_and_name_collisions() {
         let n = format!("taken-{}.tar.zst", t.strftime("%Y%m%dT%H%M%SZ"));
         std::fs::write(target.path().join(n), b"x").unwrap();
     }
-    let out = Command::new(support::bin())
-        .args([
-            "backup",
-            "--only",
-            "haproxy",
-            "--name-prefix",
-            "taken",
-            "--no-agent",
-        ])
-        .arg("-b")
-        .arg(tb.build_dir())
-        .arg("-t")
-        .arg(target.path())
-        .arg("--known-hosts")
-        .arg(tb.known_hosts())
-        .output()
-        .unwrap();
+    let out = backup_named("taken");
     let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(
         name.ends_with("Z_1.tar.zst"),
@@ -393,24 +380,6 @@ fn wrong_key_is_an_auth_error() {
         run.stderr()
     );
     assert!(run.target_files().is_empty(), "{:?}", run.target_files());
-}
-
-fn run_with_known_hosts(known_hosts: &Path, extra: &[&str]) -> std::process::Output {
-    let tb = common::testbed();
-    let home = tempfile::tempdir().unwrap();
-    let target = tempfile::tempdir().unwrap();
-    Command::new(support::bin())
-        .args(["backup", "--only", "haproxy", "--no-agent"])
-        .arg("-b")
-        .arg(tb.build_dir())
-        .arg("-t")
-        .arg(target.path())
-        .arg("--known-hosts")
-        .arg(known_hosts)
-        .args(extra)
-        .env("HOME", home.path())
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -482,7 +451,6 @@ fn host_keys_unknown_accepted_and_changed() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("HOST KEY CHANGED"), "{err}");
-    let _ = run_with_known_hosts;
 }
 
 #[test]
