@@ -599,21 +599,7 @@ impl Ctx<'_> {
                     continue;
                 }
             };
-            let hash = if key.algorithm().is_rsa() {
-                if rsa_hash.is_none() {
-                    rsa_hash = Some(
-                        handle
-                            .best_supported_rsa_hash()
-                            .await
-                            .ok()
-                            .flatten()
-                            .flatten(),
-                    );
-                }
-                rsa_hash.flatten()
-            } else {
-                None
-            };
+            let hash = rsa_hash_for(handle, key.algorithm().is_rsa(), &mut rsa_hash).await;
             let res = handle
                 .authenticate_publickey(
                     hop.user.clone(),
@@ -643,21 +629,8 @@ impl Ctx<'_> {
                                 continue;
                             };
                             n += 1;
-                            let hash = if key.algorithm().is_rsa() {
-                                if rsa_hash.is_none() {
-                                    rsa_hash = Some(
-                                        handle
-                                            .best_supported_rsa_hash()
-                                            .await
-                                            .ok()
-                                            .flatten()
-                                            .flatten(),
-                                    );
-                                }
-                                rsa_hash.flatten()
-                            } else {
-                                None
-                            };
+                            let hash =
+                                rsa_hash_for(handle, key.algorithm().is_rsa(), &mut rsa_hash).await;
                             match handle
                                 .authenticate_publickey_with(
                                     hop.user.clone(),
@@ -992,6 +965,29 @@ impl SshConn {
             let _ = j.disconnect(Disconnect::ByApplication, "", "en").await;
         }
     }
+}
+
+/// The RSA signature hash to use with an RSA key: the best the server supports, asked once per
+/// connection (`cache`); None for other key types.
+async fn rsa_hash_for(
+    handle: &Handle<Client>,
+    is_rsa: bool,
+    cache: &mut Option<Option<HashAlg>>,
+) -> Option<HashAlg> {
+    if !is_rsa {
+        return None;
+    }
+    if cache.is_none() {
+        *cache = Some(
+            handle
+                .best_supported_rsa_hash()
+                .await
+                .ok()
+                .flatten()
+                .flatten(),
+        );
+    }
+    cache.flatten()
 }
 
 #[cfg(test)]
