@@ -754,3 +754,33 @@ fn json_logs_for_schedulers() {
             .any(|l| l["fields"]["component"] == "haproxy" && l["fields"]["host"] == "node3")
     );
 }
+
+/// `lsbackup verify` checks every entry against the manifest, and refuses what is not an archive.
+#[test]
+fn verify_command() {
+    let tb = common::testbed();
+    let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let archive = run.archive.clone().unwrap();
+    let out = Command::new(support::bin())
+        .arg("verify")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(": ok ("), "{text}");
+    // cut the archive short: the stream no longer ends cleanly
+    let data = std::fs::read(&archive).unwrap();
+    let cut = run.target.path().join("cut.tar.zst");
+    std::fs::write(&cut, &data[..data.len() / 2]).unwrap();
+    let out = Command::new(support::bin())
+        .arg("verify")
+        .arg(&cut)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("lsbackup: error: "), "{err}");
+    assert!(err.contains("cut.tar.zst"), "{err}");
+}
