@@ -784,3 +784,32 @@ fn verify_command() {
     assert!(err.starts_with("lsbackup: error: "), "{err}");
     assert!(err.contains("cut.tar.zst"), "{err}");
 }
+
+/// A component that runs on the first host of its group moves on to the next host when nothing
+/// at all came from the first; the first host's errors stay in the manifest.
+#[test]
+fn first_host_failing_falls_back_to_the_next() {
+    let tb = common::testbed();
+    let inv = format!(
+        "[haproxy]\nbroken ansible_host=127.0.0.2 haproxy_config_dir=/nonexistent/haproxy haproxy_ssl_dir=/nonexistent/ssl\n\
+         node3 ansible_host=127.0.0.4\n{}",
+        all_vars(&tb.client_key())
+    );
+    let b = build_dir(&inv);
+    let run = support::backup(b.path(), &["--only", "haproxy"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let c = run.component("haproxy");
+    assert_eq!(c.status, Status::Ok);
+    let broken = c.hosts.iter().find(|h| h.host == "broken").unwrap();
+    assert_eq!(broken.status, Status::Skipped);
+    assert_eq!(broken.role, "failed; next host tried");
+    assert!(
+        broken.errors.iter().any(|e| e.contains("nothing to copy")),
+        "{:?}",
+        broken.errors
+    );
+    assert!(broken.entries.is_empty());
+    let node3 = c.hosts.iter().find(|h| h.host == "node3").unwrap();
+    assert_eq!(node3.status, Status::Ok);
+    assert!(run.file("haproxy/node3/etc/haproxy/haproxy.cfg").is_file());
+}

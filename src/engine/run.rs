@@ -392,7 +392,7 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
     match pc.spec.hosts {
         HostMode::First => {
             let mut chosen = false;
-            for h in &pc.hosts {
+            for (i, h) in pc.hosts.iter().enumerate() {
                 if chosen {
                     report.hosts.push(host_report(
                         h,
@@ -414,14 +414,22 @@ async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {
                 };
                 match check_select(pc, h, &session).await {
                     Ok(Selected::Yes) => {
-                        chosen = true;
                         let role = match &pc.spec.select {
                             Some(s) => format!("first reachable {}", s.name),
                             None => "first reachable host".into(),
                         };
-                        report
-                            .hosts
-                            .push(run_unit(ctx, pc, h, &session, &role).await);
+                        let mut r = run_unit(ctx, pc, h, &session, &role).await;
+                        // Nothing at all came from this host (e.g. its etcd is down): the next
+                        // candidate of the group may do better. Its errors stay in the manifest.
+                        if r.status == Status::Failed && i + 1 < pc.hosts.len() {
+                            tracing::warn!("{name}: {}: failed, trying the next host", h.name);
+                            r.role = "failed; next host tried".into();
+                            r.status = Status::Skipped;
+                            report.hosts.push(r);
+                            continue;
+                        }
+                        chosen = true;
+                        report.hosts.push(r);
                     }
                     Ok(Selected::No(why)) => {
                         report.hosts.push(host_report(h, &why, Status::Skipped));
