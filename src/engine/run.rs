@@ -657,6 +657,42 @@ impl Unit<'_> {
         }
     }
 
+    /// Run a `when:` condition (as the login/become user of the inventory); exit 0 means yes.
+    async fn condition(&self, when: &str) -> Result<ExitInfo, String> {
+        let cmd = self.render(when)?;
+        let out = self
+            .session
+            .run(&cmd, None, 64 * 1024)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(out.exit)
+    }
+
+    /// Add a note to this host's report once.
+    fn note(&mut self, note: &str) {
+        let note = note.trim();
+        if !note.is_empty() && !self.report.flags.iter().any(|f| f == note) {
+            self.report.flags.push(note.to_string());
+        }
+    }
+
+    /// Notes a command reported with lines `lsbackup-note: TEXT` (e.g. "not covered: pv X").
+    fn notes_from(&mut self, text: &str) {
+        for note in text
+            .lines()
+            .filter_map(|l| l.strip_prefix("lsbackup-note: "))
+        {
+            self.note(note);
+        }
+    }
+
+    /// The notes a step declares with `flags:`, once it ran.
+    fn flags_of_step(&mut self, step: &Step) {
+        for f in &step.flags {
+            self.note(f);
+        }
+    }
+
     /// Render a template with this host's variables; a variable that a failed `capture` step
     /// should have set is reported as that dependency, not as a typo.
     fn render(&self, template: &str) -> Result<String, String> {
@@ -743,16 +779,10 @@ impl Unit<'_> {
         }
         for c in self.pc.spec.cleanup.clone() {
             let r = async {
-                if let Some(w) = &c.when {
-                    let w = self.render(w)?;
-                    let out = self
-                        .session
-                        .run(&w, None, 64 * 1024)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !out.exit.success() {
-                        return Ok(());
-                    }
+                if let Some(w) = &c.when
+                    && !self.condition(w).await?.success()
+                {
+                    return Ok(());
                 }
                 let cmd = self.render(&c.run)?;
                 let user = self.user(&c.become_user)?;
@@ -789,16 +819,7 @@ impl Unit<'_> {
         // A command reports a remark for the manifest with a stderr line `lsbackup-note: TEXT`
         // (e.g. "not covered: pv X (csi driver Y)"), whatever its exit status.
         if let Some(e) = exit {
-            for note in e
-                .stderr_tail
-                .lines()
-                .filter_map(|l| l.strip_prefix("lsbackup-note: "))
-            {
-                let note = note.trim().to_string();
-                if !note.is_empty() && !self.report.flags.contains(&note) {
-                    self.report.flags.push(note);
-                }
-            }
+            self.notes_from(&e.stderr_tail);
         }
         self.report.commands.push(CommandRecord {
             step: step.to_string(),
@@ -817,13 +838,8 @@ impl Unit<'_> {
         let progress = &self.ctx.progress;
         progress.step(&self.pc.spec.name, &self.h.name, &step.name);
         if let Some(when) = &step.when {
-            let cmd = self.render(when)?;
-            let out = self
-                .session
-                .run(&cmd, None, 64 * 1024)
-                .await
-                .map_err(|e| e.to_string())?;
-            if !out.exit.success() {
+            let exit = self.condition(when).await?;
+            if !exit.success() {
                 // Recorded with the commands (not as a note): a skipped alternative is normal.
                 self.report.commands.push(CommandRecord {
                     step: step.name.clone(),
@@ -832,7 +848,7 @@ impl Unit<'_> {
                         render_redacted(when, &self.vars).unwrap_or_else(|_| when.clone())
                     ),
                     become_user: None,
-                    exit_code: out.exit.code,
+                    exit_code: exit.code,
                     duration_ms: 0,
                     stderr_tail: String::new(),
                 });
@@ -853,23 +869,11 @@ impl Unit<'_> {
                     .map_err(|e| e.to_string())?;
                 self.record(&step.name, template, user, Some(&out.exit), t);
                 // An exec step may report many notes: on stdout too (stderr keeps only a tail).
-                for note in String::from_utf8_lossy(&out.stdout)
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("lsbackup-note: "))
-                {
-                    let note = note.trim().to_string();
-                    if !note.is_empty() && !self.report.flags.contains(&note) {
-                        self.report.flags.push(note);
-                    }
-                }
+                self.notes_from(&String::from_utf8_lossy(&out.stdout));
                 if !out.exit.success() {
                     return Err(exit_text(&out.exit));
                 }
-                for f in &step.flags {
-                    if !self.report.flags.contains(f) {
-                        self.report.flags.push(f.clone());
-                    }
-                }
+                self.flags_of_step(step);
                 Ok(())
             }
             StepKind::Copy => self.copy(step).await,
@@ -1039,11 +1043,7 @@ impl Unit<'_> {
             .map_err(|e| e.to_string())?;
         self.seen.insert(rec.path.clone());
         self.report.entries.push(rec);
-        for f in &step.flags {
-            if !self.report.flags.contains(f) {
-                self.report.flags.push(f.clone());
-            }
-        }
+        self.flags_of_step(step);
         Ok(())
     }
 
@@ -1175,10 +1175,7 @@ impl Unit<'_> {
         // An optional copy names alternatives (wherever a package may put a file): absent ones
         // are expected and not worth a note.
         for m in missing.iter().filter(|_| !step.optional) {
-            let f = format!("not found on host: {m}");
-            if !self.report.flags.contains(&f) {
-                self.report.flags.push(f);
-            }
+            self.note(&format!("not found on host: {m}"));
         }
         if let Some(e) = stream_err {
             return Err(e);
@@ -1197,11 +1194,7 @@ impl Unit<'_> {
                 missing.join(" ")
             ));
         }
-        for f in &step.flags {
-            if !self.report.flags.contains(f) {
-                self.report.flags.push(f.clone());
-            }
-        }
+        self.flags_of_step(step);
         Ok(())
     }
 }
