@@ -488,12 +488,12 @@ fn missing_binary_and_failing_command_are_per_component() {
         ],
     );
     assert_eq!(run.code(), 2, "{}", run.stderr());
-    let e = run.component("needs-tool").errors_all();
+    let e = run.errors_of("needs-tool");
     assert!(
         e.contains("node3: needs-tool: requires: missing on host: lsbackup-no-such-tool"),
         "{e}"
     );
-    let e = run.component("calls-missing").errors_all();
+    let e = run.errors_of("calls-missing");
     assert!(
         e.contains("node3: calls-missing: dump: command not found on host (exit 127)"),
         "{e}"
@@ -501,7 +501,7 @@ fn missing_binary_and_failing_command_are_per_component() {
     // PostgreSQL on a port nothing listens on: the primary check fails with psql's own words.
     let pg = run.component("postgresql");
     assert_eq!(pg.status, Status::Failed);
-    let e = pg.errors_all();
+    let e = run.errors_of("postgresql");
     assert!(e.contains("node1") && e.contains("postgresql"), "{e}");
     assert_eq!(run.component("haproxy").status, Status::Ok);
     assert!(run.file("haproxy/node3/etc/haproxy/haproxy.cfg").is_file());
@@ -516,20 +516,6 @@ fn missing_binary_and_failing_command_are_per_component() {
         "{}",
         run.stderr()
     );
-}
-
-trait AllErrors {
-    fn errors_all(&self) -> String;
-}
-
-impl AllErrors for lsbackup::archive::ComponentReport {
-    fn errors_all(&self) -> String {
-        let mut v = self.errors.clone();
-        for h in &self.hosts {
-            v.extend(h.errors.clone());
-        }
-        v.join("\n")
-    }
 }
 
 #[test]
