@@ -29,6 +29,7 @@ pub mod archive;
 pub mod components;
 pub mod engine;
 pub mod inventory;
+pub mod shell;
 pub mod target;
 pub mod transport;
 

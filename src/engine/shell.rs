@@ -1,15 +1,6 @@
 //! Small POSIX shell helpers for the commands the engine sends to hosts.
 
-/// Quote `s` as one POSIX shell word.
-pub fn quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@,+%".contains(&b))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use crate::shell::quote;
 
 /// The remote script of a `copy` step: expand the patterns (globs and space-separated lists),
 /// report the ones that match nothing on stderr as `lsbackup-missing: PATTERN`, and stream a tar
@@ -30,14 +21,6 @@ exec tar --create --file=- --numeric-owner --hard-dereference --ignore-failed-re
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("abc"), "abc");
-        assert_eq!(quote("my db"), "'my db'");
-        assert_eq!(quote("it's"), "'it'\\''s'");
-        assert_eq!(quote(""), "''");
-    }
 
     #[test]
     fn copy_script_runs_in_sh() {

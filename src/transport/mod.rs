@@ -43,6 +43,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::inventory::ConnectionSpec;
+use crate::shell::quote as shell_quote;
 
 mod known_hosts;
 mod local;
@@ -414,24 +415,6 @@ fn sudo_command_line(user: &str, command: &str) -> String {
     format!("sudo -n -H {user_part}-- sh -c {}", shell_quote(command))
 }
 
-/// Quote `s` as one POSIX shell word: unchanged when it holds only safe characters, else in
-/// single quotes with each `'` written as `'\''`.
-pub fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'_' | b'.' | b'/' | b':' | b'=' | b'@' | b',' | b'+' | b'%'
-                )
-        });
-    if safe {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
 /// First line of a command, shortened, for error messages.
 fn one_line(s: &str) -> String {
     let first = s.lines().next().unwrap_or_default();
@@ -449,11 +432,6 @@ mod tests {
 
     #[test]
     fn quoting() {
-        assert_eq!(shell_quote("abc"), "abc");
-        assert_eq!(shell_quote("/etc/x.conf"), "/etc/x.conf");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(
             sudo_command_line("postgres", "echo 'x' $HOME"),
             r"sudo -n -H -u postgres -- sh -c 'echo '\''x'\'' $HOME'"
