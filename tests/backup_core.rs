@@ -354,7 +354,12 @@ fn unreachable_host_keeps_other_components() {
     assert_eq!(run.component("postgresql").status, Status::Ok);
     let h = run.component("haproxy");
     assert_eq!(h.status, Status::Failed);
-    let err = h.errors.join("\n");
+    let err = h
+        .errors
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(err.contains("dead") && err.contains("127.0.0.5"), "{err}");
     assert!(
         run.stderr().contains("dead: cannot connect to 127.0.0.5"),
@@ -790,7 +795,10 @@ fn first_host_failing_falls_back_to_the_next() {
     assert_eq!(broken.status, Status::Skipped);
     assert_eq!(broken.role, "failed; next host tried");
     assert!(
-        broken.errors.iter().any(|e| e.contains("nothing to copy")),
+        broken
+            .errors
+            .iter()
+            .any(|e| e.message.contains("nothing to copy")),
         "{:?}",
         broken.errors
     );

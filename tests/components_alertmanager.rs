@@ -228,7 +228,7 @@ fn api_down_is_a_clear_error_and_the_files_and_other_components_are_kept() {
     assert_eq!(c.status, Status::Partial, "{:?}", c.errors);
     let h = c.hosts.iter().find(|h| h.host == "node3").unwrap();
     assert_eq!(h.errors.len(), 1, "{:?}", h.errors);
-    let e = &h.errors[0];
+    let e = &h.errors[0].message;
     assert!(!e.contains('\n'), "{e:?}");
     assert!(
         e.starts_with("node3: alertmanager: running config: ")

@@ -778,7 +778,7 @@ fn volumes_without_a_kubeconfig_on_the_node_fail_per_host() {
         let h = host(v, node);
         assert_eq!(h.status, Status::Failed);
         assert!(
-            h.errors.iter().any(|e| e.starts_with(&format!(
+            h.errors.iter().any(|e| e.message.starts_with(&format!(
                 "{node}: kubernetes_volumes: volumes on this node: exit status 1: no kubeconfig /etc/kubernetes/no-such.conf on this node"
             ))),
             "{:?}",

@@ -405,6 +405,7 @@ fn admin_api_off_is_one_clear_error_and_the_rest_is_kept() {
     let errs: Vec<&String> = h
         .errors
         .iter()
+        .map(|f| &f.message)
         .filter(|e| e.contains("admin API"))
         .collect();
     assert_eq!(errs.len(), 1, "errors: {:?}", h.errors);
@@ -458,7 +459,7 @@ fn prometheus_down_is_a_clear_failure() {
     let c = run.component("prometheus");
     let h = c.hosts.iter().find(|h| h.host == NODE).unwrap();
     assert_eq!(h.errors.len(), 1, "{:?}", h.errors);
-    let e = &h.errors[0];
+    let e = &h.errors[0].message;
     assert!(
         e.starts_with("node3: prometheus: snapshot: ") && e.contains("did not answer"),
         "{e}"
@@ -524,8 +525,12 @@ fn relative_data_dir_and_snapshot_timeout() {
     let h = &run.component("prometheus").hosts[0];
     assert_eq!(h.errors.len(), 1, "{:?}", h.errors);
     assert!(
-        h.errors[0].starts_with("node3: prometheus: snapshot: ")
-            && h.errors[0].contains("did not complete within 0.001s"),
+        h.errors[0]
+            .message
+            .starts_with("node3: prometheus: snapshot: ")
+            && h.errors[0]
+                .message
+                .contains("did not complete within 0.001s"),
         "{}",
         h.errors[0]
     );

@@ -275,7 +275,12 @@ fn node_not_running_fails_clearly_and_keeps_the_others() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let c = run.component("rabbitmq");
     assert_eq!(c.status, Status::Failed);
-    let err = c.errors.join("\n");
+    let err = c
+        .errors
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
         err.contains("RabbitMQ node rabbit@lsbackup-nonexistent is not running")
             && err.contains("unable to connect"),
@@ -314,10 +319,9 @@ fn once_per_cluster_on_the_first_node_that_runs() {
     let node3 = c.hosts.iter().find(|h| h.host == "node3").unwrap();
     assert_eq!(node3.status, Status::Skipped);
     assert!(
-        node3
-            .errors
-            .iter()
-            .any(|e| e.contains("rabbit@lsbackup-nonexistent is not running")),
+        node3.errors.iter().any(|e| e
+            .message
+            .contains("rabbit@lsbackup-nonexistent is not running")),
         "{:?}",
         node3.errors
     );

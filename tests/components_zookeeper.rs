@@ -312,7 +312,12 @@ fn zookeeper_not_serving_fails_clearly_and_keeps_the_others() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let c = run.component("zookeeper");
     assert_eq!(c.status, Status::Failed);
-    let err = c.errors.join("\n");
+    let err = c
+        .errors
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
         err.contains("no ZooKeeper serving at 127.0.0.1:1") && err.contains("node1"),
         "errors: {err}"
@@ -354,7 +359,7 @@ fn a_node_that_does_not_serve_is_skipped_for_the_next_one() {
         node3
             .errors
             .iter()
-            .any(|e| e.contains("no ZooKeeper serving at 127.0.0.1:1")),
+            .any(|e| e.message.contains("no ZooKeeper serving at 127.0.0.1:1")),
         "{:?}",
         node3.errors
     );

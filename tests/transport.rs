@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lsbackup::inventory::{ConnectionSpec, SshOptions, StrictHostKeyChecking};
+use lsbackup::shell::Script;
 use lsbackup::transport::{Session, TransportConfig, TransportError};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -52,12 +53,16 @@ async fn connect(node: &str) -> Session {
         .unwrap_or_else(|e| panic!("connect {node}: {e}"))
 }
 
-async fn text(s: &Session, cmd: &str, user: Option<&str>) -> String {
+async fn text(s: &Session, cmd: &'static str, user: Option<&str>) -> String {
+    script_text(s, &Script::new(cmd), user).await
+}
+
+async fn script_text(s: &Session, cmd: &Script, user: Option<&str>) -> String {
     let out = s
         .run(cmd, user, 1 << 20)
         .await
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(out.exit.success(), "{cmd}: {:?}", out.exit);
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(out.exit.success(), "{cmd:?}: {:?}", out.exit);
     out.stdout_text()
 }
 
@@ -84,8 +89,8 @@ async fn large_stdout_streams_intact() {
     let s = connect("node1").await;
     // Non-trivial content (~98 MB) checked against sha256sum run on the host itself.
     let cmd = "seq 1 12000000";
-    let want = text(&s, &format!("{cmd} | sha256sum | cut -d' ' -f1"), None).await;
-    let mut p = s.exec(cmd, None).await.unwrap();
+    let want = text(&s, "seq 1 12000000 | sha256sum | cut -d' ' -f1", None).await;
+    let mut p = s.exec(&Script::new(cmd), None).await.unwrap();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
@@ -100,7 +105,7 @@ async fn large_stdout_streams_intact() {
     let exit = p.wait().await.unwrap();
     assert!(exit.success(), "{exit:?}");
     assert_eq!(hex::encode(hasher.finalize()), want);
-    let size: u64 = text(&s, &format!("{cmd} | wc -c"), None)
+    let size: u64 = text(&s, "seq 1 12000000 | wc -c", None)
         .await
         .parse()
         .unwrap();
@@ -108,7 +113,10 @@ async fn large_stdout_streams_intact() {
     assert!(total > 90_000_000);
 
     // 128 MiB of zeros, counted.
-    let mut p = s.exec("head -c 134217728 /dev/zero", None).await.unwrap();
+    let mut p = s
+        .exec(&Script::new("head -c 134217728 /dev/zero"), None)
+        .await
+        .unwrap();
     let n = tokio::io::copy(&mut p.stdout, &mut tokio::io::sink())
         .await
         .unwrap();
@@ -120,7 +128,7 @@ async fn large_stdout_streams_intact() {
 async fn stderr_tail_and_exit_code() {
     let s = connect("node2").await;
     let out = s
-        .run("echo out; echo first-err >&2; i=0; while [ $i -lt 3000 ]; do echo line$i >&2; i=$((i+1)); done; exit 3", None, 1024)
+        .run(&Script::new("echo out; echo first-err >&2; i=0; while [ $i -lt 3000 ]; do echo line$i >&2; i=$((i+1)); done; exit 3"), None, 1024)
         .await
         .unwrap();
     assert_eq!(out.stdout, b"out\n");
@@ -136,7 +144,7 @@ async fn stderr_tail_and_exit_code() {
 
     // A missing binary: 127 and the shell's complaint.
     let out = s
-        .run("no-such-binary-lsbackup --x", None, 1024)
+        .run(&Script::new("no-such-binary-lsbackup --x"), None, 1024)
         .await
         .unwrap();
     assert_eq!(out.exit.code, Some(127));
@@ -147,7 +155,10 @@ async fn stderr_tail_and_exit_code() {
     );
 
     // Killed by a signal: no code, the signal name.
-    let out = s.run("kill -TERM $$", None, 1024).await.unwrap();
+    let out = s
+        .run(&Script::new("kill -TERM $$"), None, 1024)
+        .await
+        .unwrap();
     assert_eq!(out.exit.code, None);
     assert_eq!(out.exit.signal.as_deref(), Some("TERM"));
 }
@@ -162,15 +173,16 @@ async fn become_via_sudo() {
     assert_eq!(text(&s, "id -un", Some("postgres")).await, "postgres");
     // Already the login user: no sudo at all.
     assert_eq!(text(&s, "id -un", Some("operations")).await, "operations");
-    assert_eq!(s.command_line("id -u", Some("operations")), "sh -c 'id -u'");
+    assert_eq!(s.command_line(Some("operations")), "sh -s");
+    assert_eq!(s.command_line(None), "sudo -n -H -- sh -s");
     assert_eq!(
-        s.command_line("echo 'a b'", None),
-        r"sudo -n -H -- sh -c 'echo '\''a b'\'''"
+        s.command_line(Some("postgres")),
+        "sudo -n -H -u postgres -- sh -s"
     );
     // Quoting survives sudo: quotes, $, backslashes, newlines.
     let tricky = "printf '%s|' \"it's\" '$HOME' 'a\\b'; echo\necho second";
     assert_eq!(
-        text(&s, tricky, Some("postgres")).await,
+        script_text(&s, &Script::new(tricky), Some("postgres")).await,
         "it's|$HOME|a\\b|\nsecond"
     );
 
@@ -477,13 +489,19 @@ async fn local_session() {
     assert_eq!(s.host(), "localhost");
     assert_eq!(text(&s, "echo $((40+2))", None).await, "42");
     assert_eq!(text(&s, "id -un", Some("postgres")).await, "postgres");
-    let out = s.run("echo e >&2; exit 4", None, 10).await.unwrap();
+    let out = s
+        .run(&Script::new("echo e >&2; exit 4"), None, 10)
+        .await
+        .unwrap();
     assert_eq!(
         (out.exit.code, out.exit.stderr_tail.as_str()),
         (Some(4), "e")
     );
     // Streams like the remote ones.
-    let mut p = s.exec("head -c 50000000 /dev/zero", None).await.unwrap();
+    let mut p = s
+        .exec(&Script::new("head -c 50000000 /dev/zero"), None)
+        .await
+        .unwrap();
     let n = tokio::io::copy(&mut p.stdout, &mut tokio::io::sink())
         .await
         .unwrap();
@@ -494,7 +512,10 @@ async fn local_session() {
     c.command_timeout = Some(Duration::from_secs(1));
     let s = Session::connect(&sp, &c).await.unwrap();
     let t = Instant::now();
-    let e = s.run("sleep 30 | cat", None, 10).await.unwrap_err();
+    let e = s
+        .run(&Script::new("sleep 30 | cat"), None, 10)
+        .await
+        .unwrap_err();
     assert!(
         matches!(e, TransportError::CommandTimeout { secs: 1, .. }),
         "{e:?}"
@@ -512,7 +533,11 @@ async fn many_commands_at_once_on_one_session() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let out = s
-                .run(&format!("sleep 0.3; echo {i}"), None, 100)
+                .run(
+                    &Script::new(r#"sleep 0.3; echo "$1""#).arg(i.to_string()),
+                    None,
+                    100,
+                )
                 .await
                 .unwrap();
             assert!(out.exit.success());
@@ -524,7 +549,10 @@ async fn many_commands_at_once_on_one_session() {
         .map(|_| {
             let s = s.clone();
             tokio::spawn(async move {
-                let mut p = s.exec("head -c 20000000 /dev/urandom", None).await.unwrap();
+                let mut p = s
+                    .exec(&Script::new("head -c 20000000 /dev/urandom"), None)
+                    .await
+                    .unwrap();
                 let n = tokio::io::copy(&mut p.stdout, &mut tokio::io::sink())
                     .await
                     .unwrap();
@@ -550,7 +578,7 @@ async fn command_timeout_closes_the_channel_and_session_survives() {
     let s = Session::connect(&spec("node1"), &c).await.unwrap();
     let t = Instant::now();
     let mut p = s
-        .exec("echo started; sleep 30; echo never", None)
+        .exec(&Script::new("echo started; sleep 30; echo never"), None)
         .await
         .unwrap();
     let mut got = Vec::new();
@@ -577,7 +605,10 @@ async fn early_dropped_reader_drains_and_dropped_process_stops() {
     let s = connect("node2").await;
     // Drop stdout after 1 KiB: the rest is drained, the exit status still arrives.
     let mut p = s
-        .exec("head -c 30000000 /dev/zero; echo done >&2", None)
+        .exec(
+            &Script::new("head -c 30000000 /dev/zero; echo done >&2"),
+            None,
+        )
         .await
         .unwrap();
     let mut first = vec![0u8; 1024];
@@ -590,7 +621,10 @@ async fn early_dropped_reader_drains_and_dropped_process_stops() {
     // Drop the whole process: the remote command is stopped.
     let marker = format!("/tmp/lsbackup-transport-drop-{}", std::process::id());
     let p = s
-        .exec(&format!("sleep 3; touch {marker}"), None)
+        .exec(
+            &Script::new(r#"sleep 3; touch "$1""#).arg(marker.clone()),
+            None,
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -599,7 +633,7 @@ async fn early_dropped_reader_drains_and_dropped_process_stops() {
     assert!(!Path::new(&marker).exists(), "dropped command kept running");
     // run() over the limit is an error, and the session stays usable.
     let e = s
-        .run("head -c 5000 /dev/zero", None, 1000)
+        .run(&Script::new("head -c 5000 /dev/zero"), None, 1000)
         .await
         .unwrap_err();
     assert!(
@@ -615,7 +649,7 @@ async fn connection_lost_is_not_a_clean_exit() {
     let s = connect("node3").await;
     // Kill this connection's sshd process from inside: the channel closes without a status.
     let mut p = s
-        .exec("echo partial; sleep 0.2; pid=$$; while [ \"$(ps -o comm= -p $pid)\" != sshd ] && [ \"$(ps -o comm= -p $pid)\" != sshd-session ]; do pid=$(ps -o ppid= -p $pid | tr -d ' '); done; kill -9 $pid", None)
+        .exec(&Script::new("echo partial; sleep 0.2; pid=$$; while [ \"$(ps -o comm= -p $pid)\" != sshd ] && [ \"$(ps -o comm= -p $pid)\" != sshd-session ]; do pid=$(ps -o ppid= -p $pid | tr -d ' '); done; kill -9 $pid"), None)
         .await
         .unwrap();
     let mut got = Vec::new();
@@ -626,7 +660,7 @@ async fn connection_lost_is_not_a_clean_exit() {
     assert!(matches!(e, TransportError::Lost { .. }), "{e:?}");
     assert!(e.to_string().starts_with("node3: connection lost: "), "{e}");
     // Later commands on the dead session fail with Lost too.
-    let e = s.run("true", None, 10).await.unwrap_err();
+    let e = s.run(&Script::new("true"), None, 10).await.unwrap_err();
     assert!(matches!(e, TransportError::Lost { .. }), "{e:?}");
 }
 
@@ -807,14 +841,18 @@ async fn backpressure_reaches_the_remote_command() {
     // A byte count unique to this run, to find the process on the host.
     let count = 300_000_000 + u64::from(std::process::id() % 100_000);
     let mut p = s
-        .exec(&format!("head -c {count} /dev/zero"), None)
+        .exec(
+            &Script::new(r#"head -c "$1" /dev/zero"#).arg(count.to_string()),
+            None,
+        )
         .await
         .unwrap();
     // Read nothing for a while: the host's `head` must be blocked, not finished into our memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
     // `[h]ead` so the probe's own command line does not match.
     let probe_cmd =
-        format!("pgrep -f '[h]ead -c {count} /dev/zero' >/dev/null && echo blocked || echo gone");
+        Script::new(r#"pgrep -f "[h]ead -c $1 /dev/zero" >/dev/null && echo blocked || echo gone"#)
+            .arg(count.to_string());
     let running = probe
         .run(&probe_cmd, None, 100)
         .await
@@ -849,7 +887,7 @@ async fn keepalive_notices_a_frozen_server() {
         None,
     )
     .await;
-    let mut p = s.exec("sleep 60", None).await.unwrap();
+    let mut p = s.exec(&Script::new("sleep 60"), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         Command::new("kill")

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub const MANIFEST_FORMAT: u32 = 1;
+pub const MANIFEST_FORMAT: u32 = 2;
 pub const MANIFEST_PATH: &str = "manifest.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,85 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink,
+}
+
+/// What kind of failure a [`Failure`] is: decided from typed errors, never from message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The host could not be reached (TCP, DNS, proxy, handshake).
+    Connection,
+    /// SSH authentication or `sudo` was refused.
+    Auth,
+    /// The host key was unknown or changed.
+    HostKey,
+    /// A connect, command or API call ran past its time limit.
+    Timeout,
+    /// The connection dropped while the component ran.
+    ConnectionLost,
+    /// A program the component needs is missing on the host.
+    MissingTool,
+    /// A command on the host exited non-zero (or was killed).
+    CommandFailed,
+    /// A service's HTTP API answered with an error or could not be reached.
+    Api,
+    /// What the host or a service answered could not be used (bad JSON, a path that is not one).
+    BadData,
+    /// The component's variables or spec are unusable for this host.
+    Config,
+    /// Writing the archive or a spool on the machine running lsbackup failed.
+    Local,
+    /// Not run because an earlier step it depends on failed (that step's failure is the cause).
+    Skipped,
+    /// Stopped by Ctrl-C / SIGTERM.
+    Interrupted,
+}
+
+impl FailureKind {
+    /// Short lowercase words for summaries ("command failed").
+    pub fn label(self) -> &'static str {
+        match self {
+            FailureKind::Connection => "connection",
+            FailureKind::Auth => "authentication",
+            FailureKind::HostKey => "host key",
+            FailureKind::Timeout => "timeout",
+            FailureKind::ConnectionLost => "connection lost",
+            FailureKind::MissingTool => "missing tool",
+            FailureKind::CommandFailed => "command failed",
+            FailureKind::Api => "api",
+            FailureKind::BadData => "bad data",
+            FailureKind::Config => "config",
+            FailureKind::Local => "local",
+            FailureKind::Skipped => "skipped",
+            FailureKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// One failure: its kind, the step it happened in (if any) and one line naming host, component
+/// and cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(kind: FailureKind, step: Option<&str>, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            step: step.map(str::to_string),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,7 +150,7 @@ pub struct HostReport {
     #[serde(default)]
     pub flags: Vec<String>,
     #[serde(default)]
-    pub errors: Vec<String>,
+    pub errors: Vec<Failure>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,8 +160,9 @@ pub struct ComponentReport {
     pub groups: Vec<String>,
     pub status: Status,
     pub hosts: Vec<HostReport>,
+    /// Failures of the component as a whole (no host could run it), one line each.
     #[serde(default)]
-    pub errors: Vec<String>,
+    pub errors: Vec<Failure>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

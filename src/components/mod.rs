@@ -16,6 +16,48 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::engine::{Failed, HostCtx, StepError};
+
+/// A component whose backup is written in Rust (`src/components/<name>.rs`): its facts (name,
+/// groups, hosts, variables, what it does not cover) are a spec like any other, its logic is
+/// code calling the [`HostCtx`] primitives.
+#[async_trait::async_trait]
+pub trait Native: Send + Sync + 'static {
+    /// What `lsbackup plan` shows this component does on a host with these variables.
+    fn describe(&self, vars: &BTreeMap<String, String>) -> Vec<String>;
+
+    /// Whether this host should run the component (after the spec's `select`, if any): e.g.
+    /// "the first host whose API answers". `Ok(None)`: yes; `Ok(Some(why))`: passed over.
+    async fn select(&self, _h: &mut HostCtx<'_>) -> Result<Option<String>, StepError> {
+        Ok(None)
+    }
+
+    /// Back the component up on this host. Failures of independent steps are recorded with
+    /// [`HostCtx::fail`] and the rest goes on; an error returned ends the work on this host.
+    async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed>;
+
+    /// Runs after `backup` whatever happened (a failure, an interrupt): undo what `backup` left
+    /// on the host (snapshots, stopped services), from what it kept with [`HostCtx::set_var`].
+    async fn cleanup(&self, _h: &mut HostCtx<'_>) -> Result<(), Failed> {
+        Ok(())
+    }
+}
+
+/// A shared handle to a [`Native`] component.
+#[derive(Clone)]
+pub struct NativeRef(pub std::sync::Arc<dyn Native>);
+
+impl std::fmt::Debug for NativeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NativeRef")
+    }
+}
+
+/// Built-in components in Rust: (spec file name, constructor).
+fn builtin_native(_file: &str) -> Option<NativeRef> {
+    None
+}
+
 /// Built-in component files, in default run order.
 const BUILTIN: &[(&str, &str)] = &[
     (
@@ -247,20 +289,36 @@ pub struct ComponentSpec {
     /// Name -> probe; the first line of stdout is recorded.
     #[serde(default)]
     pub versions: BTreeMap<String, VersionProbe>,
+    /// The steps of a spec component (empty for a native one).
+    #[serde(default)]
     pub steps: Vec<Step>,
     #[serde(default)]
     pub cleanup: Vec<Cleanup>,
     /// What this component does not cover (shown by `plan` and in the docs).
     #[serde(default)]
     pub not_covered: Vec<String>,
+    /// The Rust implementation of a built-in native component.
+    #[serde(skip)]
+    pub native: Option<NativeRef>,
 }
 
 impl ComponentSpec {
     pub fn from_yaml(file: &str, text: &str) -> Result<ComponentSpec, SpecError> {
-        let spec: ComponentSpec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
-            file: file.to_string(),
-            msg: e.to_string(),
-        })?;
+        Self::from_yaml_with(file, text, None)
+    }
+
+    /// A spec with its Rust implementation (native components).
+    pub fn from_yaml_with(
+        file: &str,
+        text: &str,
+        native: Option<NativeRef>,
+    ) -> Result<ComponentSpec, SpecError> {
+        let mut spec: ComponentSpec =
+            serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
+                file: file.to_string(),
+                msg: e.to_string(),
+            })?;
+        spec.native = native;
         spec.validate()?;
         Ok(spec)
     }
@@ -283,7 +341,7 @@ impl ComponentSpec {
         if self.groups.is_empty() {
             return Err(bad("no groups".into()));
         }
-        if self.steps.is_empty() {
+        if self.steps.is_empty() && self.native.is_none() {
             return Err(bad("no steps".into()));
         }
         let mut outputs = std::collections::BTreeSet::new();
@@ -353,7 +411,11 @@ impl Catalog {
     pub fn load(dir: Option<&Path>) -> Result<Catalog, SpecError> {
         let mut components = Vec::new();
         for (file, text) in BUILTIN {
-            components.push(ComponentSpec::from_yaml(file, text)?);
+            components.push(ComponentSpec::from_yaml_with(
+                file,
+                text,
+                builtin_native(file),
+            )?);
         }
         if let Some(dir) = dir {
             let io = |source| SpecError::Io {

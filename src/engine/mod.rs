@@ -6,12 +6,32 @@
 //! `concurrency` host jobs at once, every entry streamed into one archive, and a run report that
 //! becomes the manifest, the summary and the exit code.
 
+//!
+//! # Layout
+//!
+//! - `plan.rs`: the plan (components × hosts × variables), printed by `lsbackup plan`.
+//! - `run.rs`: a run end to end: target, archive writer, components at once, manifest, exit.
+//! - `policy.rs`: host policy: first reachable / every host, in turn or at once, `select`,
+//!   fall back to the next host, the component's status from its hosts'.
+//! - `sessions.rs`: the session pool (one per host, opened once, shared).
+//! - `unit.rs`: [`HostCtx`], one component on one host: the primitives every component is
+//!   built from, and [`StepError`], a failed step's kind and cause.
+//! - `steps.rs`: the interpreter of spec components (`components/*.yaml`).
+//! - `copy.rs`: remote tar streams re-rooted into the archive.
+//! - `shell.rs`: the fixed scripts the engine runs on hosts (copy).
+
+mod copy;
 mod plan;
+mod policy;
 mod progress;
 mod run;
+mod sessions;
 mod shell;
+mod steps;
+mod unit;
 
 pub use plan::{Plan, PlanError, PlannedComponent, PlannedHost, Selection};
 pub use progress::{NoProgress, Progress};
 pub use run::{EngineError, Interrupt, Outcome, RunOptions, run_backup};
 pub use shell::quote as shell_quote;
+pub use unit::{At, Failed, HostCtx, StepError, clean_text, exit_text};

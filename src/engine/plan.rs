@@ -43,6 +43,9 @@ pub struct PlannedHost {
     pub conn: ConnectionSpec,
     /// Component defaults, overridden by the host's inventory vars, overridden by `--set`.
     pub vars: BTreeMap<String, String>,
+    /// A declared variable of this host that cannot be resolved: the component fails on this
+    /// host with this one line, other components and hosts go on.
+    pub var_error: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,7 +160,12 @@ impl Plan {
                     host: name.clone(),
                     source,
                 })?;
-                hosts.push(PlannedHost { name, conn, vars });
+                hosts.push(PlannedHost {
+                    name,
+                    conn,
+                    vars,
+                    var_error: None,
+                });
             }
             let pc = PlannedComponent {
                 spec: spec.clone(),

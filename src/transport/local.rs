@@ -1,4 +1,4 @@
-//! `ansible_connection=local` hosts: commands run as `sh -c` child processes of lsbackup, become
+//! `ansible_connection=local` hosts: commands run as `sh -s` child processes (the script on stdin) of lsbackup, become
 //! through `sudo -n` exactly as on remote hosts. Each command gets its own process group, so a
 //! timeout or an abort stops the whole pipeline it started.
 
@@ -94,7 +94,7 @@ async fn pump_stderr<R: AsyncRead + Unpin>(mut err: R, tail: &mut Tail) {
 /// Start `command` locally; the returned task feeds `writer` and reports the exit.
 pub(super) fn exec(
     host: &str,
-    command: &str,
+    script: Vec<u8>,
     become_user: Option<&str>,
     timeout: Option<Duration>,
     mut writer: PipeWriter,
@@ -107,16 +107,16 @@ pub(super) fn exec(
             if user != "root" {
                 c.arg("-u").arg(user);
             }
-            c.arg("--").arg("sh").arg("-c").arg(command);
+            c.arg("--").arg("sh").arg("-s");
             c
         }
         None => {
             let mut c = Command::new("sh");
-            c.arg("-c").arg(command);
+            c.arg("-s");
             c
         }
     };
-    cmd.stdin(Stdio::null())
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
@@ -127,6 +127,15 @@ pub(super) fn exec(
         cause: format!("cannot start {program}: {e}"),
     })?;
     let host = host.to_string();
+    // The script on stdin (written by its own task: a script larger than the pipe buffer must
+    // not block the reader of stdout), then EOF.
+    if let Some(mut stdin) = child.stdin.take() {
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(&script).await;
+            let _ = stdin.shutdown().await;
+        });
+    }
     let pgid = child.id();
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();

@@ -43,7 +43,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::inventory::ConnectionSpec;
-use crate::shell::quote as shell_quote;
+use crate::shell::{Script, quote as shell_quote};
 
 mod known_hosts;
 mod local;
@@ -308,12 +308,13 @@ impl Session {
             .unwrap_or(&self.inner.login_user)
     }
 
-    /// The exact command line sent to the host for `command` (shown in plans and manifests):
-    /// `sh -c '...'`, wrapped in `sudo -n -H [-u USER] -- ` when a become applies.
-    pub fn command_line(&self, command: &str, become_user: Option<&str>) -> String {
+    /// The exact command line sent to the host for a script (shown in plans and manifests):
+    /// `sh -s`, wrapped in `sudo -n -H [-u USER] -- ` when a become applies. The script itself
+    /// travels over the channel's stdin (see [`script_stdin`]), never on a command line.
+    pub fn command_line(&self, become_user: Option<&str>) -> String {
         match self.become_target(become_user) {
-            Some(user) => sudo_command_line(user, command),
-            None => format!("sh -c {}", shell_quote(command)),
+            Some(user) => sudo_command_line(user),
+            None => "sh -s".to_string(),
         }
     }
 
@@ -323,12 +324,14 @@ impl Session {
         (target != self.inner.login_user).then_some(target)
     }
 
-    /// Start `command` (a POSIX `sh` command line) on the host. `become_user`: run as that user
-    /// (`sudo -n -u USER -- sh -c '...'`, skipped when already that user); when None and the
-    /// inventory sets `ansible_become`, runs as `ansible_become_user`.
+    /// Start `script` on the host: `sh -s` reads it from the channel's stdin, so no part of it
+    /// (values, paths) appears in any process's command line on the host. `become_user`: run as
+    /// that user (`sudo -n -H -u USER -- sh -s`, skipped when already that user); when None and
+    /// the inventory sets `ansible_become`, runs as `ansible_become_user`. The commands of the
+    /// script get `/dev/null` as stdin.
     pub async fn exec(
         &self,
-        command: &str,
+        script: &Script,
         become_user: Option<&str>,
     ) -> Result<RemoteProcess, TransportError> {
         let inner = &self.inner;
@@ -337,13 +340,20 @@ impl Session {
         let (keep_tx, keep_rx) = oneshot::channel();
         let done = match &inner.backend {
             Backend::Ssh(conn) => {
-                let line = self.command_line(command, become_user);
-                conn.exec(&inner.host, line, inner.command_timeout, writer, keep_rx)
-                    .await?
+                let line = self.command_line(become_user);
+                conn.exec(
+                    &inner.host,
+                    line,
+                    script_stdin(script),
+                    inner.command_timeout,
+                    writer,
+                    keep_rx,
+                )
+                .await?
             }
             Backend::Local => local::exec(
                 &inner.host,
-                command,
+                script_stdin(script),
                 become_target,
                 inner.command_timeout,
                 writer,
@@ -362,11 +372,11 @@ impl Session {
     /// the command is then stopped).
     pub async fn run(
         &self,
-        command: &str,
+        script: &Script,
         become_user: Option<&str>,
         limit: usize,
     ) -> Result<Output, TransportError> {
-        let mut proc = self.exec(command, become_user).await?;
+        let mut proc = self.exec(script, become_user).await?;
         let mut stdout = Vec::new();
         let mut reader = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
         let read = (&mut reader)
@@ -380,7 +390,7 @@ impl Session {
                 host: self.inner.host.clone(),
                 cause: format!(
                     "output of `{}` is larger than {limit} bytes",
-                    one_line(command)
+                    one_line(script.text())
                 ),
             });
         }
@@ -405,14 +415,21 @@ impl Session {
     }
 }
 
-/// `sudo -n -H [-u USER] -- sh -c 'COMMAND'` (no `-u` for root).
-fn sudo_command_line(user: &str, command: &str) -> String {
+/// `sudo -n -H [-u USER] -- sh -s` (no `-u` for root).
+fn sudo_command_line(user: &str) -> String {
     let user_part = if user == "root" {
         String::new()
     } else {
         format!("-u {} ", shell_quote(user))
     };
-    format!("sudo -n -H {user_part}-- sh -c {}", shell_quote(command))
+    format!("sudo -n -H {user_part}-- sh -s")
+}
+
+/// What `sh -s` reads on stdin for `script`: the script as one compound command whose own stdin
+/// is `/dev/null`. The shell parses the whole `{ ...; }` before running any of it, so a command
+/// in the script can never read (and run) the rest of the script as its input.
+pub fn script_stdin(script: &Script) -> Vec<u8> {
+    format!("{{\n{}\n}} </dev/null\n", script.to_shell()).into_bytes()
 }
 
 /// First line of a command, shortened, for error messages.
@@ -433,12 +450,13 @@ mod tests {
     #[test]
     fn quoting() {
         assert_eq!(
-            sudo_command_line("postgres", "echo 'x' $HOME"),
-            r"sudo -n -H -u postgres -- sh -c 'echo '\''x'\'' $HOME'"
+            sudo_command_line("postgres"),
+            "sudo -n -H -u postgres -- sh -s"
         );
+        assert_eq!(sudo_command_line("root"), "sudo -n -H -- sh -s");
         assert_eq!(
-            sudo_command_line("root", "id -u"),
-            "sudo -n -H -- sh -c 'id -u'"
+            sudo_command_line("we ird"),
+            "sudo -n -H -u 'we ird' -- sh -s"
         );
     }
 

@@ -808,6 +808,7 @@ impl SshConn {
         &self,
         host: &str,
         line: String,
+        stdin: Vec<u8>,
         timeout: Option<Duration>,
         mut writer: PipeWriter,
         mut keep: oneshot::Receiver<()>,
@@ -840,7 +841,11 @@ impl SshConn {
             .exec(true, line.into_bytes())
             .await
             .map_err(|e| lost(ssh_cause(&e)))?;
-        // No stdin: commands that read it see EOF at once.
+        // The script on stdin, then EOF (`sh -s` runs it; its commands read /dev/null).
+        channel
+            .data(&stdin[..])
+            .await
+            .map_err(|e| lost(ssh_cause(&e)))?;
         channel.eof().await.map_err(|e| lost(ssh_cause(&e)))?;
         let host = host.to_string();
         Ok(tokio::spawn(async move {

@@ -72,7 +72,7 @@ impl Run {
         c.errors
             .iter()
             .chain(c.hosts.iter().flat_map(|h| h.errors.iter()))
-            .cloned()
+            .map(|f| f.message.clone())
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -1,0 +1,235 @@
+//! The copy primitive: a remote GNU tar stream of paths, re-rooted under
+//! `<component>/<host>/` in the archive, entry by entry, without buffering.
+//!
+//! What a host's tar stream holds is data: an entry whose path lies below a symlink that the
+//! same stream delivered earlier is refused (a host could otherwise make a later extraction
+//! write through the link), special files are noted and skipped, and paths with `..` or
+//! absolute paths are refused by the archive writer.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use super::shell::copy_script;
+use super::unit::{HostCtx, StepError, exit_text};
+use crate::archive::{ArchiveError, EntryMeta, EntryRecord, FailureKind};
+
+/// True when `path` lies below one of `links` (a recorded symlink path).
+fn below_symlink(links: &BTreeSet<String>, path: &str) -> Option<String> {
+    let mut prefix = String::new();
+    for part in path.split('/') {
+        if !prefix.is_empty() && links.contains(&prefix) {
+            return Some(prefix);
+        }
+        if !prefix.is_empty() {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+    }
+    None
+}
+
+pub(crate) async fn copy(
+    u: &mut HostCtx<'_>,
+    step: &str,
+    patterns: &[String],
+    shown: &str,
+    optional: bool,
+    user: Option<&str>,
+) -> Result<usize, StepError> {
+    if let Some(p) = patterns.iter().find(|p| !p.starts_with('/')) {
+        return Err(StepError::config(format!(
+            "copy pattern {p:?} is not an absolute path"
+        )));
+    }
+    let script = copy_script(patterns);
+    let stream_lock = u.ctx.sessions.stream_lock(&u.h.name);
+    let _streaming = stream_lock.lock().await;
+    let t = Instant::now();
+    let shown = format!("tar -c {shown}");
+    let mut proc = match u.session.exec(&script, user).await {
+        Ok(p) => p,
+        Err(e) => {
+            u.record(step, &shown, user, None, t);
+            return Err(e.into());
+        }
+    };
+    let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+    let prefix = format!("{}/{}", u.pc.spec.name, u.h.name);
+    let mut added = 0usize;
+    let mut stream_err: Option<StepError> = None;
+    let mut skipped_special = Vec::new();
+    let mut refused_below_link = Vec::new();
+    let mut links: BTreeSet<String> = BTreeSet::new();
+    let reader = u.counting(stdout);
+    {
+        let mut ar = tokio_tar::Archive::new(reader);
+        match ar.entries() {
+            Err(e) => {
+                stream_err = Some(StepError::new(
+                    FailureKind::ConnectionLost,
+                    format!("reading tar stream: {e}"),
+                ))
+            }
+            Ok(mut entries) => {
+                while let Some(entry) = entries.next().await {
+                    let mut entry = match entry {
+                        Ok(e) => e,
+                        Err(e) => {
+                            stream_err = Some(StepError::new(
+                                FailureKind::ConnectionLost,
+                                format!("reading tar stream: {e}"),
+                            ));
+                            break;
+                        }
+                    };
+                    let hdr = entry.header().clone();
+                    let rel = match entry.path() {
+                        Ok(p) => p.to_string_lossy().trim_end_matches('/').to_string(),
+                        Err(e) => {
+                            stream_err =
+                                Some(StepError::bad_data(format!("bad path in tar stream: {e}")));
+                            break;
+                        }
+                    };
+                    if let Some(link) = below_symlink(&links, &rel) {
+                        refused_below_link.push((rel, link));
+                        continue;
+                    }
+                    let path = format!("{prefix}/{rel}");
+                    if !u.seen.insert(path.clone()) {
+                        continue;
+                    }
+                    let mode = hdr.mode().unwrap_or(0o600);
+                    let mtime = hdr.mtime().unwrap_or(0) as i64;
+                    let et = hdr.entry_type();
+                    let size = entry.effective_size();
+                    let res = if et.is_file() {
+                        let meta = EntryMeta {
+                            path: path.clone(),
+                            size,
+                            mode,
+                            mtime,
+                        };
+                        let r = u.ctx.sink.add_sized(meta, &mut entry).await;
+                        let padded = match &r {
+                            Err(ArchiveError::Truncated { .. }) => true,
+                            Err(ArchiveError::Entry { cause, .. }) => {
+                                cause.starts_with("reading source failed")
+                            }
+                            _ => false,
+                        };
+                        if padded {
+                            // The entry is in the archive, zero-padded: record it as failed
+                            // (no sha256) so `verify` lists it as unverified, not as extra.
+                            u.report
+                                .entries
+                                .push(EntryRecord::failed_file(&path, size, mode));
+                        }
+                        r
+                    } else if et.is_dir() {
+                        u.ctx.sink.add_dir(&path, mode, mtime).await
+                    } else if et.is_symlink() {
+                        let target = entry
+                            .link_name()
+                            .ok()
+                            .flatten()
+                            .map(|p| p.to_string_lossy().to_string())
+                            .unwrap_or_default();
+                        links.insert(rel.clone());
+                        u.ctx.sink.add_symlink(&path, &target, mtime).await
+                    } else {
+                        skipped_special.push(rel);
+                        continue;
+                    };
+                    match res {
+                        Ok(rec) => {
+                            added += 1;
+                            u.report.entries.push(rec);
+                        }
+                        Err(e) => {
+                            stream_err = Some(e.into());
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let exit = match proc.wait().await {
+        Ok(e) => e,
+        Err(e) => {
+            u.record(step, &shown, user, None, t);
+            return Err(e.into());
+        }
+    };
+    u.record(step, &shown, user, Some(&exit), t);
+    for s in skipped_special {
+        u.note(&format!("not copied (special file): /{s}"));
+    }
+    for (rel, link) in refused_below_link {
+        u.note(&format!(
+            "not copied: /{rel} lies below the symlink /{link} in the host's tar stream"
+        ));
+    }
+    let missing: Vec<String> = exit
+        .stderr_tail
+        .lines()
+        .filter_map(|l| l.strip_prefix("lsbackup-missing: "))
+        .map(|m| match m.parse::<usize>() {
+            Ok(i) if i < patterns.len() => patterns[i].clone(),
+            _ => m.to_string(),
+        })
+        .collect();
+    // An optional copy names alternatives (wherever a package may put a file): absent ones
+    // are expected and not worth a note.
+    if !optional {
+        for m in &missing {
+            u.note(&format!("not found on host: {m}"));
+        }
+    }
+    if let Some(e) = stream_err {
+        return Err(e);
+    }
+    match exit.code {
+        Some(0) => {}
+        Some(1) => u.note(&format!(
+            "step {step:?}: some files changed while being copied"
+        )),
+        _ => {
+            return Err(StepError::new(
+                FailureKind::CommandFailed,
+                format!("tar: {}", exit_text(&exit)),
+            ));
+        }
+    }
+    if added == 0 && !optional {
+        return Err(StepError::new(
+            FailureKind::BadData,
+            format!(
+                "nothing to copy: no such file or directory on host: {}",
+                missing.join(" ")
+            ),
+        ));
+    }
+    Ok(added)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_below_a_symlink_are_found() {
+        let mut links = BTreeSet::new();
+        links.insert("etc/app/certs".to_string());
+        assert_eq!(
+            below_symlink(&links, "etc/app/certs/x.pem").as_deref(),
+            Some("etc/app/certs")
+        );
+        assert_eq!(below_symlink(&links, "etc/app/certs"), None);
+        assert_eq!(below_symlink(&links, "etc/app/certs2/x"), None);
+        assert_eq!(below_symlink(&links, "etc/app/x"), None);
+    }
+}

@@ -1,0 +1,83 @@
+//! The session pool: one session per host, opened on first use, shared by every component on
+//! that host, closed at the end of the run.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+
+use super::plan::PlannedHost;
+use crate::archive::{Failure, FailureKind};
+use crate::transport::{Session, TransportConfig, TransportError};
+
+type SessionCell = Arc<OnceCell<Result<Arc<Session>, Failure>>>;
+
+/// The failure kind of a transport error.
+pub fn transport_kind(e: &TransportError) -> FailureKind {
+    match e {
+        TransportError::Connect { .. } => FailureKind::Connection,
+        TransportError::ConnectTimeout { .. } | TransportError::CommandTimeout { .. } => {
+            FailureKind::Timeout
+        }
+        TransportError::UnknownHostKey { .. } | TransportError::ChangedHostKey { .. } => {
+            FailureKind::HostKey
+        }
+        TransportError::Auth { .. } => FailureKind::Auth,
+        TransportError::Lost { .. } => FailureKind::ConnectionLost,
+        TransportError::Other { .. } => FailureKind::Connection,
+    }
+}
+
+/// One session per host. A failed connection is remembered, so each host is tried once per run
+/// and its failure is reported with the same kind and line by every component that needed it.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    cells: Mutex<HashMap<String, SessionCell>>,
+    streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Sessions {
+    /// The lock a streaming step holds on its host. A session has one receive loop: a command
+    /// whose output waits unread (its reader waiting for the archive writer) stalls every other
+    /// channel of that session. Were two streams of one host in flight, the one holding the
+    /// archive writer could wait on data stuck behind the other: a deadlock. One stream per
+    /// host at a time rules that out; hosts still stream in parallel.
+    pub(crate) fn stream_lock(&self, host: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.streams
+            .lock()
+            .unwrap()
+            .entry(host.to_string())
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) async fn get(
+        &self,
+        h: &PlannedHost,
+        cfg: &TransportConfig,
+    ) -> Result<Arc<Session>, Failure> {
+        let cell = {
+            let mut map = self.cells.lock().unwrap();
+            map.entry(h.name.clone()).or_default().clone()
+        };
+        cell.get_or_init(|| async {
+            Session::connect(&h.conn, cfg)
+                .await
+                .map(Arc::new)
+                .map_err(|e| Failure::new(transport_kind(&e), None, e.to_string()))
+        })
+        .await
+        .clone()
+    }
+
+    pub(crate) async fn close_all(&self) {
+        let cells: Vec<SessionCell> = self.cells.lock().unwrap().drain().map(|(_, c)| c).collect();
+        for cell in cells {
+            if let Some(Ok(s)) = Arc::try_unwrap(cell).ok().and_then(|c| c.into_inner())
+                && let Ok(s) = Arc::try_unwrap(s)
+            {
+                s.close().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! The interpreter of spec components (`components/*.yaml`): each step becomes calls to the
+//! [`HostCtx`] primitives.
+
+use std::time::Instant;
+
+use super::unit::{CAPTURE_LIMIT, HostCtx, StepError, exit_text};
+use crate::archive::FailureKind;
+use crate::components::{Cleanup, SpecError, Step, StepKind, render, render_redacted};
+use crate::shell::Script;
+
+impl HostCtx<'_> {
+    /// Render a template with this host's variables; a variable that a failed `capture` step
+    /// should have set is reported as that dependency (skipped), not as a typo.
+    pub(crate) fn render(&self, template: &str) -> Result<String, StepError> {
+        render(template, &self.vars).map_err(|e| match &e {
+            SpecError::UndefinedVar { var, .. } => {
+                match self
+                    .pc
+                    .spec
+                    .steps
+                    .iter()
+                    .find(|s| s.into.as_deref() == Some(var))
+                {
+                    Some(s) => StepError::skipped(format!(
+                        "not run: it needs {var} from step {:?}, which failed",
+                        s.name
+                    )),
+                    None => StepError::config(e.to_string()),
+                }
+            }
+            _ => StepError::config(e.to_string()),
+        })
+    }
+
+    /// A spec template rendered for the shell.
+    pub(crate) fn script(&self, template: &str) -> Result<Script, StepError> {
+        self.render(template).map(Script::from_rendered)
+    }
+
+    /// A template as the manifest shows it (secret variables masked).
+    pub(crate) fn shown(&self, template: &str) -> String {
+        render_redacted(template, &self.vars).unwrap_or_else(|_| template.to_string())
+    }
+
+    pub(crate) fn user(&self, u: &Option<String>) -> Result<Option<String>, StepError> {
+        match u {
+            Some(u) => self.render(u).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Run a `when:` condition (as the login/become user of the inventory); exit 0 means yes.
+    async fn condition(&self, when: &str) -> Result<bool, StepError> {
+        let script = self.script(when)?;
+        let out = self.session.run(&script, None, 64 * 1024).await?;
+        Ok(out.exit.success())
+    }
+
+    /// Every step of the spec, in order; a failing step does not stop the next ones.
+    pub(crate) async fn run_steps(&mut self) {
+        for step in self.pc.spec.steps.clone() {
+            if self.is_cancelled() {
+                self.fail(
+                    &step.name,
+                    StepError::new(FailureKind::Interrupted, "not run: interrupted"),
+                );
+                break;
+            }
+            let cancel = self.ctx.cancel.clone();
+            let result = tokio::select! {
+                r = self.spec_step(&step) => r,
+                _ = cancel.cancelled() => Err(StepError::new(FailureKind::Interrupted, "interrupted")),
+            };
+            if let Err(e) = result {
+                if step.optional {
+                    self.optional_failed(&step.name, &e);
+                } else {
+                    self.fail(&step.name, e);
+                }
+            }
+        }
+    }
+
+    /// The spec's cleanups, each whatever happened before.
+    pub(crate) async fn run_cleanups(&mut self) {
+        for c in self.pc.spec.cleanup.clone() {
+            if let Err(e) = self.cleanup(&c).await {
+                self.cleanup_failed = true;
+                self.fail(&format!("cleanup {}", c.name), e);
+            }
+        }
+    }
+
+    async fn cleanup(&mut self, c: &Cleanup) -> Result<(), StepError> {
+        if let Some(w) = &c.when
+            && !self.condition(w).await?
+        {
+            return Ok(());
+        }
+        let script = self.script(&c.run)?;
+        let user = self.user(&c.become_user)?;
+        let shown = self.shown(&c.run);
+        self.run_ok(&c.name, &script, user.as_deref(), Some(&shown))
+            .await
+            .map(|_| ())
+    }
+
+    /// The notes a step declares with `flags:`, once it ran.
+    fn flags_of_step(&mut self, step: &Step) {
+        for f in &step.flags {
+            self.note(f);
+        }
+    }
+
+    async fn spec_step(&mut self, step: &Step) -> Result<(), StepError> {
+        self.step(&step.name);
+        if let Some(when) = &step.when {
+            let t = Instant::now();
+            if !self.condition(when).await? {
+                // Recorded with the commands (not as a note): a skipped alternative is normal.
+                let shown = format!("skipped: condition `{}` not met", self.shown(when));
+                self.record_call(&step.name, &shown, None, t);
+                return Ok(());
+            }
+        }
+        match step.kind() {
+            StepKind::Capture => self.capture(step).await,
+            StepKind::Exec => {
+                let template = step.exec.as_deref().unwrap_or_default();
+                let script = self.script(template)?;
+                let user = self.user(&step.become_user)?;
+                let shown = self.shown(template);
+                let out = self
+                    .run(&step.name, &script, user.as_deref(), Some(&shown))
+                    .await?;
+                // An exec step may report many notes: on stdout too (stderr keeps only a tail).
+                self.notes_from(&String::from_utf8_lossy(&out.stdout));
+                if !out.exit.success() {
+                    return Err(StepError::command(&out.exit));
+                }
+                self.flags_of_step(step);
+                Ok(())
+            }
+            StepKind::Copy => {
+                let mut patterns = Vec::new();
+                for p in &step.copy {
+                    // a rendered entry may name several paths separated by spaces
+                    patterns.extend(
+                        self.render(p)?
+                            .split_whitespace()
+                            .map(str::to_string)
+                            .collect::<Vec<_>>(),
+                    );
+                }
+                let user = self.user(&step.become_user)?;
+                let shown = step.copy.join(" ");
+                if !patterns.is_empty() {
+                    self.copy_as(
+                        &step.name,
+                        &patterns,
+                        &shown,
+                        step.optional,
+                        user.as_deref(),
+                    )
+                    .await?;
+                } else if !step.optional {
+                    return Err(StepError::new(
+                        FailureKind::BadData,
+                        "nothing to copy: no path given",
+                    ));
+                }
+                self.flags_of_step(step);
+                Ok(())
+            }
+            StepKind::Run => {
+                let items = match &step.foreach {
+                    None => vec![None],
+                    Some(f) => {
+                        let script = self.script(f)?;
+                        let user = self.user(&step.foreach_become_user)?;
+                        let out = self
+                            .session
+                            .run(&script, user.as_deref(), CAPTURE_LIMIT)
+                            .await?;
+                        if !out.exit.success() {
+                            return Err(StepError::new(
+                                FailureKind::CommandFailed,
+                                format!("listing items: {}", exit_text(&out.exit)),
+                            ));
+                        }
+                        String::from_utf8_lossy(&out.stdout)
+                            .lines()
+                            .map(str::trim)
+                            .filter(|l| !l.is_empty())
+                            .map(|l| Some(l.to_string()))
+                            .collect()
+                    }
+                };
+                let mut errors: Vec<StepError> = Vec::new();
+                for item in items {
+                    if let Some(item) = &item {
+                        if item.contains('/') || item == ".." || item == "." {
+                            errors.push(StepError::bad_data(format!(
+                                "item {item:?} is not usable as a file name"
+                            )));
+                            continue;
+                        }
+                        self.vars.insert("item".into(), item.clone());
+                        self.vars
+                            .insert("item_sh".into(), crate::shell::quote(item));
+                    }
+                    if let Err(e) = self.run_output(step).await {
+                        errors.push(match &item {
+                            Some(i) => StepError::new(e.kind, format!("{i}: {}", e.cause)),
+                            None => e,
+                        });
+                    }
+                }
+                self.vars.remove("item");
+                self.vars.remove("item_sh");
+                match errors.len() {
+                    0 => {
+                        self.flags_of_step(step);
+                        Ok(())
+                    }
+                    _ => {
+                        let kind = errors[0].kind;
+                        let cause = errors
+                            .iter()
+                            .map(|e| e.cause.clone())
+                            .collect::<Vec<_>>()
+                            .join("; ");
+                        Err(StepError::new(kind, cause))
+                    }
+                }
+            }
+        }
+    }
+
+    async fn capture(&mut self, step: &Step) -> Result<(), StepError> {
+        let into = step.into.clone().unwrap_or_default();
+        let template = step.capture.as_deref().unwrap_or_default();
+        let r = async {
+            let script = self.script(template)?;
+            let user = self.user(&step.become_user)?;
+            let shown = self.shown(template);
+            let out = self
+                .run_ok(&step.name, &script, user.as_deref(), Some(&shown))
+                .await?;
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            match &step.regex {
+                Some(r) => {
+                    let re = regex::Regex::new(r).map_err(|e| StepError::config(e.to_string()))?;
+                    match re.captures(&text) {
+                        Some(c) => Ok(c
+                            .get(1)
+                            .or_else(|| c.get(0))
+                            .map(|m| m.as_str().to_string())
+                            .unwrap_or_default()),
+                        None => Err(StepError::bad_data(format!(
+                            "output {text:?} does not match {r:?}"
+                        ))),
+                    }
+                }
+                None => Ok(text),
+            }
+        }
+        .await;
+        match r {
+            Ok(value) => {
+                self.vars.insert(into, value);
+                Ok(())
+            }
+            Err(e) => {
+                if step.optional {
+                    self.vars.insert(into, String::new());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A `run` step: stdout becomes the entry `output`, only when the command succeeded.
+    async fn run_output(&mut self, step: &Step) -> Result<(), StepError> {
+        let template = step.run.as_deref().unwrap_or_default();
+        let script = self.script(template)?;
+        let output = self.render(step.output.as_deref().unwrap_or_default())?;
+        let user = self.user(&step.become_user)?;
+        let shown = self.shown(template);
+        self.stream(&step.name, &script, user.as_deref(), &output, Some(&shown))
+            .await?;
+        Ok(())
+    }
+
+    /// `requires:`: the binaries the component needs on the host.
+    pub(crate) async fn check_requires(&mut self) -> Result<(), StepError> {
+        if self.pc.spec.requires.is_empty() {
+            return Ok(());
+        }
+        let script =
+            Script::new(r#"for b in "$@"; do command -v "$b" >/dev/null 2>&1 || echo "$b"; done"#)
+                .args(self.pc.spec.requires.iter().cloned());
+        let out = self.session.run(&script, None, 64 * 1024).await?;
+        let missing = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::new(
+                FailureKind::MissingTool,
+                format!("missing on host: {missing}"),
+            ))
+        }
+    }
+
+    /// `versions:`: each probe's first line of stdout, when it succeeds.
+    pub(crate) async fn probe_versions(&mut self) {
+        for (vname, probe) in self.pc.spec.versions.clone() {
+            let Ok(script) = self.script(&probe.command) else {
+                continue;
+            };
+            let Ok(user) = self.user(&probe.become_user) else {
+                continue;
+            };
+            if let Ok(out) = self.session.run(&script, user.as_deref(), 64 * 1024).await
+                && out.exit.success()
+            {
+                self.version(&vname, &String::from_utf8_lossy(&out.stdout));
+            }
+        }
+    }
+}

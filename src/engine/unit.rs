@@ -1,0 +1,607 @@
+//! One component on one host: [`HostCtx`], the primitives every component's backup is built
+//! from (run a script, stream its output into an entry, copy paths, add bytes, speak an HTTP
+//! API, note, record), and [`StepError`], the typed outcome of a failed step.
+//!
+//! Spec components (`components/*.yaml`) are interpreted into these calls by `steps.rs`; native
+//! components (`src/components/*.rs`) call them directly.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::{PlannedComponent, PlannedHost};
+use super::progress::Progress;
+use super::sessions::{Sessions, transport_kind};
+use crate::archive::{
+    ArchiveError, CommandRecord, EntryMeta, EntrySink, Failure, FailureKind, HostReport, Status,
+};
+use crate::shell::Script;
+use crate::transport::{ExitInfo, Output, Session, TransportConfig, TransportError};
+
+/// What every unit of a run shares.
+pub(crate) struct Ctx {
+    pub(crate) sink: EntrySink,
+    pub(crate) sessions: Sessions,
+    pub(crate) transport: TransportConfig,
+    pub(crate) limit: Arc<Semaphore>,
+    pub(crate) progress: Arc<dyn Progress>,
+    pub(crate) spool_dir: Option<PathBuf>,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// A failed step: its kind (from the typed error that caused it) and one line of cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{cause}")]
+pub struct StepError {
+    pub kind: FailureKind,
+    pub cause: String,
+}
+
+impl StepError {
+    pub fn new(kind: FailureKind, cause: impl Into<String>) -> StepError {
+        StepError {
+            kind,
+            cause: clean_text(&cause.into()),
+        }
+    }
+
+    /// A command that exited non-zero: its status and last stderr line.
+    pub fn command(exit: &ExitInfo) -> StepError {
+        let kind = if exit.code == Some(127) {
+            FailureKind::MissingTool
+        } else {
+            FailureKind::CommandFailed
+        };
+        StepError::new(kind, exit_text(exit))
+    }
+
+    /// Not run because `because` (an earlier failure) happened.
+    pub fn skipped(because: impl Into<String>) -> StepError {
+        StepError::new(FailureKind::Skipped, because)
+    }
+
+    /// What a host or service answered is unusable.
+    pub fn bad_data(cause: impl Into<String>) -> StepError {
+        StepError::new(FailureKind::BadData, cause)
+    }
+
+    pub fn config(cause: impl Into<String>) -> StepError {
+        StepError::new(FailureKind::Config, cause)
+    }
+
+    pub fn local(cause: impl Into<String>) -> StepError {
+        StepError::new(FailureKind::Local, cause)
+    }
+
+    pub fn api(cause: impl Into<String>) -> StepError {
+        StepError::new(FailureKind::Api, cause)
+    }
+}
+
+/// A step's failure with the step's name: what a native component's `backup` returns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{step}: {error}")]
+pub struct Failed {
+    pub step: String,
+    pub error: StepError,
+}
+
+impl StepError {
+    /// This error as the failure of `step`.
+    pub fn at(self, step: &str) -> Failed {
+        Failed {
+            step: step.to_string(),
+            error: self,
+        }
+    }
+}
+
+/// `result.at("snapshot")?`: name the step of an error.
+pub trait At<T> {
+    fn at(self, step: &str) -> Result<T, Failed>;
+}
+
+impl<T, E: Into<StepError>> At<T> for Result<T, E> {
+    fn at(self, step: &str) -> Result<T, Failed> {
+        self.map_err(|e| e.into().at(step))
+    }
+}
+
+impl From<TransportError> for StepError {
+    fn from(e: TransportError) -> StepError {
+        // The host name is already in the line the unit prints; keep the cause.
+        let text = e.to_string();
+        let host = e.host().to_string();
+        let cause = text
+            .strip_prefix(&format!("{host}: "))
+            .unwrap_or(&text)
+            .to_string();
+        StepError::new(transport_kind(&e), cause)
+    }
+}
+
+impl From<ArchiveError> for StepError {
+    fn from(e: ArchiveError) -> StepError {
+        StepError::local(e.to_string())
+    }
+}
+
+/// Remote text (stderr, notes, answers) made safe for a terminal and a one-line message:
+/// control characters (escape sequences among them) become `?`; tabs become spaces.
+pub fn clean_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\n' => '\n',
+            '\t' => ' ',
+            c if c.is_control() => '?',
+            // bidi overrides can make a line read as something it is not
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => '?',
+            c => c,
+        })
+        .collect()
+}
+
+/// A command's exit as one line: status, then the last meaningful stderr line.
+pub fn exit_text(e: &ExitInfo) -> String {
+    let last = e
+        .stderr_tail
+        .lines()
+        .rev()
+        .find(|l| {
+            !l.trim().is_empty()
+                && !l.starts_with("lsbackup-missing:")
+                && !l.starts_with("lsbackup-note:")
+        })
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let status = match (e.code, &e.signal) {
+        (Some(127), _) => "command not found on host (exit 127)".to_string(),
+        (Some(c), _) => format!("exit status {c}"),
+        (None, Some(s)) => format!("killed by signal {s}"),
+        (None, None) => "no exit status".to_string(),
+    };
+    let line = if last.is_empty() {
+        status
+    } else {
+        format!("{status}: {last}")
+    };
+    clean_text(&line)
+}
+
+/// Counts bytes read from a host for the progress display.
+pub(crate) struct Counting<R> {
+    inner: R,
+    progress: Arc<dyn Progress>,
+    component: String,
+    host: String,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let n = (buf.filled().len() - before) as u64;
+        if n > 0 {
+            self.progress.bytes(&self.component, &self.host, n);
+        }
+        r
+    }
+}
+
+/// Output cap of a captured command (`HostCtx::run`).
+pub const CAPTURE_LIMIT: usize = 1024 * 1024;
+
+/// One component on one host.
+pub struct HostCtx<'a> {
+    pub(crate) ctx: &'a Ctx,
+    pub(crate) pc: &'a PlannedComponent,
+    pub(crate) h: &'a PlannedHost,
+    pub(crate) session: Arc<Session>,
+    pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) report: HostReport,
+    /// Entry paths already added for this host: overlapping copy patterns (a directory and a
+    /// file inside it) stream the same file twice; the first copy wins.
+    pub(crate) seen: HashSet<String>,
+    /// A cleanup failed (e.g. a stopped service did not start again): serial runs stop.
+    pub(crate) cleanup_failed: bool,
+}
+
+impl<'a> HostCtx<'a> {
+    pub(crate) fn new(
+        ctx: &'a Ctx,
+        pc: &'a PlannedComponent,
+        h: &'a PlannedHost,
+        session: Arc<Session>,
+        role: &str,
+    ) -> HostCtx<'a> {
+        HostCtx {
+            ctx,
+            pc,
+            h,
+            session,
+            vars: h.vars.clone(),
+            report: host_report(h, role, Status::Ok),
+            seen: HashSet::new(),
+            cleanup_failed: false,
+        }
+    }
+
+    /// The inventory name of the host.
+    pub fn host(&self) -> &str {
+        &self.h.name
+    }
+
+    /// The component's name.
+    pub fn component(&self) -> &str {
+        &self.pc.spec.name
+    }
+
+    /// A variable's value ("" when not set). Declared variables always have one (their default).
+    pub fn var(&self, name: &str) -> &str {
+        self.vars.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// A yes/no variable: true for `true`, `yes`, `on`, `1` (any case).
+    pub fn var_is_true(&self, name: &str) -> bool {
+        matches!(
+            self.var(name).trim().to_ascii_lowercase().as_str(),
+            "true" | "yes" | "on" | "1"
+        )
+    }
+
+    /// Keep a value for later steps and the cleanup (e.g. the snapshot directory made).
+    pub fn set_var(&mut self, name: &str, value: impl Into<String>) {
+        self.vars.insert(name.to_string(), value.into());
+    }
+
+    pub fn vars(&self) -> &BTreeMap<String, String> {
+        &self.vars
+    }
+
+    /// The host's session (for `Session::connect_tcp` and other direct uses).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// True once the run was interrupted: start nothing new.
+    pub fn is_cancelled(&self) -> bool {
+        self.ctx.cancel.is_cancelled()
+    }
+
+    /// Show the step in progress.
+    pub fn step(&self, name: &str) {
+        self.ctx
+            .progress
+            .step(&self.pc.spec.name, &self.h.name, name);
+    }
+
+    /// Add a remark to this host's entry in the manifest, once.
+    pub fn note(&mut self, note: &str) {
+        let note = clean_text(note.trim());
+        if !note.is_empty() && !self.report.flags.contains(&note) {
+            self.report.flags.push(note);
+        }
+    }
+
+    /// Notes a command reported with lines `lsbackup-note: TEXT`.
+    pub fn notes_from(&mut self, text: &str) {
+        let notes: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("lsbackup-note: "))
+            .map(str::to_string)
+            .collect();
+        for n in notes {
+            self.note(&n);
+        }
+    }
+
+    /// Record a software version detected on the host.
+    pub fn version(&mut self, name: &str, value: &str) {
+        let v = clean_text(value.lines().next().unwrap_or("").trim());
+        if !v.is_empty() {
+            self.report.versions.insert(name.to_string(), v);
+        }
+    }
+
+    /// Record a failed step: one line `HOST: COMPONENT: STEP: cause`, with its kind.
+    pub fn fail(&mut self, step: &str, e: StepError) {
+        let msg = format!(
+            "{}: {}: {step}: {}",
+            self.h.name, self.pc.spec.name, e.cause
+        );
+        self.report
+            .errors
+            .push(Failure::new(e.kind, Some(step), msg));
+    }
+
+    /// Record a step that failed but was optional: a note, not a failure.
+    pub fn optional_failed(&mut self, step: &str, e: &StepError) {
+        self.note(&format!("optional step {step:?} failed: {}", e.cause));
+    }
+
+    /// Record a command (or API call) in the manifest. `shown` never holds secrets.
+    pub fn record(
+        &mut self,
+        step: &str,
+        shown: &str,
+        user: Option<&str>,
+        exit: Option<&ExitInfo>,
+        t: Instant,
+    ) {
+        if let Some(e) = exit {
+            self.notes_from(&e.stderr_tail);
+        }
+        self.report.commands.push(CommandRecord {
+            step: step.to_string(),
+            command: shown.to_string(),
+            become_user: user.map(str::to_string),
+            exit_code: exit.and_then(|e| e.code),
+            duration_ms: t.elapsed().as_millis() as u64,
+            stderr_tail: exit
+                .filter(|e| !e.success())
+                .map(|e| clean_text(&e.stderr_tail))
+                .unwrap_or_default(),
+        });
+    }
+
+    /// Record an HTTP API call (`GET /api/v1/status/flags`) and its status code.
+    pub fn record_call(&mut self, step: &str, call: &str, status: Option<u16>, t: Instant) {
+        self.report.commands.push(CommandRecord {
+            step: step.to_string(),
+            command: call.to_string(),
+            become_user: None,
+            exit_code: status.map(u32::from),
+            duration_ms: t.elapsed().as_millis() as u64,
+            stderr_tail: String::new(),
+        });
+    }
+
+    /// Run a short script and capture its stdout (at most [`CAPTURE_LIMIT`] bytes). The exit
+    /// status is returned, not judged; the command is recorded as `shown` (None: the script).
+    pub async fn run(
+        &mut self,
+        step: &str,
+        script: &Script,
+        user: Option<&str>,
+        shown: Option<&str>,
+    ) -> Result<Output, StepError> {
+        let t = Instant::now();
+        let res = self.session.run(script, user, CAPTURE_LIMIT).await;
+        let shown = shown
+            .map(str::to_string)
+            .unwrap_or_else(|| script.to_shell());
+        match res {
+            Ok(out) => {
+                self.record(step, &shown, user, Some(&out.exit), t);
+                Ok(out)
+            }
+            Err(e) => {
+                self.record(step, &shown, user, None, t);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// [`HostCtx::run`], and a non-zero exit is a [`StepError`].
+    pub async fn run_ok(
+        &mut self,
+        step: &str,
+        script: &Script,
+        user: Option<&str>,
+        shown: Option<&str>,
+    ) -> Result<Output, StepError> {
+        let out = self.run(step, script, user, shown).await?;
+        if out.exit.success() {
+            Ok(out)
+        } else {
+            Err(StepError::command(&out.exit))
+        }
+    }
+
+    /// The archive path of an entry of this component and host.
+    pub fn entry_path(&self, rel: &str) -> String {
+        format!("{}/{}/{}", self.pc.spec.name, self.h.name, rel)
+    }
+
+    pub(crate) fn counting<R>(&self, inner: R) -> Counting<R> {
+        Counting {
+            inner,
+            progress: self.ctx.progress.clone(),
+            component: self.pc.spec.name.clone(),
+            host: self.h.name.clone(),
+        }
+    }
+
+    fn spool(&self) -> Result<tokio::fs::File, StepError> {
+        let f = match &self.ctx.spool_dir {
+            Some(d) => tempfile::tempfile_in(d),
+            None => tempfile::tempfile(),
+        }
+        .map_err(|e| StepError::local(format!("spooling output on this machine: {e}")))?;
+        Ok(tokio::fs::File::from_std(f))
+    }
+
+    /// Add a finished spool of `size` bytes as the entry `rel` (relative to `<component>/<host>/`).
+    async fn add_spooled(
+        &mut self,
+        rel: &str,
+        mut spool: tokio::fs::File,
+        size: u64,
+    ) -> Result<(), StepError> {
+        spool
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| StepError::local(format!("spool: {e}")))?;
+        let meta = EntryMeta {
+            path: self.entry_path(rel),
+            size,
+            mode: 0o600,
+            mtime: jiff::Timestamp::now().as_second(),
+        };
+        let rec = self.ctx.sink.add_sized(meta, spool).await?;
+        self.seen.insert(rec.path.clone());
+        self.report.entries.push(rec);
+        Ok(())
+    }
+
+    /// Add `bytes` as the entry `rel` (relative to `<component>/<host>/`).
+    pub async fn add_bytes(&mut self, rel: &str, bytes: &[u8]) -> Result<(), StepError> {
+        let meta = EntryMeta {
+            path: self.entry_path(rel),
+            size: bytes.len() as u64,
+            mode: 0o600,
+            mtime: jiff::Timestamp::now().as_second(),
+        };
+        let rec = self.ctx.sink.add_sized(meta, bytes).await?;
+        self.seen.insert(rec.path.clone());
+        self.report.entries.push(rec);
+        Ok(())
+    }
+
+    /// Add what `reader` yields (of unknown length: spooled first) as the entry `rel`. A read
+    /// error adds nothing.
+    pub async fn add_reader<R: AsyncRead + Unpin + Send>(
+        &mut self,
+        rel: &str,
+        reader: R,
+    ) -> Result<(), StepError> {
+        let mut spool = self.spool()?;
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.counting(reader));
+        let size = tokio::io::copy_buf(&mut reader, &mut spool)
+            .await
+            .map_err(|e| StepError::new(FailureKind::Api, format!("reading: {e}")))?;
+        self.add_spooled(rel, spool, size).await
+    }
+
+    /// Run `script` and make its stdout the entry `rel`, only when it exits 0.
+    pub async fn stream(
+        &mut self,
+        step: &str,
+        script: &Script,
+        user: Option<&str>,
+        rel: &str,
+        shown: Option<&str>,
+    ) -> Result<(), StepError> {
+        let t = Instant::now();
+        let shown = shown
+            .map(str::to_string)
+            .unwrap_or_else(|| script.to_shell());
+        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
+        let streaming = stream_lock.lock().await;
+        let mut spool = self.spool()?;
+        let mut proc = match self.session.exec(script, user).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(step, &shown, user, None, t);
+                return Err(e.into());
+            }
+        };
+        let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.counting(stdout));
+        let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
+        drop(reader);
+        let exit = match proc.wait().await {
+            Ok(e) => e,
+            Err(e) => {
+                self.record(step, &shown, user, None, t);
+                return Err(e.into());
+            }
+        };
+        drop(streaming);
+        self.record(step, &shown, user, Some(&exit), t);
+        let size = copied.map_err(|e| {
+            StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
+        })?;
+        if !exit.success() {
+            return Err(StepError::command(&exit));
+        }
+        self.add_spooled(rel, spool, size).await
+    }
+
+    /// Copy remote paths into `<component>/<host>/<path>` (see `copy.rs`). `patterns` are
+    /// absolute glob patterns whose values were glob-escaped by whoever built them; `shown` is
+    /// what the manifest records. Returns the number of entries added.
+    pub async fn copy(
+        &mut self,
+        step: &str,
+        patterns: &[String],
+        shown: &str,
+        optional: bool,
+    ) -> Result<usize, StepError> {
+        super::copy::copy(self, step, patterns, shown, optional, None).await
+    }
+
+    /// Copy with a `become_user` (spec steps).
+    pub async fn copy_as(
+        &mut self,
+        step: &str,
+        patterns: &[String],
+        shown: &str,
+        optional: bool,
+        user: Option<&str>,
+    ) -> Result<usize, StepError> {
+        super::copy::copy(self, step, patterns, shown, optional, user).await
+    }
+}
+
+pub(crate) fn host_report(h: &PlannedHost, role: &str, status: Status) -> HostReport {
+    HostReport {
+        host: h.name.clone(),
+        address: if h.conn.local {
+            "local".into()
+        } else {
+            format!("{}:{}", h.conn.address, h.conn.port)
+        },
+        role: role.into(),
+        status,
+        versions: BTreeMap::new(),
+        commands: vec![],
+        entries: vec![],
+        flags: vec![],
+        errors: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_text_strips_control_characters() {
+        assert_eq!(clean_text("a\x1b[31mred\x1b[0m"), "a?[31mred?[0m");
+        assert_eq!(clean_text("x\ty\r\nz"), "x y?\nz");
+        assert_eq!(clean_text("ok \u{202e}txt.exe"), "ok ?txt.exe");
+    }
+
+    #[test]
+    fn exit_text_is_one_clean_line() {
+        let e = ExitInfo {
+            code: Some(2),
+            signal: None,
+            stderr_tail: "first\n\x1b]0;title\x07last line\nlsbackup-note: x\n".into(),
+        };
+        assert_eq!(exit_text(&e), "exit status 2: ?]0;title?last line");
+        let e = ExitInfo {
+            code: Some(127),
+            signal: None,
+            stderr_tail: String::new(),
+        };
+        assert_eq!(
+            StepError::command(&e).kind,
+            FailureKind::MissingTool,
+            "exit 127 is a missing tool"
+        );
+    }
+}
