@@ -282,8 +282,9 @@ impl Session {
     /// protected key files are never prompted for: load them into ssh-agent.
     ///
     /// `ProxyJump` (`[user@]host[:port]`, comma-separated chains; the user defaults to the local
-    /// user name, as in OpenSSH) and `ProxyCommand` (`%h %p %r %n %%` substituted, run with
-    /// `sh -c`) are honoured; each jump host's key is checked like the target's.
+    /// user name, as in OpenSSH) and `ProxyCommand` (`%h %p %r %n %%` substituted, each value
+    /// quoted as one shell word where it needs quoting, run with `sh -c`) are honoured; each
+    /// jump host's key is checked like the target's.
     pub async fn connect(
         spec: &ConnectionSpec,
         cfg: &TransportConfig,
