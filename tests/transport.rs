@@ -39,7 +39,9 @@ fn spec(node: &str) -> ConnectionSpec {
 fn cfg() -> TransportConfig {
     TransportConfig {
         known_hosts: tb().known_hosts(),
+        known_hosts_overrides_inventory: false,
         accept_new_host_keys: false,
+        insecure_skip_host_key_check: false,
         identities: Vec::new(),
         use_agent: false,
         connect_timeout: Duration::from_secs(10),
@@ -397,22 +399,193 @@ async fn changed_host_key_is_always_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn strict_no_accepts_without_recording() {
+async fn inventory_strict_no_records_like_accept_new_and_refuses_a_changed_key() {
     let dir = tempfile::tempdir().unwrap();
     let kh = dir.path().join("known_hosts");
+    let port = tb().ssh_port();
     let mut c = cfg();
     c.known_hosts = kh.clone();
     let mut sp = spec("node3");
     sp.ssh.strict_host_key_checking = Some(StrictHostKeyChecking::No);
+    // Unknown key: recorded on first use, the connection works.
     let s = Session::connect(&sp, &c).await.unwrap();
     assert_eq!(text(&s, "echo ok", None).await, "ok");
-    assert!(!kh.exists(), "StrictHostKeyChecking=no records nothing");
-    // UserKnownHostsFile=/dev/null, as inventories often say alongside it.
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        format!("[127.0.0.4]:{port} {}\n", host_pub("node3"))
+    );
+    // Recorded: strict checking passes now.
+    Session::connect(&spec("node3"), &c).await.unwrap();
+
+    // Another host's key recorded under node3's address: refused, even with
+    // StrictHostKeyChecking=no + UserKnownHostsFile=/dev/null (ignored: the run's file is used)
+    // and --accept-new-host-keys.
+    std::fs::write(&kh, format!("[127.0.0.4]:{port} {}\n", host_pub("node1"))).unwrap();
+    let before = std::fs::read_to_string(&kh).unwrap();
     sp.ssh.user_known_hosts_file = Some(PathBuf::from("/dev/null"));
+    for accept_new in [false, true] {
+        c.accept_new_host_keys = accept_new;
+        let e = err_of(Session::connect(&sp, &c).await);
+        assert!(
+            matches!(&e, TransportError::ChangedHostKey { line: 1, known_hosts, .. } if *known_hosts == kh),
+            "{e:?}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), before);
+
+    // The same through the inventory parser, as an operator's inventory says it.
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(
+        b.path().join("inventory"),
+        format!(
+            "[all]\nnode3 ansible_host=127.0.0.4 ansible_port={port} ansible_user={} ansible_ssh_private_key_file={}\n[all:vars]\nansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n",
+            tb().ssh_user(),
+            tb().client_key().display()
+        ),
+    )
+    .unwrap();
+    let inv = lsbackup::inventory::Inventory::discover(b.path(), None).unwrap();
+    let from_inv = inv.connection("node3").unwrap();
+    assert_eq!(from_inv.ssh.user_known_hosts_file, None);
+    assert!(
+        inv.warnings
+            .iter()
+            .any(|w| w.starts_with("host node3: ") && w.contains("treated as accept-new")),
+        "{:?}",
+        inv.warnings
+    );
+    assert!(
+        inv.warnings
+            .iter()
+            .any(|w| w.contains("UserKnownHostsFile=/dev/null is ignored")),
+        "{:?}",
+        inv.warnings
+    );
+    c.accept_new_host_keys = false;
+    let e = err_of(Session::connect(&from_inv, &c).await);
+    assert!(matches!(e, TransportError::ChangedHostKey { .. }), "{e:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_line_known_hosts_wins_over_the_inventorys() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    // The inventory names the test bed's file (node1 known there); --known-hosts an empty one.
+    let mut sp = spec("node1");
+    sp.ssh.user_known_hosts_file = Some(tb().known_hosts());
+    let mut c = cfg();
+    c.known_hosts = empty.clone();
+    c.known_hosts_overrides_inventory = true;
+    let e = err_of(Session::connect(&sp, &c).await);
+    assert!(
+        matches!(&e, TransportError::UnknownHostKey { known_hosts, .. } if *known_hosts == empty),
+        "{e:?}"
+    );
+    // And the other way round: the inventory's file knows nothing, --known-hosts does.
+    sp.ssh.user_known_hosts_file = Some(empty.clone());
+    c.known_hosts = tb().known_hosts();
     Session::connect(&sp, &c).await.unwrap();
-    // ... also when the run says --accept-new-host-keys (recording into /dev/null).
+    // Without --known-hosts, the inventory's file is the one in force.
+    c.known_hosts_overrides_inventory = false;
+    let e = err_of(Session::connect(&sp, &c).await);
+    assert!(
+        matches!(&e, TransportError::UnknownHostKey { known_hosts, .. } if *known_hosts == empty),
+        "{e:?}"
+    );
+}
+
+/// A `tracing` subscriber for this thread that keeps what is logged.
+fn capture_log() -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    tracing::subscriber::DefaultGuard,
+) {
+    #[derive(Clone)]
+    struct W(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let w = W(buf.clone());
+    let sub = tracing_subscriber::fmt()
+        .with_writer(move || w.clone())
+        .with_ansi(false)
+        .finish();
+    (buf, tracing::subscriber::set_default(sub))
+}
+
+// One thread: russh's tasks run where the capturing subscriber is set.
+#[tokio::test(flavor = "current_thread")]
+async fn insecure_flag_connects_to_a_changed_key_with_a_warning() {
+    let (log, _guard) = capture_log();
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let port = tb().ssh_port();
+    std::fs::write(&kh, format!("[127.0.0.2]:{port} {}\n", host_pub("node2"))).unwrap();
+    let mut c = cfg();
+    c.known_hosts = kh.clone();
+    // Refused without the flag ...
+    let e = err_of(Session::connect(&spec("node1"), &c).await);
+    assert!(matches!(e, TransportError::ChangedHostKey { .. }), "{e:?}");
+    // ... connected with it, with a warning naming the host, and nothing recorded.
+    c.insecure_skip_host_key_check = true;
+    let s = Session::connect(&spec("node1"), &c).await.unwrap();
+    assert_eq!(text(&s, "echo insecure", None).await, "insecure");
+    let got = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    let warning = got
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("node1: host key NOT verified"))
+        .unwrap_or_else(|| panic!("no warning in {got:?}"));
+    assert!(warning.contains("CHANGED"), "{warning}");
+    assert!(
+        warning.contains("--insecure-skip-host-key-check"),
+        "{warning}"
+    );
+    // An unknown key too, again with a warning, and still nothing recorded.
+    let s = Session::connect(&spec("node3"), &c).await.unwrap();
+    assert_eq!(text(&s, "echo ok", None).await, "ok");
+    let got = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert!(
+        got.lines()
+            .any(|l| l.contains("WARN") && l.contains("node3: host key NOT verified")),
+        "{got}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        format!("[127.0.0.2]:{port} {}\n", host_pub("node2"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_connections_record_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let kh = dir.path().join("known_hosts");
+    let mut c = cfg();
+    c.known_hosts = kh.clone();
     c.accept_new_host_keys = true;
-    Session::connect(&sp, &c).await.unwrap();
+    // Eight inventory names for one address, all connecting at once.
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let mut sp = spec("node2");
+            sp.host = format!("alias{i}");
+            let c = c.clone();
+            tokio::spawn(async move { Session::connect(&sp, &c).await })
+        })
+        .collect();
+    for t in tasks {
+        let s = t.await.unwrap().unwrap();
+        assert_eq!(text(&s, "echo ok", None).await, "ok");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&kh).unwrap(),
+        format!("[127.0.0.3]:{} {}\n", tb().ssh_port(), host_pub("node2"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -822,6 +995,51 @@ async fn proxy_jump_and_proxy_command() {
             "node2: cannot connect to 127.0.0.3:{port}: ProxyCommand failed: no route to bastion"
         )
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_command_with_a_hostile_host_name_runs_nothing() {
+    let port = tb().ssh_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mark = dir.path().join("MARK");
+    // The inventory accepts this ansible_host; it reaches the ProxyCommand as %h.
+    let b = tempfile::tempdir().unwrap();
+    std::fs::write(
+        b.path().join("inventory"),
+        format!(
+            "[all]\nnode2 ansible_host='127.0.0.3;touch {}' ansible_port={port} ansible_user={} ansible_ssh_private_key_file={}\n[all:vars]\nansible_ssh_common_args='-o \"ProxyCommand socat - TCP:%h:%p\"'\n",
+            mark.display(),
+            tb().ssh_user(),
+            tb().client_key().display()
+        ),
+    )
+    .unwrap();
+    let inv = lsbackup::inventory::Inventory::discover(b.path(), None).unwrap();
+    let sp = inv.connection("node2").unwrap();
+    assert_eq!(sp.address, format!("127.0.0.3;touch {}", mark.display()));
+    assert_eq!(sp.ssh.proxy_command.as_deref(), Some("socat - TCP:%h:%p"));
+    let e = err_of(Session::connect(&sp, &cfg()).await);
+    // socat is handed the whole name as one address and cannot resolve it.
+    assert!(matches!(e, TransportError::Connect { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with("node2: cannot connect to ")
+            && e.to_string().contains("ProxyCommand failed"),
+        "{e}"
+    );
+    assert!(!mark.exists(), "the host name ran as a command");
+
+    // The same inside a quoted script for an inner shell.
+    let mut sp = sp.clone();
+    sp.ssh.proxy_command = Some("sh -c 'exec socat - TCP:%h:%p'".into());
+    let e = err_of(Session::connect(&sp, &cfg()).await);
+    assert!(matches!(e, TransportError::Connect { .. }), "{e:?}");
+    assert!(!mark.exists(), "the host name ran as a command");
+
+    // A host name that needs no quoting is passed as OpenSSH would, and works.
+    let mut sp = spec("node2");
+    sp.ssh.proxy_command = Some("sh -c 'exec socat - TCP:%h:%p'".into());
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    assert_eq!(text(&s, "echo proxied", None).await, "proxied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -120,12 +120,18 @@ pub struct BackupArgs {
     /// Seconds one remote command may run (default: no limit).
     #[arg(long, value_name = "SECS")]
     pub command_timeout: Option<u64>,
-    /// known_hosts file to check host keys against (default ~/.ssh/known_hosts).
+    /// known_hosts file to check host keys against (default ~/.ssh/known_hosts); wins over
+    /// the inventory's UserKnownHostsFile.
     #[arg(long, value_name = "FILE")]
     pub known_hosts: Option<PathBuf>,
     /// Record host keys not yet known (a changed key is always refused).
     #[arg(long)]
     pub accept_new_host_keys: bool,
+    /// DANGEROUS: do not check host keys. Hosts whose key is unknown or CHANGED are connected
+    /// to anyway (a warning per host), nothing is recorded; @revoked keys are still refused.
+    /// The inventory cannot do this (its StrictHostKeyChecking=no means accept-new).
+    #[arg(long)]
+    pub insecure_skip_host_key_check: bool,
     /// Private key to try after the inventory's (repeatable).
     #[arg(long, value_name = "FILE")]
     pub identity: Vec<PathBuf>,

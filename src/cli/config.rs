@@ -159,6 +159,30 @@ mod tests {
     }
 
     #[test]
+    fn host_key_options_from_the_file() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "build-dir: /b\ntarget: /t\nknown-hosts: /etc/lsbackup/known_hosts\ninsecure_skip_host_key_check: true\n",
+        )
+        .unwrap();
+        let args = expand(os(&["lsbackup", "backup", "--config", f.to_str().unwrap()])).unwrap();
+        let super::super::Command::Backup(a) =
+            super::super::Cli::try_parse_from(args).unwrap().command
+        else {
+            panic!("not backup");
+        };
+        assert!(a.insecure_skip_host_key_check);
+        assert_eq!(
+            a.known_hosts.as_deref(),
+            Some(std::path::Path::new("/etc/lsbackup/known_hosts"))
+        );
+        assert!(!a.accept_new_host_keys);
+    }
+
+    #[test]
     fn no_config_leaves_args_alone_and_errors_are_clear() {
         let args = os(&["lsbackup", "inventory", "-b", "/x"]);
         assert_eq!(expand(args.clone()).unwrap(), args);

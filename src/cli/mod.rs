@@ -5,7 +5,7 @@ mod config;
 mod output;
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -145,13 +145,6 @@ async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
     Ok(if report.is_ok() { EXIT_OK } else { EXIT_FAILED })
 }
 
-fn default_known_hosts() -> PathBuf {
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".ssh/known_hosts"),
-        None => PathBuf::from("/root/.ssh/known_hosts"),
-    }
-}
-
 async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     let tty = std::io::stderr().is_terminal();
     let bars = match a.progress {
@@ -166,6 +159,11 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     for w in &plan.inventory.warnings {
         tracing::warn!("{w}");
     }
+    if a.insecure_skip_host_key_check {
+        tracing::warn!(
+            "--insecure-skip-host-key-check: host keys are NOT checked in this run; hosts with an unknown or changed key are connected to anyway, and the cluster's secrets may go to whoever answers"
+        );
+    }
     let target = Target::parse(&a.target)?;
     let opts = RunOptions {
         format: a.format.into(),
@@ -178,8 +176,13 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
         spool_dir: a.spool_dir.clone(),
         concurrency: a.concurrency,
         transport: TransportConfig {
-            known_hosts: a.known_hosts.clone().unwrap_or_else(default_known_hosts),
+            known_hosts: a
+                .known_hosts
+                .clone()
+                .unwrap_or_else(TransportConfig::default_known_hosts),
+            known_hosts_overrides_inventory: a.known_hosts.is_some(),
             accept_new_host_keys: a.accept_new_host_keys,
+            insecure_skip_host_key_check: a.insecure_skip_host_key_check,
             identities: a.identity.clone(),
             use_agent: !a.no_agent,
             connect_timeout: Duration::from_secs(a.connect_timeout),

@@ -280,12 +280,15 @@ impl Collected {
                             files.len()
                         ));
                     }
+                    // Never a way to switch checking off: the default known_hosts is used.
                     if first == "/dev/null" {
                         self.notes.push(
-                            "UserKnownHostsFile=/dev/null: host keys are never remembered".into(),
+                            "UserKnownHostsFile=/dev/null is ignored: host keys are checked against the default known_hosts file (or --known-hosts)".into(),
                         );
+                        self.known_hosts = Some(String::new());
+                    } else {
+                        self.known_hosts = Some(first.clone());
                     }
-                    self.known_hosts = Some(first.clone());
                 }
             }
             "proxyjump" => {
@@ -562,7 +565,11 @@ pub(crate) fn connection_spec(
     };
     let ssh = SshOptions {
         strict_host_key_checking: c.strict,
-        user_known_hosts_file: c.known_hosts.as_deref().map(expand_user),
+        user_known_hosts_file: c
+            .known_hosts
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(expand_user),
         proxy_jump,
         proxy_command,
         server_alive_interval: c.alive_interval.filter(|s| *s > 0).map(Duration::from_secs),
@@ -573,6 +580,11 @@ pub(crate) fn connection_spec(
             .map(Duration::from_secs),
         ignored: c.ignored,
     };
+    if c.strict == Some(StrictHostKeyChecking::No) {
+        notes.push(
+            "host key checking off (StrictHostKeyChecking=no or ansible_host_key_checking=false) is treated as accept-new: unknown host keys are recorded, a changed key is refused (only --insecure-skip-host-key-check switches checking off)".into(),
+        );
+    }
     notes.extend(c.notes);
     let spec = ConnectionSpec {
         host: host.to_string(),
@@ -659,10 +671,8 @@ mod tests {
             s.ssh.strict_host_key_checking,
             Some(StrictHostKeyChecking::No)
         );
-        assert_eq!(
-            s.ssh.user_known_hosts_file,
-            Some(PathBuf::from("/dev/null"))
-        );
+        // /dev/null never switches checking off: dropped (the default file is used).
+        assert_eq!(s.ssh.user_known_hosts_file, None);
         assert_eq!(s.ssh.server_alive_count_max, Some(3));
         assert_eq!(s.ssh.proxy_jump.as_deref(), Some("jump@bastion:22"));
         assert_eq!(s.ssh.server_alive_interval, Some(Duration::from_secs(60)));
@@ -674,6 +684,40 @@ mod tests {
                 "-C (from ansible_ssh_extra_args)".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn host_key_checking_off_and_dev_null_are_warned_about() {
+        let notes = |v: serde_json::Value| {
+            let Value::Object(m) = v else { panic!() };
+            connection_spec("h1", &m, Path::new("/work/dir")).unwrap().1
+        };
+        let n = notes(json!({
+            "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o UserKnownHostsFile=/other"
+        }));
+        assert!(
+            n.iter().any(|r| r.contains("treated as accept-new")),
+            "{n:?}"
+        );
+        assert!(
+            n.iter()
+                .any(|r| r.starts_with("UserKnownHostsFile=/dev/null is ignored")),
+            "{n:?}"
+        );
+        let n = notes(json!({"ansible_host_key_checking": false}));
+        assert!(
+            n.iter().any(|r| r.contains("treated as accept-new")),
+            "{n:?}"
+        );
+        assert!(
+            notes(json!({"ansible_ssh_common_args": "-o StrictHostKeyChecking=accept-new"}))
+                .is_empty()
+        );
+        // First value wins, as in OpenSSH: /dev/null first means the default file, not /other.
+        let s = spec(json!({
+            "ansible_ssh_common_args": "-o UserKnownHostsFile=/dev/null -o UserKnownHostsFile=/other"
+        }));
+        assert_eq!(s.ssh.user_known_hosts_file, None);
     }
 
     #[test]

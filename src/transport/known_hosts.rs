@@ -13,7 +13,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use base64::Engine as _;
@@ -22,7 +22,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::{Algorithm, HashAlg, PublicKey};
 use sha1::Sha1;
 
-/// Serialises appends from concurrent sessions of this process.
+/// Serialises recording by concurrent sessions of this process (the `flock` serialises processes).
 static APPEND_LOCK: Mutex<()> = Mutex::new(());
 
 /// The outcome of looking a host key up in a known_hosts file.
@@ -44,6 +44,48 @@ struct Entry {
     line: usize,
     revoked: bool,
     key: PublicKey,
+}
+
+/// `~/.ssh/known_hosts` of `$HOME`, else of the current user's home directory in the password
+/// database, else `/root/.ssh/known_hosts`.
+pub(crate) fn default_path() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(passwd_home)
+        .unwrap_or_else(|| PathBuf::from("/root"));
+    home.join(".ssh").join("known_hosts")
+}
+
+/// The current user's home directory from the password database.
+fn passwd_home() -> Option<PathBuf> {
+    // SAFETY: getpwuid_r writes only into the buffers given; the result pointer is checked.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        if rc == 0 && !result.is_null() && !pwd.pw_dir.is_null() {
+            let dir = std::ffi::CStr::from_ptr(pwd.pw_dir).to_string_lossy();
+            if !dir.is_empty() {
+                return Some(PathBuf::from(dir.into_owned()));
+            }
+        }
+    }
+    None
+}
+
+/// Is `path` one that can never hold keys (`/dev/null`, or an existing file that is not a
+/// regular file, e.g. a character device or pipe)? Checking against it would pass nothing and
+/// recording into it would forget every key.
+pub(crate) fn is_black_hole(path: &Path) -> bool {
+    path == Path::new("/dev/null") || fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
 }
 
 /// The name OpenSSH looks up: `host` on port 22, else `[host]:port`; lowercased.
@@ -166,8 +208,21 @@ pub(crate) fn recorded_algorithms(path: &Path, host: &str, port: u16) -> Vec<Alg
     out
 }
 
-/// Append `host`:`port` `key` to `path` (creating the file `0600` and its directory `0700`).
-pub(crate) fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result<()> {
+/// Record `host`:`port` `key` in `path` unless something is recorded for that host by now.
+///
+/// Returns what the file said just before: [`Verdict::Unknown`] means the key was appended now;
+/// `Known` means another connection recorded the same key first (nothing appended);
+/// `Changed`/`Revoked` mean another key was recorded (or this one revoked) in the meantime, which
+/// the caller must treat exactly like a changed key found by [`check`].
+///
+/// Two connections may record keys for one host at once (two inventory names for one address,
+/// a jump host that is also a target, concurrent runs): recording is serialised by an
+/// in-process mutex plus an advisory `flock` on the file, and the file is read again under the
+/// lock, so a key is recorded once and a different key recorded concurrently is seen.
+///
+/// The file (created `0600`, its directory `0700`) must be a regular file: recording into
+/// `/dev/null` or a pipe would make every run trust whatever key it meets.
+pub(crate) fn record(path: &Path, host: &str, port: u16, key: &PublicKey) -> io::Result<Verdict> {
     let _guard = APPEND_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::DirBuilder::new()
@@ -175,12 +230,57 @@ pub(crate) fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> io:
             .mode(0o700)
             .create(parent)?;
     }
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .mode(0o600)
         .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "not a regular file; host keys cannot be recorded there",
+        ));
+    }
+    let _flock = Flock::exclusive(&file)?;
+    let verdict = check(path, host, port, key)?;
+    if verdict == Verdict::Unknown {
+        append_line(&file, host, port, key)?;
+    }
+    Ok(verdict)
+}
+
+/// An advisory `flock(LOCK_EX)` on an open file, released on drop.
+struct Flock<'a>(&'a fs::File);
+
+impl<'a> Flock<'a> {
+    fn exclusive(file: &'a fs::File) -> io::Result<Flock<'a>> {
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: flock on a valid, open descriptor borrowed for the guard's lifetime.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Flock(file));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for Flock<'_> {
+    fn drop(&mut self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as above; unlocking cannot invalidate anything.
+        unsafe {
+            libc::flock(self.0.as_raw_fd(), libc::LOCK_UN);
+        }
+    }
+}
+
+/// Append the `host`:`port` `key` line to `file` (opened for append), starting a new line if the
+/// file does not end with one, then fsync.
+fn append_line(mut file: &fs::File, host: &str, port: u16, key: &PublicKey) -> io::Result<()> {
     let mut needs_newline = false;
     if file.seek(SeekFrom::End(-1)).is_ok() {
         let mut last = [0u8; 1];
@@ -208,11 +308,7 @@ pub(crate) fn append(path: &Path, host: &str, port: u16, key: &PublicKey) -> io:
     );
     line.push('\n');
     file.write_all(line.as_bytes())?;
-    // `/dev/null` (a common UserKnownHostsFile) cannot be fsynced; only files need it.
-    if file.metadata()?.is_file() {
-        file.sync_all()?;
-    }
-    Ok(())
+    file.sync_all()
 }
 
 /// `ssh-ed25519 SHA256:...`, as OpenSSH shows a key.
@@ -388,11 +484,14 @@ mod tests {
     }
 
     #[test]
-    fn append_creates_0600_and_is_found() {
+    fn record_creates_0600_and_is_found() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/known_hosts");
-        append(&p, "127.0.0.2", 2222, &key(K1)).unwrap();
+        assert_eq!(
+            record(&p, "127.0.0.2", 2222, &key(K1)).unwrap(),
+            Verdict::Unknown
+        );
         assert_eq!(
             fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
@@ -404,12 +503,93 @@ mod tests {
         // A file without a final newline gets one before the new entry.
         let q = dir.path().join("kh2");
         fs::write(&q, format!("h1 ssh-ed25519 {K2}")).unwrap();
-        append(&q, "h2", 22, &key(K1)).unwrap();
+        record(&q, "h2", 22, &key(K1)).unwrap();
         assert_eq!(
             fs::read_to_string(&q).unwrap(),
             format!("h1 ssh-ed25519 {K2}\nh2 ssh-ed25519 {K1}\n")
         );
         assert_eq!(recorded_algorithms(&q, "h2", 22), vec![Algorithm::Ed25519]);
+        // Recorded by now: the same key again appends nothing, another key is a changed key.
+        assert_eq!(record(&q, "h2", 22, &key(K1)).unwrap(), Verdict::Known);
+        assert_eq!(
+            record(&q, "h2", 22, &key(K2)).unwrap(),
+            Verdict::Changed { line: 2 }
+        );
+        assert_eq!(fs::read_to_string(&q).unwrap().lines().count(), 2);
+    }
+
+    #[test]
+    fn record_waits_for_another_process_holding_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("known_hosts");
+        fs::write(&p, "").unwrap();
+        let locked = dir.path().join("locked");
+        // util-linux flock(1): take the lock, say so, and append K2 for the host a bit later.
+        let script = format!(
+            "touch {locked}; sleep 0.5; echo '[h1]:2222 ssh-ed25519 {K2}' >> {kh}",
+            locked = crate::shell::quote(locked.to_str().unwrap()),
+            kh = crate::shell::quote(p.to_str().unwrap()),
+        );
+        let mut child = std::process::Command::new("flock")
+            .arg(&p)
+            .args(["sh", "-c", &script])
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while !locked.exists() {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "flock(1) never took the lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Looked up before the lock: unknown. Recording waits, re-reads, and sees K2.
+        assert_eq!(check(&p, "h1", 2222, &key(K1)).unwrap(), Verdict::Unknown);
+        assert_eq!(
+            record(&p, "h1", 2222, &key(K1)).unwrap(),
+            Verdict::Changed { line: 1 }
+        );
+        assert!(child.wait().unwrap().success());
+        assert_eq!(fs::read_to_string(&p).unwrap().lines().count(), 1);
+    }
+
+    #[test]
+    fn record_refuses_what_is_not_a_regular_file() {
+        let e = record(Path::new("/dev/null"), "h1", 22, &key(K1)).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn concurrent_records_of_one_host_append_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("known_hosts");
+        // Threads of this process, half of them with another key for the host.
+        let verdicts: Vec<Verdict> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let p = p.clone();
+                    s.spawn(move || {
+                        let k = if i % 2 == 0 { K1 } else { K2 };
+                        record(&p, "h1", 2222, &key(k)).unwrap()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(fs::read_to_string(&p).unwrap().lines().count(), 1);
+        assert_eq!(
+            verdicts.iter().filter(|v| **v == Verdict::Unknown).count(),
+            1,
+            "{verdicts:?}"
+        );
+        // Every other recorder saw the first one's key: the same key Known, the other Changed.
+        assert!(
+            verdicts.iter().all(|v| matches!(
+                v,
+                Verdict::Unknown | Verdict::Known | Verdict::Changed { line: 1 }
+            )),
+            "{verdicts:?}"
+        );
     }
 
     #[test]

@@ -115,23 +115,39 @@ impl TransportError {
 
 /// Settings shared by all sessions of a run (from the CLI / config file).
 ///
-/// Host key policy, per host: a key recorded in the known_hosts file passes; a key that differs
-/// from the one recorded (or a host with recorded keys, none of them the one offered) is
-/// ALWAYS refused ([`TransportError::ChangedHostKey`]), whatever `accept_new_host_keys` or the
-/// inventory's `StrictHostKeyChecking` say: lsbackup moves every secret of a cluster and will
-/// not send them to a host it cannot vouch for. An unknown key is refused
-/// ([`TransportError::UnknownHostKey`]) unless `accept_new_host_keys` is set or the inventory says
-/// `StrictHostKeyChecking=accept-new` (the key is then appended to the known_hosts file, created
-/// `0600` if missing), or `StrictHostKeyChecking=no` (accepted for this run without being
-/// recorded, with a warning naming the host).
+/// Host key policy, per host (jump hosts included):
+///
+/// - The known_hosts file in force is [`TransportConfig::known_hosts`] when the operator named
+///   it (`known_hosts_overrides_inventory`, i.e. `--known-hosts`), else the inventory's
+///   `UserKnownHostsFile` for the host, else `known_hosts`. An inventory `UserKnownHostsFile`
+///   of `/dev/null` is ignored with a warning: it would disable checking.
+/// - A key recorded there passes. A key that differs from the one recorded (or a host with
+///   recorded keys, none of them the one offered) is ALWAYS refused
+///   ([`TransportError::ChangedHostKey`]), whatever `accept_new_host_keys` or the inventory's
+///   `StrictHostKeyChecking` say: lsbackup moves every secret of a cluster and will not send
+///   them to a host it cannot vouch for. So is a key marked `@revoked`.
+/// - An unknown key is refused ([`TransportError::UnknownHostKey`]) unless
+///   `accept_new_host_keys` is set or the inventory says `StrictHostKeyChecking=accept-new`,
+///   `no` or `off` (or `ansible_host_key_checking=false`): the inventory cannot switch
+///   checking off, `no` is treated as `accept-new`. The key is then recorded in the file in
+///   force (created `0600`; recording is serialised and re-checked under a file lock, see
+///   `known_hosts::record`).
+/// - Only `insecure_skip_host_key_check` (`--insecure-skip-host-key-check`) switches checking
+///   off: unknown and changed keys are accepted, nothing is recorded, and each such host gets a
+///   warning naming the key. `@revoked` keys are still refused.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// known_hosts file to check against (default `~/.ssh/known_hosts`), unless the inventory's
-    /// `UserKnownHostsFile` names another for a host.
+    /// known_hosts file to check against (default [`TransportConfig::default_known_hosts`]).
     pub known_hosts: PathBuf,
-    /// Record unknown host keys in `known_hosts` instead of refusing (`--accept-new-host-keys`).
-    /// A changed key is refused regardless.
+    /// `known_hosts` was named by the operator (`--known-hosts`, on the command line or in the
+    /// config file): it then wins over the inventory's `UserKnownHostsFile`.
+    pub known_hosts_overrides_inventory: bool,
+    /// Record unknown host keys in the known_hosts file instead of refusing
+    /// (`--accept-new-host-keys`). A changed key is refused regardless.
     pub accept_new_host_keys: bool,
+    /// Do not check host keys at all (`--insecure-skip-host-key-check`): connect to hosts whose
+    /// key is unknown or CHANGED, with a warning per host. Only ever set from the command line.
+    pub insecure_skip_host_key_check: bool,
     /// Extra identity files (`--identity`), tried after the inventory's key file.
     pub identities: Vec<PathBuf>,
     /// Use ssh-agent at `SSH_AUTH_SOCK` when set.
@@ -143,20 +159,25 @@ pub struct TransportConfig {
 }
 
 impl TransportConfig {
-    /// `~/.ssh/known_hosts`, no extra identities, agent on, 30 s connect timeout, no command
-    /// timeout.
+    /// [`TransportConfig::default_known_hosts`], no extra identities, agent on, 30 s connect
+    /// timeout, no command timeout, unknown keys refused.
     pub fn with_defaults() -> TransportConfig {
-        let home = std::env::var_os("HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/"));
         TransportConfig {
-            known_hosts: home.join(".ssh").join("known_hosts"),
+            known_hosts: TransportConfig::default_known_hosts(),
+            known_hosts_overrides_inventory: false,
             accept_new_host_keys: false,
+            insecure_skip_host_key_check: false,
             identities: Vec::new(),
             use_agent: true,
             connect_timeout: Duration::from_secs(30),
             command_timeout: None,
         }
+    }
+
+    /// The one default known_hosts file: `~/.ssh/known_hosts` of `$HOME`, else of the current
+    /// user's home directory in the password database, else `/root/.ssh/known_hosts`.
+    pub fn default_known_hosts() -> PathBuf {
+        known_hosts::default_path()
     }
 }
 
@@ -261,8 +282,9 @@ impl Session {
     /// protected key files are never prompted for: load them into ssh-agent.
     ///
     /// `ProxyJump` (`[user@]host[:port]`, comma-separated chains; the user defaults to the local
-    /// user name, as in OpenSSH) and `ProxyCommand` (`%h %p %r %n %%` substituted, run with
-    /// `sh -c`) are honoured; each jump host's key is checked like the target's.
+    /// user name, as in OpenSSH) and `ProxyCommand` (`%h %p %r %n %%` substituted, each value
+    /// quoted as one shell word where it needs quoting, run with `sh -c`) are honoured; each
+    /// jump host's key is checked like the target's.
     pub async fn connect(
         spec: &ConnectionSpec,
         cfg: &TransportConfig,

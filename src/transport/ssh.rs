@@ -23,6 +23,7 @@ use super::known_hosts::{self, Verdict};
 use super::pipe::{PipeWriter, Tail};
 use super::{ExitInfo, MAX_CHANNELS, TransportConfig, TransportError};
 use crate::inventory::{ConnectionSpec, StrictHostKeyChecking};
+use crate::shell::quote as shell_quote;
 
 /// Per-channel receive window. russh re-opens the window as data arrives (it does not wait for
 /// the consumer); backpressure comes from its bounded per-channel queue instead (see below), so
@@ -37,12 +38,15 @@ const CHANNEL_QUEUE: usize = 32;
 const DEFAULT_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_ALIVE_COUNT: u32 = 4;
 
-/// What to do with a host key not in known_hosts.
+/// What to do with a host key that is not known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UnknownKey {
+    /// Refuse it (strict checking).
     Refuse,
+    /// Record it in the known_hosts file (accept-new); a changed key is still refused.
     Record,
-    AcceptOnce,
+    /// `--insecure-skip-host-key-check`: accept unknown and changed keys, record nothing.
+    Insecure,
 }
 
 /// The russh handler: checks the server's key and remembers why it refused one.
@@ -62,14 +66,58 @@ impl Client {
         false
     }
 
+    fn changed(&self, fingerprint: String, line: usize) -> bool {
+        self.refuse(TransportError::ChangedHostKey {
+            host: self.host.clone(),
+            addr: self.addr.clone(),
+            fingerprint,
+            known_hosts: self.known_hosts.clone(),
+            line,
+        })
+    }
+
+    fn revoked(&self, fingerprint: &str, line: usize) -> bool {
+        self.refuse(TransportError::Other {
+            host: self.host.clone(),
+            cause: format!(
+                "host key {fingerprint} of {} is marked @revoked in {}:{line}: refusing to connect",
+                self.addr,
+                self.known_hosts.display()
+            ),
+        })
+    }
+
+    /// `--insecure-skip-host-key-check` lets an unverified key through: say so, every time.
+    fn insecure_accept(&self, fingerprint: &str, why: &str) -> bool {
+        tracing::warn!(
+            "{}: host key NOT verified (--insecure-skip-host-key-check): accepting {fingerprint} for {} ({why})",
+            self.host,
+            self.addr
+        );
+        true
+    }
+
     fn judge(&self, key: &PublicKey) -> bool {
         let fingerprint = known_hosts::describe(key);
         let kh = &self.known_hosts;
         match known_hosts::check(kh, &self.name, self.port, key) {
             Ok(Verdict::Known) => true,
+            Ok(Verdict::Revoked { line }) => self.revoked(&fingerprint, line),
+            Ok(Verdict::Changed { line }) if self.policy == UnknownKey::Insecure => self
+                .insecure_accept(
+                    &fingerprint,
+                    &format!("CHANGED: {}:{line} has another key", kh.display()),
+                ),
+            Ok(Verdict::Changed { line }) => self.changed(fingerprint, line),
             Ok(Verdict::Unknown) => match self.policy {
-                UnknownKey::Record => match known_hosts::append(kh, &self.name, self.port, key) {
-                    Ok(()) => {
+                UnknownKey::Insecure => self.insecure_accept(
+                    &fingerprint,
+                    &format!("not in {}; not recorded", kh.display()),
+                ),
+                // Re-checked under the file lock: another connection may have recorded a key
+                // for this host since the check above.
+                UnknownKey::Record => match known_hosts::record(kh, &self.name, self.port, key) {
+                    Ok(Verdict::Unknown) => {
                         tracing::info!(
                             "{}: recorded new host key {fingerprint} for {} in {}",
                             self.host,
@@ -78,19 +126,18 @@ impl Client {
                         );
                         true
                     }
+                    Ok(Verdict::Known) => true,
+                    Ok(Verdict::Changed { line }) => self.changed(fingerprint, line),
+                    Ok(Verdict::Revoked { line }) => self.revoked(&fingerprint, line),
                     Err(e) => self.refuse(TransportError::Other {
                         host: self.host.clone(),
-                        cause: format!("cannot record host key for {} in {}: {e}", self.addr, kh.display()),
+                        cause: format!(
+                            "cannot record host key for {} in {}: {e}",
+                            self.addr,
+                            kh.display()
+                        ),
                     }),
                 },
-                UnknownKey::AcceptOnce => {
-                    tracing::warn!(
-                        "{}: StrictHostKeyChecking=no: accepting unverified host key {fingerprint} for {} without recording it",
-                        self.host,
-                        self.addr
-                    );
-                    true
-                }
                 UnknownKey::Refuse => self.refuse(TransportError::UnknownHostKey {
                     host: self.host.clone(),
                     addr: self.addr.clone(),
@@ -98,21 +145,6 @@ impl Client {
                     known_hosts: kh.clone(),
                 }),
             },
-            Ok(Verdict::Changed { line }) => self.refuse(TransportError::ChangedHostKey {
-                host: self.host.clone(),
-                addr: self.addr.clone(),
-                fingerprint,
-                known_hosts: kh.clone(),
-                line,
-            }),
-            Ok(Verdict::Revoked { line }) => self.refuse(TransportError::Other {
-                host: self.host.clone(),
-                cause: format!(
-                    "host key {fingerprint} of {} is marked @revoked in {}:{line}: refusing to connect",
-                    self.addr,
-                    kh.display()
-                ),
-            }),
             Err(e) => self.refuse(TransportError::Other {
                 host: self.host.clone(),
                 cause: format!("cannot read known_hosts file {}: {e}", kh.display()),
@@ -215,29 +247,109 @@ fn parse_jumps(spec: &str, default_user: &str) -> Result<Vec<Hop>, String> {
         .collect()
 }
 
-/// `ProxyCommand` with `%h %p %r %n %%` substituted.
-fn proxy_command_line(template: &str, host: &str, port: u16, user: &str, name: &str) -> String {
+/// `ProxyCommand` with `%h %p %r %n %%` substituted, for `sh -c`.
+///
+/// OpenSSH pastes the values in as they are; lsbackup's come from the inventory, so each is
+/// quoted by [`shell_quote`] and stays one word of data (`x;touch /tmp/pwn` is a strange host
+/// name, not a command). A value made only of characters that are never special to `sh`
+/// (letters, digits, `-_./:=@,+%`: every host name, IP address and port) is unchanged, so
+/// `ssh -W %h:%p jump` and `socat - TCP:%h:%p` mean what they mean to OpenSSH. Other values are
+/// quoted for where the `%` sequence stands:
+///
+/// - outside quotes: `'x;touch /tmp/pwn'`;
+/// - inside `'...'` (usually a script for an inner `sh -c`): quoted for that inner shell, and
+///   that text escaped for the single quotes around it;
+/// - inside `"..."`: likewise, with `\ $ ` " ` escaped for the double quotes.
+///
+/// After an unquoted backslash, inside `$(...)`, backquotes, `${...}` or after a `<<` here-
+/// document, no quoting can be relied upon: such a value is refused (Err names the sequence).
+fn proxy_command_line(
+    template: &str,
+    host: &str,
+    port: u16,
+    user: &str,
+    name: &str,
+) -> Result<String, String> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Q {
+        None,
+        Single,
+        Double,
+    }
+    let port = port.to_string();
     let mut out = String::new();
+    let mut q = Q::None;
+    let mut escaped = false;
+    // Anything past this point is parsed again by the shell in ways quoting cannot follow.
+    let mut unsure = false;
+    let mut prev: Option<char> = None;
     let mut chars = template.chars();
     while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
+        if c == '%' {
+            let (seq, value) = match chars.next() {
+                Some('h') => ("%h", host),
+                Some('p') => ("%p", port.as_str()),
+                Some('r') => ("%r", user),
+                Some('n') => ("%n", name),
+                Some('%') => ("%%", "%"),
+                Some(other) => {
+                    out.push('%');
+                    out.push(other);
+                    prev = Some(other);
+                    escaped = false;
+                    continue;
+                }
+                None => {
+                    out.push('%');
+                    break;
+                }
+            };
+            let quoted = shell_quote(value);
+            if quoted == value {
+                out.push_str(value);
+            } else if escaped || unsure {
+                return Err(format!(
+                    "ProxyCommand: {seq} ({value:?}) cannot be quoted safely where it stands in {template:?}"
+                ));
+            } else {
+                match q {
+                    Q::None => out.push_str(&quoted),
+                    Q::Single => out.push_str(&quoted.replace('\'', r"'\''")),
+                    Q::Double => {
+                        for ch in quoted.chars() {
+                            if matches!(ch, '\\' | '$' | '`' | '"') {
+                                out.push('\\');
+                            }
+                            out.push(ch);
+                        }
+                    }
+                }
+            }
+            // A substituted value ends in a character that is not special where it stands.
+            prev = Some('x');
+            escaped = false;
             continue;
         }
-        match chars.next() {
-            Some('h') => out.push_str(host),
-            Some('p') => out.push_str(&port.to_string()),
-            Some('r') => out.push_str(user),
-            Some('n') => out.push_str(name),
-            Some('%') => out.push('%'),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
+        out.push(c);
+        if escaped {
+            escaped = false;
+            prev = Some(c);
+            continue;
         }
+        match (q, c) {
+            (Q::None | Q::Double, '\\') => escaped = true,
+            (Q::None, '\'') => q = Q::Single,
+            (Q::Single, '\'') => q = Q::None,
+            (Q::None, '"') => q = Q::Double,
+            (Q::Double, '"') => q = Q::None,
+            (Q::None | Q::Double, '`') => unsure = true,
+            (Q::None | Q::Double, '(' | '{') if prev == Some('$') => unsure = true,
+            (Q::None, '<') if prev == Some('<') => unsure = true,
+            _ => {}
+        }
+        prev = Some(c);
     }
-    out
+    Ok(out)
 }
 
 /// The stdio of a `ProxyCommand` as one duplex stream; the process lives as long as the stream.
@@ -463,7 +575,8 @@ impl Ctx<'_> {
         template: &str,
         hop: &Hop,
     ) -> Result<(Box<dyn Stream>, ProxyStderr), TransportError> {
-        let line = proxy_command_line(template, &hop.host, hop.port, &hop.user, &self.spec.host);
+        let line = proxy_command_line(template, &hop.host, hop.port, &hop.user, &self.spec.host)
+            .map_err(|cause| self.connect_err(hop, cause))?;
         let mut child = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
@@ -697,6 +810,41 @@ impl Ctx<'_> {
     }
 }
 
+/// The known_hosts file in force for `spec` and what to do with an unknown key (see
+/// [`TransportConfig`] for the rules).
+fn host_key_policy(spec: &ConnectionSpec, cfg: &TransportConfig) -> (PathBuf, UnknownKey) {
+    let host = spec.host.as_str();
+    let known_hosts = match &spec.ssh.user_known_hosts_file {
+        _ if cfg.known_hosts_overrides_inventory => cfg.known_hosts.clone(),
+        // The inventory parser already drops (and warns about) `/dev/null`; specs built
+        // otherwise get the same treatment here.
+        Some(f) if known_hosts::is_black_hole(f) => {
+            tracing::warn!(
+                "{host}: UserKnownHostsFile={} is ignored (it would switch host key checking off); checking against {}",
+                f.display(),
+                cfg.known_hosts.display()
+            );
+            cfg.known_hosts.clone()
+        }
+        Some(f) => f.clone(),
+        None => cfg.known_hosts.clone(),
+    };
+    let policy = if cfg.insecure_skip_host_key_check {
+        UnknownKey::Insecure
+    } else if cfg.accept_new_host_keys {
+        UnknownKey::Record
+    } else {
+        match spec.ssh.strict_host_key_checking {
+            // The inventory cannot switch checking off: `no` records like `accept-new`.
+            Some(StrictHostKeyChecking::AcceptNew | StrictHostKeyChecking::No) => {
+                UnknownKey::Record
+            }
+            Some(StrictHostKeyChecking::Yes) | None => UnknownKey::Refuse,
+        }
+    };
+    (known_hosts, policy)
+}
+
 impl SshConn {
     pub(super) async fn connect(
         spec: &ConnectionSpec,
@@ -704,20 +852,7 @@ impl SshConn {
         user: &str,
     ) -> Result<SshConn, TransportError> {
         let host = spec.host.as_str();
-        let known_hosts = spec
-            .ssh
-            .user_known_hosts_file
-            .clone()
-            .unwrap_or_else(|| cfg.known_hosts.clone());
-        let policy = if cfg.accept_new_host_keys {
-            UnknownKey::Record
-        } else {
-            match spec.ssh.strict_host_key_checking {
-                Some(StrictHostKeyChecking::AcceptNew) => UnknownKey::Record,
-                Some(StrictHostKeyChecking::No) => UnknownKey::AcceptOnce,
-                Some(StrictHostKeyChecking::Yes) | None => UnknownKey::Refuse,
-            }
-        };
+        let (known_hosts, policy) = host_key_policy(spec, cfg);
         let ctx = Ctx {
             host,
             spec,
@@ -1044,8 +1179,57 @@ mod tests {
                 "ops",
                 "node1"
             ),
-            "nc -x % 10.0.0.2 2222 # ops node1 %q"
+            Ok("nc -x % 10.0.0.2 2222 # ops node1 %q".to_string())
         );
+    }
+
+    /// What `sh -c LINE` passes to the command as arguments (`printf '<%s>'` in place of it).
+    fn argv_of(line: &str) -> String {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{line}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    #[test]
+    fn proxy_command_values_stay_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("MARK");
+        let evil = format!("x;touch {} #'\"$(id)`id`\\", mark.display());
+        let sub = |t: &str| proxy_command_line(t, &evil, 22, "u", "n").unwrap();
+        // Unquoted, next to other text: one argument, the exact bytes.
+        let line = sub("printf '<%s>' %h:%p");
+        assert_eq!(argv_of(&line), format!("<{evil}:22>"));
+        // Inside single quotes that an inner sh runs.
+        let line = sub("sh -c 'printf \"<%s>\" %h %p'");
+        assert_eq!(argv_of(&line), format!("<{evil}><22>"));
+        // Inside double quotes that an inner sh runs.
+        let line = sub("sh -c \"printf '<%s>' %h %p\"");
+        assert_eq!(argv_of(&line), format!("<{evil}><22>"));
+        assert!(!mark.exists());
+        // Safe values are pasted in unchanged, as OpenSSH does.
+        assert_eq!(
+            proxy_command_line("ssh -W %h:%p jump", "10.0.0.2", 22, "u", "n").unwrap(),
+            "ssh -W 10.0.0.2:22 jump"
+        );
+        assert_eq!(
+            proxy_command_line("sh -c 'nc %h %p'", "node-1.example.com", 22, "u", "n").unwrap(),
+            "sh -c 'nc node-1.example.com 22'"
+        );
+        // Where quoting cannot be relied upon, an unsafe value is refused.
+        for t in [
+            "echo \\%h",
+            "echo $(echo %h)",
+            "echo `echo %h`",
+            "echo ${x:-%h}",
+        ] {
+            let e = proxy_command_line(t, &evil, 22, "u", "n").unwrap_err();
+            assert!(e.contains("cannot be quoted safely"), "{t}: {e}");
+            assert!(proxy_command_line(t, "10.0.0.2", 22, "u", "n").is_ok());
+        }
     }
 
     #[test]
