@@ -611,3 +611,101 @@ async fn many_requests_at_once_share_one_session() {
         assert!(st == "success" || st == "green", "{st}");
     }
 }
+
+/// An sshd of our own (node1's config and host key) with `AllowTcpForwarding no`; stopped on
+/// drop.
+struct NoForwardSshd {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl NoForwardSshd {
+    fn start() -> NoForwardSshd {
+        let tb = tb();
+        let ip = tb.host_of("node1");
+        let port = closed_port();
+        let base = tb.dir().join("ssh").join("node1").join("sshd_config");
+        let text = std::fs::read_to_string(&base).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config: String = text
+            .lines()
+            .filter(|l| {
+                let k = l.split_whitespace().next().unwrap_or_default();
+                !["ListenAddress", "PidFile", "AllowTcpForwarding"].contains(&k)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        config.push_str(&format!(
+            "ListenAddress {ip}:{port}\nPidFile none\nAllowTcpForwarding no\n"
+        ));
+        let path = dir.path().join("sshd_config");
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-f")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: std::net::SocketAddr = format!("{ip}:{port}").parse().unwrap();
+        let t = Instant::now();
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        NoForwardSshd {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for NoForwardSshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_disabled_on_the_server_is_one_clear_line() {
+    let sshd = NoForwardSshd::start();
+    let mut sp = spec("node1");
+    sp.port = sshd.port;
+    sp.ssh.strict_host_key_checking = Some(lsbackup::inventory::StrictHostKeyChecking::No);
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    // Commands still run there; only tunnels are refused.
+    assert_eq!(
+        s.run("echo ok", None, 100).await.unwrap().stdout_text(),
+        "ok"
+    );
+    let err = s.connect_tcp("127.0.0.1", 9090).await.unwrap_err();
+    assert!(
+        matches!(err, TransportError::ForwardingRefused { .. }),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(
+            "node1: the SSH server refuses to forward a connection to 127.0.0.1:9090 (administratively prohibited); tunnels need AllowTcpForwarding"
+        ),
+        "{msg}"
+    );
+    let prom = client(&s, tb().var("LSB_PROMETHEUS_URL"));
+    let err = prom
+        .get_json::<serde_json::Value>("/api/v1/status/buildinfo")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            HttpError::Tunnel(TransportError::ForwardingRefused { .. })
+        ),
+        "{err:?}"
+    );
+    drop(s);
+    drop(sshd);
+}
