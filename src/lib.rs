@@ -11,6 +11,9 @@
 //! - [`transport`]: opens one session per host (russh over SSH, or a local process for
 //!   `ansible_connection=local`), checks host keys, runs commands with become/sudo and streams
 //!   their stdout. Components never touch russh.
+//! - [`http`]: HTTP/1.1 client (hyper, rustls) for hosts' local APIs, spoken from lsbackup
+//!   through the host's SSH connection ([`transport::Session::connect_tcp`]); credentials never
+//!   reach the host. [`secret::Secret`] keeps passwords and tokens out of logs and errors.
 //! - [`components`]: the component specs (`components/*.yaml`, embedded in the binary and
 //!   overridable from a user's directory): groups, host selection, steps, version detection.
 //! - [`engine`]: turns the CLI's selection into a [`engine::Plan`] (components × hosts), executes
@@ -28,7 +31,9 @@
 pub mod archive;
 pub mod components;
 pub mod engine;
+pub mod http;
 pub mod inventory;
+pub mod secret;
 pub mod shell;
 pub mod target;
 pub mod transport;

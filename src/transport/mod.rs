@@ -12,6 +12,8 @@
 //! - `local.rs`: `ansible_connection=local` hosts, run as `sh -c` child processes.
 //! - `known_hosts.rs`: OpenSSH known_hosts lookup (hashed entries, `[host]:port`, patterns,
 //!   `@revoked`) and recording of accepted keys.
+//! - `tunnel.rs`: [`Session::connect_tcp`], TCP connections to an address as the host sees it
+//!   (SSH `direct-tcpip` channels, like `ssh -L`), used by [`crate::http`].
 //! - `pipe.rs`: the bounded pipe that carries stdout to the reader with backpressure, and the
 //!   stderr tail.
 //!
@@ -49,6 +51,9 @@ mod known_hosts;
 mod local;
 mod pipe;
 mod ssh;
+mod tunnel;
+
+pub use tunnel::{MAX_TUNNELS, TcpTunnel};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -95,6 +100,22 @@ pub enum TransportError {
     Lost { host: String, cause: String },
     #[error("{host}: {cause}")]
     Other { host: String, cause: String },
+    /// [`Session::connect_tcp`]: nothing accepts connections at `target` on the host.
+    #[error("{host}: nothing answers at {target} as seen from {host} ({cause})")]
+    NothingListening {
+        host: String,
+        target: String,
+        cause: String,
+    },
+    /// [`Session::connect_tcp`]: the SSH server refuses to forward connections.
+    #[error(
+        "{host}: the SSH server refuses to forward a connection to {target} ({cause}); tunnels need AllowTcpForwarding yes (or local) in its sshd_config and no PermitOpen excluding {target}"
+    )]
+    ForwardingRefused {
+        host: String,
+        target: String,
+        cause: String,
+    },
 }
 
 impl TransportError {
@@ -108,7 +129,9 @@ impl TransportError {
             | TransportError::Auth { host, .. }
             | TransportError::CommandTimeout { host, .. }
             | TransportError::Lost { host, .. }
-            | TransportError::Other { host, .. } => host,
+            | TransportError::Other { host, .. }
+            | TransportError::NothingListening { host, .. }
+            | TransportError::ForwardingRefused { host, .. } => host,
         }
     }
 }

@@ -410,7 +410,7 @@ trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 /// An I/O error as a short lowercase cause ("connection refused").
-fn io_cause(e: &io::Error) -> String {
+pub(super) fn io_cause(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".into(),
         io::ErrorKind::ConnectionReset => "connection reset by peer".into(),
@@ -513,6 +513,8 @@ pub(super) struct SshConn {
     /// Jump host connections, kept open as long as the tunnel through them is used.
     jumps: Vec<Handle<Client>>,
     slots: Arc<Semaphore>,
+    /// Open `direct-tcpip` tunnels, bounded apart from `slots` (see [`super::tunnel::MAX_TUNNELS`]).
+    tunnels: Arc<Semaphore>,
 }
 
 /// Settings every hop of one connection shares.
@@ -935,6 +937,7 @@ impl SshConn {
             handle,
             jumps,
             slots: Arc::new(Semaphore::new(MAX_CHANNELS)),
+            tunnels: Arc::new(Semaphore::new(super::tunnel::MAX_TUNNELS)),
         })
     }
 
@@ -1104,6 +1107,63 @@ impl SshConn {
         for j in self.jumps.iter().rev() {
             let _ = j.disconnect(Disconnect::ByApplication, "", "en").await;
         }
+    }
+}
+
+impl SshConn {
+    /// Open a `direct-tcpip` channel to `host:port` as the server sees it.
+    pub(super) async fn direct_tcpip(
+        &self,
+        inventory_host: &str,
+        host: &str,
+        port: u16,
+        target: String,
+    ) -> Result<super::TcpTunnel, TransportError> {
+        let lost = |cause: String| TransportError::Lost {
+            host: inventory_host.to_string(),
+            cause,
+        };
+        let permit = self
+            .tunnels
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| lost("session closed".into()))?;
+        if self.handle.is_closed() {
+            return Err(lost("the connection is closed".into()));
+        }
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip(host, u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| match e {
+                russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::ConnectFailed) => {
+                    TransportError::NothingListening {
+                        host: inventory_host.to_string(),
+                        target: target.clone(),
+                        cause: "the SSH server could not connect".into(),
+                    }
+                }
+                russh::Error::ChannelOpenFailure(
+                    russh::ChannelOpenFailure::AdministrativelyProhibited,
+                ) => TransportError::ForwardingRefused {
+                    host: inventory_host.to_string(),
+                    target: target.clone(),
+                    cause: "administratively prohibited".into(),
+                },
+                russh::Error::ChannelOpenFailure(reason) => TransportError::ForwardingRefused {
+                    host: inventory_host.to_string(),
+                    target: target.clone(),
+                    cause: format!("{reason:?}"),
+                },
+                other => lost(ssh_cause(&other)),
+            })?;
+        Ok(super::TcpTunnel::ssh(
+            channel.into_stream(),
+            inventory_host,
+            target,
+            permit,
+        ))
     }
 }
 
