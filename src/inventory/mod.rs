@@ -192,6 +192,7 @@ pub struct ConnectionSpec {
 mod data;
 mod hostpattern;
 mod ini;
+pub mod jinja;
 mod pylit;
 mod source;
 mod sshargs;
