@@ -30,6 +30,10 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+/// What is supported, for messages.
+pub const SUPPORTED: &str = "{{ var }}, default(), string, int, lower, upper, trim, \
+                             {% raw %} and {# comments #}";
+
 /// Which template syntax a text uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Syntax {
@@ -203,6 +207,19 @@ impl<'s, S: Scope + ?Sized> Resolver<'s, S> {
             cache: HashMap::new(),
             stack: Vec::new(),
         }
+    }
+
+    /// Whether the scope defines `name`.
+    pub fn defines(&self, name: &str) -> bool {
+        self.scope.lookup(name).is_some()
+    }
+
+    /// Where `name` came from (empty when undefined).
+    pub fn origin(&self, name: &str) -> String {
+        self.scope
+            .lookup(name)
+            .map(|d| d.origin)
+            .unwrap_or_default()
     }
 
     /// The value of variable `name`.

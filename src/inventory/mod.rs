@@ -47,9 +47,14 @@
 //! missing key files, passwords in the inventory and unusable connection settings are reported
 //! in [`Inventory::warnings`], one line per remark naming the hosts.
 //!
-//! Jinja2 templates (`"{{ ... }}"`) are never evaluated: they are kept as text, as
-//! `ansible-inventory --list` prints them. [`Inventory::connection`] refuses a connection
-//! variable that is a template, naming the host and the variable.
+//! Jinja2 templates (`"{{ ... }}"`) are kept as text in [`Host::vars`], as
+//! `ansible-inventory --list` prints them; [`Host::origins`] records which file each variable
+//! came from. Only the variables lsbackup uses are ever resolved, with the small, side-effect
+//! free subset of Jinja in [`jinja`] (`{{ var }}`, `default()`, a few filters, `{% raw %}`,
+//! comments; `!unsafe` values are literal): [`Inventory::connection`] for connection
+//! variables, the engine for the variables a component declares. A variable using anything else
+//! (`lookup()`, `hostvars[...]`, `{% if %}`) is an error naming the host, the variable and its
+//! file; unused variables may hold any Jinja.
 //!
 //! # Known deviations from Ansible
 //!
@@ -122,6 +127,13 @@ impl Host {
     /// Where variable `name` came from, for messages (`group_vars/all.yml`, `inventory.ini`).
     pub fn origin(&self, name: &str) -> Option<&Path> {
         self.origins.get(name).map(PathBuf::as_path)
+    }
+
+    /// [`Host::origin`] as text (`the inventory` when unknown).
+    pub fn origin_text(&self, name: &str) -> String {
+        self.origin(name)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the inventory".into())
     }
 }
 
@@ -623,7 +635,7 @@ impl Inventory {
             }
         };
         for h in &self.hosts {
-            match sshargs::connection_spec(&h.name, &h.vars, &cwd) {
+            match sshargs::connection_spec(&h.name, &h.vars, &|n| h.origin_text(n), &cwd) {
                 Ok((spec, notes)) => {
                     for i in &spec.ssh.ignored {
                         add(format!("ssh option {i} is ignored by lsbackup"), &h.name);
@@ -755,8 +767,9 @@ impl Inventory {
     }
 
     /// Connection settings of one host (see the `sshargs` rules: aliases, OpenSSH option
-    /// parsing, first-value-wins order). A connection variable holding a Jinja2 template, a
-    /// vault-encrypted value or an unusable value is an error naming the host and variable.
+    /// parsing, first-value-wins order). Connection variables are resolved with [`jinja`]; one
+    /// using unsupported Jinja, a vault-encrypted value or an unusable value is an error naming
+    /// the host, the variable (and the file it came from).
     pub fn connection(&self, host: &str) -> Result<ConnectionSpec, InventoryError> {
         let h = self.host(host).ok_or_else(|| {
             InventoryError::Other(format!(
@@ -765,7 +778,8 @@ impl Inventory {
             ))
         })?;
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        sshargs::connection_spec(&h.name, &h.vars, &cwd).map(|(spec, _)| spec)
+        sshargs::connection_spec(&h.name, &h.vars, &|n| h.origin_text(n), &cwd)
+            .map(|(spec, _)| spec)
     }
 }
 
