@@ -696,7 +696,14 @@ mod tests {
     fn host_key_checking_off_and_dev_null_are_warned_about() {
         let notes = |v: serde_json::Value| {
             let Value::Object(m) = v else { panic!() };
-            connection_spec("h1", &m, Path::new("/work/dir")).unwrap().1
+            connection_spec(
+                "h1",
+                &m,
+                &|n| format!("file-of-{n}"),
+                Path::new("/work/dir"),
+            )
+            .unwrap()
+            .1
         };
         let n = notes(json!({
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o UserKnownHostsFile=/other"
