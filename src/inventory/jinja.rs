@@ -139,7 +139,8 @@ fn float_text(f: f64) -> String {
     }
 }
 
-/// Why a variable could not be resolved.
+/// Why a variable could not be resolved. Messages quote the offending expression or tag, never
+/// the rest of the value (which may be a secret).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ResolveError {
     /// Jinja lsbackup does not evaluate (`expr` is the expression or tag, as written).
@@ -475,10 +476,7 @@ fn split_template(text: &str, syntax: Syntax) -> Result<Vec<Part>, ResolveError>
                         text_buf.push_str(&rest[start..]);
                         break;
                     }
-                    return Err(unsupported(
-                        &rest[start..],
-                        "unclosed {{ (Jinja would refuse it too)",
-                    ));
+                    return Err(unsupported("{{", "unclosed {{ (Jinja would refuse it too)"));
                 };
                 let mut inner = &after[..end];
                 if let Some(i) = inner.strip_suffix('-') {
@@ -492,7 +490,7 @@ fn split_template(text: &str, syntax: Syntax) -> Result<Vec<Part>, ResolveError>
             "{#" => {
                 let Some(end) = after.find("#}") else {
                     return Err(unsupported(
-                        &rest[start..],
+                        "{#",
                         "unclosed {# comment (Jinja would refuse it too)",
                     ));
                 };
@@ -503,7 +501,7 @@ fn split_template(text: &str, syntax: Syntax) -> Result<Vec<Part>, ResolveError>
             _ => {
                 let Some(end) = find_close(after, "%}") else {
                     return Err(unsupported(
-                        &rest[start..],
+                        "{%",
                         "unclosed {% tag (Jinja would refuse it too)",
                     ));
                 };
@@ -1028,6 +1026,7 @@ mod tests {
             ("{% set y = 1 %}", "{% set %} blocks are not supported"),
             ("{% raw %}never closed", "{% raw %} without {% endraw %}"),
             ("a {# open", "unclosed {# comment"),
+            ("s3cr{{t", "{{: unclosed {{"),
         ];
         for (t, want) in cases {
             let e = err(json!({ "v": t }), "v");
