@@ -110,7 +110,17 @@ fn plan(a: PlanArgs) -> Result<i32, AnyError> {
     } else {
         print!("{}", plan.describe());
     }
-    Ok(EXIT_OK)
+    // Declared variables that cannot be resolved: those component × host pairs will not run
+    // (the rest of the plan stands), so the plan is only partly usable.
+    let errors = plan.var_errors();
+    for e in &errors {
+        eprintln!("lsbackup: error: {e}");
+    }
+    Ok(if errors.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_PARTIAL
+    })
 }
 
 fn inventory(a: InventoryArgs) -> Result<i32, AnyError> {

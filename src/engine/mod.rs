@@ -10,6 +10,7 @@
 //! # Layout
 //!
 //! - `plan.rs`: the plan (components × hosts × variables), printed by `lsbackup plan`.
+//! - `vars.rs`: a component's declared variables on one host, resolved ([`VarError`]).
 //! - `run.rs`: a run end to end: target, archive writer, components at once, manifest, exit.
 //! - `policy.rs`: host policy: first reachable / every host, in turn or at once, `select`,
 //!   fall back to the next host, the component's status from its hosts'.
@@ -29,9 +30,11 @@ mod sessions;
 mod shell;
 mod steps;
 mod unit;
+mod vars;
 
 pub use plan::{Plan, PlanError, PlannedComponent, PlannedHost, Selection};
 pub use progress::{NoProgress, Progress};
 pub use run::{EngineError, Interrupt, Outcome, RunOptions, run_backup};
 pub use shell::quote as shell_quote;
 pub use unit::{At, Failed, HostCtx, StepError, clean_text, exit_text};
+pub use vars::VarError;

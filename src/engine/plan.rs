@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::vars::{Sets, VarError, component_vars};
 use crate::components::{Catalog, ComponentSpec, HostMode, SpecError, StepKind, render_redacted};
 use crate::inventory::{ConnectionSpec, Inventory, InventoryError};
 
@@ -41,11 +42,15 @@ pub struct Selection {
 pub struct PlannedHost {
     pub name: String,
     pub conn: ConnectionSpec,
-    /// Component defaults, overridden by the host's inventory vars, overridden by `--set`.
+    /// The component's declared variables (its `vars:` keys) and nothing else: the default,
+    /// overridden by the host's inventory variable of that name, overridden by `--set`, then
+    /// resolved (see `engine::vars`). Plain values, not shell-quoted. A variable that could
+    /// not be resolved is absent here and reported in `var_error`.
     pub vars: BTreeMap<String, String>,
-    /// A declared variable of this host that cannot be resolved: the component fails on this
-    /// host with this one line, other components and hosts go on.
-    pub var_error: Option<String>,
+    /// A declared variable that cannot be resolved for this host (unsupported Jinja, an
+    /// undefined reference, a loop, a vault value; any others are named in it too): the
+    /// component fails on this host with this one line, other components and hosts go on.
+    pub var_error: Option<VarError>,
 }
 
 #[derive(Debug, Clone)]
@@ -65,14 +70,6 @@ pub struct Plan {
     pub absent: Vec<String>,
 }
 
-fn value_to_string(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
 impl Plan {
     pub fn build(
         inventory: Inventory,
@@ -80,8 +77,7 @@ impl Plan {
         sel: &Selection,
     ) -> Result<Plan, PlanError> {
         let selected = catalog.select(&sel.only, &sel.skip)?;
-        let mut global_sets = BTreeMap::new();
-        let mut comp_sets: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut sets = Sets::default();
         for s in &sel.sets {
             let (k, v) = s
                 .split_once('=')
@@ -99,13 +95,13 @@ impl Plan {
                         }
                         .into());
                     }
-                    comp_sets
+                    sets.per_component
                         .entry(c.to_string())
                         .or_default()
                         .insert(name.to_string(), v.to_string());
                 }
                 None => {
-                    global_sets.insert(k.to_string(), v.to_string());
+                    sets.global.insert(k.to_string(), v.to_string());
                 }
             }
         }
@@ -140,31 +136,15 @@ impl Plan {
             let mut hosts = Vec::new();
             for name in names {
                 let conn = inventory.connection(&name)?;
-                let mut vars = spec.vars.clone();
-                if let Some(h) = inventory.host(&name) {
-                    for (k, v) in &h.vars {
-                        vars.insert(k.clone(), value_to_string(v));
-                    }
-                }
-                vars.extend(global_sets.clone());
-                if let Some(cs) = comp_sets.get(&spec.name) {
-                    vars.extend(cs.clone());
-                }
-                // spec vars may refer to other vars: render them once, in place.
-                let rendered: Result<BTreeMap<_, _>, _> = vars
-                    .iter()
-                    .map(|(k, v)| crate::components::render(v, &vars).map(|r| (k.clone(), r)))
-                    .collect();
-                let vars = rendered.map_err(|source| PlanError::Template {
-                    component: spec.name.clone(),
-                    host: name.clone(),
-                    source,
-                })?;
+                let (vars, var_error) = match inventory.host(&name) {
+                    Some(h) => component_vars(&spec.name, &spec.vars, h, &sets),
+                    None => (BTreeMap::new(), None),
+                };
                 hosts.push(PlannedHost {
                     name,
                     conn,
                     vars,
-                    var_error: None,
+                    var_error,
                 });
             }
             let pc = PlannedComponent {
@@ -172,7 +152,7 @@ impl Plan {
                 groups,
                 hosts,
             };
-            for h in &pc.hosts {
+            for h in pc.hosts.iter().filter(|h| h.var_error.is_none()) {
                 pc.describe_host(h, false)
                     .map_err(|source| PlanError::Template {
                         component: pc.spec.name.clone(),
@@ -194,6 +174,15 @@ impl Plan {
             components,
             absent,
         })
+    }
+
+    /// Every declared variable that could not be resolved, over all components and hosts (those
+    /// component × host pairs will not run).
+    pub fn var_errors(&self) -> Vec<&VarError> {
+        self.components
+            .iter()
+            .flat_map(|c| c.hosts.iter().filter_map(|h| h.var_error.as_ref()))
+            .collect()
     }
 
     /// Human-readable plan, as printed by `lsbackup plan`.
@@ -226,6 +215,10 @@ impl Plan {
                     format!("{}:{}", h.conn.address, h.conn.port)
                 };
                 let _ = writeln!(out, "  host {} ({addr})", h.name);
+                if let Some(e) = &h.var_error {
+                    let _ = writeln!(out, "    error (nothing runs here): {}", e.cause());
+                    continue;
+                }
                 for line in c.describe_host(h, false).unwrap_or_default() {
                     let _ = writeln!(out, "    {line}");
                 }
@@ -259,7 +252,12 @@ impl Plan {
                             "address": h.conn.address,
                             "port": h.conn.port,
                             "local": h.conn.local,
-                            "steps": c.describe_host(h, true).unwrap_or_default(),
+                            "steps": if h.var_error.is_none() {
+                                c.describe_host(h, true).unwrap_or_default()
+                            } else {
+                                Vec::new()
+                            },
+                            "error": h.var_error.as_ref().map(|e| e.to_string()),
                         })
                     })
                     .collect();

@@ -73,8 +73,8 @@ async fn on_host(
         }
     };
     let mut u = HostCtx::new(ctx, pc, h, session, role);
-    if let Some(e) = h.var_error.clone() {
-        u.fail("variables", StepError::config(e));
+    if let Some(e) = &h.var_error {
+        u.fail("variables", StepError::config(e.cause()));
         u.report.status = Status::Failed;
         return HostOutcome {
             report: u.report,

@@ -3,6 +3,9 @@
 //! depth, priority) and `inventory/host.py` (`Host`: its groups and ancestors), so group order,
 //! `all`/`ungrouped` membership and precedence come out as in Ansible.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use super::value::Data;
 
 #[derive(Debug, Clone)]
@@ -14,6 +17,8 @@ pub(crate) struct GroupData {
     pub children: Vec<usize>,
     pub parents: Vec<usize>,
     pub vars: Vec<(String, Data)>,
+    /// The inventory file each of `vars` was last set from.
+    pub origins: HashMap<String, PathBuf>,
     pub depth: i64,
     pub priority: i64,
 }
@@ -22,6 +27,8 @@ pub(crate) struct GroupData {
 pub(crate) struct HostData {
     pub name: String,
     pub vars: Vec<(String, Data)>,
+    /// The inventory file each of `vars` was last set from.
+    pub origins: HashMap<String, PathBuf>,
     /// Every group the host belongs to, ancestors included (Ansible's `host.groups`).
     pub groups: Vec<usize>,
 }
@@ -30,8 +37,10 @@ pub(crate) struct HostData {
 pub(crate) struct InvData {
     pub groups: Vec<GroupData>,
     pub hosts: Vec<HostData>,
-    group_idx: std::collections::HashMap<String, usize>,
-    host_idx: std::collections::HashMap<String, usize>,
+    group_idx: HashMap<String, usize>,
+    host_idx: HashMap<String, usize>,
+    /// The file being parsed, recorded as the origin of the variables it sets.
+    pub current_file: PathBuf,
 }
 
 pub(crate) const ALL: usize = 0;
@@ -52,6 +61,7 @@ impl InvData {
             hosts: Vec::new(),
             group_idx: Default::default(),
             host_idx: Default::default(),
+            current_file: PathBuf::new(),
         };
         d.add_group("all");
         d.add_group("ungrouped");
@@ -78,6 +88,7 @@ impl InvData {
             children: Vec::new(),
             parents: Vec::new(),
             vars: Vec::new(),
+            origins: HashMap::new(),
             depth: 0,
             priority: 1,
         });
@@ -102,12 +113,15 @@ impl InvData {
             None => {
                 let h = self.hosts.len();
                 let mut vars = Vec::new();
+                let mut origins = HashMap::new();
                 if let Some(p) = port.filter(|p| *p != 0) {
                     vars.push(("ansible_port".to_string(), Data::Int(p as i128)));
+                    origins.insert("ansible_port".to_string(), self.current_file.clone());
                 }
                 self.hosts.push(HostData {
                     name: name.to_string(),
                     vars,
+                    origins,
                     groups: Vec::new(),
                 });
                 self.host_idx.insert(name.to_string(), h);
@@ -338,11 +352,17 @@ impl InvData {
             return Ok(());
         }
         set_var(&mut self.groups[g].vars, key, value);
+        self.groups[g]
+            .origins
+            .insert(key.to_string(), self.current_file.clone());
         Ok(())
     }
 
     pub(crate) fn set_host_var(&mut self, h: usize, key: &str, value: Data) {
         set_var(&mut self.hosts[h].vars, key, value);
+        self.hosts[h]
+            .origins
+            .insert(key.to_string(), self.current_file.clone());
     }
 
     /// `InventoryData.reconcile_inventory`: every parentless group becomes a child of `all`,

@@ -47,9 +47,14 @@
 //! missing key files, passwords in the inventory and unusable connection settings are reported
 //! in [`Inventory::warnings`], one line per remark naming the hosts.
 //!
-//! Jinja2 templates (`"{{ ... }}"`) are never evaluated: they are kept as text, as
-//! `ansible-inventory --list` prints them. [`Inventory::connection`] refuses a connection
-//! variable that is a template, naming the host and the variable.
+//! Jinja2 templates (`"{{ ... }}"`) are kept as text in [`Host::vars`], as
+//! `ansible-inventory --list` prints them; [`Host::origins`] records which file each variable
+//! came from. Only the variables lsbackup uses are ever resolved, with the small, side-effect
+//! free subset of Jinja in [`jinja`] (`{{ var }}`, `default()`, a few filters, `{% raw %}`,
+//! comments; `!unsafe` values are literal): [`Inventory::connection`] for connection
+//! variables, the engine for the variables a component declares. A variable using anything else
+//! (`lookup()`, `hostvars[...]`, `{% if %}`) is an error naming the host, the variable and its
+//! file; unused variables may hold any Jinja.
 //!
 //! # Known deviations from Ansible
 //!
@@ -111,6 +116,25 @@ pub struct Host {
     /// `group_vars/GROUP` < host vars < `host_vars/HOST`; Ansible's internal names such as
     /// `inventory_hostname` or `group_names` are left out).
     pub vars: Vars,
+    /// The file each of `vars` came from (the one whose value won): the inventory file,
+    /// `group_vars/...` or `host_vars/...`, relative to the directory holding the inventory
+    /// (for an inventory directory, to its parent, so paths start with the directory's name).
+    /// Not part of `ansible-inventory --list`.
+    pub origins: BTreeMap<String, PathBuf>,
+}
+
+impl Host {
+    /// Where variable `name` came from, for messages (`group_vars/all.yml`, `inventory.ini`).
+    pub fn origin(&self, name: &str) -> Option<&Path> {
+        self.origins.get(name).map(PathBuf::as_path)
+    }
+
+    /// [`Host::origin`] as text (`the inventory` when unknown).
+    pub fn origin_text(&self, name: &str) -> String {
+        self.origin(name)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "the inventory".into())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +204,7 @@ pub struct ConnectionSpec {
 mod data;
 mod hostpattern;
 mod ini;
+pub mod jinja;
 mod pylit;
 mod source;
 mod sshargs;
@@ -188,6 +213,9 @@ mod vars;
 mod yaml;
 
 use data::{ALL, InvData};
+use vars::VarsWithOrigins;
+
+type Origins = std::collections::HashMap<String, PathBuf>;
 use value::Data;
 
 /// The names [`Inventory::discover`] tries in a build directory, in order.
@@ -483,21 +511,43 @@ impl Inventory {
         };
         let base = std::fs::canonicalize(&base).unwrap_or(base);
         let (gv_dir, hv_dir) = (base.join("group_vars"), base.join("host_vars"));
-        let group_files: Vec<Vec<(String, Data)>> = inv
+        let group_files: Vec<VarsWithOrigins> = inv
             .groups
             .iter()
-            .map(|g| vars::entity_vars(&gv_dir, &g.name))
+            .map(|g| vars::entity_vars_with_origins(&gv_dir, &g.name))
             .collect::<Result<_, _>>()?;
-        let host_files: Vec<Vec<(String, Data)>> = inv
+        let host_files: Vec<VarsWithOrigins> = inv
             .hosts
             .iter()
-            .map(|h| vars::entity_vars(&hv_dir, &h.name))
+            .map(|h| vars::entity_vars_with_origins(&hv_dir, &h.name))
             .collect::<Result<_, _>>()?;
+        // Origins are shown relative to where the inventory lives.
+        let shown_root = if path.is_dir() {
+            let p = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            p.parent().map(Path::to_path_buf).unwrap_or(p)
+        } else {
+            base.clone()
+        };
+        let shown = |f: &Path| -> PathBuf {
+            let c = std::fs::canonicalize(f).unwrap_or_else(|_| f.to_path_buf());
+            c.strip_prefix(&shown_root)
+                .map(Path::to_path_buf)
+                .unwrap_or(c)
+        };
+        let note = |origins: &mut BTreeMap<String, PathBuf>,
+                    vars: &[(String, Data)],
+                    from: &std::collections::HashMap<String, PathBuf>| {
+            for (k, _) in vars {
+                if let Some(f) = from.get(k) {
+                    origins.insert(k.clone(), shown(f));
+                }
+            }
+        };
 
         let mut groups = BTreeMap::new();
         for (gi, g) in inv.groups.iter().enumerate() {
             let mut v = g.vars.clone();
-            combine(&mut v, &group_files[gi]);
+            combine(&mut v, &group_files[gi].0);
             let mut vars = to_vars(&v, &format!("group {}", g.name))?;
             if g.priority != 1 {
                 vars.insert("ansible_group_priority".into(), g.priority.into());
@@ -522,20 +572,28 @@ impl Inventory {
             let others: Vec<usize> = h.groups.iter().copied().filter(|g| *g != ALL).collect();
             let sorted = inv.sorted_groups(&others);
             let mut v: Vec<(String, Data)> = Vec::new();
-            combine(&mut v, &inv.groups[ALL].vars);
+            let mut origins = BTreeMap::new();
+            let mut layers: Vec<(&[(String, Data)], &Origins)> =
+                vec![(&inv.groups[ALL].vars, &inv.groups[ALL].origins)];
             for g in &sorted {
-                combine(&mut v, &inv.groups[*g].vars);
+                layers.push((&inv.groups[*g].vars, &inv.groups[*g].origins));
             }
-            combine(&mut v, &group_files[ALL]);
+            layers.push((&group_files[ALL].0, &group_files[ALL].1));
             for g in &sorted {
-                combine(&mut v, &group_files[*g]);
+                layers.push((&group_files[*g].0, &group_files[*g].1));
             }
-            combine(&mut v, &h.vars);
-            combine(&mut v, &host_files[hi]);
+            layers.push((&h.vars, &h.origins));
+            layers.push((&host_files[hi].0, &host_files[hi].1));
+            for (vars, from) in layers {
+                combine(&mut v, vars);
+                note(&mut origins, vars, from);
+            }
             v.retain(|(k, _)| !INTERNAL_STATIC_VARS.contains(&k.as_str()));
+            origins.retain(|k, _| v.iter().any(|(n, _)| n == k));
             hosts.push(Host {
                 name: h.name.clone(),
                 vars: to_vars(&v, &format!("host {}", h.name))?,
+                origins,
             });
         }
 
@@ -577,7 +635,7 @@ impl Inventory {
             }
         };
         for h in &self.hosts {
-            match sshargs::connection_spec(&h.name, &h.vars, &cwd) {
+            match sshargs::connection_spec(&h.name, &h.vars, &|n| h.origin_text(n), &cwd) {
                 Ok((spec, notes)) => {
                     for i in &spec.ssh.ignored {
                         add(format!("ssh option {i} is ignored by lsbackup"), &h.name);
@@ -709,8 +767,9 @@ impl Inventory {
     }
 
     /// Connection settings of one host (see the `sshargs` rules: aliases, OpenSSH option
-    /// parsing, first-value-wins order). A connection variable holding a Jinja2 template, a
-    /// vault-encrypted value or an unusable value is an error naming the host and variable.
+    /// parsing, first-value-wins order). Connection variables are resolved with [`jinja`]; one
+    /// using unsupported Jinja, a vault-encrypted value or an unusable value is an error naming
+    /// the host, the variable (and the file it came from).
     pub fn connection(&self, host: &str) -> Result<ConnectionSpec, InventoryError> {
         let h = self.host(host).ok_or_else(|| {
             InventoryError::Other(format!(
@@ -719,6 +778,57 @@ impl Inventory {
             ))
         })?;
         let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-        sshargs::connection_spec(&h.name, &h.vars, &cwd).map(|(spec, _)| spec)
+        sshargs::connection_spec(&h.name, &h.vars, &|n| h.origin_text(n), &cwd)
+            .map(|(spec, _)| spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_name_the_file_whose_value_won() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        std::fs::write(
+            d.join("inventory.ini"),
+            "[db]\ndb1 a=inline\ndb2:2222\n[db:vars]\nb=groupvar\nc=groupvar\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("group_vars/db")).unwrap();
+        std::fs::create_dir_all(d.join("host_vars")).unwrap();
+        std::fs::write(d.join("group_vars/all.yml"), "c: all\nd: all\n").unwrap();
+        std::fs::write(d.join("group_vars/db/10.yml"), "d: db10\n").unwrap();
+        std::fs::write(d.join("host_vars/db2.yml"), "a: hv\n").unwrap();
+        let inv = Inventory::load(&d.join("inventory.ini")).unwrap();
+        let o = |h: &str, v: &str| {
+            inv.host(h)
+                .unwrap()
+                .origin(v)
+                .map(|p| p.display().to_string())
+        };
+        assert_eq!(o("db1", "a").as_deref(), Some("inventory.ini"));
+        assert_eq!(o("db2", "a").as_deref(), Some("host_vars/db2.yml"));
+        assert_eq!(o("db1", "b").as_deref(), Some("inventory.ini"));
+        // group_vars/all beats [db:vars] from the inventory file, as in Ansible.
+        assert_eq!(o("db1", "c").as_deref(), Some("group_vars/all.yml"));
+        assert_eq!(o("db1", "d").as_deref(), Some("group_vars/db/10.yml"));
+        assert_eq!(o("db2", "ansible_port").as_deref(), Some("inventory.ini"));
+        assert_eq!(o("db1", "nope"), None);
+
+        // An inventory directory: paths start with its name.
+        let inv_dir = d.join("inv");
+        std::fs::create_dir_all(inv_dir.join("group_vars")).unwrap();
+        std::fs::write(
+            inv_dir.join("hosts.yml"),
+            "db:\n  hosts:\n    db1:\n      a: 1\n",
+        )
+        .unwrap();
+        std::fs::write(inv_dir.join("group_vars/db.yml"), "b: 2\n").unwrap();
+        let inv = Inventory::load(&inv_dir).unwrap();
+        let h = inv.host("db1").unwrap();
+        assert_eq!(h.origin("a"), Some(Path::new("inv/hosts.yml")));
+        assert_eq!(h.origin("b"), Some(Path::new("inv/group_vars/db.yml")));
     }
 }

@@ -62,6 +62,7 @@ fn parse_file(
         file: path.to_path_buf(),
         source,
     })?;
+    inv.current_file = path.to_path_buf();
     let syntax = |line: usize, msg: String| InventoryError::Syntax {
         file: path.to_path_buf(),
         line: line.max(1),

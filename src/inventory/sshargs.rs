@@ -28,74 +28,82 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::jinja::{self, HostScope, ResolveError, Resolver, Val};
 use super::pylit::shlex_split;
 use super::{ConnectionSpec, InventoryError, SshOptions, StrictHostKeyChecking, Vars};
 
 /// Remarks about one host's settings, for `Inventory::warnings`: `(remark, per-host detail)`.
 pub(crate) type Notes = Vec<String>;
 
-fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
-}
-
 fn other(host: &str, msg: String) -> InventoryError {
     InventoryError::Other(format!("host {host}: {msg}"))
 }
 
-/// A variable as a plain string (`None` when unset or null).
-fn str_var(host: &str, vars: &Vars, name: &str) -> Result<Option<String>, InventoryError> {
-    let s = match vars.get(name) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        Some(Value::Bool(b)) => if *b { "True" } else { "False" }.to_string(),
-        Some(Value::Object(o)) if o.len() == 1 && o.contains_key("__ansible_unsafe") => {
-            match &o["__ansible_unsafe"] {
-                Value::String(s) => s.clone(),
-                _ => return Err(other(host, format!("{name} has an unexpected value"))),
-            }
-        }
-        Some(Value::Object(o)) if o.contains_key("__ansible_vault") => {
-            return Err(other(
-                host,
-                format!("{name} is vault-encrypted; lsbackup cannot decrypt ansible-vault values"),
-            ));
-        }
-        Some(v) => {
-            return Err(other(
-                host,
-                format!(
-                    "{name} must be a string, got {}",
-                    serde_json::to_string(v).unwrap_or_default()
-                ),
-            ));
-        }
-    };
-    if is_template(&s) {
-        return Err(other(
+/// The host's variables, resolved on demand (Jinja subset of [`super::jinja`]).
+type Res<'a> = Resolver<'a, HostScope<'a>>;
+
+/// Resolve connection variable `name` (`None` when unset); an unresolvable one is an error
+/// naming the host, the variable and the file it came from.
+fn resolved(host: &str, r: &mut Res<'_>, name: &str) -> Result<Option<Val>, InventoryError> {
+    match r.resolve(name) {
+        Ok(Val::None) | Err(ResolveError::Undefined { .. }) if !r.defines(name) => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(ResolveError::Vault) => Err(other(
+            host,
+            format!("{name} is vault-encrypted; lsbackup cannot decrypt ansible-vault values"),
+        )),
+        Err(e) => Err(other(
             host,
             format!(
-                "{name} is a Jinja2 template ({s:?}); lsbackup does not evaluate templates, set a \
-                 literal value for this host (for example in host_vars/{host}.yml)"
+                "{name} (from {}): {e}; lsbackup resolves only {} in inventory values: set a \
+                 literal value for this host (for example in host_vars/{host}.yml)",
+                r.origin(name),
+                jinja::SUPPORTED
             ),
-        ));
+        )),
     }
-    Ok(Some(s))
+}
+
+/// A variable as a plain string (`None` when unset or null).
+fn str_var(host: &str, r: &mut Res<'_>, name: &str) -> Result<Option<String>, InventoryError> {
+    Ok(match resolved(host, r, name)? {
+        None | Some(Val::None) => None,
+        Some(Val::Bool(b)) => Some(if b { "True" } else { "False" }.to_string()),
+        Some(v @ (Val::List(_) | Val::Map(_))) => {
+            return Err(other(
+                host,
+                format!("{name} must be a string, got {}", v.to_plain()),
+            ));
+        }
+        Some(v) => Some(v.to_plain()),
+    })
 }
 
 /// The last of `names` that is set (Ansible's "last one in the list wins"), with its name.
 fn last_var(
     host: &str,
-    vars: &Vars,
+    r: &mut Res<'_>,
     names: &[&str],
 ) -> Result<Option<(String, String)>, InventoryError> {
     let mut found = None;
     for n in names {
-        if let Some(v) = str_var(host, vars, n)? {
+        if let Some(v) = str_var(host, r, n)? {
             found = Some((v, n.to_string()));
         }
     }
     Ok(found)
+}
+
+/// Ansible's `boolean(value, strict=False)` of a resolved variable (`None` when unset or null).
+fn bool_var(host: &str, r: &mut Res<'_>, name: &str) -> Result<Option<bool>, InventoryError> {
+    Ok(match resolved(host, r, name)? {
+        None | Some(Val::None) => None,
+        Some(Val::Bool(b)) => Some(b),
+        Some(Val::Int(i)) => Some(i == 1),
+        Some(Val::Float(f)) => Some(f == 1.0),
+        Some(Val::Str(s)) => Some(ansible_bool(&Value::String(s))),
+        Some(_) => Some(false),
+    })
 }
 
 /// Ansible's `boolean(value, strict=False)`.
@@ -415,13 +423,17 @@ impl Collected {
 pub(crate) fn connection_spec(
     host: &str,
     vars: &Vars,
+    origin: &dyn Fn(&str) -> String,
     cwd: &Path,
 ) -> Result<(ConnectionSpec, Notes), InventoryError> {
+    let scope = HostScope { host, vars, origin };
+    let mut r = Resolver::new(&scope);
+    let r = &mut r;
     let mut c = Collected::default();
     let mut notes: Notes = Vec::new();
 
     // ansible_connection
-    let local = match last_var(host, vars, &["ansible_connection"])? {
+    let local = match last_var(host, r, &["ansible_connection"])? {
         None => false,
         Some((v, _)) => match v.as_str() {
             "local" | "ansible.builtin.local" | "ansible.legacy.local" => true,
@@ -446,33 +458,28 @@ pub(crate) fn connection_spec(
     };
 
     // 1. ansible_ssh_args
-    if let Some(s) = str_var(host, vars, "ansible_ssh_args")? {
+    if let Some(s) = str_var(host, r, "ansible_ssh_args")? {
         c.args(host, "ansible_ssh_args", &s)?;
     }
     // 2. host key checking off
-    let hkc = ["ansible_host_key_checking", "ansible_ssh_host_key_checking"]
-        .iter()
-        .filter_map(|n| vars.get(*n).filter(|v| !v.is_null()).map(|v| (n, v)))
-        .next_back();
-    if let Some((name, v)) = hkc {
-        if let Value::String(s) = v
-            && is_template(s)
-        {
-            return Err(other(host, format!("{name} is a Jinja2 template ({s:?})")));
-        }
-        if !ansible_bool(v) {
-            c.strict.get_or_insert(StrictHostKeyChecking::No);
+    let mut hkc = None;
+    for name in ["ansible_host_key_checking", "ansible_ssh_host_key_checking"] {
+        if let Some(b) = bool_var(host, r, name)? {
+            hkc = Some(b);
         }
     }
+    if hkc == Some(false) {
+        c.strict.get_or_insert(StrictHostKeyChecking::No);
+    }
     // 3. Port
-    if let Some((p, name)) = last_var(host, vars, &["ansible_port", "ansible_ssh_port"])? {
+    if let Some((p, name)) = last_var(host, r, &["ansible_port", "ansible_ssh_port"])? {
         let p = parse_port(host, &name, &p)?;
         c.port.get_or_insert((p, name));
     }
     // 4. IdentityFile
     let key_var = last_var(
         host,
-        vars,
+        r,
         &["ansible_private_key_file", "ansible_ssh_private_key_file"],
     )?;
     if let Some((k, _)) = &key_var
@@ -481,11 +488,11 @@ pub(crate) fn connection_spec(
         c.identity = Some(k.clone());
     }
     // 5. User
-    if let Some((u, _)) = last_var(host, vars, &["ansible_user", "ansible_ssh_user"])? {
+    if let Some((u, _)) = last_var(host, r, &["ansible_user", "ansible_ssh_user"])? {
         c.user.get_or_insert(u);
     }
     // 6. ConnectTimeout
-    if let Some((t, _)) = last_var(host, vars, &["ansible_ssh_timeout"])? {
+    if let Some((t, _)) = last_var(host, r, &["ansible_ssh_timeout"])? {
         let t = t.trim().parse::<u64>().map_err(|_| {
             other(
                 host,
@@ -496,38 +503,25 @@ pub(crate) fn connection_spec(
     }
     // 7., 8. common and extra args
     for name in ["ansible_ssh_common_args", "ansible_ssh_extra_args"] {
-        if let Some(s) = str_var(host, vars, name)? {
+        if let Some(s) = str_var(host, r, name)? {
             c.args(host, name, &s)?;
         }
     }
 
     let address = match (
         &c.hostname,
-        last_var(host, vars, &["ansible_host", "ansible_ssh_host"])?,
+        last_var(host, r, &["ansible_host", "ansible_ssh_host"])?,
     ) {
         (Some(h), _) => h.clone(),
         (None, Some((a, _))) => a,
         (None, None) => host.to_string(),
     };
-    let become_ = match vars.get("ansible_become") {
-        None | Some(Value::Null) => false,
-        Some(v) => {
-            if let Value::String(s) = v
-                && is_template(s)
-            {
-                return Err(other(
-                    host,
-                    format!("ansible_become is a Jinja2 template ({s:?})"),
-                ));
-            }
-            ansible_bool(v)
-        }
-    };
-    let become_user = last_var(host, vars, &["ansible_become_user"])?
+    let become_ = bool_var(host, r, "ansible_become")?.unwrap_or(false);
+    let become_user = last_var(host, r, &["ansible_become_user"])?
         .map(|(u, _)| u)
         .unwrap_or_else(|| "root".to_string());
     if become_
-        && let Some((m, _)) = last_var(host, vars, &["ansible_become_method"])?
+        && let Some((m, _)) = last_var(host, r, &["ansible_become_method"])?
         && m != "sudo"
         && m != "ansible.builtin.sudo"
     {
@@ -607,13 +601,25 @@ mod tests {
 
     fn spec(v: serde_json::Value) -> ConnectionSpec {
         let Value::Object(m) = v else { panic!() };
-        connection_spec("h1", &m, Path::new("/work/dir")).unwrap().0
+        connection_spec(
+            "h1",
+            &m,
+            &|n| format!("file-of-{n}"),
+            Path::new("/work/dir"),
+        )
+        .unwrap()
+        .0
     }
     fn spec_err(v: serde_json::Value) -> String {
         let Value::Object(m) = v else { panic!() };
-        connection_spec("h1", &m, Path::new("/work/dir"))
-            .unwrap_err()
-            .to_string()
+        connection_spec(
+            "h1",
+            &m,
+            &|n| format!("file-of-{n}"),
+            Path::new("/work/dir"),
+        )
+        .unwrap_err()
+        .to_string()
     }
 
     #[test]
@@ -690,7 +696,14 @@ mod tests {
     fn host_key_checking_off_and_dev_null_are_warned_about() {
         let notes = |v: serde_json::Value| {
             let Value::Object(m) = v else { panic!() };
-            connection_spec("h1", &m, Path::new("/work/dir")).unwrap().1
+            connection_spec(
+                "h1",
+                &m,
+                &|n| format!("file-of-{n}"),
+                Path::new("/work/dir"),
+            )
+            .unwrap()
+            .1
         };
         let n = notes(json!({
             "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o UserKnownHostsFile=/other"
@@ -772,11 +785,33 @@ mod tests {
     fn templates_and_bad_values_are_clear_errors() {
         let e = spec_err(json!({"ansible_host": "{{ hostvars['x'].ip }}"}));
         assert!(
-            e.contains("host h1: ansible_host is a Jinja2 template"),
+            e.contains(
+                "host h1: ansible_host (from file-of-ansible_host): {{ hostvars['x'].ip }}: \
+                 hostvars is not supported; lsbackup resolves only"
+            ),
             "{e}"
         );
         let e = spec_err(json!({"ansible_port": "{{ p }}"}));
-        assert!(e.contains("ansible_port is a Jinja2 template"), "{e}");
+        assert!(
+            e.contains("ansible_port (from file-of-ansible_port): p is not defined"),
+            "{e}"
+        );
+        // The supported subset resolves, typed values included.
+        let s = spec(json!({"ansible_port": "{{ p }}", "p": 2222,
+                            "ansible_host": "{{ net }}.{{ n | default(7) }}", "net": "10.0.0",
+                            "ansible_user": "{{ u | default('ops') | lower }}",
+                            "ansible_become": "{{ b }}", "b": "yes",
+                            "ansible_ssh_common_args": {"__ansible_unsafe": "-o ProxyCommand=\"x {{y}}\""}}));
+        assert_eq!(s.port, 2222);
+        assert_eq!(s.address, "10.0.0.7");
+        assert_eq!(s.user.as_deref(), Some("ops"));
+        assert!(s.become_);
+        assert_eq!(s.ssh.proxy_command.as_deref(), Some("x {{y}}"));
+        let e = spec_err(json!({"ansible_become": "{% if x %}yes{% endif %}"}));
+        assert!(
+            e.contains("ansible_become (from file-of-ansible_become): {% if x %}"),
+            "{e}"
+        );
         let e = spec_err(json!({"ansible_port": "ssh"}));
         assert!(e.contains("ansible_port must be a port number"), "{e}");
         let e = spec_err(json!({"ansible_connection": "docker"}));
@@ -796,7 +831,8 @@ mod tests {
         else {
             panic!()
         };
-        let (_, notes) = connection_spec("h1", &m, Path::new("/")).unwrap();
+        let (_, notes) =
+            connection_spec("h1", &m, &|n| format!("file-of-{n}"), Path::new("/")).unwrap();
         assert!(notes.iter().any(|n| n.contains("ansible_password")));
         assert!(notes.iter().any(|n| n.contains("ansible_become_method=su")));
     }

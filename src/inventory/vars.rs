@@ -10,6 +10,7 @@
 //!
 //! `DIR` is the inventory's directory (or the inventory directory itself), symlinks resolved.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::InventoryError;
@@ -125,14 +126,28 @@ pub(crate) fn load_vars_file(path: &Path) -> Result<Vec<(String, Data)>, Invento
 
 /// The variables for `name` from `dir` (`.../group_vars` or `.../host_vars`), files combined in
 /// order.
+#[cfg(test)]
 pub(crate) fn entity_vars(dir: &Path, name: &str) -> Result<Vec<(String, Data)>, InventoryError> {
+    entity_vars_with_origins(dir, name).map(|(v, _)| v)
+}
+
+/// Variables in order, with the file each was last set from.
+pub(crate) type VarsWithOrigins = (Vec<(String, Data)>, HashMap<String, PathBuf>);
+
+/// [`entity_vars`], with the file each variable was last set from.
+pub(crate) fn entity_vars_with_origins(
+    dir: &Path,
+    name: &str,
+) -> Result<VarsWithOrigins, InventoryError> {
     let mut out = Vec::new();
+    let mut origins = HashMap::new();
     for f in find_vars_files(dir, name) {
         for (k, v) in load_vars_file(&f)? {
+            origins.insert(k.clone(), f.clone());
             super::data::set_var(&mut out, &k, v);
         }
     }
-    Ok(out)
+    Ok((out, origins))
 }
 
 #[cfg(test)]
