@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use lsbackup::http::{Endpoint, HttpClient, HttpError, TlsSettings};
 use lsbackup::inventory::{ConnectionSpec, SshOptions};
 use lsbackup::secret::Secret;
+use lsbackup::shell::Script;
 use lsbackup::transport::{Session, TransportConfig, TransportError};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +41,8 @@ fn cfg() -> TransportConfig {
         use_agent: false,
         connect_timeout: Duration::from_secs(10),
         command_timeout: None,
+        known_hosts_overrides_inventory: false,
+        insecure_skip_host_key_check: false,
     }
 }
 
@@ -128,7 +131,7 @@ async fn prometheus_buildinfo_over_ssh() {
         );
     }
     // The session still runs commands after HTTP requests over it.
-    let out = s.run("echo ok", None, 100).await.unwrap();
+    let out = s.run(&Script::new("echo ok"), None, 100).await.unwrap();
     assert_eq!(out.stdout_text(), "ok");
 }
 
@@ -604,7 +607,10 @@ async fn many_requests_at_once_share_one_session() {
         }));
     }
     // Commands keep running alongside the tunnels.
-    let out = s.run("echo still-here", None, 100).await.unwrap();
+    let out = s
+        .run(&Script::new("echo still-here"), None, 100)
+        .await
+        .unwrap();
     assert_eq!(out.stdout_text(), "still-here");
     for t in tasks {
         let st = t.await.unwrap();
@@ -679,7 +685,10 @@ async fn forwarding_disabled_on_the_server_is_one_clear_line() {
     let s = Session::connect(&sp, &cfg()).await.unwrap();
     // Commands still run there; only tunnels are refused.
     assert_eq!(
-        s.run("echo ok", None, 100).await.unwrap().stdout_text(),
+        s.run(&Script::new("echo ok"), None, 100)
+            .await
+            .unwrap()
+            .stdout_text(),
         "ok"
     );
     let err = s.connect_tcp("127.0.0.1", 9090).await.unwrap_err();

@@ -24,6 +24,9 @@ pub fn transport_kind(e: &TransportError) -> FailureKind {
         }
         TransportError::Auth { .. } => FailureKind::Auth,
         TransportError::Lost { .. } => FailureKind::ConnectionLost,
+        TransportError::NothingListening { .. } | TransportError::ForwardingRefused { .. } => {
+            FailureKind::Api
+        }
         TransportError::Other { .. } => FailureKind::Connection,
     }
 }
