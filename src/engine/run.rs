@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::{Plan, PlannedComponent, PlannedHost};
 use super::progress::Progress;
-use super::shell::{copy_script, quote};
+use super::shell::{copy_script, missing_patterns, quote};
 use crate::archive::{
     ArchiveError, ArchiveWriter, CommandRecord, ComponentReport, EntryMeta, EntryRecord, EntrySink,
     Format, HostReport, InventoryInfo, MANIFEST_FORMAT, Manifest, Status, ToolInfo, WriterOptions,
 };
-use crate::components::{HostMode, SpecError, Step, StepKind, render, render_redacted};
+use crate::components::template;
+use crate::components::{HostMode, SpecError, Step, StepKind};
 use crate::target::{Target, TargetError};
 use crate::transport::{ExitInfo, Session, TransportConfig};
 
@@ -353,13 +354,14 @@ async fn check_select(
     let Some(sel) = &pc.spec.select else {
         return Ok(Selected::Yes);
     };
-    let cmd = render(&sel.command, &h.vars).map_err(|e| e.to_string())?;
+    let cmd =
+        template::shell(&sel.command, &h.vars, &pc.spec.snippets).map_err(|e| e.to_string())?;
     let user = match &sel.become_user {
-        Some(u) => Some(render(u, &h.vars).map_err(|e| e.to_string())?),
+        Some(u) => Some(template::user(u, &h.vars).map_err(|e| e.to_string())?),
         None => None,
     };
     let out = s
-        .run(&cmd, user.as_deref(), 64 * 1024)
+        .run(&cmd.to_shell(), user.as_deref(), 64 * 1024)
         .await
         .map_err(|e| e.to_string())?;
     if !out.exit.success() {
@@ -652,17 +654,17 @@ impl Unit<'_> {
 
     fn user(&self, u: &Option<String>) -> Result<Option<String>, String> {
         match u {
-            Some(u) => self.render(u).map(Some),
+            Some(u) => self.explain(template::user(u, &self.vars)).map(Some),
             None => Ok(None),
         }
     }
 
     /// Run a `when:` condition (as the login/become user of the inventory); exit 0 means yes.
     async fn condition(&self, when: &str) -> Result<ExitInfo, String> {
-        let cmd = self.render(when)?;
+        let cmd = self.shell(when)?;
         let out = self
             .session
-            .run(&cmd, None, 64 * 1024)
+            .run(&cmd.to_shell(), None, 64 * 1024)
             .await
             .map_err(|e| e.to_string())?;
         Ok(out.exit)
@@ -695,8 +697,12 @@ impl Unit<'_> {
 
     /// Render a template with this host's variables; a variable that a failed `capture` step
     /// should have set is reported as that dependency, not as a typo.
-    fn render(&self, template: &str) -> Result<String, String> {
-        render(template, &self.vars).map_err(|e| match &e {
+    fn shell(&self, t: &str) -> Result<crate::shell::Script, String> {
+        self.explain(template::shell(t, &self.vars, &self.pc.spec.snippets))
+    }
+
+    fn explain<T>(&self, r: Result<T, SpecError>) -> Result<T, String> {
+        r.map_err(|e| match &e {
             SpecError::UndefinedVar { var, .. } => {
                 match self
                     .pc
@@ -741,13 +747,16 @@ impl Unit<'_> {
             }
         }
         for (vname, probe) in self.pc.spec.versions.clone() {
-            let Ok(cmd) = render(&probe.command, &self.vars) else {
+            let Ok(cmd) = self.shell(&probe.command) else {
                 continue;
             };
             let Ok(user) = self.user(&probe.become_user) else {
                 continue;
             };
-            if let Ok(out) = self.session.run(&cmd, user.as_deref(), 64 * 1024).await
+            if let Ok(out) = self
+                .session
+                .run(&cmd.to_shell(), user.as_deref(), 64 * 1024)
+                .await
                 && out.exit.success()
             {
                 let v = String::from_utf8_lossy(&out.stdout);
@@ -784,12 +793,12 @@ impl Unit<'_> {
                 {
                     return Ok(());
                 }
-                let cmd = self.render(&c.run)?;
+                let cmd = self.shell(&c.run)?;
                 let user = self.user(&c.become_user)?;
                 let t = Instant::now();
                 let out = self
                     .session
-                    .run(&cmd, user.as_deref(), 1024 * 1024)
+                    .run(&cmd.to_shell(), user.as_deref(), 1024 * 1024)
                     .await
                     .map_err(|e| e.to_string())?;
                 self.record(&c.name, &c.run, user, Some(&out.exit), t);
@@ -814,8 +823,8 @@ impl Unit<'_> {
         exit: Option<&ExitInfo>,
         t: Instant,
     ) {
-        let command =
-            render_redacted(template, &self.vars).unwrap_or_else(|_| template.to_string());
+        let command = template::shell_redacted(template, &self.vars, &self.pc.spec.snippets)
+            .unwrap_or_else(|_| template.to_string());
         // A command reports a remark for the manifest with a stderr line `lsbackup-note: TEXT`
         // (e.g. "not covered: pv X (csi driver Y)"), whatever its exit status.
         if let Some(e) = exit {
@@ -845,7 +854,8 @@ impl Unit<'_> {
                     step: step.name.clone(),
                     command: format!(
                         "skipped: condition `{}` not met",
-                        render_redacted(when, &self.vars).unwrap_or_else(|_| when.clone())
+                        template::shell_redacted(when, &self.vars, &self.pc.spec.snippets)
+                            .unwrap_or_else(|_| when.clone())
                     ),
                     become_user: None,
                     exit_code: exit.code,
@@ -859,12 +869,12 @@ impl Unit<'_> {
             StepKind::Capture => self.capture(step).await,
             StepKind::Exec => {
                 let template = step.exec.as_deref().unwrap_or_default();
-                let cmd = self.render(template)?;
+                let cmd = self.shell(template)?;
                 let user = self.user(&step.become_user)?;
                 let t = Instant::now();
                 let out = self
                     .session
-                    .run(&cmd, user.as_deref(), 1024 * 1024)
+                    .run(&cmd.to_shell(), user.as_deref(), 1024 * 1024)
                     .await
                     .map_err(|e| e.to_string())?;
                 self.record(&step.name, template, user, Some(&out.exit), t);
@@ -881,11 +891,11 @@ impl Unit<'_> {
                 let items = match &step.foreach {
                     None => vec![None],
                     Some(f) => {
-                        let cmd = self.render(f)?;
+                        let cmd = self.shell(f)?;
                         let user = self.user(&step.foreach_become_user)?;
                         let out = self
                             .session
-                            .run(&cmd, user.as_deref(), 1024 * 1024)
+                            .run(&cmd.to_shell(), user.as_deref(), 1024 * 1024)
                             .await
                             .map_err(|e| e.to_string())?;
                         if !out.exit.success() {
@@ -907,7 +917,6 @@ impl Unit<'_> {
                             continue;
                         }
                         self.vars.insert("item".into(), item.clone());
-                        self.vars.insert("item_sh".into(), quote(item));
                     }
                     if let Err(e) = self.run_output(step).await {
                         errors.push(match &item {
@@ -917,7 +926,6 @@ impl Unit<'_> {
                     }
                 }
                 self.vars.remove("item");
-                self.vars.remove("item_sh");
                 if errors.is_empty() {
                     Ok(())
                 } else {
@@ -930,10 +938,13 @@ impl Unit<'_> {
     async fn capture(&mut self, step: &Step) -> Result<(), String> {
         let into = step.into.clone().unwrap_or_default();
         let template = step.capture.as_deref().unwrap_or_default();
-        let cmd = self.render(template)?;
+        let cmd = self.shell(template)?;
         let user = self.user(&step.become_user)?;
         let t = Instant::now();
-        let res = self.session.run(&cmd, user.as_deref(), 1024 * 1024).await;
+        let res = self
+            .session
+            .run(&cmd.to_shell(), user.as_deref(), 1024 * 1024)
+            .await;
         let out = match res {
             Ok(o) => o,
             Err(e) => {
@@ -991,8 +1002,11 @@ impl Unit<'_> {
     /// A `run` step: spool stdout, and add it to the archive only when the command succeeded.
     async fn run_output(&mut self, step: &Step) -> Result<(), String> {
         let template = step.run.as_deref().unwrap_or_default();
-        let cmd = self.render(template)?;
-        let output = self.render(step.output.as_deref().unwrap_or_default())?;
+        let cmd = self.shell(template)?;
+        let output = self.explain(template::entry_name(
+            step.output.as_deref().unwrap_or_default(),
+            &self.vars,
+        ))?;
         let user = self.user(&step.become_user)?;
         let t = Instant::now();
         let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
@@ -1005,7 +1019,7 @@ impl Unit<'_> {
         let mut spool = tokio::fs::File::from_std(spool);
         let mut proc = self
             .session
-            .exec(&cmd, user.as_deref())
+            .exec(&cmd.to_shell(), user.as_deref())
             .await
             .map_err(|e| e.to_string())?;
         let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
@@ -1049,20 +1063,17 @@ impl Unit<'_> {
 
     /// A `copy` step: a remote tar stream, re-rooted under `<component>/<host>/`.
     async fn copy(&mut self, step: &Step) -> Result<(), String> {
-        let patterns: Vec<String> = step
-            .copy
-            .iter()
-            .map(|p| render(p, &self.vars))
-            .collect::<Result<_, _>>()
-            .map_err(|e| e.to_string())?;
-        let script = copy_script(&patterns);
+        let patterns = self.explain(template::copy_patterns(&step.copy, &self.vars))?;
+        let (globs, shown): (Vec<_>, Vec<_>) =
+            patterns.into_iter().map(|p| (p.pattern, p.shown)).unzip();
+        let script = copy_script(&globs);
         let user = self.user(&step.become_user)?;
         let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
         let _streaming = stream_lock.lock().await;
         let t = Instant::now();
         let mut proc = self
             .session
-            .exec(&script, user.as_deref())
+            .exec(&script.to_shell(), user.as_deref())
             .await
             .map_err(|e| e.to_string())?;
         let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
@@ -1159,19 +1170,14 @@ impl Unit<'_> {
                 return Err(e.to_string());
             }
         };
-        let shown = format!("tar -c {}", step.copy.join(" "));
-        self.record(&step.name, &shown, user, Some(&exit), t);
+        let tar = format!("tar -c {}", step.copy.join(" "));
+        self.record(&step.name, &tar, user, Some(&exit), t);
         for s in skipped_special {
             self.report
                 .flags
                 .push(format!("not copied (special file): /{s}"));
         }
-        let missing: Vec<String> = exit
-            .stderr_tail
-            .lines()
-            .filter_map(|l| l.strip_prefix("lsbackup-missing: "))
-            .map(str::to_string)
-            .collect();
+        let missing = missing_patterns(&exit.stderr_tail, &shown);
         // An optional copy names alternatives (wherever a package may put a file): absent ones
         // are expected and not worth a note.
         for m in missing.iter().filter(|_| !step.optional) {
