@@ -585,6 +585,12 @@ mod tests {
 
     #[test]
     fn builtins_parse_and_validate() {
+        let errors: Vec<String> = BUILTIN
+            .iter()
+            .filter_map(|(f, t)| ComponentSpec::from_yaml(f, t).err())
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
         let c = Catalog::load(None).unwrap();
         assert!(c.get("postgresql").is_some());
         assert!(c.get("kubernetes").is_some());
