@@ -147,6 +147,8 @@ enum Frame {
     Double,
     Single,
     Comment,
+    /// `${ ... }`; `true` when inside double quotes.
+    Param(bool),
 }
 
 /// Check shell text of a spec: every placeholder parses, sits outside quotes, backquotes, comments
@@ -176,6 +178,7 @@ fn lex(text: &str) -> Result<(), ParseError> {
                 Frame::Single => Some("inside single quotes"),
                 Frame::Backtick => Some("inside `...` (use $(...))"),
                 Frame::Comment => Some("inside a comment"),
+                Frame::Param(_) => Some("inside ${...}"),
                 _ => None,
             });
             if let Some(w) = where_ {
@@ -219,10 +222,31 @@ fn lex(text: &str) -> Result<(), ParseError> {
                     continue; // the newline ends a line of the enclosing frame too
                 }
             }
+            Frame::Param(in_double) => match c {
+                b'\\' => i += 1,
+                b'}' => {
+                    stack.pop();
+                }
+                b'"' => stack.push(Frame::Double),
+                b'\'' if !in_double => stack.push(Frame::Single),
+                b'$' if next == Some(b'{') => {
+                    stack.push(Frame::Param(in_double));
+                    i += 1;
+                }
+                b'$' if next == Some(b'(') => {
+                    stack.push(Frame::Subst(0));
+                    i += 1;
+                }
+                _ => {}
+            },
             Frame::Double => match c {
                 b'\\' => i += 1,
                 b'"' => {
                     stack.pop();
+                }
+                b'$' if next == Some(b'{') => {
+                    stack.push(Frame::Param(true));
+                    i += 1;
                 }
                 b'$' if next == Some(b'(') => {
                     stack.push(Frame::Subst(0));
@@ -243,6 +267,10 @@ fn lex(text: &str) -> Result<(), ParseError> {
                 }
                 b'$' if next == Some(b'(') => {
                     stack.push(Frame::Subst(0));
+                    i += 1;
+                }
+                b'$' if next == Some(b'{') => {
+                    stack.push(Frame::Param(false));
                     i += 1;
                 }
                 b'`' => {
@@ -349,6 +377,7 @@ fn lex(text: &str) -> Result<(), ParseError> {
             Frame::Double => "an unterminated double quote",
             Frame::Single => "an unterminated single quote",
             Frame::Backtick => "an unterminated `",
+            Frame::Param(_) => "an unterminated ${",
             _ => "an unterminated $(",
         };
         let first: String = text
@@ -723,6 +752,8 @@ mod tests {
             ("echo {{ x", "no closing"),
             ("echo 'unterminated", "unterminated single quote"),
             ("echo {{ a b }}", "not a variable name"),
+            ("d=${d:-{{ x }}}", "inside ${...}"),
+            (r#"echo "${f:-"{{ x }}"/s}""#, "inside double quotes"),
         ] {
             let e = check_shell(t).unwrap_err();
             assert!(e.1.contains(why), "{t:?}: {e:?}");
@@ -730,6 +761,7 @@ mod tests {
         for ok in [
             "f={{ x }}; echo \"$f\" 'it''s' # a comment's quote",
             "x=$(cat {{ f }} | grep -c \"a)b\") && echo ${x#/} $# {{ y | lines }}",
+            "echo \"${a:-\"b}\"}\" ${c:-'}'} {{ x }}",
             "case $a in ''|/*) ;; *) b=\"$(printf '%s' \"$a\")\" ;; esac; echo {{ z }}",
             "cat <<EOF\nliteral 'quote\nEOF\necho {{ x }}",
             "echo $((1 + (2 * 3))) {{ x }}",
