@@ -631,12 +631,13 @@ pub fn glob_escape(value: &str) -> String {
 fn copy_pattern(
     pattern: String,
     shown: String,
+    display: bool,
     out: &mut Vec<CopyPattern>,
 ) -> Result<(), SpecError> {
     if shown.is_empty() {
         return Ok(());
     }
-    if !pattern.starts_with('/') {
+    if !display && !pattern.starts_with('/') {
         return Err(bad_value("copy path", &shown, "is not an absolute path"));
     }
     out.push(CopyPattern { pattern, shown });
@@ -648,6 +649,10 @@ fn copy_pattern(
 /// gives one literal pattern per item. Entries that render to nothing are dropped; relative ones
 /// are errors.
 pub fn copy_patterns(entries: &[String], vars: &Vars) -> Result<Vec<CopyPattern>, SpecError> {
+    patterns(entries, vars, false)
+}
+
+fn patterns(entries: &[String], vars: &Vars, display: bool) -> Result<Vec<CopyPattern>, SpecError> {
     let mut out = Vec::new();
     for entry in entries {
         let e = entry.trim();
@@ -665,7 +670,7 @@ pub fn copy_patterns(entries: &[String], vars: &Vars) -> Result<Vec<CopyPattern>
                     .collect(),
             };
             for item in items {
-                copy_pattern(glob_escape(item), item.to_string(), &mut out)?;
+                copy_pattern(glob_escape(item), item.to_string(), display, &mut out)?;
             }
             continue;
         }
@@ -684,14 +689,15 @@ pub fn copy_patterns(entries: &[String], vars: &Vars) -> Result<Vec<CopyPattern>
                 Piece::Snippet { .. } => unreachable!("refused by check_copy"),
             }
         }
-        copy_pattern(pattern, shown, &mut out)?;
+        copy_pattern(pattern, shown, display, &mut out)?;
     }
     Ok(out)
 }
 
-/// The patterns of a `copy:` step for display, secret values masked.
+/// The patterns of a `copy:` step for display (values may be placeholders such as
+/// `<x from step 'y'>`), secret values masked.
 pub fn copy_shown(entries: &[String], vars: &Vars) -> Result<Vec<String>, SpecError> {
-    Ok(copy_patterns(entries, &redact(vars))?
+    Ok(patterns(entries, &redact(vars), true)?
         .into_iter()
         .map(|p| p.shown)
         .collect())
@@ -850,6 +856,320 @@ mod tests {
         assert!(ps(&["{{ rel }}"]).is_err());
         for bad in ["etc/x", "{{ w | words }}/x", "{{> s }}"] {
             assert!(check_copy(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// Every built-in script rendered with default and hostile values: valid `sh`, and no value ever
+/// runs as code.
+#[cfg(test)]
+mod hostile {
+    use super::super::{BUILTIN, ComponentSpec};
+    use super::*;
+    use std::process::Command;
+
+    const HOSTILE: &[&str] = &[
+        "$(touch MARK)",
+        "`touch MARK`",
+        ";touch MARK",
+        "'",
+        "\"",
+        "a\nb;touch MARK",
+        "  two words  ",
+        "*",
+        "",
+    ];
+
+    /// (place, template) of every shell text of a spec.
+    fn shell_texts(s: &ComponentSpec) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        let mut add = |p: String, t: &Option<String>| {
+            if let Some(t) = t {
+                v.push((p, t.clone()));
+            }
+        };
+        if let Some(sel) = &s.select {
+            add("select".into(), &Some(sel.command.clone()));
+        }
+        for (n, p) in &s.versions {
+            add(format!("version {n}"), &Some(p.command.clone()));
+        }
+        for st in &s.steps {
+            for (f, t) in [
+                ("run", &st.run),
+                ("exec", &st.exec),
+                ("capture", &st.capture),
+                ("foreach", &st.foreach),
+                ("when", &st.when),
+            ] {
+                add(format!("step {} {f}", st.name), t);
+            }
+        }
+        for c in &s.cleanup {
+            add(format!("cleanup {} run", c.name), &Some(c.run.clone()));
+            add(format!("cleanup {} when", c.name), &c.when);
+        }
+        for (n, t) in &s.snippets {
+            add(format!("snippet {n}"), &Some(t.clone()));
+        }
+        v
+    }
+
+    /// Every variable name any template of the spec refers to (snippets included).
+    fn referenced(s: &ComponentSpec) -> Vec<String> {
+        let mut names: Vec<String> = s.vars.keys().cloned().collect();
+        names.push("item".into());
+        names.extend(s.steps.iter().filter_map(|st| st.into.clone()));
+        for (_, t) in shell_texts(s) {
+            for p in parse(&t).unwrap() {
+                if let Piece::Var { name, .. } = p {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn specs() -> Vec<ComponentSpec> {
+        BUILTIN
+            .iter()
+            .map(|(f, t)| ComponentSpec::from_yaml(f, t).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn every_builtin_script_is_valid_sh_with_any_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for s in specs() {
+            let names = referenced(&s);
+            let mut sets: Vec<(String, Vars)> = Vec::new();
+            let mut defaults: Vars = names
+                .iter()
+                .map(|n| (n.clone(), format!("/placeholder/{n}")))
+                .collect();
+            for (k, v) in &s.vars {
+                defaults.insert(k.clone(), v.clone());
+            }
+            let defaults: Vars = defaults
+                .iter()
+                .map(|(k, v)| (k.clone(), plain(v, &defaults).unwrap()))
+                .collect();
+            sets.push(("defaults".into(), defaults));
+            for (i, h) in HOSTILE.iter().enumerate() {
+                let v = names.iter().map(|n| (n.clone(), h.to_string())).collect();
+                sets.push((format!("hostile{i}"), v));
+            }
+            for (place, t) in shell_texts(&s) {
+                for (set, vars) in &sets {
+                    let script = shell(&t, vars, &s.snippets)
+                        .unwrap_or_else(|e| panic!("{} {place} ({set}): {e}", s.name));
+                    let f = dir.path().join(format!(
+                        "{}-{}-{set}.sh",
+                        s.name,
+                        place.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+                    ));
+                    std::fs::write(&f, script.to_shell()).unwrap();
+                    let out = Command::new("sh").arg("-n").arg(&f).output().unwrap();
+                    assert!(
+                        out.status.success(),
+                        "{} {place} ({set}): sh -n: {}\n{}",
+                        s.name,
+                        String::from_utf8_lossy(&out.stderr),
+                        script.to_shell()
+                    );
+                    files.push((set == "defaults", f));
+                }
+            }
+        }
+        assert!(files.len() > 500, "{} scripts", files.len());
+        let has_shellcheck = Command::new("shellcheck").arg("--version").output().is_ok();
+        if !has_shellcheck {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "shellcheck is not installed (apt-get install shellcheck): required under CI=true"
+            );
+            eprintln!("shellcheck not installed: only sh -n was checked");
+            return;
+        }
+        // hostile values make some value-dependent checks fire (a number test on `*`, a command
+        // name with a newline): those are about the value, not the script's structure.
+        for chunk in files.chunks(200) {
+            let (def, host): (Vec<_>, Vec<_>) = chunk.iter().partition(|(d, _)| *d);
+            let mut args: Vec<&std::path::Path> = Vec::new();
+            args.extend(def.iter().map(|(_, f)| f.as_path()));
+            let out = Command::new("shellcheck")
+                .args(["-s", "sh", "-S", "error", "-f", "gcc"])
+                .args(&args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "shellcheck: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            let out = Command::new("shellcheck")
+                .args([
+                    "-s",
+                    "sh",
+                    "-S",
+                    "error",
+                    "-e",
+                    "SC2157,SC2170,SC2289",
+                    "-f",
+                    "gcc",
+                ])
+                .args(host.iter().map(|(_, f)| f.as_path()))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "shellcheck: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+
+    fn run_sh(script: &str, cwd: &std::path::Path) -> std::process::Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(cwd)
+            .output()
+            .unwrap()
+    }
+
+    /// Scripts of the built-in specs that only read (zookeeper's locate/capture steps, rabbitmq's
+    /// and the *_detect snippets) run for real with hostile values: nothing runs as code.
+    #[test]
+    fn builtin_read_only_scripts_run_hostile_values_as_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let mark = dir.path().join("MARK");
+        let specs = specs();
+        for h in HOSTILE {
+            for s in specs.iter().filter(|s| {
+                matches!(
+                    s.name.as_str(),
+                    "zookeeper" | "rabbitmq" | "elasticsearch" | "kibana" | "grafana"
+                )
+            }) {
+                let vars: Vars = referenced(s)
+                    .into_iter()
+                    .map(|n| (n, h.to_string()))
+                    .collect();
+                let mut texts: Vec<String> = s.snippets.values().cloned().collect();
+                if s.name == "zookeeper" {
+                    texts.extend(s.steps.iter().filter_map(|st| st.capture.clone()));
+                }
+                for t in texts {
+                    let script = shell(&t, &vars, &s.snippets).unwrap().to_shell();
+                    let _ = run_sh(&script, dir.path());
+                    assert!(!mark.exists(), "{}: {h:?} ran:\n{script}", s.name);
+                }
+            }
+        }
+    }
+
+    /// A capture that reads hostile paths from a host file, then a copy of `{{ paths | lines }}`
+    /// and `{{ dir }}/*`: the copy script matches exactly those paths and runs nothing; a
+    /// directory whose name has spaces and a `$` is copied.
+    #[test]
+    fn capture_then_copy_of_hostile_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mark = d.join("MARK");
+        let weird = d.join("my dir $(touch MARK) `touch MARK` ;touch MARK 'q\" *");
+        std::fs::create_dir(&weird).unwrap();
+        std::fs::write(weird.join("a file"), "x").unwrap();
+        let nl = d.join("new\nline");
+        std::fs::write(&nl, "y").unwrap();
+        let star = d.join("s*");
+        std::fs::write(&star, "z").unwrap();
+        std::fs::write(d.join("s-other"), "not me").unwrap();
+        let list = d.join("list");
+        std::fs::write(
+            &list,
+            format!(
+                "{}\n{}\n{}/missing $(touch MARK)\n",
+                weird.display(),
+                star.display(),
+                d.display()
+            ),
+        )
+        .unwrap();
+        // capture: the host prints the paths; its stdout is the variable's value
+        let capture = shell(
+            "cat {{ list }}",
+            &[("list".to_string(), list.display().to_string())].into(),
+            &Snippets::new(),
+        )
+        .unwrap();
+        let out = run_sh(&capture.to_shell(), d);
+        assert!(out.status.success());
+        let mut vars: Vars = [(
+            "paths".to_string(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )]
+        .into();
+        vars.insert("nl".into(), nl.display().to_string());
+        vars.insert("dir".into(), weird.display().to_string());
+        let pats = copy_patterns(
+            &[
+                "{{ paths | lines }}".to_string(),
+                "{{ nl }}".to_string(),
+                "{{ dir }}/*".to_string(),
+            ],
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(pats.len(), 5);
+        let globs: Vec<String> = pats.iter().map(|p| p.pattern.clone()).collect();
+        let shown: Vec<String> = pats.iter().map(|p| p.shown.clone()).collect();
+        let script = crate::engine::shell::copy_script(&globs);
+        for sh in ["sh", "bash"] {
+            let out = Command::new(sh)
+                .arg("-c")
+                .arg(script.to_shell())
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{sh}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!mark.exists(), "{sh}: a value ran as code");
+            let missing = crate::engine::shell::missing_patterns(
+                &String::from_utf8_lossy(&out.stderr),
+                &shown,
+            );
+            assert_eq!(
+                missing,
+                [format!("{}/missing $(touch MARK)", d.display())],
+                "{sh}"
+            );
+            let mut tar = Command::new("tar")
+                .args(["-t", "--quoting-style=literal"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            {
+                use std::io::Write;
+                tar.stdin.take().unwrap().write_all(&out.stdout).unwrap();
+            }
+            let names =
+                String::from_utf8_lossy(&tar.wait_with_output().unwrap().stdout).to_string();
+            let rel = |p: &std::path::Path| p.display().to_string()[1..].to_string();
+            assert!(
+                names.contains(&format!("{}/a file", rel(&weird))),
+                "{sh}: {names}"
+            );
+            assert!(names.contains(&rel(&nl)), "{sh}: {names}");
+            assert!(names.lines().any(|l| l == rel(&star)), "{sh}: {names}");
+            assert!(!names.contains("s-other"), "{sh}: {names}");
         }
     }
 }

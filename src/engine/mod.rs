@@ -9,7 +9,7 @@
 mod plan;
 mod progress;
 mod run;
-mod shell;
+pub(crate) mod shell;
 
 pub use plan::{Plan, PlanError, PlannedComponent, PlannedHost, Selection};
 pub use progress::{NoProgress, Progress};
