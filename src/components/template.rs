@@ -915,18 +915,12 @@ mod hostile {
         v
     }
 
-    /// Every variable name any template of the spec refers to (snippets included).
+    /// Every variable a template of the spec may use: its vars, what its steps capture, `item`
+    /// (a template using any other name fails to render: the test catches typos too).
     fn referenced(s: &ComponentSpec) -> Vec<String> {
         let mut names: Vec<String> = s.vars.keys().cloned().collect();
         names.push("item".into());
         names.extend(s.steps.iter().filter_map(|st| st.into.clone()));
-        for (_, t) in shell_texts(s) {
-            for p in parse(&t).unwrap() {
-                if let Piece::Var { name, .. } = p {
-                    names.push(name.to_string());
-                }
-            }
-        }
         names.sort();
         names.dedup();
         names
