@@ -68,7 +68,6 @@ impl Script {
 
     /// Shell text produced by a template renderer that quoted every value it inserted
     /// (`components::template`); not for text built any other way.
-    #[allow(dead_code)] // used by components::template (next commit)
     pub(crate) fn from_rendered(text: String) -> Script {
         Script {
             text: std::borrow::Cow::Owned(text),

@@ -281,7 +281,7 @@ fn plan_shows_snapshot_config_and_cleanup() {
         .collect();
     let all = steps.join("\n");
     for want in [
-        "url=\"http://localhost:9090\"",
+        "url=http://localhost:9090",
         "/api/v1/status/flags",
         "/api/v1/admin/tsdb/snapshot",
         "/api/v1/status/config",

@@ -16,6 +16,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod template;
+
 use crate::engine::{Failed, HostCtx, StepError};
 
 /// A component whose backup is written in Rust (`src/components/<name>.rs`): its facts (name,
@@ -141,6 +143,15 @@ pub enum SpecError {
     Unknown { name: String, known: String },
     #[error("template {template:?}: variable {var:?} is not defined")]
     UndefinedVar { template: String, var: String },
+    /// Refused when the spec is loaded: a placeholder in quotes, an unknown filter, ...
+    /// (`msg`: where, why, and the offending text).
+    #[error("component {component}: {msg}")]
+    Quoting { component: String, msg: String },
+    #[error("template {template:?}: {reason}")]
+    BadTemplate { template: String, reason: String },
+    /// A value (from the inventory, `--set` or a host) unusable where it goes.
+    #[error("{what} {reason}")]
+    BadValue { what: String, reason: String },
 }
 
 /// On which hosts of the component's groups the steps run.
@@ -205,9 +216,8 @@ pub struct Step {
     /// Run as this user (sudo).
     #[serde(default)]
     pub become_user: Option<String>,
-    /// Run the step once per line of this command's stdout, with the line in `{{ item }}` (as is,
-    /// for entry names; lines holding `/` or `..` are refused) and `{{ item_sh }}` (shell-quoted,
-    /// for commands).
+    /// Run the step once per line of this command's stdout, with the line in `{{ item }}` (one
+    /// quoted word in commands, as is in `output`; lines holding `/` or `..` are refused).
     #[serde(default)]
     pub foreach: Option<String>,
     #[serde(default)]
@@ -279,7 +289,10 @@ impl Flag {
         match self {
             Flag::Fixed(b) => Ok(*b),
             Flag::Template(t) => Ok(matches!(
-                render(t, vars)?.trim().to_ascii_lowercase().as_str(),
+                template::plain(t, vars)?
+                    .trim()
+                    .to_ascii_lowercase()
+                    .as_str(),
                 "true" | "yes" | "on" | "1"
             )),
         }
@@ -304,9 +317,14 @@ pub struct ComponentSpec {
     /// Binaries that must exist on the host (checked with `command -v` before any step).
     #[serde(default)]
     pub requires: Vec<String>,
-    /// Default variables, overridable by inventory host vars and `--set`.
+    /// Default variables, overridable by inventory host vars and `--set`. Values only: in
+    /// commands a variable is always one quoted word (see `template`).
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// Name -> shell text, inserted as code with `{{> name }}` in commands. Never overridden by
+    /// the inventory or `--set` (snippets are not variables).
+    #[serde(default)]
+    pub snippets: BTreeMap<String, String>,
     /// Name -> probe; the first line of stdout is recorded.
     #[serde(default)]
     pub versions: BTreeMap<String, VersionProbe>,
@@ -416,6 +434,136 @@ impl ComponentSpec {
                 StepKind::Copy | StepKind::Exec => {}
             }
         }
+        self.check_templates()
+    }
+
+    /// Every template of the spec, checked for its context (see `template`): shell text with
+    /// placeholders outside quotes, plain values without filters, copy entries as patterns.
+    fn check_templates(&self) -> Result<(), SpecError> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Check {
+            Shell,
+            Plain,
+            Copy,
+        }
+        use Check::{Copy as copy, Plain as plain, Shell as shell};
+        let mut all: Vec<(String, &str, Check)> = Vec::new();
+        fn opt<'a>(
+            all: &mut Vec<(String, &'a str, Check)>,
+            place: String,
+            t: &'a Option<String>,
+            c: Check,
+        ) {
+            if let Some(t) = t {
+                all.push((place, t.as_str(), c));
+            }
+        }
+        if let Some(sel) = &self.select {
+            all.push(("select command".into(), &sel.command, shell));
+            opt(
+                &mut all,
+                "select become_user".into(),
+                &sel.become_user,
+                plain,
+            );
+        }
+        for (n, p) in &self.versions {
+            all.push((format!("version {n:?}"), &p.command, shell));
+            opt(
+                &mut all,
+                format!("version {n:?} become_user"),
+                &p.become_user,
+                plain,
+            );
+        }
+        for s in &self.steps {
+            let at = |f: &str| format!("step {:?} {f}", s.name);
+            for (f, t) in [
+                ("run", &s.run),
+                ("exec", &s.exec),
+                ("capture", &s.capture),
+                ("foreach", &s.foreach),
+                ("when", &s.when),
+            ] {
+                opt(&mut all, at(f), t, shell);
+            }
+            for (f, t) in [
+                ("output", &s.output),
+                ("become_user", &s.become_user),
+                ("foreach_become_user", &s.foreach_become_user),
+            ] {
+                opt(&mut all, at(f), t, plain);
+            }
+            for c in &s.copy {
+                all.push((at("copy"), c, copy));
+            }
+        }
+        for c in &self.cleanup {
+            all.push((format!("cleanup {:?} run", c.name), &c.run, shell));
+            opt(
+                &mut all,
+                format!("cleanup {:?} when", c.name),
+                &c.when,
+                shell,
+            );
+            opt(
+                &mut all,
+                format!("cleanup {:?} become_user", c.name),
+                &c.become_user,
+                plain,
+            );
+        }
+        for (n, t) in &self.snippets {
+            all.push((format!("snippet {n:?}"), t, shell));
+        }
+        for (n, t) in &self.vars {
+            all.push((format!("var {n:?}"), t, plain));
+        }
+        if let Flag::Template(t) = &self.serial {
+            all.push(("serial".into(), t, plain));
+        }
+        for (place, text, check) in &all {
+            let checked = match check {
+                Check::Shell => template::check_shell(text),
+                Check::Plain => template::check_plain(text),
+                Check::Copy => template::check_copy(text),
+            };
+            checked.map_err(|(text, reason)| SpecError::Quoting {
+                component: self.name.clone(),
+                msg: format!("{place}: {reason}: {text}"),
+            })?;
+            if *check == Check::Shell {
+                for r in template::snippet_refs(text) {
+                    if !self.snippets.contains_key(&r) {
+                        return Err(SpecError::Quoting {
+                            component: self.name.clone(),
+                            msg: format!("{place}: no such snippet: {{{{> {r} }}}}"),
+                        });
+                    }
+                }
+            }
+        }
+        // snippets that include each other in a cycle
+        for n in self.snippets.keys() {
+            let mut seen = vec![n.clone()];
+            let mut todo = vec![n.clone()];
+            while let Some(cur) = todo.pop() {
+                for r in template::snippet_refs(&self.snippets[&cur]) {
+                    if r == *n {
+                        return Err(SpecError::Quoting {
+                            component: self.name.clone(),
+                            msg: format!(
+                                "snippet {n:?}: snippets include each other in a cycle: {{{{> {r} }}}}"
+                            ),
+                        });
+                    }
+                    if !seen.contains(&r) && self.snippets.contains_key(&r) {
+                        seen.push(r.clone());
+                        todo.push(r);
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -492,33 +640,6 @@ impl Catalog {
     }
 }
 
-/// Replace `{{ name }}` with values from `vars`. Unknown names are errors.
-pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, SpecError> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let var = after[..end].trim();
-        match vars.get(var) {
-            Some(v) => out.push_str(v),
-            None => {
-                return Err(SpecError::UndefinedVar {
-                    template: template.to_string(),
-                    var: var.to_string(),
-                });
-            }
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 /// Names of variables whose values must never be logged or recorded.
 pub fn is_secret_var(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
@@ -534,25 +655,6 @@ pub fn is_secret_var(name: &str) -> bool {
     .any(|s| n.contains(s))
 }
 
-/// `render` for display: secret variables' values show as `********`.
-pub fn render_redacted(
-    template: &str,
-    vars: &BTreeMap<String, String>,
-) -> Result<String, SpecError> {
-    let masked: BTreeMap<String, String> = vars
-        .iter()
-        .map(|(k, v)| {
-            let v = if is_secret_var(k) {
-                "********".to_string()
-            } else {
-                v.clone()
-            };
-            (k.clone(), v)
-        })
-        .collect();
-    render(template, &masked)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +668,14 @@ mod tests {
 
     #[test]
     fn builtins_parse_and_validate() {
+        let errors: Vec<String> = BUILTIN
+            .iter()
+            .filter_map(|b| {
+                ComponentSpec::from_yaml_with(b.file, b.spec, b.native.map(|m| m())).err()
+            })
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{}", errors.join("\n"));
         let c = Catalog::load(None).unwrap();
         assert!(c.get("postgresql").is_some());
         assert!(c.get("kubernetes").is_some());
@@ -587,17 +697,21 @@ mod tests {
     #[test]
     fn render_replaces_and_rejects_unknown() {
         let v = vars(&[("dir", "/etc/x"), ("n", "3")]);
-        assert_eq!(render("ls {{dir}} {{ n }}", &v).unwrap(), "ls /etc/x 3");
-        assert_eq!(render("no vars", &v).unwrap(), "no vars");
-        let e = render("ls {{ nope }}", &v).unwrap_err();
+        assert_eq!(
+            template::plain("ls {{dir}} {{ n }}", &v).unwrap(),
+            "ls /etc/x 3"
+        );
+        assert_eq!(template::plain("no vars", &v).unwrap(), "no vars");
+        let e = template::plain("ls {{ nope }}", &v).unwrap_err();
         assert!(e.to_string().contains("\"nope\" is not defined"), "{e}");
     }
 
     #[test]
     fn redaction_masks_secret_vars() {
         let v = vars(&[("es_password", "hunter2"), ("user", "admin")]);
-        let s = render_redacted("curl -u {{user}}:{{es_password}}", &v).unwrap();
-        assert_eq!(s, "curl -u admin:********");
+        let s =
+            template::shell_redacted("curl -u {{user}}:{{es_password}}", &v, &vars(&[])).unwrap();
+        assert_eq!(s, "curl -u admin:'********'");
     }
 
     #[test]

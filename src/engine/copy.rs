@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 
-use super::shell::copy_script;
+use super::shell::{copy_script, missing_patterns};
 use super::unit::{HostCtx, StepError, exit_text};
 use crate::archive::{ArchiveError, EntryMeta, EntryRecord, FailureKind};
 
@@ -34,7 +34,7 @@ pub(crate) async fn copy(
     u: &mut HostCtx<'_>,
     step: &str,
     patterns: &[String],
-    shown: &str,
+    shown_each: &[String],
     optional: bool,
     user: Option<&str>,
 ) -> Result<usize, StepError> {
@@ -47,7 +47,7 @@ pub(crate) async fn copy(
     let stream_lock = u.ctx.sessions.stream_lock(&u.h.name);
     let _streaming = stream_lock.lock().await;
     let t = Instant::now();
-    let shown = format!("tar -c {shown}");
+    let shown = format!("tar -c {}", crate::shell::quote_words(shown_each));
     let mut proc = match u.session.exec(&script, user).await {
         Ok(p) => p,
         Err(e) => {
@@ -173,15 +173,7 @@ pub(crate) async fn copy(
             "not copied: /{rel} lies below the symlink /{link} in the host's tar stream"
         ));
     }
-    let missing: Vec<String> = exit
-        .stderr_tail
-        .lines()
-        .filter_map(|l| l.strip_prefix("lsbackup-missing: "))
-        .map(|m| match m.parse::<usize>() {
-            Ok(i) if i < patterns.len() => patterns[i].clone(),
-            _ => m.to_string(),
-        })
-        .collect();
+    let missing = missing_patterns(&exit.stderr_tail, shown_each);
     // An optional copy names alternatives (wherever a package may put a file): absent ones
     // are expected and not worth a note.
     if !optional {

@@ -27,7 +27,7 @@ mod policy;
 mod progress;
 mod run;
 mod sessions;
-mod shell;
+pub(crate) mod shell;
 mod steps;
 mod unit;
 mod vars;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::vars::{Sets, VarError, component_vars};
-use crate::components::{Catalog, ComponentSpec, HostMode, SpecError, StepKind, render_redacted};
+use crate::components::template;
+use crate::components::{Catalog, ComponentSpec, HostMode, SpecError, StepKind};
 use crate::inventory::{ConnectionSpec, Inventory, InventoryError};
 
 #[derive(Debug, thiserror::Error)]
@@ -290,17 +291,17 @@ impl PlannedComponent {
             }
         }
         vars.insert("item".into(), "<ITEM>".into());
-        vars.insert("item_sh".into(), "<ITEM>".into());
         vars
     }
 
     /// One line per action on host `h`, with secrets masked.
     pub fn describe_host(&self, h: &PlannedHost, full: bool) -> Result<Vec<String>, SpecError> {
         let vars = self.display_vars(h);
-        let r = |t: &str| render_redacted(t, &vars);
+        let r = |t: &str| template::shell_redacted(t, &vars, &self.spec.snippets);
+        let p = |t: &str| template::plain_redacted(t, &vars);
         let who = |u: &Option<String>| -> Result<String, SpecError> {
             Ok(match u {
-                Some(u) => format!(" (as {})", r(u)?),
+                Some(u) => format!(" (as {})", p(u)?),
                 None => String::new(),
             })
         };
@@ -350,14 +351,14 @@ impl PlannedComponent {
                     who(&s.become_user)?,
                     self.spec.name,
                     h.name,
-                    r(s.output.as_deref().unwrap_or_default())?
+                    p(s.output.as_deref().unwrap_or_default())?
                 ),
                 StepKind::Copy => {
-                    let paths: Result<Vec<_>, _> = s.copy.iter().map(|p| r(p)).collect();
+                    let paths = template::copy_shown(&s.copy, &vars)?;
                     format!(
                         "{}: copy {} -> {}/{}/...",
                         s.name,
-                        paths?.join(" "),
+                        crate::shell::quote_words(paths),
                         self.spec.name,
                         h.name
                     )

@@ -3,31 +3,46 @@
 use crate::shell::Script;
 pub use crate::shell::quote;
 
-/// The remote script of a `copy` step. The patterns arrive as positional parameters (data,
-/// never code): each is expanded as a glob and nothing else (`IFS` empty: no field splitting;
-/// expansion results are never re-parsed), the index of each pattern that matches nothing is
-/// reported on stderr as `lsbackup-missing: N`, and a tar of the matches (paths relative to `/`)
-/// streams to stdout. No match at all gives an empty stdout.
+/// The remote script of a `copy` step, fixed text with the path patterns as positional
+/// parameters: expand each pattern (pathname expansion only: `IFS=` turns field splitting off,
+/// and an expansion never runs code), report the ones that match nothing on stderr by their
+/// 1-based index as `lsbackup-missing: N` ([`missing_patterns`] maps them back), and stream a tar
+/// of the rest (paths relative to `/`) to stdout. No match at all gives an empty stdout.
 pub fn copy_script(patterns: &[String]) -> Script {
-    Script::new(COPY_SCRIPT).args(patterns.iter().cloned())
-}
-
-const COPY_SCRIPT: &str = r#"cd / || exit 2
+    Script::new(
+        r#"cd / || exit 2
 IFS=
 n=$#
 i=0
 while [ "$i" -lt "$n" ]; do
+  i=$((i + 1))
   p=$1
   shift
   found=
   for f in $p; do
-    if [ -e "$f" ] || [ -L "$f" ]; then set -- "$@" "${f#/}"; found=1; fi
+    if [ -e "$f" ] || [ -L "$f" ]; then
+      f=${f#/}
+      set -- "$@" "${f:-.}"
+      found=1
+    fi
   done
   [ -n "$found" ] || echo "lsbackup-missing: $i" >&2
-  i=$((i + 1))
 done
 [ $# -gt 0 ] || exit 0
-exec tar --create --file=- --numeric-owner --hard-dereference --ignore-failed-read -- "$@""#;
+exec tar --create --file=- --numeric-owner --hard-dereference --ignore-failed-read -- "$@""#,
+    )
+    .args(patterns.iter().cloned())
+}
+
+/// The patterns (as `shown`, same order as given to [`copy_script`]) its stderr reported missing.
+pub fn missing_patterns(stderr: &str, shown: &[String]) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("lsbackup-missing: "))
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+        .filter_map(|n| n.checked_sub(1).and_then(|i| shown.get(i)).cloned())
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {
@@ -50,7 +65,12 @@ mod tests {
             .unwrap();
         assert!(out.status.success());
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("lsbackup-missing: 1"), "{stderr}");
+        let shown = ["conf".to_string(), "the missing one".to_string()];
+        assert_eq!(
+            missing_patterns(&stderr, &shown),
+            ["the missing one"],
+            "{stderr}"
+        );
         // a tar with both files
         let list = std::process::Command::new("tar")
             .arg("-t")

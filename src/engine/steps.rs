@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use super::unit::{CAPTURE_LIMIT, HostCtx, StepError, exit_text};
 use crate::archive::FailureKind;
-use crate::components::{Cleanup, SpecError, Step, StepKind, render, render_redacted};
+use crate::components::{Cleanup, SpecError, Step, StepKind, template};
 use crate::shell::Script;
 
 impl HostCtx<'_> {
-    /// Render a template with this host's variables; a variable that a failed `capture` step
-    /// should have set is reported as that dependency (skipped), not as a typo.
-    pub(crate) fn render(&self, template: &str) -> Result<String, StepError> {
-        render(template, &self.vars).map_err(|e| match &e {
+    /// A template error as a step error: a variable that a failed `capture` step should have
+    /// set is reported as that dependency (skipped), not as a typo.
+    pub(crate) fn explain<T>(&self, r: Result<T, SpecError>) -> Result<T, StepError> {
+        r.map_err(|e| match &e {
             SpecError::UndefinedVar { var, .. } => {
                 match self
                     .pc
@@ -32,19 +32,20 @@ impl HostCtx<'_> {
         })
     }
 
-    /// A spec template rendered for the shell.
-    pub(crate) fn script(&self, template: &str) -> Result<Script, StepError> {
-        self.render(template).map(Script::from_rendered)
+    /// A spec template rendered for the shell: every value one quoted word.
+    pub(crate) fn script(&self, t: &str) -> Result<Script, StepError> {
+        self.explain(template::shell(t, &self.vars, &self.pc.spec.snippets))
     }
 
     /// A template as the manifest shows it (secret variables masked).
-    pub(crate) fn shown(&self, template: &str) -> String {
-        render_redacted(template, &self.vars).unwrap_or_else(|_| template.to_string())
+    pub(crate) fn shown(&self, t: &str) -> String {
+        template::shell_redacted(t, &self.vars, &self.pc.spec.snippets)
+            .unwrap_or_else(|_| t.to_string())
     }
 
     pub(crate) fn user(&self, u: &Option<String>) -> Result<Option<String>, StepError> {
         match u {
-            Some(u) => self.render(u).map(Some),
+            Some(u) => self.explain(template::user(u, &self.vars)).map(Some),
             None => Ok(None),
         }
     }
@@ -142,23 +143,15 @@ impl HostCtx<'_> {
                 Ok(())
             }
             StepKind::Copy => {
-                let mut patterns = Vec::new();
-                for p in &step.copy {
-                    // a rendered entry may name several paths separated by spaces
-                    patterns.extend(
-                        self.render(p)?
-                            .split_whitespace()
-                            .map(str::to_string)
-                            .collect::<Vec<_>>(),
-                    );
-                }
+                let patterns = self.explain(template::copy_patterns(&step.copy, &self.vars))?;
+                let (patterns, shown_each): (Vec<_>, Vec<_>) =
+                    patterns.into_iter().map(|p| (p.pattern, p.shown)).unzip();
                 let user = self.user(&step.become_user)?;
-                let shown = step.copy.join(" ");
                 if !patterns.is_empty() {
                     self.copy_as(
                         &step.name,
                         &patterns,
-                        &shown,
+                        &shown_each,
                         step.optional,
                         user.as_deref(),
                     )
@@ -206,8 +199,6 @@ impl HostCtx<'_> {
                             continue;
                         }
                         self.vars.insert("item".into(), item.clone());
-                        self.vars
-                            .insert("item_sh".into(), crate::shell::quote(item));
                     }
                     if let Err(e) = self.run_output(step).await {
                         errors.push(match &item {
@@ -217,7 +208,6 @@ impl HostCtx<'_> {
                     }
                 }
                 self.vars.remove("item");
-                self.vars.remove("item_sh");
                 match errors.len() {
                     0 => {
                         self.flags_of_step(step);
@@ -284,7 +274,10 @@ impl HostCtx<'_> {
     async fn run_output(&mut self, step: &Step) -> Result<(), StepError> {
         let template = step.run.as_deref().unwrap_or_default();
         let script = self.script(template)?;
-        let output = self.render(step.output.as_deref().unwrap_or_default())?;
+        let output = self.explain(template::entry_name(
+            step.output.as_deref().unwrap_or_default(),
+            &self.vars,
+        ))?;
         let user = self.user(&step.become_user)?;
         let shown = self.shown(template);
         self.stream(&step.name, &script, user.as_deref(), &output, Some(&shown))

@@ -530,17 +530,21 @@ impl<'a> HostCtx<'a> {
         self.add_spooled(rel, spool, size).await
     }
 
-    /// Copy remote paths into `<component>/<host>/<path>` (see `copy.rs`). `patterns` are
-    /// absolute glob patterns whose values were glob-escaped by whoever built them; `shown` is
-    /// what the manifest records. Returns the number of entries added.
+    /// Copy remote paths (files or directories, literal: no glob) into
+    /// `<component>/<host>/<path>` (see `copy.rs`). Returns the number of entries added; paths
+    /// that do not exist are noted unless `optional`, and nothing at all found is an error
+    /// unless `optional`.
     pub async fn copy(
         &mut self,
         step: &str,
-        patterns: &[String],
-        shown: &str,
+        paths: &[String],
         optional: bool,
     ) -> Result<usize, StepError> {
-        super::copy::copy(self, step, patterns, shown, optional, None).await
+        let patterns: Vec<String> = paths
+            .iter()
+            .map(|p| crate::components::template::glob_escape(p))
+            .collect();
+        super::copy::copy(self, step, &patterns, paths, optional, None).await
     }
 
     /// Copy with a `become_user` (spec steps).
@@ -548,11 +552,11 @@ impl<'a> HostCtx<'a> {
         &mut self,
         step: &str,
         patterns: &[String],
-        shown: &str,
+        shown_each: &[String],
         optional: bool,
         user: Option<&str>,
     ) -> Result<usize, StepError> {
-        super::copy::copy(self, step, patterns, shown, optional, user).await
+        super::copy::copy(self, step, patterns, shown_each, optional, user).await
     }
 }
 

@@ -50,6 +50,7 @@ tb_install zookeeperd default-jre-headless
 tb_install prometheus prometheus-alertmanager
 tb_install rabbitmq-server
 tb_install python3 sqlite3
+tb_install shellcheck   # components::template hostile-value test (required under CI=true)
 
 tb_up_ssh
 tb_write_inventory
