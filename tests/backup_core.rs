@@ -354,12 +354,7 @@ fn unreachable_host_keeps_other_components() {
     assert_eq!(run.component("postgresql").status, Status::Ok);
     let h = run.component("haproxy");
     assert_eq!(h.status, Status::Failed);
-    let err = h
-        .errors
-        .iter()
-        .map(|f| f.message.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let err = support::messages(&h.errors);
     assert!(err.contains("dead") && err.contains("127.0.0.5"), "{err}");
     assert!(
         run.stderr().contains("dead: cannot connect to 127.0.0.5"),

@@ -438,12 +438,7 @@ fn missing_log_dir_fails_kafka_clearly_and_keeps_the_others() {
     let c = run.component("kafka");
     assert_ne!(c.status, Status::Ok);
     let h = host(&run);
-    let err = h
-        .errors
-        .iter()
-        .map(|f| f.message.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let err = support::messages(&h.errors);
     assert!(
         err.contains("node2: kafka: log dirs copy:") && err.contains("/nonexistent/kafka-logs"),
         "errors: {err}"
@@ -480,12 +475,7 @@ fn failed_stop_leaves_the_broker_running_and_flags_the_copy() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let h = host(&run);
     assert_eq!(h.status, Status::Partial, "{:?}", h.errors);
-    let err = h
-        .errors
-        .iter()
-        .map(|f| f.message.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let err = support::messages(&h.errors);
     assert!(
         err.contains("node2: kafka: stop broker:")
             && err.contains("/nonexistent/kafka/bin/kafka-server-stop.sh"),

@@ -275,12 +275,7 @@ fn node_not_running_fails_clearly_and_keeps_the_others() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let c = run.component("rabbitmq");
     assert_eq!(c.status, Status::Failed);
-    let err = c
-        .errors
-        .iter()
-        .map(|f| f.message.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let err = support::messages(&c.errors);
     assert!(
         err.contains("RabbitMQ node rabbit@lsbackup-nonexistent is not running")
             && err.contains("unable to connect"),

@@ -312,12 +312,7 @@ fn zookeeper_not_serving_fails_clearly_and_keeps_the_others() {
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let c = run.component("zookeeper");
     assert_eq!(c.status, Status::Failed);
-    let err = c
-        .errors
-        .iter()
-        .map(|f| f.message.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let err = support::messages(&c.errors);
     assert!(
         err.contains("no ZooKeeper serving at 127.0.0.1:1") && err.contains("node1"),
         "errors: {err}"

@@ -1131,3 +1131,38 @@ async fn keepalive_notices_a_frozen_server() {
     );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
+
+/// A script travels over stdin: nothing in it (a value, a secret) is in any process's command
+/// line on the host while it runs, as another user sees it with `ps`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_contents_never_reach_a_command_line() {
+    let mut sp = spec("node1");
+    sp.become_ = true;
+    let s = Session::connect(&sp, &cfg()).await.unwrap();
+    let probe = connect("node2").await;
+    let secret = format!("lsb-secret-{}", std::process::id());
+    // As root through sudo, and as another user: the value sits in a shell variable while
+    // `sleep` runs.
+    for user in [None, Some("postgres")] {
+        let p = s
+            .exec(
+                &Script::new(r#"pw=$1; sleep 2; printf '%s' "$pw" | wc -c"#).arg(secret.clone()),
+                user,
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let seen = probe
+            .run(&Script::new("ps -eo args"), None, 1 << 20)
+            .await
+            .unwrap();
+        let args = String::from_utf8_lossy(&seen.stdout);
+        assert!(
+            args.contains("sleep 2"),
+            "probe saw no running step:\n{args}"
+        );
+        assert!(!args.contains(&secret), "secret visible in ps:\n{args}");
+        let exit = p.wait().await.unwrap();
+        assert!(exit.success(), "{user:?}: {exit:?}");
+    }
+}

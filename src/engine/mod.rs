@@ -35,6 +35,5 @@ mod vars;
 pub use plan::{Plan, PlanError, PlannedComponent, PlannedHost, Selection};
 pub use progress::{NoProgress, Progress};
 pub use run::{EngineError, Interrupt, Outcome, RunOptions, run_backup};
-pub use shell::quote as shell_quote;
 pub use unit::{At, Failed, HostCtx, StepError, clean_text, exit_text};
 pub use vars::VarError;

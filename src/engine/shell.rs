@@ -1,7 +1,6 @@
 //! Small POSIX shell helpers for the commands the engine sends to hosts.
 
 use crate::shell::Script;
-pub use crate::shell::quote;
 
 /// The remote script of a `copy` step, fixed text with the path patterns as positional
 /// parameters: expand each pattern (pathname expansion only: `IFS=` turns field splitting off,

@@ -148,7 +148,7 @@ impl HostCtx<'_> {
                     patterns.into_iter().map(|p| (p.pattern, p.shown)).unzip();
                 let user = self.user(&step.become_user)?;
                 if !patterns.is_empty() {
-                    self.copy_as(
+                    self.copy_patterns(
                         &step.name,
                         &patterns,
                         &shown_each,

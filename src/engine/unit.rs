@@ -547,8 +547,9 @@ impl<'a> HostCtx<'a> {
         super::copy::copy(self, step, &patterns, paths, optional, None).await
     }
 
-    /// Copy with a `become_user` (spec steps).
-    pub async fn copy_as(
+    /// Copy glob patterns (values already glob-escaped by the template renderer) with a
+    /// `become_user`: spec steps.
+    pub(crate) async fn copy_patterns(
         &mut self,
         step: &str,
         patterns: &[String],

@@ -69,12 +69,11 @@ impl Run {
     /// Every error of a component (its own and its hosts'), one per line.
     pub fn errors_of(&self, component: &str) -> String {
         let c = self.component(component);
-        c.errors
-            .iter()
-            .chain(c.hosts.iter().flat_map(|h| h.errors.iter()))
-            .map(|f| f.message.clone())
-            .collect::<Vec<_>>()
-            .join("\n")
+        messages(
+            c.errors
+                .iter()
+                .chain(c.hosts.iter().flat_map(|h| h.errors.iter())),
+        )
     }
     /// Every note of a component's hosts, one per line.
     pub fn flags_of(&self, component: &str) -> String {
@@ -205,4 +204,13 @@ pub fn build_dir_with_group(group: &str, hosts: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("inventory"), out).unwrap();
     dir
+}
+
+/// The messages of failures, one per line.
+pub fn messages<'a>(failures: impl IntoIterator<Item = &'a lsbackup::archive::Failure>) -> String {
+    failures
+        .into_iter()
+        .map(|f| f.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
