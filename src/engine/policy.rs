@@ -49,6 +49,17 @@ struct HostOutcome {
     cleanup_failed: bool,
 }
 
+impl HostOutcome {
+    /// The host did not run the component (unreachable, not selected, ...).
+    fn not_run(report: HostReport) -> HostOutcome {
+        HostOutcome {
+            report,
+            ran: false,
+            cleanup_failed: false,
+        }
+    }
+}
+
 /// Connect, select, and (when selected) run the component on one host.
 async fn on_host(
     ctx: &Ctx,
@@ -58,6 +69,20 @@ async fn on_host(
     unreachable_status: Status,
 ) -> HostOutcome {
     let name = &pc.spec.name;
+    // A declared variable that cannot be resolved fails this host before any connection.
+    if let Some(e) = &h.var_error {
+        let mut r = host_report(h, role, Status::Failed);
+        r.errors.push(Failure::new(
+            FailureKind::Config,
+            Some("variables"),
+            format!("{}: {name}: variables: {}", h.name, e.cause()),
+        ));
+        return HostOutcome {
+            report: r,
+            ran: true,
+            cleanup_failed: false,
+        };
+    }
     let _permit = ctx.limit.clone().acquire_owned().await;
     let session: Arc<Session> = match ctx.sessions.get(h, &ctx.transport).await {
         Ok(s) => s,
@@ -65,31 +90,14 @@ async fn on_host(
             tracing::warn!("{name}: {}", f.message);
             let mut r = host_report(h, "unreachable", unreachable_status);
             r.errors.push(f);
-            return HostOutcome {
-                report: r,
-                ran: false,
-                cleanup_failed: false,
-            };
+            return HostOutcome::not_run(r);
         }
     };
     let mut u = HostCtx::new(ctx, pc, h, session, role);
-    if let Some(e) = &h.var_error {
-        u.fail("variables", StepError::config(e.cause()));
-        u.report.status = Status::Failed;
-        return HostOutcome {
-            report: u.report,
-            ran: true,
-            cleanup_failed: false,
-        };
-    }
     match check_select(&mut u).await {
         Ok(Selected::Yes) => {}
         Ok(Selected::No(why)) => {
-            return HostOutcome {
-                report: host_report(h, &why, Status::Skipped),
-                ran: false,
-                cleanup_failed: false,
-            };
+            return HostOutcome::not_run(host_report(h, &why, Status::Skipped));
         }
         Err(e) => {
             let mut r = host_report(h, "selection failed", Status::Skipped);
@@ -98,11 +106,7 @@ async fn on_host(
                 None,
                 format!("{}: {name}: {}", h.name, e.cause),
             ));
-            return HostOutcome {
-                report: r,
-                ran: false,
-                cleanup_failed: false,
-            };
+            return HostOutcome::not_run(r);
         }
     }
     run_unit(&mut u).await;
@@ -244,11 +248,7 @@ pub(crate) async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> Component
                                 h.name
                             ),
                         ));
-                        v.push(HostOutcome {
-                            report: r,
-                            ran: false,
-                            cleanup_failed: false,
-                        });
+                        v.push(HostOutcome::not_run(r));
                         continue;
                     }
                     let o = on_host(ctx, pc, h, &role, unreachable).await;
