@@ -22,6 +22,7 @@ use super::sessions::{Sessions, transport_kind};
 use crate::archive::{
     ArchiveError, CommandRecord, EntryMeta, EntrySink, Failure, FailureKind, HostReport, Status,
 };
+use crate::http::{Endpoint, HttpClient, HttpClientBuilder, HttpError, TlsSettings};
 use crate::shell::Script;
 use crate::transport::{ExitInfo, Output, Session, TransportConfig, TransportError};
 
@@ -124,6 +125,35 @@ impl From<TransportError> for StepError {
             .unwrap_or(&text)
             .to_string();
         StepError::new(transport_kind(&e), cause)
+    }
+}
+
+impl From<HttpError> for StepError {
+    fn from(e: HttpError) -> StepError {
+        let kind = match &e {
+            HttpError::Tunnel(t) => transport_kind(t),
+            HttpError::Timeout { .. } => FailureKind::Timeout,
+            HttpError::BadUrl { .. }
+            | HttpError::BadPath { .. }
+            | HttpError::TlsSettings { .. }
+            | HttpError::InsecureCredentials { .. } => FailureKind::Config,
+            HttpError::Tls { .. }
+            | HttpError::Status { .. }
+            | HttpError::TooLarge { .. }
+            | HttpError::Json { .. }
+            | HttpError::Protocol { .. } => FailureKind::Api,
+        };
+        if let HttpError::Tunnel(t) = e {
+            return t.into();
+        }
+        // Messages start with the host name, already in the line the unit prints.
+        let text = e.to_string();
+        let cause = text
+            .split_once(": ")
+            .filter(|(host, _)| !host.contains(' '))
+            .map_or(text.as_str(), |(_, rest)| rest)
+            .to_string();
+        StepError::new(kind, cause)
     }
 }
 
@@ -408,6 +438,88 @@ impl<'a> HostCtx<'a> {
         } else {
             Err(StepError::command(&out.exit))
         }
+    }
+
+    /// Read a file on the host (as `user`, default the become user of the connection): its
+    /// bytes, or `None` when it does not exist. At most [`CAPTURE_LIMIT`] bytes. The read is
+    /// recorded as `cat PATH`.
+    pub async fn read_file(
+        &mut self,
+        step: &str,
+        path: &str,
+        user: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, StepError> {
+        const READ: &str = "if [ -e \"$1\" ]; then exec cat -- \"$1\"; else exit 3; fi";
+        let script = Script::new(READ).arg(path);
+        let shown = format!("cat {}", crate::shell::quote(path));
+        let out = self.run(step, &script, user, Some(&shown)).await?;
+        match out.exit.code {
+            Some(0) => Ok(Some(out.stdout)),
+            Some(3) => Ok(None),
+            _ => Err(StepError::command(&out.exit)),
+        }
+    }
+
+    /// [`HostCtx::read_file`] of a file that must exist.
+    pub async fn read_required(
+        &mut self,
+        step: &str,
+        path: &str,
+        user: Option<&str>,
+    ) -> Result<Vec<u8>, StepError> {
+        self.read_file(step, path, user)
+            .await?
+            .ok_or_else(|| StepError::config(format!("{path}: no such file on the host")))
+    }
+
+    /// TLS settings whose CA, client certificate and key (PEM, paths on the host; "" = none)
+    /// are read from the host, so they never leave it except into this process.
+    pub async fn tls_from_host(
+        &mut self,
+        step: &str,
+        ca: &str,
+        client_cert: &str,
+        client_key: &str,
+        verify: bool,
+    ) -> Result<TlsSettings, StepError> {
+        let mut tls = TlsSettings {
+            verify,
+            ..TlsSettings::default()
+        };
+        if !ca.is_empty() {
+            tls.ca_pem = Some(self.read_required(step, ca, None).await?);
+        }
+        if !client_cert.is_empty() {
+            tls.client_cert_pem = Some(self.read_required(step, client_cert, None).await?);
+        }
+        if !client_key.is_empty() {
+            tls.client_key_pem = Some(self.read_required(step, client_key, None).await?);
+        }
+        Ok(tls)
+    }
+
+    /// A client for an HTTP API at `url` as this host sees it (a direct-tcpip tunnel through
+    /// the host's SSH session): add TLS, credentials, timeouts, then `build`.
+    pub fn http(&self, url: &str) -> Result<HttpClientBuilder, StepError> {
+        let endpoint = Endpoint::parse(url)?;
+        Ok(HttpClient::builder((*self.session).clone(), endpoint))
+    }
+
+    /// Await an API call and record it in the manifest as `call` (`GET /_snapshot`), with the
+    /// HTTP status of a failed call when the service answered one (success records none: the
+    /// calls accept any 2xx).
+    pub async fn api<T, F>(&mut self, step: &str, call: &str, fut: F) -> Result<T, StepError>
+    where
+        F: std::future::Future<Output = Result<T, HttpError>>,
+    {
+        let t = Instant::now();
+        let r = fut.await;
+        let status = match &r {
+            Err(HttpError::Status { status, .. }) => Some(status.as_u16()),
+            _ => None,
+        };
+        self.record_call(step, call, status, t);
+        r.map_err(StepError::from)
     }
 
     /// The archive path of an entry of this component and host.
