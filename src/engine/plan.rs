@@ -333,6 +333,10 @@ impl PlannedComponent {
         for (name, p) in &self.spec.versions {
             lines.push(format!("version {name}: `{}`", one_line(r(&p.command)?)));
         }
+        if let Some(native) = &self.spec.native {
+            // Secret variables reach `describe` masked: what it prints cannot hold them.
+            lines.extend(native.0.describe(&template::redact(&h.vars)));
+        }
         for s in &self.spec.steps {
             let cond = match &s.when {
                 Some(w) => format!(" [when `{}`]", r(w)?),
