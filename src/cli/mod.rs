@@ -216,7 +216,7 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
             "backup finished"
         );
     } else {
-        eprint!("{}", output::summary(&outcome));
+        eprint!("{}", output::summary(&outcome, output::term_width()));
     }
     if let Some(loc) = &outcome.location {
         println!("{loc}");

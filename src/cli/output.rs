@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use lsbackup::archive::Status;
+use lsbackup::archive::{Failure, FailureKind, Status};
 use lsbackup::engine::{Outcome, Progress};
 use lsbackup::inventory::Inventory;
 
@@ -80,15 +80,35 @@ impl Progress for Bars {
         }
     }
 
-    fn finished(&self, component: &str, host: &str, status: Status, error: Option<&str>) {
-        let text = match (status, error) {
-            (Status::Ok, _) => "done".to_string(),
-            (s, Some(e)) => format!("{}: {e}", status_word(s)),
-            (s, None) => status_word(s).to_string(),
-        };
+    fn finished(&self, component: &str, host: &str, status: Status, errors: &[Failure]) {
         match self.bar(component, host) {
-            Some(pb) => pb.finish_with_message(text),
-            None => tracing::info!(component, host, "finished: {text}"),
+            // On a terminal the bar says how it ended, in one line; the summary lists every
+            // failure in full, grouped by cause.
+            Some(pb) => {
+                let text = match (
+                    status,
+                    errors.iter().find(|f| f.kind != FailureKind::Skipped),
+                ) {
+                    (Status::Ok, _) => "done".to_string(),
+                    (s, Some(f)) => format!("{}: {}", status_word(s), cause_of(f, component, host)),
+                    (s, None) => status_word(s).to_string(),
+                };
+                pb.finish_with_message(text);
+            }
+            // In a log each failure is one line, once.
+            None => {
+                for f in errors {
+                    tracing::error!(
+                        component,
+                        host,
+                        step = f.step.as_deref().unwrap_or(""),
+                        kind = f.kind.label(),
+                        "{}",
+                        f.message
+                    );
+                }
+                tracing::info!(component, host, "finished: {}", status_word(status));
+            }
         }
     }
 
@@ -97,14 +117,28 @@ impl Progress for Bars {
     }
 }
 
-/// Log writer that keeps progress bars intact.
+/// Log writer that keeps progress bars intact; on a terminal each line is cut to its width
+/// (the summary shows every failure in full).
 #[derive(Clone)]
 struct BarWriter(Option<MultiProgress>);
 
 impl std::io::Write for BarWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match &self.0 {
-            Some(m) => m.suspend(|| std::io::stderr().write_all(buf))?,
+            Some(m) => {
+                let width = term_width();
+                let text = String::from_utf8_lossy(buf);
+                let mut out = String::with_capacity(buf.len());
+                for line in text.split_inclusive('\n') {
+                    let (body, nl) = match line.strip_suffix('\n') {
+                        Some(b) => (b, "\n"),
+                        None => (line, ""),
+                    };
+                    out.push_str(&console::truncate_str(body, width, "…"));
+                    out.push_str(nl);
+                }
+                m.suspend(|| std::io::stderr().write_all(out.as_bytes()))?
+            }
             None => std::io::stderr().write_all(buf)?,
         }
         Ok(buf.len())
@@ -134,18 +168,27 @@ pub fn init_logging(
     let filter = EnvFilter::try_from_env("LSBACKUP_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("lsbackup={level},warn")));
     let writer = move || BarWriter(multi.clone());
-    let ansi = bars;
-    let _ = match format {
-        LogFormat::Json => tracing_subscriber::fmt()
+    let _ = match (format, bars) {
+        (LogFormat::Json, _) => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .with_writer(writer)
             .with_current_span(false)
             .try_init(),
-        LogFormat::Text => tracing_subscriber::fmt()
+        // At a terminal: `WARN message`, no timestamp, cut to the width (BarWriter).
+        (LogFormat::Text, true) => tracing_subscriber::fmt()
+            .compact()
+            .without_time()
             .with_env_filter(filter)
             .with_writer(writer)
-            .with_ansi(ansi)
+            .with_ansi(true)
+            .with_target(false)
+            .try_init(),
+        // In a log file or journal: timestamps, fields as key=value.
+        (LogFormat::Text, false) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .with_ansi(false)
             .with_target(false)
             .try_init(),
     };
@@ -183,19 +226,150 @@ fn human(n: u64) -> String {
     }
 }
 
-/// The table printed at the end of a backup.
-pub fn summary(o: &Outcome) -> String {
+/// Width of the terminal on stderr (100 when it is not one).
+pub fn term_width() -> usize {
+    console::Term::stderr()
+        .size_checked()
+        .map(|(_, w)| w as usize)
+        .filter(|w| *w >= 40)
+        .unwrap_or(100)
+}
+
+/// A failure's cause: its message without the `HOST: COMPONENT: STEP: ` it starts with.
+fn cause_of<'a>(f: &'a Failure, component: &str, host: &str) -> &'a str {
+    let mut m = f.message.as_str();
+    for prefix in [host, component] {
+        if let Some(rest) = m.strip_prefix(prefix).and_then(|r| r.strip_prefix(": ")) {
+            m = rest;
+        }
+    }
+    if let Some(step) = &f.step
+        && let Some(rest) = m
+            .strip_prefix(step.as_str())
+            .and_then(|r| r.strip_prefix(": "))
+    {
+        m = rest;
+    }
+    m
+}
+
+/// `text` in lines of at most `width` columns, the first starting with `first`, the others with
+/// `indent` (a word longer than a line gets a line of its own).
+fn wrap(text: &str, width: usize, first: &str, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = first.to_string();
+    let mut fresh = true;
+    for word in text.split_whitespace() {
+        let w = console::measure_text_width(word);
+        if !fresh && console::measure_text_width(&line) + 1 + w > width {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_string();
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+        }
+        line.push_str(word);
+        fresh = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}
+
+/// Failures grouped by cause: one group per (kind, cause), naming every component, host and
+/// step it hit; failures of kind `skipped` are counted under the failure of the same component
+/// and host that caused them.
+struct Cause {
+    kind: FailureKind,
+    cause: String,
+    /// (component, step) -> hosts
+    hit: Vec<((String, String), Vec<String>)>,
+    skipped: usize,
+}
+
+fn group_failures(components: &[lsbackup::archive::ComponentReport]) -> Vec<Cause> {
+    let mut all: Vec<(String, String, &Failure)> = Vec::new();
+    for c in components {
+        for f in &c.errors {
+            all.push((c.name.clone(), String::new(), f));
+        }
+        for h in &c.hosts {
+            for f in &h.errors {
+                all.push((c.name.clone(), h.host.clone(), f));
+            }
+        }
+    }
+    let mut groups: Vec<Cause> = Vec::new();
+    let (skipped, real): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|(_, _, f)| f.kind == FailureKind::Skipped);
+    for (comp, host, f) in real {
+        let cause = cause_of(f, &comp, &host).to_string();
+        let step = f.step.clone().unwrap_or_default();
+        let i = match groups
+            .iter()
+            .position(|g| g.kind == f.kind && g.cause == cause)
+        {
+            Some(i) => i,
+            None => {
+                groups.push(Cause {
+                    kind: f.kind,
+                    cause,
+                    hit: vec![],
+                    skipped: 0,
+                });
+                groups.len() - 1
+            }
+        };
+        let key = (comp, step);
+        let g = &mut groups[i];
+        match g.hit.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, hosts)) => {
+                if !host.is_empty() && !hosts.contains(&host) {
+                    hosts.push(host);
+                }
+            }
+            None => g
+                .hit
+                .push((key, if host.is_empty() { vec![] } else { vec![host] })),
+        }
+    }
+    for (comp, host, f) in skipped {
+        let owner = groups.iter_mut().find(|g| {
+            g.hit
+                .iter()
+                .any(|((c, _), hosts)| *c == comp && (host.is_empty() || hosts.contains(&host)))
+        });
+        match owner {
+            Some(g) => g.skipped += 1,
+            None => groups.push(Cause {
+                kind: f.kind,
+                cause: cause_of(f, &comp, &host).to_string(),
+                hit: vec![((comp, f.step.clone().unwrap_or_default()), vec![host])],
+                skipped: 0,
+            }),
+        }
+    }
+    groups
+}
+
+/// The table printed at the end of a backup, fitted to `width` columns.
+pub fn summary(o: &Outcome, width: usize) -> String {
     let m = &o.manifest;
     let mut out = String::new();
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "{:<18} {:<10} {:<10} {:>8} {:>11}  versions",
+    // COMPONENT HOST STATUS ENTRIES SIZE: 18+1+10+1+8+1+7+1+10 = 57 columns; versions get the rest.
+    let fixed = 57;
+    let vw = width.saturating_sub(fixed + 2);
+    let head = format!(
+        "{:<18} {:<10} {:<8} {:>7} {:>10}",
         "COMPONENT", "HOST", "STATUS", "ENTRIES", "SIZE"
     );
-    let mut errors = Vec::new();
+    let _ = writeln!(out, "{head}{}", if vw >= 12 { "  VERSIONS" } else { "" });
+    let mut notes = Vec::new();
     for c in &m.components {
-        errors.extend(c.errors.iter().cloned());
         for h in &c.hosts {
             if h.status == Status::Skipped && h.errors.is_empty() {
                 continue;
@@ -203,40 +377,93 @@ pub fn summary(o: &Outcome) -> String {
             let size: u64 = h.entries.iter().map(|e| e.size).sum();
             let versions: Vec<String> =
                 h.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let _ = writeln!(
-                out,
-                "{:<18} {:<10} {:<10} {:>8} {:>11}  {}",
-                c.name,
-                h.host,
-                if h.status == Status::Skipped {
-                    h.role.clone()
-                } else {
-                    status_word(h.status).to_string()
-                },
+            let status = if h.status == Status::Skipped {
+                "skipped".to_string()
+            } else {
+                status_word(h.status).to_string()
+            };
+            let row = format!(
+                "{:<18} {:<10} {:<8} {:>7} {:>10}",
+                ellipsize(&c.name, 18),
+                ellipsize(&h.host, 10),
+                status,
                 h.entries.len(),
                 human(size),
-                ellipsize(&versions.join(", "), 60)
             );
-            errors.extend(h.errors.iter().cloned());
+            if vw >= 12 && !versions.is_empty() {
+                let _ = writeln!(out, "{row}  {}", ellipsize(&versions.join(", "), vw));
+            } else {
+                let _ = writeln!(out, "{row}");
+            }
             for f in &h.flags {
-                let _ = writeln!(out, "{:<18} {:<10} note: {f}", "", "");
+                notes.push(format!("{} @ {}: {f}", c.name, h.host));
             }
         }
         if c.hosts.iter().all(|h| h.status == Status::Skipped) {
             let _ = writeln!(
                 out,
-                "{:<18} {:<10} {:<10}",
-                c.name,
+                "{:<18} {:<10} {:<8}",
+                ellipsize(&c.name, 18),
                 "-",
                 status_word(c.status)
             );
         }
     }
-    if !errors.is_empty() {
-        let _ = writeln!(out, "\nerrors:");
-        errors.dedup();
-        for e in errors {
-            let _ = writeln!(out, "  {e}");
+    if !notes.is_empty() {
+        let _ = writeln!(out, "\nnotes:");
+        for n in notes {
+            out.push_str(&wrap(&n, width, "  ", "      "));
+        }
+    }
+    let groups = group_failures(&m.components);
+    if !groups.is_empty() {
+        let failures: usize = groups
+            .iter()
+            .map(|g| g.hit.iter().map(|(_, h)| h.len().max(1)).sum::<usize>() + g.skipped)
+            .sum();
+        let _ = writeln!(
+            out,
+            "\nerrors: {} {} ({failures} {}):",
+            groups.len(),
+            if groups.len() == 1 { "cause" } else { "causes" },
+            if failures == 1 { "failure" } else { "failures" },
+        );
+        for g in &groups {
+            out.push_str(&wrap(
+                &format!("{} [{}]", g.cause, g.kind.label()),
+                width,
+                "  ",
+                "    ",
+            ));
+            let mut by_hosts: Vec<(String, Vec<String>)> = Vec::new();
+            for ((comp, step), hosts) in &g.hit {
+                let what = if step.is_empty() {
+                    comp.clone()
+                } else {
+                    format!("{comp} ({step})")
+                };
+                let at = hosts.join(", ");
+                match by_hosts.iter_mut().find(|(h, _)| *h == at) {
+                    Some((_, w)) => w.push(what),
+                    None => by_hosts.push((at, vec![what])),
+                }
+            }
+            for (at, what) in by_hosts {
+                let line = if at.is_empty() {
+                    what.join(", ")
+                } else {
+                    format!("{} @ {at}", what.join(", "))
+                };
+                out.push_str(&wrap(&line, width, "      ", "        "));
+            }
+            if g.skipped > 0 {
+                let _ = writeln!(
+                    out,
+                    "      + {} {} skipped because of it",
+                    g.skipped,
+                    if g.skipped == 1 { "step" } else { "steps" }
+                );
+            }
         }
     }
     let _ = writeln!(out);
@@ -245,10 +472,14 @@ pub fn summary(o: &Outcome) -> String {
             let _ = writeln!(out, "backup complete: {loc}");
         }
         (Some(loc), _) => {
-            let _ = writeln!(
-                out,
-                "backup PARTIAL: {loc} (holds what succeeded; failures are in its manifest)"
-            );
+            out.push_str(&wrap(
+                &format!(
+                    "backup PARTIAL: {loc} (holds what succeeded; failures are in its manifest)"
+                ),
+                width,
+                "",
+                "  ",
+            ));
         }
         (None, _) => {
             let _ = writeln!(
@@ -335,4 +566,87 @@ pub fn verify_text(path: &Path, r: &lsbackup::archive::VerifyReport) -> String {
         let _ = writeln!(out, "{p}: FAILED ({n} problems)");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lsbackup::archive::ComponentReport;
+
+    fn component(name: &str, hosts: serde_json::Value) -> ComponentReport {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "description": "", "groups": [], "status": "partial",
+            "hosts": hosts,
+        }))
+        .unwrap()
+    }
+
+    fn host(name: &str, errors: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({"host": name, "address": "x", "role": "all", "status": "failed",
+            "errors": errors})
+    }
+
+    #[test]
+    fn failures_are_grouped_by_cause_with_skipped_steps_counted_under_it() {
+        let cause = "no kubeconfig /x on this node";
+        let f = |h: &str, step: &str, kind: &str, c: &str| serde_json::json!({"kind": kind, "step": step, "message": format!("{h}: kv: {step}: {c}")});
+        let comps = vec![
+            component(
+                "kv",
+                serde_json::json!([
+                    host(
+                        "n1",
+                        serde_json::json!([
+                            f("n1", "list", "config", cause),
+                            f("n1", "copy", "skipped", "list failed")
+                        ])
+                    ),
+                    host("n2", serde_json::json!([f("n2", "list", "config", cause)])),
+                ]),
+            ),
+            component(
+                "kafka",
+                serde_json::json!([host(
+                    "n9",
+                    serde_json::json!([
+                    {"kind": "connection", "message": "n9: cannot connect to 127.0.0.9:22: refused"}])
+                )]),
+            ),
+            component(
+                "zk",
+                serde_json::json!([host(
+                    "n9",
+                    serde_json::json!([
+                    {"kind": "connection", "message": "n9: cannot connect to 127.0.0.9:22: refused"}])
+                )]),
+            ),
+        ];
+        let g = group_failures(&comps);
+        assert_eq!(g.len(), 2, "two causes");
+        assert_eq!(g[0].cause, cause);
+        assert_eq!(
+            g[0].hit,
+            vec![(
+                ("kv".into(), "list".into()),
+                vec!["n1".to_string(), "n2".to_string()]
+            )]
+        );
+        assert_eq!(g[0].skipped, 1);
+        assert_eq!(g[1].cause, "cannot connect to 127.0.0.9:22: refused");
+        assert_eq!(g[1].hit.len(), 2, "kafka and zk on n9");
+    }
+
+    #[test]
+    fn wrapped_lines_fit_the_width() {
+        let text = "exit status 1: no kubeconfig /nonexistent on this node: set kubernetes_volumes.kubeconfig to one that may list persistent volumes";
+        let w = wrap(text, 40, "  ", "    ");
+        assert!(w.lines().count() > 2);
+        for l in w.lines() {
+            assert!(console::measure_text_width(l) <= 40, "{l:?}");
+        }
+        assert_eq!(
+            w.split_whitespace().collect::<Vec<_>>(),
+            text.split_whitespace().collect::<Vec<_>>()
+        );
+    }
 }

@@ -77,6 +77,7 @@ async fn on_host(
             Some("variables"),
             format!("{}: {name}: variables: {}", h.name, e.cause()),
         ));
+        ctx.progress.finished(name, &h.name, r.status, &r.errors);
         return HostOutcome {
             report: r,
             ran: true,
@@ -87,7 +88,6 @@ async fn on_host(
     let session: Arc<Session> = match ctx.sessions.get(h, &ctx.transport).await {
         Ok(s) => s,
         Err(f) => {
-            tracing::warn!("{name}: {}", f.message);
             let mut r = host_report(h, "unreachable", unreachable_status);
             r.errors.push(f);
             return HostOutcome::not_run(r);
@@ -106,6 +106,7 @@ async fn on_host(
                 None,
                 format!("{}: {name}: {}", h.name, e.cause),
             ));
+            u.ctx.progress.finished(name, &h.name, r.status, &r.errors);
             return HostOutcome::not_run(r);
         }
     }
@@ -158,11 +159,8 @@ async fn run_unit(u: &mut HostCtx<'_>) {
     } else {
         Status::Partial
     };
-    let first_err = r.errors.first().map(|f| f.message.as_str());
-    u.ctx.progress.finished(&name, &host, r.status, first_err);
-    for e in &r.errors {
-        tracing::error!("{}", e.message);
-    }
+    // The progress display shows (or logs) the errors, once.
+    u.ctx.progress.finished(&name, &host, r.status, &r.errors);
 }
 
 pub(crate) async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> ComponentReport {

@@ -1,6 +1,6 @@
 //! Progress reporting as an interface of the library: the CLI draws bars, tests stay silent.
 
-use crate::archive::Status;
+use crate::archive::{Failure, Status};
 
 pub trait Progress: Send + Sync {
     /// A component started on a host.
@@ -9,8 +9,8 @@ pub trait Progress: Send + Sync {
     fn step(&self, _component: &str, _host: &str, _step: &str) {}
     /// Bytes received from the host for this component.
     fn bytes(&self, _component: &str, _host: &str, _n: u64) {}
-    /// The component finished on the host.
-    fn finished(&self, _component: &str, _host: &str, _status: Status, _error: Option<&str>) {}
+    /// The component finished on the host, with these failures (each to be shown once).
+    fn finished(&self, _component: &str, _host: &str, _status: Status, _errors: &[Failure]) {}
     /// A remark worth showing (warnings).
     fn message(&self, _text: &str) {}
 }

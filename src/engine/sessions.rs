@@ -67,7 +67,12 @@ impl Sessions {
             Session::connect(&h.conn, cfg)
                 .await
                 .map(Arc::new)
-                .map_err(|e| Failure::new(transport_kind(&e), None, e.to_string()))
+                .map_err(|e| {
+                    // Logged here, once per host, not by each component that needed it.
+                    let f = Failure::new(transport_kind(&e), None, e.to_string());
+                    tracing::warn!("{}", f.message);
+                    f
+                })
         })
         .await
         .clone()
