@@ -53,11 +53,15 @@ impl Progress for Bars {
             return;
         };
         let pb = m.add(ProgressBar::new_spinner());
+        // Below 100 columns the rate goes, so the step (or the cause of a failure) stays legible.
+        let template = if term_width() >= 100 {
+            "{spinner:.cyan} {prefix:<28} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>4} {wide_msg}"
+        } else {
+            "{spinner:.cyan} {prefix:<26} {bytes:>10} {elapsed:>4} {wide_msg}"
+        };
         pb.set_style(
-            ProgressStyle::with_template(
-                "{spinner:.cyan} {prefix:<28} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>4} {wide_msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         pb.set_prefix(format!("{component} @ {host}"));
         pb.enable_steady_tick(Duration::from_millis(120));
@@ -90,7 +94,12 @@ impl Progress for Bars {
                     errors.iter().find(|f| f.kind != FailureKind::Skipped),
                 ) {
                     (Status::Ok, _) => "done".to_string(),
-                    (s, Some(f)) => format!("{}: {}", status_word(s), cause_of(f, component, host)),
+                    // "exit status 1: why" -> "why": the width goes to the reason
+                    (s, Some(f)) => format!(
+                        "{}: {}",
+                        status_word(s),
+                        without_exit_status(cause_of(f, component, host))
+                    ),
                     (s, None) => status_word(s).to_string(),
                 };
                 pb.finish_with_message(text);
@@ -233,6 +242,15 @@ pub fn term_width() -> usize {
         .map(|(_, w)| w as usize)
         .filter(|w| *w >= 40)
         .unwrap_or(100)
+}
+
+/// `cause` without a leading `exit status N: `.
+fn without_exit_status(cause: &str) -> &str {
+    cause
+        .strip_prefix("exit status ")
+        .and_then(|r| r.split_once(": "))
+        .filter(|(code, _)| code.bytes().all(|b| b.is_ascii_digit()))
+        .map_or(cause, |(_, why)| why)
 }
 
 /// A failure's cause: its message without the `HOST: COMPONENT: STEP: ` it starts with.
