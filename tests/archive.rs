@@ -29,6 +29,7 @@ fn manifest(format: Format, name: &str, entries: Vec<lsbackup::archive::EntryRec
             hosts: BTreeMap::new(),
         },
         selection: vec!["haproxy".into()],
+        host_key_checking: String::new(),
         components: vec![ComponentReport {
             name: "haproxy".into(),
             description: "HAProxy configuration".into(),

@@ -802,3 +802,26 @@ fn first_host_failing_falls_back_to_the_next() {
     assert_eq!(node3.status, Status::Ok);
     assert!(run.file("haproxy/node3/etc/haproxy/haproxy.cfg").is_file());
 }
+
+#[test]
+fn manifest_records_whether_host_keys_were_checked() {
+    let tb = common::testbed();
+    let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.manifest().host_key_checking, "known_hosts");
+    let run = support::backup(
+        &tb.build_dir(),
+        &["--only", "haproxy", "--insecure-skip-host-key-check"],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(
+        run.manifest().host_key_checking.starts_with("OFF"),
+        "{:?}",
+        run.manifest().host_key_checking
+    );
+    assert!(
+        run.stderr().contains("host keys are NOT checked"),
+        "{}",
+        run.stderr()
+    );
+}

@@ -194,6 +194,12 @@ pub struct Manifest {
     pub inventory: InventoryInfo,
     /// Components selected on the command line (`--only`/`--skip`), in run order.
     pub selection: Vec<String>,
+    /// How host keys were checked in this run: `known_hosts` (a changed key refused; unknown
+    /// ones accepted only where `--accept-new-host-keys` or the inventory's
+    /// `StrictHostKeyChecking=no|accept-new` allow), or `OFF` (`--insecure-skip-host-key-check`:
+    /// nothing was checked, whoever answered got the commands).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_key_checking: String,
     pub components: Vec<ComponentReport>,
 }
 

@@ -75,6 +75,7 @@ fn manifest_with(format: Format, entries: Vec<EntryRecord>) -> Manifest {
             hosts: BTreeMap::new(),
         },
         selection: vec!["test".into()],
+        host_key_checking: String::new(),
         components: vec![ComponentReport {
             name: "test".into(),
             description: "test entries".into(),

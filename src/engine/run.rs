@@ -186,6 +186,11 @@ pub async fn run_backup(
             .iter()
             .map(|c| c.spec.name.clone())
             .collect(),
+        host_key_checking: if opts.transport.insecure_skip_host_key_check {
+            "OFF (--insecure-skip-host-key-check)".into()
+        } else {
+            "known_hosts".into()
+        },
         components: reports,
     };
     if status == Status::Failed {
