@@ -825,3 +825,48 @@ fn manifest_records_whether_host_keys_were_checked() {
         run.stderr()
     );
 }
+
+/// A database name holding `=` (or `host=`) is a name, not a connection string.
+#[test]
+fn postgresql_database_named_like_a_connection_string() {
+    let tb = common::testbed();
+    let db = format!("lsb port=1 dbname={}", std::process::id());
+    let psql = |sql: &str| {
+        let out = Command::new("sudo")
+            .args(["-u", "postgres", "psql", "-XqAt", "-v", "ON_ERROR_STOP=1"])
+            .arg("-c")
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    struct Drop_(String);
+    impl Drop for Drop_ {
+        fn drop(&mut self) {
+            let _ = Command::new("sudo")
+                .args(["-u", "postgres", "psql", "-Xq", "-c"])
+                .arg(format!("DROP DATABASE IF EXISTS \"{}\"", self.0))
+                .status();
+        }
+    }
+    psql(&format!("CREATE DATABASE \"{db}\""));
+    let _drop = Drop_(db.clone());
+    let run = support::backup(&tb.build_dir(), &["--only", "postgresql"]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let dump = run.file(&format!("postgresql/node1/databases/{db}.dump"));
+    let out = Command::new("pg_restore")
+        .arg("-l")
+        .arg(&dump)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{listing}");
+    assert!(
+        listing.contains(&format!("dbname: {db}")),
+        "the dump is of the database named {db:?}:\n{listing}"
+    );
+}
