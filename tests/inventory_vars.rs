@@ -128,3 +128,34 @@ fn unsupported_jinja_in_a_declared_var_fails_only_that_component() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("/root/ssl"));
 }
+
+/// An inventory value is data wherever it lands: host vars holding shell syntax reach
+/// PostgreSQL's programs as one argument each, and nothing they spell is run.
+#[test]
+fn hostile_inventory_values_run_nothing() {
+    let marks = tempfile::tempdir().unwrap();
+    let mark = marks.path().join("MARK");
+    // world-writable: the remote side runs as root or postgres
+    std::fs::set_permissions(
+        marks.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let m = mark.display();
+    let all = format!(
+        "postgresql_port: \"5432; touch {m}; $(touch {m}) `touch {m}`\"\n\
+         postgresql_user: \"postgres\"\n\
+         haproxy_config_dir: \"/etc/haproxy\n$(touch {m})\"\n"
+    );
+    let b = build_dir(&all);
+    let run = support::backup(b.path(), &["--only", "postgresql,haproxy"]);
+    assert!(!mark.exists(), "a value ran as code:\n{}", run.stderr());
+    // The port is one (bad) argument: psql refuses it, one clear line, nothing else lost.
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    let errors = run.errors_of("postgresql");
+    assert!(errors.contains("node1: postgresql"), "{errors}");
+    assert!(
+        run.component("haproxy").status != Status::Failed || !run.errors_of("haproxy").is_empty(),
+        "haproxy reports what happened"
+    );
+}
