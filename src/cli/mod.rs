@@ -89,7 +89,19 @@ fn build_plan(s: &SelectArgs) -> Result<Plan, AnyError> {
         skip: split_list(&s.skip),
         sets: s.set.clone(),
     };
-    Ok(Plan::build(inv, &catalog, &sel)?)
+    let mut plan = Plan::build(inv, &catalog, &sel)?;
+    for set in &s.set {
+        let name = set.split_once('=').map_or(set.as_str(), |(n, _)| n);
+        let var = name.rsplit_once('.').map_or(name, |(_, v)| v);
+        if lsbackup::components::is_secret_var(var) {
+            plan.inventory.warnings.push(format!(
+                "--set {name}=... puts a secret on lsbackup's command line, where every user of \
+                 this machine can read it (/proc/PID/cmdline): keep it in the inventory's \
+                 group_vars or host_vars instead"
+            ));
+        }
+    }
+    Ok(plan)
 }
 
 fn split_list(v: &[String]) -> Vec<String> {
