@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod rabbitmq;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -71,7 +72,6 @@ const fn spec(file: &'static str, spec: &'static str) -> Builtin {
     }
 }
 
-#[allow(dead_code)] // the first native component uses it
 const fn native(file: &'static str, spec: &'static str, make: fn() -> NativeRef) -> Builtin {
     Builtin {
         file,
@@ -117,10 +117,7 @@ const BUILTIN: &[Builtin] = &[
         "grafana.yaml",
         include_str!("../../components/grafana.yaml"),
     ),
-    spec(
-        "rabbitmq.yaml",
-        include_str!("../../components/rabbitmq.yaml"),
-    ),
+    native("src/components/rabbitmq.rs", rabbitmq::SPEC, rabbitmq::make),
     spec(
         "haproxy.yaml",
         include_str!("../../components/haproxy.yaml"),

@@ -398,6 +398,15 @@ impl<'a> HostCtx<'a> {
         });
     }
 
+    /// The stderr tail of the last command recorded (what a failed [`HostCtx::stream`] said),
+    /// control characters already made safe.
+    pub fn last_stderr(&self) -> &str {
+        self.report
+            .commands
+            .last()
+            .map_or("", |c| c.stderr_tail.as_str())
+    }
+
     /// Run a short script and capture its stdout (at most [`CAPTURE_LIMIT`] bytes). The exit
     /// status is returned, not judged; the command is recorded as `shown` (None: the script).
     pub async fn run(
