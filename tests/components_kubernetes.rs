@@ -957,14 +957,15 @@ fn an_api_that_does_not_answer_is_one_error_and_the_rest_is_kept() {
 fn a_data_dir_with_shell_syntax_in_its_name_is_only_a_name() {
     let _s = serial();
     let marker = write_marker();
-    // the snapshot is written in a directory whose name is a command substitution
+    // the snapshot is written in a directory whose path is a command substitution (its
+    // components: `$(touch `, the base dir's, `MARK)`); run by a shell it would make MARK
     let base = tempfile::Builder::new()
         .prefix("lsb-k8s-datadir")
         .tempdir_in("/tmp")
         .unwrap();
     let mark = base.path().join("MARK");
     let dir = base.path().join(format!("$(touch {})", mark.display()));
-    std::fs::create_dir(&dir).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
     let set = format!("kubernetes.etcd_data_dir={}", dir.display());
     let run = support::backup(&k8s_build_dir(), &["--only", "kubernetes", "--set", &set]);
     assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());

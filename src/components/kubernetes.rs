@@ -716,7 +716,15 @@ impl Native for Kubernetes {
     }
 
     async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
-        let tools = match h.run("tools", &Script::new(TOOLS), None, None).await {
+        let tools = match h
+            .run(
+                "tools",
+                &Script::new(TOOLS),
+                None,
+                Some("command -v etcdctl crictl kubectl"),
+            )
+            .await
+        {
             Ok(o) => tools_of(&o.stdout),
             Err(e) => return Err(e.at("tools")),
         };
@@ -969,7 +977,12 @@ async fn etcd_snapshot(
         .to_string();
     let ca = format!("{pki}/etcd/ca.crt");
     let tls: Vec<String> = if h
-        .run(STEP, &Script::new(IS_FILE).arg(ca.clone()), None, None)
+        .run(
+            STEP,
+            &Script::new(IS_FILE).arg(ca.clone()),
+            None,
+            Some(&format!("test -f {}", quote(&ca))),
+        )
         .await?
         .exit
         .success()
@@ -1115,7 +1128,12 @@ async fn etcd_snapshot(
         ));
     }
     if !h
-        .run(STEP, &Script::new(NOT_EMPTY).arg(snap.clone()), None, None)
+        .run(
+            STEP,
+            &Script::new(NOT_EMPTY).arg(snap.clone()),
+            None,
+            Some(&format!("test -s {}", quote(&snap))),
+        )
         .await?
         .exit
         .success()
