@@ -17,6 +17,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub mod rabbitmq;
+pub mod kubernetes;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -83,9 +84,10 @@ const fn native(file: &'static str, spec: &'static str, make: fn() -> NativeRef)
 /// Built-in components, in default run order. A spec component is `spec("x.yaml",
 /// include_str!(...))`; a native one is `native("src/components/x.rs", x::SPEC, x::make)`.
 const BUILTIN: &[Builtin] = &[
-    spec(
-        "kubernetes.yaml",
-        include_str!("../../components/kubernetes.yaml"),
+    native(
+        "src/components/kubernetes.rs",
+        kubernetes::SPEC,
+        kubernetes::make,
     ),
     spec(
         "kubernetes_volumes.yaml",
