@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod kubernetes_volumes;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -71,7 +72,6 @@ const fn spec(file: &'static str, spec: &'static str) -> Builtin {
     }
 }
 
-#[allow(dead_code)] // the first native component uses it
 const fn native(file: &'static str, spec: &'static str, make: fn() -> NativeRef) -> Builtin {
     Builtin {
         file,
@@ -87,9 +87,10 @@ const BUILTIN: &[Builtin] = &[
         "kubernetes.yaml",
         include_str!("../../components/kubernetes.yaml"),
     ),
-    spec(
-        "kubernetes_volumes.yaml",
-        include_str!("../../components/kubernetes_volumes.yaml"),
+    native(
+        "src/components/kubernetes_volumes.rs",
+        kubernetes_volumes::SPEC,
+        kubernetes_volumes::make,
     ),
     spec(
         "postgresql.yaml",
