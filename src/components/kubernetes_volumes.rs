@@ -366,9 +366,11 @@ pub(crate) fn data_nodes(c: &Cluster, pv: &Pv) -> Vec<String> {
     out
 }
 
-/// A copyable path: absolute, without `.`/`..` components.
+/// A copyable path: absolute, not `/` itself, without `.`/`..` components.
 fn clean_path(p: &str) -> bool {
-    p.starts_with('/') && !p.split('/').any(|c| c == ".." || c == ".")
+    p.starts_with('/')
+        && !p.trim_matches('/').is_empty()
+        && !p.split('/').any(|c| c == ".." || c == ".")
 }
 
 /// One PV's line of the coverage report.
@@ -440,7 +442,7 @@ pub(crate) fn coverage(c: &Cluster, hosts: &[HostInfo]) -> Vec<Row> {
                 let path = pv.path.as_deref().unwrap_or("");
                 if !clean_path(path) {
                     row.not_covered = Some(format!(
-                        "{kind}: path {path:?} is not an absolute path without . or .."
+                        "{kind}: path {path:?} is not an absolute path below / without . or .."
                     ));
                 } else if row.nodes.is_empty() {
                     row.not_covered = Some(if kind == "hostPath" {
@@ -950,7 +952,7 @@ mod tests {
                 "not covered: pv pvc-cache (csi driver ebs.csi.aws.com vol-1, claim shop/cache)",
                 "not covered: pv pv-nfs (nfs 10.0.0.9:/exports/r)",
                 "not covered: pv pv-far (local on node node9: no host of kubernetes_master/kubernetes_node is that node)",
-                "not covered: pv pv-dotdot (hostPath: path \"/data/../etc\" is not an absolute path without . or ..)",
+                "not covered: pv pv-dotdot (hostPath: path \"/data/../etc\" is not an absolute path below / without . or ..)",
             ]
         );
     }
@@ -1006,6 +1008,8 @@ mod tests {
         assert!(!clean_path("/a/../b"));
         assert!(!clean_path("/a/./b"));
         assert!(!clean_path(""));
+        assert!(!clean_path("/"));
+        assert!(!clean_path("//"));
     }
 
     #[test]

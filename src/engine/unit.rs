@@ -4,6 +4,11 @@
 //!
 //! Spec components (`components/*.yaml`) are interpreted into these calls by `steps.rs`; native
 //! components (`src/components/*.rs`) call them directly.
+//!
+//! Work done once per run for all hosts of a component (e.g. one API listing used by every
+//! node): [`HostCtx::shared`] (a per-run, per-component `OnceCell` kept on the run's [`Ctx`]),
+//! [`HostCtx::peers`] (every planned host with its groups, address and variables) and
+//! [`HostCtx::run_on`] (a script on one of them, through the run's session pool).
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
