@@ -322,3 +322,67 @@ fn plan_shows_the_listing_once_and_the_copy_per_host() {
         "{text}"
     );
 }
+
+#[test]
+fn a_master_without_kubeconfig_is_passed_over_for_the_next_one() {
+    let tb = common::testbed();
+    let worker = tb.var("LSB_WORKER_NODE");
+    // node2 (first master) has no such kubeconfig; node1, a second master, has one
+    let inv = format!(
+        "[kubernetes_master]\nnode2 ansible_host={} kubeconfig=/etc/kubernetes/no-such.conf\n\
+         node1 ansible_host={} kubeconfig={}\n\n[kubernetes_node]\n{worker} ansible_host={}\n\n{}",
+        tb.host_of("node2"),
+        tb.host_of("node1"),
+        tb.var("LSB_KUBECONFIG_WORKERS"),
+        tb.var("LSB_WORKER_HOST"),
+        {
+            let base =
+                std::fs::read_to_string(Path::new(tb.var("LSB_K8S_BUILD_DIR")).join("inventory"))
+                    .unwrap();
+            base[base.find("[all:vars]").unwrap()..].to_string()
+        }
+    );
+    let build = tempfile::tempdir().unwrap();
+    std::fs::write(build.path().join("inventory"), inv).unwrap();
+    let run = support::backup(build.path(), &["--only", "kubernetes_volumes"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let v = run.component("kubernetes_volumes");
+    assert_eq!(v.status, Status::Ok);
+    // each master's try is in its own manifest; the coverage is on the one that listed
+    let n2 = host(v, "node2");
+    assert_eq!(n2.commands.len(), 1, "{:?}", n2.commands);
+    assert_eq!(n2.commands[0].exit_code, Some(3));
+    assert!(
+        n2.flags.iter().any(|f| f
+            == "volume listing done on node1 (here: no kubeconfig /etc/kubernetes/no-such.conf on this host: set kubernetes_volumes.kubeconfig to one that may list persistent volumes, nodes and pods)"),
+        "{:?}",
+        n2.flags
+    );
+    let n1 = host(v, "node1");
+    assert_eq!(
+        n1.commands
+            .iter()
+            .filter(|c| c.command.contains("kubectl"))
+            .count(),
+        1
+    );
+    assert!(
+        run.file("kubernetes_volumes/node1/volumes/coverage.txt")
+            .exists()
+    );
+    assert!(
+        !run.file("kubernetes_volumes/node2/volumes/coverage.txt")
+            .exists()
+    );
+    // node1 is found by name (no kubernetes_node_name) and copies its hostPath volume
+    assert_copied(&run, "node1", tb.var("LSB_K8S_PV_HOSTPATH_DIR"));
+    assert_copied(&run, worker, tb.var("LSB_K8S_PV_WORKER_DIR"));
+    // node3 is not in this inventory: its volume is named as not covered
+    assert!(
+        run.flags_of("kubernetes_volumes").contains(
+            "not covered: pv pv-local-db (local on node node3: no host of kubernetes_master/kubernetes_node is that node, claim shop/data-db-0)"
+        ),
+        "{}",
+        run.flags_of("kubernetes_volumes")
+    );
+}
