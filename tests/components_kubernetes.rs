@@ -756,35 +756,6 @@ fn a_member_that_is_down_is_passed_over_for_a_healthy_one() {
 }
 
 #[test]
-fn volumes_without_a_kubeconfig_on_the_node_fail_per_host() {
-    let _s = serial();
-    let run = support::backup(
-        &k8s_build_dir(),
-        &[
-            "--only",
-            "kubernetes,kubernetes_volumes",
-            "--set",
-            "kubernetes_volumes.kubeconfig=/etc/kubernetes/no-such.conf",
-        ],
-    );
-    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
-    assert_eq!(run.component("kubernetes").status, Status::Ok);
-    let v = run.component("kubernetes_volumes");
-    assert_eq!(v.status, Status::Failed);
-    for node in ["node1", "node2", "node3"] {
-        let h = host(v, node);
-        assert_eq!(h.status, Status::Failed);
-        assert!(
-            h.errors.iter().any(|e| e.message.starts_with(&format!(
-                "{node}: kubernetes_volumes: volumes on this node: exit status 1: no kubeconfig /etc/kubernetes/no-such.conf on this node"
-            ))),
-            "{:?}",
-            h.errors
-        );
-    }
-}
-
-#[test]
 fn api_partly_down_names_what_is_missing_and_keeps_the_rest() {
     let _s = serial();
     // the stand-in's degraded instance: metrics.k8s.io discovery answers 503 and listing

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 pub mod rabbitmq;
 pub mod kubernetes;
+pub mod kubernetes_volumes;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -89,9 +90,10 @@ const BUILTIN: &[Builtin] = &[
         kubernetes::SPEC,
         kubernetes::make,
     ),
-    spec(
-        "kubernetes_volumes.yaml",
-        include_str!("../../components/kubernetes_volumes.yaml"),
+    native(
+        "src/components/kubernetes_volumes.rs",
+        kubernetes_volumes::SPEC,
+        kubernetes_volumes::make,
     ),
     spec(
         "postgresql.yaml",

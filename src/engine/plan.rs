@@ -52,6 +52,8 @@ pub struct PlannedHost {
     /// undefined reference, a loop, a vault value; any others are named in it too): the
     /// component fails on this host with this one line, other components and hosts go on.
     pub var_error: Option<VarError>,
+    /// The component's inventory groups this host is in (in the component's group order).
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,11 +143,17 @@ impl Plan {
                     Some(h) => component_vars(&spec.name, &spec.vars, h, &sets),
                     None => (BTreeMap::new(), None),
                 };
+                let host_groups = groups
+                    .iter()
+                    .filter(|g| inventory.group_hosts(g).iter().any(|x| x.name == name))
+                    .cloned()
+                    .collect();
                 hosts.push(PlannedHost {
                     name,
                     conn,
                     vars,
                     var_error,
+                    groups: host_groups,
                 });
             }
             let pc = PlannedComponent {

@@ -119,6 +119,7 @@ pub async fn run_backup(
         progress,
         spool_dir: opts.spool_dir.clone(),
         cancel: cancel.clone(),
+        shared: Default::default(),
     });
 
     let work = async {

@@ -4,8 +4,14 @@
 //!
 //! Spec components (`components/*.yaml`) are interpreted into these calls by `steps.rs`; native
 //! components (`src/components/*.rs`) call them directly.
+//!
+//! Work done once per run for all hosts of a component (e.g. one API listing used by every
+//! node): [`HostCtx::shared`] (a per-run, per-component `OnceCell` kept on the run's [`Ctx`]),
+//! [`HostCtx::peers`] (every planned host with its groups, address and variables) and
+//! [`HostCtx::run_on`] (a script on one of them, through the run's session pool).
 
-use std::collections::{BTreeMap, HashSet};
+use std::any::Any;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,7 +41,17 @@ pub(crate) struct Ctx {
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) spool_dir: Option<PathBuf>,
     pub(crate) cancel: CancellationToken,
+    /// Per-run values shared by the hosts of one component ([`HostCtx::shared`]), keyed by
+    /// (component, key). Lives and dies with the run, never in the catalog (which may serve
+    /// several runs).
+    pub(crate) shared: SharedStore,
 }
+
+/// See [`Ctx::shared`].
+#[derive(Default)]
+pub(crate) struct SharedStore(
+    std::sync::Mutex<HashMap<(String, String), Arc<dyn Any + Send + Sync>>>,
+);
 
 /// A failed step: its kind (from the typed error that caused it) and one line of cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -276,6 +292,76 @@ impl<'a> HostCtx<'a> {
     /// The component's name.
     pub fn component(&self) -> &str {
         &self.pc.spec.name
+    }
+
+    /// The host's address in the inventory: `ansible_host`, else the inventory name (also for
+    /// an `ansible_connection=local` host).
+    pub fn address(&self) -> &str {
+        &self.h.conn.address
+    }
+
+    /// The component's inventory groups this host is in.
+    pub fn groups(&self) -> &[String] {
+        &self.h.groups
+    }
+
+    /// Every host this component runs on in this run (this one included), in plan order, with
+    /// its variables and groups: for work done once for all of them (see [`HostCtx::shared`]
+    /// and [`HostCtx::run_on`]).
+    pub fn peers(&self) -> &[PlannedHost] {
+        &self.pc.hosts
+    }
+
+    /// A value computed once per run for this component and shared by all its hosts, under
+    /// `key`: the first host that calls `get_or_init` on the cell computes it, the others wait
+    /// for it and get the same value. Per run and per component (kept on the run's context,
+    /// never in the catalog). Panics if `key` is used with two different types.
+    ///
+    /// ```ignore
+    /// let cell = h.shared::<Listing>("listing");
+    /// let listing = cell.get_or_init(|| list_once(h)).await;
+    /// ```
+    pub fn shared<T: Send + Sync + 'static>(&self, key: &str) -> Arc<tokio::sync::OnceCell<T>> {
+        let mut map = self.ctx.shared.0.lock().unwrap();
+        let any = map
+            .entry((self.pc.spec.name.clone(), key.to_string()))
+            .or_insert_with(|| Arc::new(tokio::sync::OnceCell::<T>::new()))
+            .clone();
+        any.downcast::<tokio::sync::OnceCell<T>>()
+            .unwrap_or_else(|_| panic!("shared value {key:?} used with two types"))
+    }
+
+    /// Run a short script on `host`, one of [`HostCtx::peers`], over the run's session to it
+    /// (opened now if no component has yet; a host that could not be reached stays unreachable
+    /// for the run) and capture at most `limit` bytes of stdout. The exit status is returned, not
+    /// judged, and nothing is recorded: the caller records the command in the report it
+    /// belongs to. For work done once per run on a chosen host (e.g. an API listing on a
+    /// control-plane host used by every node).
+    pub async fn run_on(
+        &self,
+        host: &str,
+        script: &Script,
+        user: Option<&str>,
+        limit: usize,
+    ) -> Result<Output, StepError> {
+        let peer = self
+            .pc
+            .hosts
+            .iter()
+            .find(|p| p.name == host)
+            .ok_or_else(|| {
+                StepError::local(format!("{host} is not a host of {}", self.pc.spec.name))
+            })?;
+        let session = if peer.name == self.h.name {
+            self.session.clone()
+        } else {
+            self.ctx
+                .sessions
+                .get(peer, &self.ctx.transport)
+                .await
+                .map_err(|f| StepError::new(f.kind, f.message))?
+        };
+        Ok(session.run(script, user, limit).await?)
     }
 
     /// A variable's value ("" when not set). Declared variables always have one (their default).

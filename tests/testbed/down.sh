@@ -32,7 +32,7 @@ tb_down() {
 # reverse start order first (rabbitmq before its epmd, kafka before zookeeper, services before
 # the sshd hosts), then any other pid file
 order=(grafana kibana elasticsearch rabbitmq epmd alertmanager prometheus-noadmin prometheus kafka
-    zookeeper haproxy kubeapi etcd postgresql sshd-node3 sshd-node2 sshd-node1)
+    zookeeper haproxy kubeapi-workers kubeapi etcd postgresql sshd-node4 sshd-node3 sshd-node2 sshd-node1)
 for name in "${order[@]}"; do
     if [ -e "$TB_PIDS/$name.pid" ]; then tb_down "$name"; fi
 done

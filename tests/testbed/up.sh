@@ -27,6 +27,8 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_k8s.sh"
 # shellcheck source=svc_kubeapi.sh
 . "$TB_DIR/svc_kubeapi.sh"
+# shellcheck source=svc_worker.sh
+. "$TB_DIR/svc_worker.sh"
 # shellcheck source=svc_haproxy.sh
 . "$TB_DIR/svc_haproxy.sh"
 # shellcheck source=svc_zookeeper.sh
@@ -57,6 +59,7 @@ tb_write_inventory
 tb_up_postgresql
 tb_up_etcd
 tb_up_kubeapi
+tb_up_worker
 tb_up_haproxy
 tb_up_zookeeper
 tb_up_kafka

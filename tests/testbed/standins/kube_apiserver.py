@@ -26,7 +26,12 @@ widgets.lsbackup.example.com fails with 500 (as with a broken conversion webhook
     kube_apiserver.py --bind 127.0.0.3 --port 6443 --cert apiserver.crt --key apiserver.key \
         --client-ca ca.crt --kubeadm-config /etc/kubeadm/kubeadm-config.yml \
         --local-pv-dir DIR --hostpath-pv-dir DIR --hostpath-unused-dir DIR [--log FILE] \
-        [--degraded]
+        [--degraded] [--worker-pv-dir DIR --hostile-pv-dir DIR]
+
+With --worker-pv-dir (the test bed's third instance, port 6445), the cluster also has a kubeadm
+worker k8s-worker-4 (InternalIP 127.0.0.5, the test bed's node4) with a local PV there and a
+hostPath PV at --hostile-pv-dir used by its pod, and a node9 (no inventory host) with a local PV:
+for the kubernetes_volumes tests of node mapping and literal paths. Without it, nothing changes.
 """
 
 import argparse
@@ -277,16 +282,46 @@ class Store:
         pv("pv-nfs-reports", {"nfs": {"server": "10.0.0.9", "path": "/exports/reports"}}, ("shop", "reports"), "")
 
         # pods of the application, with the nodes they run on
+        self.hostip = {"node1": "127.0.0.2", "node2": "127.0.0.3", "node3": "127.0.0.4"}
         def pod(name, node, claims, labels):
             self.add("", "v1", "pods", name, "shop", labels=labels,
                      spec={"nodeName": node,
                            "containers": [{"name": labels["component"], "image": "nginx:1.25"}],
                            "volumes": [{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims]},
-                     status={"phase": "Running", "hostIP": {"node1": "127.0.0.2", "node2": "127.0.0.3", "node3": "127.0.0.4"}[node]})
+                     status={"phase": "Running", "hostIP": self.hostip[node]})
         pod("web-6d4cf56db6-x7k2p", "node1", ["uploads"], {"component": "web", "pod-template-hash": "6d4cf56db6"})
         pod("db-0", "node3", ["data-db-0"], {"component": "db", "statefulset.kubernetes.io/pod-name": "db-0"})
         pod("cache-7f9b8c6d5-q2w3e", "node3", ["cache"], {"component": "cache"})
         pod("reports-5c6d7e8f9-a1s2d", "node1", ["reports"], {"component": "reports"})
+
+        if o.worker_pv_dir:
+            self._workers(o, pv, pod)
+
+    def _workers(self, o, pv, pod):
+        """--worker-pv-dir/--hostile-pv-dir: a kubeadm worker whose Node name is not its inventory
+        name (k8s-worker-4, InternalIP 127.0.0.5: the test bed's node4, found by address), a node
+        that is no inventory host (node9), and their volumes."""
+        for i, (node, ip) in enumerate([("k8s-worker-4", "127.0.0.5"), ("node9", "10.0.0.99")]):
+            self.add("", "v1", "nodes", node,
+                     labels={"kubernetes.io/hostname": node, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+                     spec={"podCIDR": f"10.244.{i + 4}.0/24", "podCIDRs": [f"10.244.{i + 4}.0/24"]},
+                     status={"addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": node}],
+                             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+                             "nodeInfo": {"kubeletVersion": GIT_VERSION, "containerRuntimeVersion": "containerd://1.6.8",
+                                          "osImage": "Debian GNU/Linux 12 (bookworm)"}})
+
+        def on(node):
+            return {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}}
+        pv("pv-worker-data", {"local": {"path": o.worker_pv_dir}}, ("shop", "worker-data"), "local-storage",
+           on("k8s-worker-4"))
+        pv("pv-worker-hostile", {"hostPath": {"path": o.hostile_pv_dir, "type": "Directory"}}, ("shop", "hostile"), "")
+        pv("pv-node9-logs", {"local": {"path": "/var/lib/lsbackup-testbed/k8s-volumes/node9-logs"}},
+           ("shop", "node9-logs"), "local-storage", on("node9"))
+        self.hostip["k8s-worker-4"] = "127.0.0.5"
+        self.hostip["node9"] = "10.0.0.99"
+        pod("worker-0", "k8s-worker-4", ["worker-data", "hostile"], {"component": "worker"})
+        pod("logger-0", "node9", ["node9-logs"], {"component": "logger"})
 
     def list(self, group, plural, namespace=None):
         with self.lock:
@@ -498,6 +533,9 @@ def main():
     ap.add_argument("--local-pv-dir", required=True)
     ap.add_argument("--hostpath-pv-dir", required=True)
     ap.add_argument("--hostpath-unused-dir", required=True)
+    ap.add_argument("--worker-pv-dir", help="also serve a worker node k8s-worker-4 (127.0.0.5) with a local PV here, "
+                    "a node9 that is no inventory host with a local PV, and --hostile-pv-dir as a hostPath PV of k8s-worker-4")
+    ap.add_argument("--hostile-pv-dir")
     ap.add_argument("--log")
     ap.add_argument("--degraded", action="store_true")
     o = ap.parse_args()
