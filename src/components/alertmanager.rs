@@ -149,7 +149,10 @@ pub(crate) fn url_port(url: &str) -> u16 {
         .filter(|_| {
             let rest = url.split_once("://").map_or(url, |(_, r)| r);
             let authority = rest.split('/').next().unwrap_or("");
-            authority.rsplit_once(']').map_or(authority, |(_, p)| p).contains(':')
+            authority
+                .rsplit_once(']')
+                .map_or(authority, |(_, p)| p)
+                .contains(':')
         })
         .map_or(9093, |e| e.port)
 }
@@ -211,7 +214,10 @@ impl Native for Alertmanager {
         let mut status = Status::default();
         let mut version = None;
         match &api {
-            Ok(api) => match api.get(h, "running config", "/api/v2/status", API_TIMEOUT).await {
+            Ok(api) => match api
+                .get(h, "running config", "/api/v2/status", API_TIMEOUT)
+                .await
+            {
                 Ok(r) => {
                     match serde_json::from_slice::<Status>(&r.body) {
                         Ok(s) => status = s,
@@ -236,7 +242,12 @@ impl Native for Alertmanager {
         }
         if version.is_none()
             && let Ok(out) = h
-                .run("version", &Script::new(VERSION), None, Some("alertmanager --version"))
+                .run(
+                    "version",
+                    &Script::new(VERSION),
+                    None,
+                    Some("alertmanager --version"),
+                )
                 .await
         {
             version = parse_version(&String::from_utf8_lossy(&out.stdout));
@@ -247,7 +258,10 @@ impl Native for Alertmanager {
 
         h.step("silences");
         let silences = match &api {
-            Ok(api) => api.get(h, "silences", "/api/v2/silences", API_TIMEOUT).await,
+            Ok(api) => {
+                api.get(h, "silences", "/api/v2/silences", API_TIMEOUT)
+                    .await
+            }
             Err(e) => Err(StepError::skipped(format!("not run: {}", e.cause))),
         };
         match silences {
@@ -296,7 +310,11 @@ impl Alertmanager {
                 continue; // exited meanwhile
             };
             let o = parse_cmdline(&cmdline);
-            let cwd = if p.cwd.starts_with('/') { p.cwd.clone() } else { "/".into() };
+            let cwd = if p.cwd.starts_with('/') {
+                p.cwd.clone()
+            } else {
+                "/".into()
+            };
             let cfg = match o.config {
                 Some(c) if !c.is_empty() => c,
                 _ => {
@@ -382,14 +400,16 @@ mod tests {
     #[test]
     fn command_line_options_are_data() {
         let o = parse_cmdline(
-            b"/usr/bin/prometheus-alertmanager\0--config.file=/etc/am.yml\0--web.listen-address\0127.0.0.1:9093\0-web.config.file=$(touch x)\0",
+            b"/usr/bin/prometheus-alertmanager\0--config.file=/etc/am.yml\0--web.listen-address\x00127.0.0.1:9093\0-web.config.file=$(touch x)\0",
         );
         assert_eq!(o.config.as_deref(), Some("/etc/am.yml"));
         assert_eq!(o.listen.as_deref(), Some("127.0.0.1:9093"));
         assert_eq!(o.web_config.as_deref(), Some("$(touch x)"));
         // the last one wins; a value with newlines and '=' is one value; a flag at the end
         // without its value is ignored
-        let o = parse_cmdline(b"am\0--config.file=a\0--config.file\0b\nc=d\0--storage.path=/x\0--web.config.file");
+        let o = parse_cmdline(
+            b"am\0--config.file=a\0--config.file\0b\nc=d\0--storage.path=/x\0--web.config.file",
+        );
         assert_eq!(o.config.as_deref(), Some("b\nc=d"));
         assert_eq!(o.web_config, None);
         assert_eq!(parse_cmdline(b"").config, None);
@@ -399,7 +419,9 @@ mod tests {
     #[test]
     fn versions_and_ports() {
         assert_eq!(
-            parse_version("alertmanager, version 0.25.0 (branch: debian/sid, revision: 0.25.0-1)\n  build user: x\n"),
+            parse_version(
+                "alertmanager, version 0.25.0 (branch: debian/sid, revision: 0.25.0-1)\n  build user: x\n"
+            ),
             Some("0.25.0".into())
         );
         assert_eq!(parse_version("sh: 1: alertmanager: not found"), None);
@@ -418,7 +440,10 @@ mod tests {
         assert_eq!(s.groups, ["alertmanager", "prometheus"]);
         assert!(s.steps.is_empty() && s.requires.is_empty() && s.select.is_none());
         assert_eq!(s.vars["alertmanager_url"], "http://localhost:9093");
-        assert_eq!(s.vars["alertmanager_config_file"], "/etc/prometheus/alertmanager.yml");
+        assert_eq!(
+            s.vars["alertmanager_config_file"],
+            "/etc/prometheus/alertmanager.yml"
+        );
         assert!(super::super::is_secret_var("alertmanager_password"));
     }
 }

@@ -44,7 +44,11 @@ impl Api {
                 var(h, "tls_verify").to_ascii_lowercase().as_str(),
                 "false" | "no" | "off" | "0"
             );
-            let (ca, cert, key) = (var(h, "ca_cert"), var(h, "client_cert"), var(h, "client_key"));
+            let (ca, cert, key) = (
+                var(h, "ca_cert"),
+                var(h, "client_cert"),
+                var(h, "client_key"),
+            );
             Some(h.tls_from_host(step, &ca, &cert, &key, verify).await?)
         } else {
             None
@@ -92,7 +96,10 @@ impl Api {
         } else {
             StepError::new(
                 e.kind,
-                format!("{} API at {} did not answer: {}", self.what, self.url, e.cause),
+                format!(
+                    "{} API at {} did not answer: {}",
+                    self.what, self.url, e.cause
+                ),
             )
         }
     }
@@ -234,7 +241,9 @@ pub(crate) async fn first_existing(
         Kind::File => ("-f", "file"),
         Kind::Dir => ("-d", "directory"),
     };
-    let script = Script::new(FIRST_EXISTING).arg(flag).args(candidates.iter().cloned());
+    let script = Script::new(FIRST_EXISTING)
+        .arg(flag)
+        .args(candidates.iter().cloned());
     let shown = format!(
         "first existing {word} of {}",
         crate::shell::quote_words(candidates)
@@ -319,7 +328,9 @@ fn walk(v: &serde_json::Value, list_keys: &[&str], base: &str, refs: &mut Refs) 
             for (k, v) in m {
                 if list_keys.contains(&k.as_str()) {
                     let items: Vec<&str> = match v {
-                        serde_json::Value::Array(a) => a.iter().filter_map(|i| i.as_str()).collect(),
+                        serde_json::Value::Array(a) => {
+                            a.iter().filter_map(|i| i.as_str()).collect()
+                        }
                         serde_json::Value::String(s) => vec![s.as_str()],
                         _ => vec![],
                     };
@@ -389,18 +400,33 @@ pub(crate) fn dirname(p: &str) -> String {
 
 /// Sorted, each once.
 pub(crate) fn unique(paths: impl IntoIterator<Item = String>) -> Vec<String> {
-    paths.into_iter().collect::<BTreeSet<_>>().into_iter().collect()
+    paths
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// The describe() lines about how the API is reached (TLS, auth), secret values never shown.
-pub(crate) fn describe_api(vars: &std::collections::BTreeMap<String, String>, c: &str) -> Vec<String> {
-    let get = |n: &str| vars.get(&format!("{c}_{n}")).map(|s| s.trim()).unwrap_or("");
+pub(crate) fn describe_api(
+    vars: &std::collections::BTreeMap<String, String>,
+    c: &str,
+) -> Vec<String> {
+    let get = |n: &str| {
+        vars.get(&format!("{c}_{n}"))
+            .map(|s| s.trim())
+            .unwrap_or("")
+    };
     let mut v = Vec::new();
-    let files: Vec<String> = [("CA", "ca_cert"), ("client certificate", "client_cert"), ("client key", "client_key")]
-        .iter()
-        .filter(|(_, n)| !get(n).is_empty())
-        .map(|(w, n)| format!("{w} {}", get(n)))
-        .collect();
+    let files: Vec<String> = [
+        ("CA", "ca_cert"),
+        ("client certificate", "client_cert"),
+        ("client key", "client_key"),
+    ]
+    .iter()
+    .filter(|(_, n)| !get(n).is_empty())
+    .map(|(w, n)| format!("{w} {}", get(n)))
+    .collect();
     if get("url").starts_with("https") {
         let verify = if matches!(
             get("tls_verify").to_ascii_lowercase().as_str(),
@@ -421,7 +447,11 @@ pub(crate) fn describe_api(vars: &std::collections::BTreeMap<String, String>, c:
         v.push(format!(
             "basic auth as {} (password {}; sent by lsbackup, never on the host)",
             get("user"),
-            if get("password").is_empty() { "empty" } else { "********" }
+            if get("password").is_empty() {
+                "empty"
+            } else {
+                "********"
+            }
         ));
     }
     v
@@ -433,9 +463,15 @@ mod tests {
 
     #[test]
     fn absolute_normalizes_and_never_climbs_above_root() {
-        assert_eq!(absolute("/etc/prometheus", "rules/a.yml"), "/etc/prometheus/rules/a.yml");
+        assert_eq!(
+            absolute("/etc/prometheus", "rules/a.yml"),
+            "/etc/prometheus/rules/a.yml"
+        );
         assert_eq!(absolute("/etc/prometheus", "/x//y/./z"), "/x/y/z");
-        assert_eq!(absolute("/etc/prometheus", "../../../../etc/shadow"), "/etc/shadow");
+        assert_eq!(
+            absolute("/etc/prometheus", "../../../../etc/shadow"),
+            "/etc/shadow"
+        );
         assert_eq!(absolute("/", ".."), "/");
         assert_eq!(absolute("/a", "$(touch x)/b"), "/a/$(touch x)/b");
         assert_eq!(absolute("/a", "x\ny"), "/a/x\ny");
@@ -480,7 +516,11 @@ scrape_configs:
         );
         assert_eq!(
             r.files,
-            ["/etc/secrets/pw", "/etc/ssl/ca.pem", "/etc/prometheus/line1\nline2"]
+            [
+                "/etc/secrets/pw",
+                "/etc/ssl/ca.pem",
+                "/etc/prometheus/line1\nline2"
+            ]
         );
         // Alertmanager: templates
         let am = "templates: ['/etc/am/*.tmpl']\nreceivers:\n- name: x\n  slack_configs:\n  - api_url_file: s\n";
@@ -534,7 +574,10 @@ scrape_configs:
         assert_eq!(code, Some(0));
         let (found, missing) = parse_globs(&out);
         assert_eq!(found, [format!("{d}/r/a.yml"), format!("{d}/r/b c.yml")]);
-        assert_eq!(missing, [hostile.clone(), format!("{d}/nothing/*.yml; touch {mark}")]);
+        assert_eq!(
+            missing,
+            [hostile.clone(), format!("{d}/nothing/*.yml; touch {mark}")]
+        );
         let (code, out) = run(Script::new(FIRST_EXISTING).args([
             "-d".to_string(),
             hostile,

@@ -123,7 +123,11 @@ pub(crate) fn parse_flags(body: &[u8]) -> Result<Flags, String> {
     let data = env
         .data
         .ok_or_else(|| format!("no flags in the answer (status {:?})", env.status))?;
-    let get = |k: &str| data.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
+    let get = |k: &str| {
+        data.get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     Ok(Flags {
         data: get("storage.tsdb.path"),
         config: get("config.file"),
@@ -197,7 +201,12 @@ impl Native for Prometheus {
             match Api::from_vars(h, "snapshot", "prometheus", "Prometheus").await {
                 Ok(api) => {
                     let buildinfo = api
-                        .get(h, "version", "/api/v1/status/buildinfo", Duration::from_secs(10))
+                        .get(
+                            h,
+                            "version",
+                            "/api/v1/status/buildinfo",
+                            Duration::from_secs(10),
+                        )
                         .await;
                     if let Ok(r) = buildinfo
                         && let Ok(b) = serde_json::from_slice::<Envelope<BuildInfo>>(&r.body)
@@ -205,7 +214,10 @@ impl Native for Prometheus {
                     {
                         h.version("prometheus", &b.version);
                     }
-                    match api.get(h, "snapshot", "/api/v1/status/flags", API_TIMEOUT).await {
+                    match api
+                        .get(h, "snapshot", "/api/v1/status/flags", API_TIMEOUT)
+                        .await
+                    {
                         Ok(r) => match parse_flags(&r.body) {
                             Ok(f) => Ok((api, f)),
                             Err(e) => Err(StepError::bad_data(format!(
@@ -354,6 +366,12 @@ impl Prometheus {
                 .filter_map(|p| snapshot_dir(&monitoring::absolute(&p.cwd, data), &name))
                 .collect()
         };
+        if data.starts_with('/')
+            && let Some(d) = candidates.first()
+        {
+            // kept at once: an interrupt from here on still has the cleanup remove it
+            h.set_var(SNAPSHOT_DIR, d.clone());
+        }
         let found = monitoring::first_existing(h, "snapshot", Kind::Dir, &candidates).await?;
         match found {
             Some(dir) if is_snapshot_dir(&dir) => {
@@ -361,6 +379,7 @@ impl Prometheus {
                 Ok(dir)
             }
             _ => {
+                h.set_var(SNAPSHOT_DIR, "");
                 let shown = candidates
                     .first()
                     .cloned()
@@ -391,7 +410,10 @@ impl Prometheus {
                 (flags.config.clone(), flags.web_config.clone())
             }
             // the server does not answer (the snapshot step reports it)
-            None => (h.var("prometheus_config_file").trim().to_string(), String::new()),
+            None => (
+                h.var("prometheus_config_file").trim().to_string(),
+                String::new(),
+            ),
         };
         // relative paths are relative to the Prometheus process's working directory
         let base = if cfg.starts_with('/') {
@@ -431,7 +453,10 @@ impl Prometheus {
                         Err(e) => h.note(&format!("the loaded configuration does not parse: {e}")),
                     }
                 }
-                Err(e) => h.note(&format!("the loaded configuration was not read: {}", e.cause)),
+                Err(e) => h.note(&format!(
+                    "the loaded configuration was not read: {}",
+                    e.cause
+                )),
             }
         }
         self.file_refs(h, &file, &lists, &mut refs).await?;
@@ -531,7 +556,9 @@ mod tests {
         ] {
             assert!(!is_snapshot_dir(&bad), "{bad:?}");
         }
-        assert!(is_snapshot_dir(&format!("/var/lib/prometheus/snapshots/{n}")));
+        assert!(is_snapshot_dir(&format!(
+            "/var/lib/prometheus/snapshots/{n}"
+        )));
     }
 
     /// The removal script run by a real `sh`: a path with shell syntax is one directory.
