@@ -97,6 +97,18 @@ impl TempPrometheus {
 
     /// Started in `cwd` with `args` (plus the listen address), `scratch` kept alive with it.
     fn start(cwd: &Path, args: &[String], scratch: tempfile::TempDir) -> TempPrometheus {
+        TempPrometheus::start_with(cwd, args, scratch, "http", &[])
+    }
+
+    /// [`TempPrometheus::start`] on `scheme`, its readiness checked with curl and `curl_args`
+    /// (TLS and auth options).
+    fn start_with(
+        cwd: &Path,
+        args: &[String],
+        scratch: tempfile::TempDir,
+        scheme: &str,
+        curl_args: &[String],
+    ) -> TempPrometheus {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -114,13 +126,14 @@ impl TempPrometheus {
             .expect("starting prometheus (Debian package `prometheus`)");
         let mut p = TempPrometheus {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             log,
             _scratch: scratch,
         };
         p.wait_for("ready", |p| {
             Command::new("curl")
                 .args(["-fsS", "-o", "/dev/null", "--max-time", "2"])
+                .args(curl_args)
                 .arg(format!("{}/-/ready", p.url))
                 .stderr(Stdio::null())
                 .status()
@@ -736,5 +749,127 @@ fn interrupted_after_the_snapshot_the_cleanup_still_removes_it() {
         .filter(|n| n.to_string_lossy().starts_with("lsbackup-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    drop(prom);
+}
+
+/// A Prometheus that wants https, a client certificate and basic auth (its web config file, as
+/// Prometheus' exporter-toolkit reads it): lsbackup reads the CA and the client certificate and
+/// key from the host, speaks TLS and sends the password itself. The backup is complete, the web
+/// config and the files it references are taken, and the password is nowhere in the manifest,
+/// the output or a command; a wrong password is one clear line.
+#[test]
+fn https_client_certificate_and_basic_auth_are_handled_by_lsbackup() {
+    const PASSWORD: &str = "lsbackup-prom-test-pw";
+    // bcrypt of PASSWORD (what web.config.file's basic_auth_users holds)
+    const HASH: &str = "$2b$05$abcdefghijklmnopqrstuu5mU/JLm9Te.h2TSvQQfPDq0Tc60VmvW";
+    let tb = common::testbed();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_path_buf();
+    // the test bed's etcd PKI: a server certificate for 127.0.0.1 and a client certificate
+    let pki = Path::new(tb.var("LSB_ETCD_CACERT")).parent().unwrap();
+    let tls = dir.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    for (from, to) in [
+        ("ca.crt", "ca.crt"),
+        ("server.crt", "server.crt"),
+        ("server.key", "server.key"),
+        ("healthcheck-client.crt", "client.crt"),
+        ("healthcheck-client.key", "client.key"),
+    ] {
+        std::fs::copy(pki.join(from), tls.join(to)).unwrap();
+    }
+    std::fs::write(
+        dir.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: tls/server.crt\n  key_file: tls/server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: tls/ca.crt\nbasic_auth_users:\n  backup: '{HASH}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: temp\n    static_configs:\n      - targets: ['127.0.0.1:1']\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let args = [
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", data.display()),
+        format!("--web.config.file={}", dir.join("web.yml").display()),
+        "--web.enable-admin-api".to_string(),
+    ];
+    let path = |f: &str| tls.join(f).display().to_string();
+    let curl_args = [
+        "--cacert".to_string(),
+        path("ca.crt"),
+        "--cert".to_string(),
+        path("client.crt"),
+        "--key".to_string(),
+        path("client.key"),
+        "-u".to_string(),
+        format!("backup:{PASSWORD}"),
+    ];
+    let prom = TempPrometheus::start_with(&dir, &args, scratch, "https", &curl_args);
+
+    let sets = |password: &str| {
+        vec![
+            format!("prometheus.prometheus_url={}", prom.url),
+            format!("prometheus.prometheus_ca_cert={}", path("ca.crt")),
+            format!("prometheus.prometheus_client_cert={}", path("client.crt")),
+            format!("prometheus.prometheus_client_key={}", path("client.key")),
+            "prometheus.prometheus_user=backup".to_string(),
+            format!("prometheus.prometheus_password={password}"),
+        ]
+    };
+    let backup = |password: &str| {
+        let sets = sets(password);
+        let mut args = vec!["--only", "prometheus"];
+        for s in &sets {
+            args.extend(["--set", s.as_str()]);
+        }
+        support::backup(&tb.build_dir(), &args)
+    };
+
+    let run = backup(PASSWORD);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let h = &run.component("prometheus").hosts[0];
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    assert!(
+        h.versions["prometheus"].starts_with("2."),
+        "{:?}",
+        h.versions
+    );
+    let snaps = subdirs(&run.file(&entry(&data.join("snapshots"))));
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert!(subdirs(&data.join("snapshots")).is_empty(), "snapshot left");
+    // the web config and what it references (relative to its directory)
+    for f in ["web.yml", "prometheus.yml"] {
+        assert_same_file(&run, &dir.join(f));
+    }
+    for f in ["server.crt", "server.key", "ca.crt"] {
+        assert_same_file(&run, &tls.join(f));
+    }
+    // the password: nowhere in what lsbackup wrote or ran
+    let manifest = std::fs::read_to_string(run.file("manifest.json")).unwrap();
+    for (what, text) in [
+        ("manifest", manifest.as_str()),
+        ("stderr", &run.stderr()),
+        ("stdout", &run.stdout()),
+    ] {
+        assert!(!text.contains(PASSWORD), "password in the {what}");
+    }
+
+    let run = backup("wrong-password");
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let h = &run.component("prometheus").hosts[0];
+    let errors = support::messages(&h.errors);
+    assert!(
+        errors.starts_with("node3: prometheus: snapshot: ")
+            && errors.contains("HTTP 401")
+            && errors.contains("check prometheus_user and prometheus_password"),
+        "{errors}"
+    );
+    assert_eq!(h.errors.len(), 1, "{errors}");
+    assert!(!errors.contains('\n'));
+    assert!(!run.stderr().contains("wrong-password"), "{}", run.stderr());
     drop(prom);
 }

@@ -22,6 +22,8 @@ use crate::shell::Script;
 pub(crate) struct Api {
     /// Shown in messages ("Prometheus API at URL ...").
     pub(crate) what: &'static str,
+    /// The variables' prefix (`prometheus`).
+    prefix: String,
     pub(crate) url: String,
     tls: Option<TlsSettings>,
     user: String,
@@ -55,6 +57,7 @@ impl Api {
         };
         Ok(Api {
             what,
+            prefix: c.to_string(),
             url,
             tls,
             user: var(h, "user"),
@@ -90,8 +93,21 @@ impl Api {
                 | HttpError::Protocol { .. }
                 | HttpError::Tls { .. }
         );
+        let denied = match &e {
+            HttpError::Status { status, .. } => matches!(status.as_u16(), 401 | 403),
+            _ => false,
+        };
         let e = StepError::from(e);
-        if !no_answer {
+        if denied {
+            let c = &self.prefix;
+            StepError::new(
+                e.kind,
+                format!(
+                    "{} (check {c}_user and {c}_password, or the client certificate {c}_client_cert)",
+                    e.cause
+                ),
+            )
+        } else if !no_answer {
             e
         } else {
             StepError::new(
