@@ -118,13 +118,15 @@ pub(crate) struct Flags {
 
 /// Parse the flags answer. Values are kept as text: they are only ever used as paths (data).
 pub(crate) fn parse_flags(body: &[u8]) -> Result<Flags, String> {
-    let env: Envelope<BTreeMap<String, String>> =
+    let env: Envelope<BTreeMap<String, serde_json::Value>> =
         serde_json::from_slice(body).map_err(|e| format!("cannot parse the flags: {e}"))?;
     let data = env
         .data
         .ok_or_else(|| format!("no flags in the answer (status {:?})", env.status))?;
+    // every flag is a string; anything else is no value
     let get = |k: &str| {
         data.get(k)
+            .and_then(|v| v.as_str())
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };
@@ -508,7 +510,11 @@ mod tests {
         assert_eq!(f.data, "");
         assert!(parse_flags(b"<html>").is_err());
         assert!(parse_flags(br#"{"status":"error","error":"x"}"#).is_err());
-        assert!(parse_flags(br#"{"status":"success","data":{"config.file":1}}"#).is_err());
+        let f = parse_flags(
+            br#"{"status":"success","data":{"config.file":1,"storage.tsdb.path":["/x"]}}"#,
+        )
+        .unwrap();
+        assert_eq!((f.config.as_str(), f.data.as_str()), ("", ""));
     }
 
     #[test]
