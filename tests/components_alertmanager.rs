@@ -111,20 +111,60 @@ fn build_dir_with(extra: &str) -> tempfile::TempDir {
 }
 
 #[test]
-fn spec_parses_and_declares_what_it_needs() {
-    let spec = lsbackup::components::ComponentSpec::from_yaml(
-        "alertmanager.yaml",
-        include_str!("../components/alertmanager.yaml"),
-    )
-    .unwrap();
+fn spec_is_native_and_declares_what_it_needs() {
+    let catalog = lsbackup::components::Catalog::load(None).unwrap();
+    let spec = catalog.get("alertmanager").unwrap();
+    assert!(spec.native.is_some(), "written in Rust");
+    assert!(spec.steps.is_empty());
     assert_eq!(spec.groups, ["alertmanager", "prometheus"]);
-    assert_eq!(spec.requires, ["curl"]);
+    assert!(spec.requires.is_empty(), "no curl: {:?}", spec.requires);
     assert_eq!(
         spec.vars["alertmanager_config_file"],
         "/etc/prometheus/alertmanager.yml"
     );
-    assert!(spec.select.is_some());
-    assert!(spec.versions.contains_key("alertmanager"));
+    assert_eq!(spec.vars["alertmanager_url"], "http://localhost:9093");
+    assert_eq!(spec.vars["alertmanager_tls_verify"], "true");
+    for v in [
+        "alertmanager_ca_cert",
+        "alertmanager_client_cert",
+        "alertmanager_client_key",
+        "alertmanager_user",
+        "alertmanager_password",
+    ] {
+        assert_eq!(spec.vars[v], "", "{v}");
+    }
+    assert!(lsbackup::components::is_secret_var("alertmanager_password"));
+    assert_eq!(spec.select_name().as_deref(), Some("alertmanager host"));
+    assert!(
+        !Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("components/alertmanager.yaml")
+            .exists()
+    );
+}
+
+#[test]
+fn plan_shows_the_selection_and_api_calls() {
+    let tb = common::testbed();
+    let out = common::lsbackup()
+        .arg("plan")
+        .arg("-b")
+        .arg(tb.build_dir())
+        .args(["--only", "alertmanager"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    for want in [
+        "runs on: first reachable host that is alertmanager host",
+        "select alertmanager host: ",
+        "running config: GET http://localhost:9093/api/v2/status -> status.json",
+        "silences: GET http://localhost:9093/api/v2/silences -> silences.json [optional]",
+        "files: ",
+        "config: copy ",
+    ] {
+        assert!(text.contains(want), "plan lacks {want:?}:\n{text}");
+    }
+    assert!(!text.contains("curl"), "{text}");
 }
 
 #[test]
@@ -148,6 +188,24 @@ fn config_templates_running_config_and_silences_on_the_prometheus_host() {
     assert_eq!(h.host, "node3");
     assert_eq!(h.role, "first reachable alertmanager host");
     assert_eq!(h.versions["alertmanager"], "0.25.0", "{:?}", h.versions);
+    // The API is called by lsbackup through the SSH connection: no curl (or sed, awk, python)
+    // on the host; the calls are in the manifest.
+    let commands: Vec<&str> = h.commands.iter().map(|c| c.command.as_str()).collect();
+    for tool in ["curl", "sed ", "awk", "python", "wget"] {
+        assert!(
+            commands.iter().all(|c| !c.contains(tool)),
+            "{tool} ran: {commands:#?}"
+        );
+    }
+    for call in [
+        "GET http://localhost:9093/api/v2/status",
+        "GET http://localhost:9093/api/v2/silences",
+    ] {
+        assert!(
+            commands.contains(&call),
+            "{call} not recorded: {commands:#?}"
+        );
+    }
 
     // The config file and every template: byte-identical.
     assert_same_file(&run, "node3", &config);

@@ -97,6 +97,18 @@ impl TempPrometheus {
 
     /// Started in `cwd` with `args` (plus the listen address), `scratch` kept alive with it.
     fn start(cwd: &Path, args: &[String], scratch: tempfile::TempDir) -> TempPrometheus {
+        TempPrometheus::start_with(cwd, args, scratch, "http", &[])
+    }
+
+    /// [`TempPrometheus::start`] on `scheme`, its readiness checked with curl and `curl_args`
+    /// (TLS and auth options).
+    fn start_with(
+        cwd: &Path,
+        args: &[String],
+        scratch: tempfile::TempDir,
+        scheme: &str,
+        curl_args: &[String],
+    ) -> TempPrometheus {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -114,13 +126,14 @@ impl TempPrometheus {
             .expect("starting prometheus (Debian package `prometheus`)");
         let mut p = TempPrometheus {
             child,
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             log,
             _scratch: scratch,
         };
         p.wait_for("ready", |p| {
             Command::new("curl")
                 .args(["-fsS", "-o", "/dev/null", "--max-time", "2"])
+                .args(curl_args)
                 .arg(format!("{}/-/ready", p.url))
                 .stderr(Stdio::null())
                 .status()
@@ -216,24 +229,41 @@ fn block_range(tsdb: &Path) -> (i64, i64) {
 }
 
 #[test]
-fn spec_parses_and_declares_what_it_needs() {
-    let spec = lsbackup::components::ComponentSpec::from_yaml(
-        "prometheus.yaml",
-        include_str!("../components/prometheus.yaml"),
-    )
-    .unwrap();
+fn spec_is_native_and_declares_what_it_needs() {
+    let catalog = lsbackup::components::Catalog::load(None).unwrap();
+    let spec = catalog.get("prometheus").unwrap();
+    assert!(spec.native.is_some(), "written in Rust");
+    assert!(spec.steps.is_empty() && spec.cleanup.is_empty());
     assert_eq!(spec.groups, ["prometheus"]);
-    assert_eq!(spec.requires, ["curl"]);
+    assert!(spec.requires.is_empty(), "no curl: {:?}", spec.requires);
     assert_eq!(spec.vars["prometheus_url"], "http://localhost:9090");
-    assert!(spec.versions.contains_key("prometheus"));
-    assert_eq!(spec.cleanup.len(), 1, "the snapshot is always removed");
-    assert!(spec.cleanup[0].run.contains("rm -rf"));
+    assert_eq!(spec.vars["prometheus_tls_verify"], "true");
+    for v in [
+        "prometheus_ca_cert",
+        "prometheus_client_cert",
+        "prometheus_client_key",
+        "prometheus_user",
+        "prometheus_password",
+    ] {
+        assert_eq!(spec.vars[v], "", "{v}");
+    }
+    assert!(lsbackup::components::is_secret_var("prometheus_password"));
+    assert!(
+        !spec.vars.keys().any(|k| k.contains("curl")),
+        "{:?}",
+        spec.vars
+    );
+    assert!(
+        !Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("components/prometheus.yaml")
+            .exists()
+    );
 }
 
 #[test]
-fn plan_shows_snapshot_config_and_cleanup() {
+fn plan_shows_the_api_calls_copies_and_cleanup_and_masks_the_password() {
     let tb = common::testbed();
-    let plan = |json: bool| {
+    let plan = |json: bool, extra: &[&str]| {
         let mut cmd = common::lsbackup();
         cmd.arg("plan");
         if json {
@@ -243,6 +273,7 @@ fn plan_shows_snapshot_config_and_cleanup() {
             .arg("-b")
             .arg(tb.build_dir())
             .args(["--only", "prometheus"])
+            .args(extra)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -253,24 +284,41 @@ fn plan_shows_snapshot_config_and_cleanup() {
         );
         text
     };
-    let text = plan(false);
+    let text = plan(false, &[]);
     for want in [
         "prometheus",
         "host node3",
-        "requires: curl",
-        "version prometheus: `curl",
-        "/api/v1/status/buildinfo",
-        "snapshot: capture `",
-        "into prometheus_snapshot_dir",
-        "config files: capture `",
+        "version prometheus: GET http://localhost:9090/api/v1/status/buildinfo",
+        "snapshot: GET http://localhost:9090/api/v1/status/flags",
+        "POST http://localhost:9090/api/v1/admin/tsdb/snapshot within 600s",
+        "--web.enable-admin-api",
         "snapshot data: copy ",
+        "config files: ",
+        "GET http://localhost:9090/api/v1/status/config",
         "config: copy ",
-        "cleanup remove snapshot",
+        "cleanup remove snapshot: rm -rf -- <storage.tsdb.path>/snapshots/<name>",
     ] {
         assert!(text.contains(want), "plan lacks {want:?}:\n{text}");
     }
-    // the whole scripts, with the endpoints they call
-    let v: serde_json::Value = serde_json::from_str(&plan(true)).unwrap();
+    assert!(
+        !text.contains("curl") && !text.contains("requires"),
+        "{text}"
+    );
+    // TLS and basic auth: the files named, the password never shown
+    let v: serde_json::Value = serde_json::from_str(&plan(
+        true,
+        &[
+            "--set",
+            "prometheus.prometheus_url=https://node3.example:9090",
+            "--set",
+            "prometheus.prometheus_ca_cert=/etc/prometheus/ca.pem",
+            "--set",
+            "prometheus.prometheus_user=backup",
+            "--set",
+            "prometheus.prometheus_password=hunter2-secret",
+        ],
+    ))
+    .unwrap();
     let c = &v["components"][0];
     assert_eq!(c["name"], "prometheus");
     let steps: Vec<&str> = c["hosts"][0]["steps"]
@@ -281,15 +329,13 @@ fn plan_shows_snapshot_config_and_cleanup() {
         .collect();
     let all = steps.join("\n");
     for want in [
-        "url=http://localhost:9090",
-        "/api/v1/status/flags",
-        "/api/v1/admin/tsdb/snapshot",
-        "/api/v1/status/config",
-        "--web.enable-admin-api",
-        "rm -rf",
+        "TLS: certificate verified; CA /etc/prometheus/ca.pem (read from the host)",
+        "basic auth as backup (password ********",
+        "https://node3.example:9090/api/v1/admin/tsdb/snapshot",
     ] {
         assert!(all.contains(want), "plan --json lacks {want:?}:\n{all}");
     }
+    assert!(!all.contains("hunter2"), "{all}");
 }
 
 #[test]
@@ -314,6 +360,26 @@ fn snapshot_opens_and_holds_the_series_config_and_rules_are_identical() {
         "{:?}",
         h.versions
     );
+    // The API is called by lsbackup through the SSH connection: no curl (or sed, awk, python)
+    // on the host; the calls are in the manifest.
+    let commands: Vec<&str> = h.commands.iter().map(|c| c.command.as_str()).collect();
+    for tool in ["curl", "sed ", "awk", "python", "wget"] {
+        assert!(
+            commands.iter().all(|c| !c.contains(tool)),
+            "{tool} ran: {commands:#?}"
+        );
+    }
+    for call in [
+        "GET http://localhost:9090/api/v1/status/buildinfo",
+        "GET http://localhost:9090/api/v1/status/flags",
+        "POST http://localhost:9090/api/v1/admin/tsdb/snapshot",
+        "GET http://localhost:9090/api/v1/status/config",
+    ] {
+        assert!(
+            commands.contains(&call),
+            "{call} not recorded: {commands:#?}"
+        );
+    }
 
     // Exactly one snapshot came back, from the data dir the server reported.
     let snaps = subdirs(&run.file(&entry(&data_dir.join("snapshots"))));
@@ -534,5 +600,276 @@ fn relative_data_dir_and_snapshot_timeout() {
         "{}",
         h.errors[0]
     );
+    drop(prom);
+}
+
+/// A TCP proxy in front of `target` (`127.0.0.1:PORT`) that passes every HTTP request on except
+/// those whose request line contains `hold`: those are never answered, and their request line is
+/// sent on `held`.
+struct HoldingProxy {
+    port: u16,
+    held: std::sync::mpsc::Receiver<String>,
+}
+
+impl HoldingProxy {
+    fn start(target: String, hold: &'static str) -> HoldingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, held) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let (tx, target) = (tx.clone(), target.clone());
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match client.read(&mut b) {
+                            Ok(1) => head.push(b[0]),
+                            _ => return,
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    if line.contains(hold) {
+                        let _ = tx.send(line);
+                        std::thread::sleep(Duration::from_secs(300));
+                        return;
+                    }
+                    let Ok(mut server) = TcpStream::connect(&target) else {
+                        return;
+                    };
+                    if server.write_all(&head).is_err() {
+                        return;
+                    }
+                    let (mut s2, mut c2) =
+                        (server.try_clone().unwrap(), client.try_clone().unwrap());
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut c2, &mut s2);
+                        let _ = s2.shutdown(Shutdown::Write);
+                    });
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        HoldingProxy { port, held }
+    }
+}
+
+/// Ctrl-C after the snapshot was taken and copied (lsbackup is then waiting for the loaded
+/// configuration, which a proxy holds back): the run stops, leaves no archive, and the cleanup
+/// still removes the snapshot directory from the server.
+#[test]
+fn interrupted_after_the_snapshot_the_cleanup_still_removes_it() {
+    let tb = common::testbed();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_path_buf();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: temp\n    static_configs:\n      - targets: ['127.0.0.1:1']\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let args = [
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", data.display()),
+        "--web.enable-admin-api".to_string(),
+    ];
+    let mut prom = TempPrometheus::start(&dir, &args, scratch);
+    prom.wait_for("scraped", |p| !p.series("up").is_empty());
+    let proxy = HoldingProxy::start(
+        prom.url.trim_start_matches("http://").to_string(),
+        "/api/v1/status/config",
+    );
+
+    let target = tempfile::tempdir().unwrap();
+    let mut child = Command::new(support::bin())
+        .arg("backup")
+        .arg("-b")
+        .arg(tb.build_dir())
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .arg("--no-agent")
+        .args(["--only", "prometheus", "--set"])
+        .arg(format!(
+            "prometheus.prometheus_url=http://127.0.0.1:{}",
+            proxy.port
+        ))
+        .env("HOME", target.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let held = proxy.held.recv_timeout(Duration::from_secs(120));
+    if held.is_err() {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "lsbackup never asked for the loaded config; stderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // the snapshot is there now, taken and copied
+    let taken = subdirs(&data.join("snapshots"));
+    assert_eq!(taken.len(), 1, "{taken:?}");
+
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "lsbackup did not stop after Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        subdirs(&data.join("snapshots")).is_empty(),
+        "{} left on the server; stderr:\n{stderr}",
+        taken[0].display()
+    );
+    let left: Vec<_> = std::fs::read_dir(target.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("lsbackup-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    drop(prom);
+}
+
+/// A Prometheus that wants https, a client certificate and basic auth (its web config file, as
+/// Prometheus' exporter-toolkit reads it): lsbackup reads the CA and the client certificate and
+/// key from the host, speaks TLS and sends the password itself. The backup is complete, the web
+/// config and the files it references are taken, and the password is nowhere in the manifest,
+/// the output or a command; a wrong password is one clear line.
+#[test]
+fn https_client_certificate_and_basic_auth_are_handled_by_lsbackup() {
+    const PASSWORD: &str = "lsbackup-prom-test-pw";
+    // bcrypt of PASSWORD (what web.config.file's basic_auth_users holds)
+    const HASH: &str = "$2b$05$abcdefghijklmnopqrstuu5mU/JLm9Te.h2TSvQQfPDq0Tc60VmvW";
+    let tb = common::testbed();
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().to_path_buf();
+    // the test bed's etcd PKI: a server certificate for 127.0.0.1 and a client certificate
+    let pki = Path::new(tb.var("LSB_ETCD_CACERT")).parent().unwrap();
+    let tls = dir.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    for (from, to) in [
+        ("ca.crt", "ca.crt"),
+        ("server.crt", "server.crt"),
+        ("server.key", "server.key"),
+        ("healthcheck-client.crt", "client.crt"),
+        ("healthcheck-client.key", "client.key"),
+    ] {
+        std::fs::copy(pki.join(from), tls.join(to)).unwrap();
+    }
+    std::fs::write(
+        dir.join("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: tls/server.crt\n  key_file: tls/server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: tls/ca.crt\nbasic_auth_users:\n  backup: '{HASH}'\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: temp\n    static_configs:\n      - targets: ['127.0.0.1:1']\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    let args = [
+        format!("--config.file={}", dir.join("prometheus.yml").display()),
+        format!("--storage.tsdb.path={}", data.display()),
+        format!("--web.config.file={}", dir.join("web.yml").display()),
+        "--web.enable-admin-api".to_string(),
+    ];
+    let path = |f: &str| tls.join(f).display().to_string();
+    let curl_args = [
+        "--cacert".to_string(),
+        path("ca.crt"),
+        "--cert".to_string(),
+        path("client.crt"),
+        "--key".to_string(),
+        path("client.key"),
+        "-u".to_string(),
+        format!("backup:{PASSWORD}"),
+    ];
+    let prom = TempPrometheus::start_with(&dir, &args, scratch, "https", &curl_args);
+
+    let sets = |password: &str| {
+        vec![
+            format!("prometheus.prometheus_url={}", prom.url),
+            format!("prometheus.prometheus_ca_cert={}", path("ca.crt")),
+            format!("prometheus.prometheus_client_cert={}", path("client.crt")),
+            format!("prometheus.prometheus_client_key={}", path("client.key")),
+            "prometheus.prometheus_user=backup".to_string(),
+            format!("prometheus.prometheus_password={password}"),
+        ]
+    };
+    let backup = |password: &str| {
+        let sets = sets(password);
+        let mut args = vec!["--only", "prometheus"];
+        for s in &sets {
+            args.extend(["--set", s.as_str()]);
+        }
+        support::backup(&tb.build_dir(), &args)
+    };
+
+    let run = backup(PASSWORD);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let h = &run.component("prometheus").hosts[0];
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    assert!(
+        h.versions["prometheus"].starts_with("2."),
+        "{:?}",
+        h.versions
+    );
+    let snaps = subdirs(&run.file(&entry(&data.join("snapshots"))));
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert!(subdirs(&data.join("snapshots")).is_empty(), "snapshot left");
+    // the web config and what it references (relative to its directory)
+    for f in ["web.yml", "prometheus.yml"] {
+        assert_same_file(&run, &dir.join(f));
+    }
+    for f in ["server.crt", "server.key", "ca.crt"] {
+        assert_same_file(&run, &tls.join(f));
+    }
+    // the password: nowhere in what lsbackup wrote or ran
+    let manifest = std::fs::read_to_string(run.file("manifest.json")).unwrap();
+    for (what, text) in [
+        ("manifest", manifest.as_str()),
+        ("stderr", &run.stderr()),
+        ("stdout", &run.stdout()),
+    ] {
+        assert!(!text.contains(PASSWORD), "password in the {what}");
+    }
+
+    let run = backup("wrong-password");
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let h = &run.component("prometheus").hosts[0];
+    let errors = support::messages(&h.errors);
+    assert!(
+        errors.starts_with("node3: prometheus: snapshot: ")
+            && errors.contains("HTTP 401")
+            && errors.contains("check prometheus_user and prometheus_password"),
+        "{errors}"
+    );
+    assert_eq!(h.errors.len(), 1, "{errors}");
+    assert!(!errors.contains('\n'));
+    assert!(!run.stderr().contains("wrong-password"), "{}", run.stderr());
     drop(prom);
 }

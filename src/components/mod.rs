@@ -19,6 +19,9 @@ use serde::Deserialize;
 pub mod rabbitmq;
 pub mod kubernetes;
 pub mod kubernetes_volumes;
+pub mod alertmanager;
+mod monitoring;
+pub mod prometheus;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -35,6 +38,13 @@ pub trait Native: Send + Sync + 'static {
     /// "the first host whose API answers". `Ok(None)`: yes; `Ok(Some(why))`: passed over.
     async fn select(&self, _h: &mut HostCtx<'_>) -> Result<Option<String>, StepError> {
         Ok(None)
+    }
+
+    /// What [`Native::select`] looks for ("alertmanager host"), shown like a spec's
+    /// `select.name`: in the plan ("first reachable host that is ...") and as the role of the
+    /// host used. `None`: `select` is not a choice worth naming.
+    fn selects(&self) -> Option<&'static str> {
+        None
     }
 
     /// Back the component up on this host. Failures of independent steps are recorded with
@@ -109,13 +119,15 @@ const BUILTIN: &[Builtin] = &[
         include_str!("../../components/elasticsearch.yaml"),
     ),
     spec("kibana.yaml", include_str!("../../components/kibana.yaml")),
-    spec(
-        "prometheus.yaml",
-        include_str!("../../components/prometheus.yaml"),
+    native(
+        "src/components/prometheus.rs",
+        prometheus::SPEC,
+        prometheus::make,
     ),
-    spec(
-        "alertmanager.yaml",
-        include_str!("../../components/alertmanager.yaml"),
+    native(
+        "src/components/alertmanager.rs",
+        alertmanager::SPEC,
+        alertmanager::make,
     ),
     spec(
         "grafana.yaml",
@@ -343,6 +355,16 @@ pub struct ComponentSpec {
 }
 
 impl ComponentSpec {
+    /// The name of what selects its hosts: the spec's `select`, else the native component's
+    /// [`Native::selects`].
+    pub fn select_name(&self) -> Option<String> {
+        match (&self.select, &self.native) {
+            (Some(s), _) => Some(s.name.clone()),
+            (None, Some(n)) => n.0.selects().map(str::to_string),
+            (None, None) => None,
+        }
+    }
+
     pub fn from_yaml(file: &str, text: &str) -> Result<ComponentSpec, SpecError> {
         Self::from_yaml_with(file, text, None)
     }

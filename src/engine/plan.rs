@@ -199,11 +199,11 @@ impl Plan {
         let mut out = String::new();
         let _ = writeln!(out, "inventory: {}", self.inventory.source.display());
         for c in &self.components {
-            let mode = match (c.spec.hosts, &c.spec.select) {
+            let mode = match (c.spec.hosts, c.spec.select_name()) {
                 (HostMode::First, None) => "first reachable host".to_string(),
                 (HostMode::All, None) => "every host".to_string(),
-                (HostMode::First, Some(s)) => format!("first reachable host that is {}", s.name),
-                (HostMode::All, Some(s)) => format!("every host that is {}", s.name),
+                (HostMode::First, Some(s)) => format!("first reachable host that is {s}"),
+                (HostMode::All, Some(s)) => format!("every host that is {s}"),
             };
             let serial = c
                 .hosts
@@ -275,7 +275,7 @@ impl Plan {
                     "description": c.spec.description,
                     "groups": c.groups,
                     "hosts_mode": format!("{:?}", c.spec.hosts).to_lowercase(),
-                    "select": c.spec.select.as_ref().map(|s| s.name.clone()),
+                    "select": c.spec.select_name(),
                     "hosts": hosts,
                     "not_covered": c.spec.not_covered,
                 })

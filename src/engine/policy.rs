@@ -185,8 +185,8 @@ pub(crate) async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> Component
                     ));
                     continue;
                 }
-                let role = match &pc.spec.select {
-                    Some(s) => format!("first reachable {}", s.name),
+                let role = match pc.spec.select_name() {
+                    Some(s) => format!("first reachable {s}"),
                     None => "first reachable host".into(),
                 };
                 let mut o = on_host(ctx, pc, h, &role, Status::Skipped).await;
@@ -205,8 +205,8 @@ pub(crate) async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> Component
                 report.hosts.push(o.report);
             }
             if !chosen {
-                let what = match &pc.spec.select {
-                    Some(s) => format!("no reachable host is {}", s.name),
+                let what = match pc.spec.select_name() {
+                    Some(s) => format!("no reachable host is {s}"),
                     None => "no reachable host".into(),
                 };
                 report
@@ -217,13 +217,13 @@ pub(crate) async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> Component
         HostMode::All => {
             // With a selection, an unreachable host may simply be a standby: the component
             // fails only if no host is selected.
-            let unreachable = if pc.spec.select.is_some() {
+            let unreachable = if pc.spec.select_name().is_some() {
                 Status::Skipped
             } else {
                 Status::Failed
             };
-            let role = match &pc.spec.select {
-                Some(s) => s.name.clone(),
+            let role = match pc.spec.select_name() {
+                Some(s) => s,
                 None => "every host".into(),
             };
             // A serial flag that cannot be evaluated (undefined variable) errs on the safe side.
@@ -266,8 +266,8 @@ pub(crate) async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> Component
             };
             let any_ran = results.iter().any(|o| o.ran);
             report.hosts = results.into_iter().map(|o| o.report).collect();
-            if !any_ran && let Some(sel) = &pc.spec.select {
-                let what = format!("no reachable host is {}", sel.name);
+            if !any_ran && let Some(sel) = pc.spec.select_name() {
+                let what = format!("no reachable host is {sel}");
                 report
                     .errors
                     .push(no_host_failure(name, &what, pc, &report));
