@@ -16,6 +16,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod grafana;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -71,7 +72,6 @@ const fn spec(file: &'static str, spec: &'static str) -> Builtin {
     }
 }
 
-#[allow(dead_code)] // the first native component uses it
 const fn native(file: &'static str, spec: &'static str, make: fn() -> NativeRef) -> Builtin {
     Builtin {
         file,
@@ -113,10 +113,7 @@ const BUILTIN: &[Builtin] = &[
         "alertmanager.yaml",
         include_str!("../../components/alertmanager.yaml"),
     ),
-    spec(
-        "grafana.yaml",
-        include_str!("../../components/grafana.yaml"),
-    ),
+    native("src/components/grafana.rs", grafana::SPEC, grafana::make),
     spec(
         "rabbitmq.yaml",
         include_str!("../../components/rabbitmq.yaml"),
