@@ -655,12 +655,16 @@ impl Native for Grafana {
             }
             u => u.to_string(),
         };
-        let auth = if !v("grafana_token").is_empty() {
-            "grafana_token (bearer)".to_string()
-        } else if !v("grafana_user").is_empty() {
-            format!("user {} and grafana_password", v("grafana_user"))
+        // Secret variables arrive masked, set or not: name the order of precedence.
+        let auth = if !v("grafana_user").is_empty() {
+            format!(
+                "grafana_token (bearer) if set, else user {} with grafana_password",
+                v("grafana_user")
+            )
         } else {
-            format!("admin_user/admin_password of {conf}/grafana.ini [security]")
+            format!(
+                "grafana_token (bearer) if set, else admin_user/admin_password of {conf}/grafana.ini [security]"
+            )
         };
         let ca = match v("grafana_ca_cert") {
             "" => "grafana.ini [server] cert_file".to_string(),
@@ -946,7 +950,10 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let lines = Grafana.describe(&vars).join("\n");
-        assert!(lines.contains("grafana_token (bearer)"), "{lines}");
+        assert!(
+            lines.contains("as grafana_token (bearer) if set, else admin_user/admin_password of /etc/grafana/grafana.ini [security]"),
+            "{lines}"
+        );
         assert!(
             lines.contains("only over https checked against grafana.ini [server] cert_file"),
             "{lines}"
