@@ -17,6 +17,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub mod grafana;
+pub mod haproxy;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -118,10 +119,7 @@ const BUILTIN: &[Builtin] = &[
         "rabbitmq.yaml",
         include_str!("../../components/rabbitmq.yaml"),
     ),
-    spec(
-        "haproxy.yaml",
-        include_str!("../../components/haproxy.yaml"),
-    ),
+    native("src/components/haproxy.rs", haproxy::SPEC, haproxy::make),
 ];
 
 #[derive(Debug, thiserror::Error)]
