@@ -330,6 +330,7 @@ pub struct HttpClientBuilder {
     headers: HeaderMap,
     timeout: Duration,
     body_limit: usize,
+    plain_http_credentials: bool,
 }
 
 impl HttpClientBuilder {
@@ -367,6 +368,14 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Let credentials go to a plain-http endpoint (never to unverified https). Only for an
+    /// explicit, documented opt-in of the user (e.g. `grafana_allow_plain_http_credentials`):
+    /// whoever listens on that port of the host then gets them.
+    pub fn allow_plain_http_credentials(mut self, allow: bool) -> Self {
+        self.plain_http_credentials = allow;
+        self
+    }
+
     /// Cap on buffered response bodies (default [`DEFAULT_BODY_LIMIT`]).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
@@ -395,6 +404,7 @@ impl HttpClientBuilder {
             || self.headers.values().any(HeaderValue::is_sensitive);
         if has_credentials {
             let why = match &tls {
+                None if self.plain_http_credentials => None,
                 None => Some(
                     "it is plain http: anyone on the host could be listening on that port; use https with a CA",
                 ),
@@ -612,6 +622,7 @@ impl HttpClient {
             headers: HeaderMap::new(),
             timeout: DEFAULT_TIMEOUT,
             body_limit: DEFAULT_BODY_LIMIT,
+            plain_http_credentials: false,
         }
     }
 

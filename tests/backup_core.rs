@@ -647,7 +647,10 @@ fn plan_and_inventory_commands() {
     assert!(text.contains("host node1 (127.0.0.2:"), "{text}");
     assert!(text.contains("select primary"), "{text}");
     assert!(text.contains("etcd snapshot: run"), "{text}");
-    assert!(text.contains("-> haproxy/node3/..."), "{text}");
+    assert!(
+        text.contains("config: copy /etc/haproxy /etc/ssl/haproxy"),
+        "{text}"
+    );
     let out = Command::new(support::bin())
         .args(["inventory", "--list", "-b"])
         .arg(tb.build_dir())

@@ -4,7 +4,11 @@
 //! reading the real grafana.ini keeps its dashboards, datasources, users and API keys in a real
 //! SQLite grafana.db and serves Grafana 9.5's API shapes. Needs `tests/testbed/up.sh`.
 //!
-//! The archived grafana.db is opened with the sqlite3 CLI (an independent reader).
+//! The stand-in serves https (grafana.ini [server] protocol https, cert_file = its certificate and
+//! the test bed's CA): the default path, where lsbackup sends the admin credentials only after
+//! checking the certificate. The API is spoken by lsbackup through the SSH connection (no curl or
+//! python on the host). The archived grafana.db is opened with the sqlite3 CLI (an independent
+//! reader).
 
 mod common;
 mod support;
@@ -35,6 +39,8 @@ fn api(method: &str, path: &str, body: &serde_json::Value) -> serde_json::Value 
             "-H",
             "Content-Type: application/json",
         ])
+        .arg("--cacert")
+        .arg(tb.var("LSB_GRAFANA_CA"))
         .arg("-u")
         .arg(format!(
             "{}:{}",
@@ -197,7 +203,36 @@ fn standin_dashboards_datasources_and_database_come_back() {
     .unwrap();
     assert!(prov.contains("prometheus"), "{prov}");
 
-    // the admin password was read on the host from grafana.ini, never put in a command
+    // the API was called by lsbackup itself, over https; nothing ran curl or python on the host
+    let shown: Vec<&str> = h.commands.iter().map(|c| c.command.as_str()).collect();
+    assert!(
+        shown.contains(&"GET https://127.0.0.1:3000/api/datasources (credentials: admin_user/admin_password of /etc/grafana/grafana.ini)"),
+        "{shown:#?}"
+    );
+    assert!(
+        !shown
+            .iter()
+            .any(|c| c.contains("curl") || c.contains("python")),
+        "{shown:#?}"
+    );
+    // the database was copied with sqlite3's online backup in a mktemp dir the cleanup removed
+    let work = h
+        .commands
+        .iter()
+        .find(|c| c.step == "remove work dir")
+        .map(|c| c.command.clone())
+        .expect("cleanup ran");
+    let dir = work
+        .split_whitespace()
+        .find(|w| w.starts_with("/tmp/lsbackup-grafana."))
+        .unwrap_or_else(|| panic!("{work}"));
+    assert!(!Path::new(dir).exists(), "{dir} left on the host");
+    assert!(
+        shown.iter().any(|c| c.contains("sqlite3 -readonly")),
+        "{shown:#?}"
+    );
+
+    // the admin password was read from grafana.ini by lsbackup, never put in a command
     let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
     assert!(
         !manifest.contains(tb.var("LSB_GRAFANA_PASSWORD")),
@@ -218,7 +253,12 @@ fn api_token_authentication() {
     );
     let token = key["key"].as_str().unwrap().to_string();
     let set = format!("grafana.grafana_token={token}");
-    let run = backup(&["--only", "grafana", "--set", &set]);
+    // the CA given explicitly this time (default: grafana.ini [server] cert_file)
+    let ca = format!(
+        "grafana.grafana_ca_cert={}",
+        common::testbed().var("LSB_GRAFANA_CA")
+    );
+    let run = backup(&["--only", "grafana", "--set", &set, "--set", &ca]);
     api(
         "DELETE",
         &format!("/api/auth/keys/{}", key["id"]),
@@ -240,9 +280,11 @@ fn api_token_authentication() {
     );
     let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
     assert!(!manifest.contains(&token), "token in the manifest");
+    // the manifest says which credentials the API calls used, not what they are
     assert!(
-        manifest.contains("********"),
-        "the token var is shown masked"
+        manifest
+            .contains("GET https://127.0.0.1:3000/api/datasources (credentials: grafana_token)"),
+        "{manifest}"
     );
 }
 
@@ -282,7 +324,10 @@ fn wrong_password_keeps_the_files_and_says_why() {
     let c = run.component("grafana");
     assert_eq!(c.status, Status::Partial);
     let err = run.errors_of("grafana");
-    assert!(err.contains("node3: grafana: connect: exit status 1: no usable HTTP API: http://127.0.0.1:3000: GET /api/datasources: HTTP 401: invalid username or password"), "{err}");
+    assert!(
+        err.contains("node3: grafana: connect: https://127.0.0.1:3000: GET /api/datasources: HTTP 401: invalid username or password (credentials: grafana_user; set grafana_token, or grafana_user and grafana_password, of an Admin)"),
+        "{err}"
+    );
     assert_eq!(err.lines().count(), 1, "{err}");
     // the database, data dir and config are still taken
     assert!(run.file(&format!("grafana/{NODE}/grafana.db")).is_file());
@@ -299,7 +344,7 @@ fn grafana_down_fails_the_component_and_keeps_the_others() {
     assert_eq!(run.component("grafana").status, Status::Failed);
     let err = run.errors_of("grafana");
     assert!(
-        err.contains("grafana: no reachable host is serving the HTTP API in grafana"),
+        err.contains("grafana: no reachable host in grafana"),
         "{err}"
     );
     assert!(
@@ -314,28 +359,164 @@ fn grafana_down_fails_the_component_and_keeps_the_others() {
 }
 
 #[test]
-fn python3_online_backup_when_chosen() {
-    // the fallback for hosts without the sqlite3 CLI: python3's sqlite3 backup API
+fn an_unusable_db_copy_mode_is_one_clear_error() {
+    // python3 is no longer used on hosts: the value is refused, the rest is still taken
     let run = backup(&[
         "--only",
         "grafana",
         "--set",
         "grafana.grafana_db_copy=python3",
     ]);
-    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
-    let db = run.file(&format!("grafana/{NODE}/grafana.db"));
-    assert_eq!(sqlite(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = run.errors_of("grafana");
     assert_eq!(
-        sqlite(
-            &db,
-            "SELECT title FROM dashboard WHERE uid = 'lsbackup-node'"
-        ),
-        "Node Exporter Full"
+        err,
+        "node3: grafana: database: grafana_db_copy must be auto, sqlite3 or copy, not \"python3\""
     );
-    let h = &run.component("grafana").hosts[0];
+    assert_eq!(run.component("grafana").status, Status::Partial);
+    assert!(!run.file(&format!("grafana/{NODE}/grafana.db")).exists());
     assert!(
-        !h.flags.iter().any(|f| f.contains("plain file")),
-        "{:?}",
-        h.flags
+        run.file(&format!("grafana/{NODE}/api/datasources.json"))
+            .is_file()
     );
+}
+
+#[test]
+fn certificate_is_checked_before_credentials_are_sent() {
+    // a CA that did not sign Grafana's certificate: the handshake fails, nothing is sent
+    let run = backup(&[
+        "--only",
+        "grafana",
+        "--set",
+        "grafana.grafana_ca_cert=/etc/elasticsearch/lambdastack-root-ca.pem",
+    ]);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = run.errors_of("grafana");
+    assert!(
+        err.starts_with("node3: grafana: connect: TLS with https://127.0.0.1:3000 failed: "),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(run.component("grafana").status, Status::Partial);
+    assert!(run.file(&format!("grafana/{NODE}/grafana.db")).is_file());
+
+    // verification switched off: the credentials are not sent at all
+    let run = backup(&[
+        "--only",
+        "grafana",
+        "--set",
+        "grafana.grafana_tls_verify=false",
+    ]);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = run.errors_of("grafana");
+    assert!(
+        err.contains("node3: grafana: connect: refusing to send credentials to https://127.0.0.1:3000: certificate verification is off"),
+        "{err}"
+    );
+    assert!(!run.file(&format!("grafana/{NODE}/api")).exists());
+}
+
+/// A plain-http Grafana stand-in of this test's own (same program as the test bed's, its own
+/// grafana.ini, data dir and port), stopped by pid when dropped.
+struct PlainGrafana {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    password: String,
+}
+
+impl PlainGrafana {
+    fn start() -> PlainGrafana {
+        let dir = tempfile::Builder::new()
+            .prefix("lsb-grafana-plain")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = free_port();
+        let password = unique("pw");
+        let data = dir.path().join("data");
+        std::fs::write(
+            dir.path().join("grafana.ini"),
+            format!(
+                "[paths]\ndata = {}\n[server]\nprotocol = http\nhttp_addr = 127.0.0.1\nhttp_port = {port}\n\
+                 [security]\nadmin_user = admin\nadmin_password = {password}\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let standin =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/standins/grafana.py");
+        let child = Command::new("python3")
+            .arg(standin)
+            .arg("--config")
+            .arg(dir.path().join("grafana.ini"))
+            .arg("--log")
+            .arg(dir.path().join("log"))
+            .spawn()
+            .expect("python3");
+        let g = PlainGrafana {
+            child,
+            dir,
+            port,
+            password,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return g;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "the plain-http stand-in did not start: {}",
+            std::fs::read_to_string(g.dir.path().join("log")).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for PlainGrafana {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn plain_http_gets_credentials_only_when_allowed() {
+    let g = PlainGrafana::start();
+    let conf = format!("grafana.grafana_config_dir={}", g.dir.path().display());
+    // default: the admin credentials of grafana.ini are not sent to plain http
+    let run = backup(&["--only", "grafana", "--set", &conf]);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let err = run.errors_of("grafana");
+    let url = format!("http://127.0.0.1:{}", g.port);
+    assert!(
+        err.contains(&format!(
+            "node3: grafana: connect: refusing to send credentials to {url}: it is plain http"
+        )) && err.contains("grafana_allow_plain_http_credentials=true"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // the rest (its database, its config) is still taken
+    assert!(run.file(&format!("grafana/{NODE}/grafana.db")).is_file());
+    assert!(!run.file(&format!("grafana/{NODE}/api")).exists());
+
+    // opted in: the same Grafana is backed up
+    let run = backup(&[
+        "--only",
+        "grafana",
+        "--set",
+        &conf,
+        "--set",
+        "grafana.grafana_allow_plain_http_credentials=true",
+    ]);
+    assert_eq!(
+        run.code(),
+        0,
+        "stderr:\n{}\nerrors: {}",
+        run.stderr(),
+        run.errors_of("grafana")
+    );
+    let ds = json(&run, &format!("grafana/{NODE}/api/datasources.json"));
+    assert_eq!(ds, serde_json::json!([]));
+    let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
+    assert!(!manifest.contains(&g.password), "password in the manifest");
 }

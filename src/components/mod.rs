@@ -22,6 +22,8 @@ pub mod kubernetes_volumes;
 pub mod alertmanager;
 mod monitoring;
 pub mod prometheus;
+pub mod grafana;
+pub mod haproxy;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -129,15 +131,9 @@ const BUILTIN: &[Builtin] = &[
         alertmanager::SPEC,
         alertmanager::make,
     ),
-    spec(
-        "grafana.yaml",
-        include_str!("../../components/grafana.yaml"),
-    ),
+    native("src/components/grafana.rs", grafana::SPEC, grafana::make),
     native("src/components/rabbitmq.rs", rabbitmq::SPEC, rabbitmq::make),
-    spec(
-        "haproxy.yaml",
-        include_str!("../../components/haproxy.yaml"),
-    ),
+    native("src/components/haproxy.rs", haproxy::SPEC, haproxy::make),
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 """STAND-IN Grafana server for the lsbackup test bed (not Grafana).
 
 No reachable registry packages the Grafana server, so the test bed runs this small HTTP server in
-its place. Like Grafana it reads /etc/grafana/grafana.ini ([server] http_addr/http_port,
+its place. Like Grafana it reads /etc/grafana/grafana.ini ([server] protocol (http or https, then
+with cert_file/cert_key), http_addr/http_port,
 [paths] data, [database] path, [security] admin_user/admin_password) and keeps everything in a
 real SQLite database, <data>/grafana.db, with Grafana's table and column names (org, user,
 dashboard, data_source, api_key, migration_log). It serves exactly the HTTP API endpoints the
@@ -32,6 +33,7 @@ import os
 import re
 import secrets
 import sqlite3
+import ssl
 import sys
 import threading
 import time
@@ -116,6 +118,9 @@ class Grafana:
         self.db_path = db if os.path.isabs(db) else os.path.join(self.data_dir, db)
         self.addr = get("server", "http_addr", "127.0.0.1") or "127.0.0.1"
         self.port = int(get("server", "http_port", "3000"))
+        self.protocol = get("server", "protocol", "http")
+        self.cert_file = get("server", "cert_file", "")
+        self.cert_key = get("server", "cert_key", "")
         os.makedirs(os.path.dirname(self.db_path), exist_ok=True)
         self.db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
         self.db.row_factory = sqlite3.Row
@@ -385,7 +390,14 @@ def main():
         sys.stderr = open(args.log, "a", buffering=1, encoding="utf-8")
     Handler.g = g = Grafana(args.config)
     srv = Server((g.addr, g.port), Handler)
-    sys.stderr.write("%s stand-in grafana %s listening on http://%s:%d, database %s\n" % (time.strftime("%H:%M:%S"), VERSION, g.addr, g.port, g.db_path))
+    scheme = "http"
+    if g.protocol in ("https", "h2"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(g.cert_file, g.cert_key)
+        # the handshake happens in the handler's thread, not in accept()
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+        scheme = "https"
+    sys.stderr.write("%s stand-in grafana %s listening on %s://%s:%d, database %s\n" % (time.strftime("%H:%M:%S"), VERSION, scheme, g.addr, g.port, g.db_path))
     srv.serve_forever()
 
 
