@@ -330,6 +330,7 @@ pub struct HttpClientBuilder {
     headers: HeaderMap,
     timeout: Duration,
     body_limit: usize,
+    insecure_credentials: bool,
 }
 
 impl HttpClientBuilder {
@@ -367,6 +368,14 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Send the credentials even where [`HttpClientBuilder::build`] refuses them (plain http,
+    /// or https without verification): an explicit, documented opt-in by the user (e.g.
+    /// `kibana_allow_insecure`) for a service that cannot serve verified https. Never a default.
+    pub fn allow_insecure_credentials(mut self, allow: bool) -> Self {
+        self.insecure_credentials = allow;
+        self
+    }
+
     /// Cap on buffered response bodies (default [`DEFAULT_BODY_LIMIT`]).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
@@ -393,7 +402,7 @@ impl HttpClientBuilder {
         };
         let has_credentials = !matches!(self.auth, Auth::None)
             || self.headers.values().any(HeaderValue::is_sensitive);
-        if has_credentials {
+        if has_credentials && !self.insecure_credentials {
             let why = match &tls {
                 None => Some(
                     "it is plain http: anyone on the host could be listening on that port; use https with a CA",
@@ -612,6 +621,7 @@ impl HttpClient {
             headers: HeaderMap::new(),
             timeout: DEFAULT_TIMEOUT,
             body_limit: DEFAULT_BODY_LIMIT,
+            insecure_credentials: false,
         }
     }
 

@@ -221,6 +221,7 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
     );
     assert_eq!(code, 201);
 
+    let (registered_before, _) = es("GET", "/_snapshot/lsbackup", None);
     let run = backup(&["--only".into(), "elasticsearch".into()]);
     assert_eq!(
         run.code(),
@@ -234,6 +235,21 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
     assert_eq!(
         h.versions.get("elasticsearch").map(String::as_str),
         Some("elasticsearch 7.10.2")
+    );
+    // lsbackup spoke the API itself: no curl, no python, no work dir on the host
+    for c in &h.commands {
+        assert!(
+            !c.command.contains("curl") && !c.command.contains("python"),
+            "{c:?}"
+        );
+    }
+    assert!(
+        h.commands
+            .iter()
+            .any(|c| c.step == "snapshot"
+                && c.command.starts_with("PUT /_snapshot/lsbackup/lsbackup-")),
+        "{:?}",
+        h.commands
     );
 
     // the snapshot's own report: SUCCESS, and it holds the index written above
@@ -312,16 +328,23 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
     let (code, _) = es("DELETE", &format!("/{index}"), None);
     assert_eq!(code, 200);
 
-    // cleanup: the snapshot is deleted from the live repository, the work dir removed
+    // cleanup: the snapshot is deleted from the live repository (its files gone), and the
+    // repository is registered after the run exactly when it was before
     let (code, body) = es("GET", &format!("/_snapshot/lsbackup/{name}"), None);
     assert_eq!(code, 404, "snapshot still there: {body}");
-    assert_eq!(
-        body["error"]["root_cause"][0]["type"],
+    let (registered_after, _) = es("GET", "/_snapshot/lsbackup", None);
+    assert_eq!(registered_before, registered_after);
+    let missing = if registered_after == 200 {
         "snapshot_missing_exception"
-    );
+    } else {
+        "repository_missing_exception"
+    };
+    assert_eq!(body["error"]["root_cause"][0]["type"], missing, "{body}");
     assert!(
-        !Path::new("/tmp").join(&name).exists(),
-        "work dir /tmp/{name} left behind"
+        !Path::new(tb.var("LSB_ES_REPO_DIR"))
+            .join(format!("snap-{uuid}.dat"))
+            .exists(),
+        "the snapshot's files are still in the live repository"
     );
 }
 
@@ -351,13 +374,13 @@ fn without_the_admin_certificate_the_cluster_refuses_and_says_so() {
         "--only".into(),
         "elasticsearch,grafana".into(),
         "--set".into(),
-        "elasticsearch.elasticsearch_admin_cert=".into(),
+        "elasticsearch.elasticsearch_client_cert=".into(),
     ]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("elasticsearch");
     assert!(err.contains("node2: elasticsearch: connect: "), "{err}");
     assert!(err.contains("HTTP 401"), "{err}");
-    assert!(err.contains("elasticsearch_admin_cert"), "{err}");
+    assert!(err.contains("elasticsearch_client_cert"), "{err}");
     assert_eq!(
         run.component("grafana").status,
         Status::Ok,
@@ -376,7 +399,7 @@ fn repository_outside_path_repo_is_a_clear_error() {
     assert_ne!(c.status, Status::Ok);
     let err = run.errors_of("elasticsearch");
     assert!(
-        err.contains("check path.repo: exit status 1: repository location /var/lib/elasticsearch-snapshots is not in path.repo of node node-a (path.repo: not set)"),
+        err.contains("check path.repo: repository location /var/lib/elasticsearch-snapshots is not in path.repo of node node-a (path.repo: not set)"),
         "{err}"
     );
     let h = host(&run, "elasticsearch", NODE);
@@ -384,7 +407,7 @@ fn repository_outside_path_repo_is_a_clear_error() {
     assert!(
         h.commands
             .iter()
-            .any(|c| c.step == "snapshot" && c.command.starts_with("skipped: condition")),
+            .any(|c| c.step == "snapshot" && c.command.starts_with("skipped: ")),
         "{:?}",
         h.commands
     );
@@ -428,18 +451,27 @@ fn snapshot_that_never_completes_times_out_and_is_aborted() {
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("elasticsearch");
-    assert!(
-        err.contains("snapshot: exit status 1: snapshot lsbackup-"),
-        "{err}"
-    );
+    assert!(err.contains("snapshot: snapshot lsbackup-"), "{err}");
     assert!(err.contains("did not complete within 3s"), "{err}");
-    // the repository was registered where asked; the running snapshot was aborted in cleanup
+    // the repository was registered where asked (the directory exists), the running snapshot
+    // was aborted and the registration removed again in cleanup, after the failure
+    assert!(repo_root.path().join("lsbackup").is_dir());
     let (code, body) = es.call("GET", "/_snapshot/lsbackup", None);
-    assert_eq!(code, 200);
     assert_eq!(
-        body["lsbackup"]["settings"]["location"],
-        format!("{root}/lsbackup")
+        code, 404,
+        "the repository lsbackup registered is still there: {body}"
     );
+    let h = host(&run, "elasticsearch", NODE);
+    assert!(
+        h.commands.iter().any(|c| c.step == "delete snapshot"
+            && c.command
+                .starts_with("DELETE /_snapshot/lsbackup/lsbackup-")),
+        "{:?}",
+        h.commands
+    );
+    let again = format!(r#"{{"type":"fs","settings":{{"location":"{root}/lsbackup"}}}}"#);
+    let (code, _) = es.call("PUT", "/_snapshot/lsbackup", Some(&again));
+    assert_eq!(code, 200);
     let (code, body) = es.call("GET", "/_snapshot/lsbackup/_all", None);
     assert_eq!(code, 200);
     assert_eq!(
@@ -452,7 +484,7 @@ fn snapshot_that_never_completes_times_out_and_is_aborted() {
     assert!(
         h.commands
             .iter()
-            .any(|c| c.step == "repository" && c.command.starts_with("skipped: condition")),
+            .any(|c| c.step == "repository" && c.command.starts_with("skipped: ")),
         "{:?}",
         h.commands
     );
@@ -479,7 +511,7 @@ fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
     let run = backup(&args);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("elasticsearch");
-    assert!(err.contains("register repository: exit status 1: PUT /_snapshot/lsbackup: HTTP 500 repository_verification_exception"), "{err}");
+    assert!(err.contains("register repository: PUT /_snapshot/lsbackup: HTTP 500 repository_verification_exception"), "{err}");
     assert!(
         err.contains("is not shared between this node and the master node"),
         "{err}"
@@ -524,7 +556,7 @@ fn service_down_fails_the_component_and_keeps_the_others() {
     assert_eq!(c.status, Status::Failed);
     let err = run.errors_of("elasticsearch");
     assert!(
-        err.contains("no reachable host is serving the HTTP API in logging"),
+        err.contains("elasticsearch: no reachable host in logging"),
         "{err}"
     );
     assert!(

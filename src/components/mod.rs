@@ -16,6 +16,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod elasticsearch;
+pub mod local_api;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -100,9 +102,10 @@ const BUILTIN: &[Builtin] = &[
         "zookeeper.yaml",
         include_str!("../../components/zookeeper.yaml"),
     ),
-    spec(
-        "elasticsearch.yaml",
-        include_str!("../../components/elasticsearch.yaml"),
+    native(
+        "src/components/elasticsearch.rs",
+        elasticsearch::SPEC,
+        elasticsearch::make,
     ),
     spec("kibana.yaml", include_str!("../../components/kibana.yaml")),
     spec(
