@@ -17,6 +17,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub mod elasticsearch;
+pub mod kibana;
 pub mod local_api;
 pub mod template;
 
@@ -107,7 +108,7 @@ const BUILTIN: &[Builtin] = &[
         elasticsearch::SPEC,
         elasticsearch::make,
     ),
-    spec("kibana.yaml", include_str!("../../components/kibana.yaml")),
+    native("src/components/kibana.rs", kibana::SPEC, kibana::make),
     spec(
         "prometheus.yaml",
         include_str!("../../components/prometheus.yaml"),
