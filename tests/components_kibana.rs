@@ -17,6 +17,9 @@ use lsbackup::archive::Status;
 
 const NODE: &str = "node3";
 
+/// The opt-in to credentials over plain http (the test bed's Kibana is plain http).
+const INSECURE_OK: &str = "kibana.kibana_allow_insecure=true";
+
 /// This tree's Kibana stand-in (private instances; the shared one runs from the test bed).
 const STANDIN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -82,7 +85,9 @@ fn standin_export_holds_the_dashboard_created_before() {
         }),
     );
 
-    let run = backup(&["--only", "kibana"]);
+    // the test bed's Kibana is plain http, like LambdaStack's: sending the credentials there
+    // needs the opt-in (also set for the group in the test bed inventory)
+    let run = backup(&["--only", "kibana", "--set", INSECURE_OK]);
     saved_object("DELETE", "dashboard", &id, &serde_json::json!({}));
     assert_eq!(
         run.code(),
@@ -155,11 +160,13 @@ fn wrong_password_is_a_clear_error() {
     let set_pw = format!("kibana.kibana_password={wrong}");
     let run = backup(&[
         "--only",
-        "kibana,grafana",
+        "kibana,haproxy",
         "--set",
         "kibana.kibana_user=kibanaserver",
         "--set",
         &set_pw,
+        "--set",
+        INSECURE_OK,
     ]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("kibana");
@@ -185,7 +192,7 @@ fn wrong_password_is_a_clear_error() {
     let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
     assert!(!manifest.contains(&wrong) && !run.stderr().contains(&wrong));
     assert_eq!(
-        run.component("grafana").status,
+        run.component("haproxy").status,
         Status::Ok,
         "the other component is kept"
     );
@@ -194,7 +201,7 @@ fn wrong_password_is_a_clear_error() {
 #[test]
 fn kibana_down_fails_the_component_and_keeps_the_others() {
     let set_url = format!("kibana.kibana_url=http://127.0.0.1:{}", free_port());
-    let run = backup(&["--only", "kibana,grafana", "--set", &set_url]);
+    let run = backup(&["--only", "kibana,haproxy", "--set", &set_url]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     assert_eq!(run.component("kibana").status, Status::Failed);
     let err = run.errors_of("kibana");
@@ -204,7 +211,7 @@ fn kibana_down_fails_the_component_and_keeps_the_others() {
         "{err}"
     );
     assert_eq!(
-        run.component("grafana").status,
+        run.component("haproxy").status,
         Status::Ok,
         "the other component is kept"
     );
@@ -247,7 +254,7 @@ fn opensearch_dashboards_layout_port_and_credentials_from_its_config() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
-    let run = backup(&["--only", "kibana", "--set", &set_conf]);
+    let run = backup(&["--only", "kibana", "--set", &set_conf, "--set", INSECURE_OK]);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(
@@ -576,7 +583,7 @@ fn https_without_its_ca_is_a_clear_error() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
-    let run = backup(&["--only", "kibana,grafana", "--set", &set_conf]);
+    let run = backup(&["--only", "kibana,haproxy", "--set", &set_conf]);
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
@@ -584,5 +591,5 @@ fn https_without_its_ca_is_a_clear_error() {
     assert!(err.contains(&format!("https://127.0.0.1:{port}")), "{err}");
     assert!(err.contains("CA"), "{err}");
     assert!(!err.contains(&password));
-    assert_eq!(run.component("grafana").status, Status::Ok);
+    assert_eq!(run.component("haproxy").status, Status::Ok);
 }

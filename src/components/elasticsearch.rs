@@ -30,10 +30,12 @@ description: Elasticsearch/OpenSearch fs snapshot (repository dir) and node conf
 groups: [logging, opendistro_for_elasticsearch, opensearch]
 hosts: first
 vars:
-  # http(s)://host:port of the node's REST API; auto: https then http on 127.0.0.1, network.host
-  # from the config, the host name and the host's addresses, at elasticsearch_http_port
+  # http(s)://host:port of the node's REST API; auto: https then http (https only with a user)
+  # on 127.0.0.1, network.host from the config, the host name and the host's addresses, at
+  # elasticsearch_http_port
   elasticsearch_url: auto
-  elasticsearch_http_port: "9200"
+  # auto: http.port from the config file, else 9200
+  elasticsearch_http_port: auto
   # auto: the first of /etc/elasticsearch, /etc/opensearch, /usr/share/opensearch/config,
   # /usr/share/elasticsearch/config holding elasticsearch.yml or opensearch.yml
   elasticsearch_config_dir: auto
@@ -223,7 +225,14 @@ impl Native for Elasticsearch {
 
         let urls = match h.var("elasticsearch_url") {
             "auto" => {
-                let port = h.var("elasticsearch_http_port").trim().to_string();
+                let port = match h.var("elasticsearch_http_port").trim() {
+                    "auto" => settings
+                        .as_ref()
+                        .and_then(|c| local_api::first(c, "http.port"))
+                        .unwrap_or("9200")
+                        .to_string(),
+                    p => p.to_string(),
+                };
                 port.parse::<u16>().map_err(|_| {
                     StepError::config(format!(
                         "elasticsearch_http_port must be a port number, not {port:?}"
@@ -234,6 +243,7 @@ impl Native for Elasticsearch {
                     .as_ref()
                     .and_then(|c| local_api::first(c, "network.host"))
                     .filter(|a| local_api::is_host_name(a) && *a != "0.0.0.0")
+                    && !hosts.iter().any(|x| x == nh)
                 {
                     hosts.push(nh.to_string());
                 }
@@ -246,7 +256,10 @@ impl Native for Elasticsearch {
                     .iter()
                     .map(|a| format!("https://{a}:{port}"))
                     .collect();
-                urls.extend(hosts.iter().map(|a| format!("http://{a}:{port}")));
+                // credentials are never sent over plain http: no use trying it with a user
+                if user.is_empty() {
+                    urls.extend(hosts.iter().map(|a| format!("http://{a}:{port}")));
+                }
                 urls
             }
             u => vec![u.trim().trim_end_matches('/').to_string()],
