@@ -588,8 +588,23 @@ fn https_without_its_ca_is_a_clear_error() {
     let _ = child.wait();
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("kibana");
-    assert!(err.contains(&format!("https://127.0.0.1:{port}")), "{err}");
-    assert!(err.contains("CA"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "node3: kibana: connect: TLS settings for https://127.0.0.1:{port}: no CA certificate given"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("set kibana_ca_cert"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // the host was chosen (its config is taken), nothing was sent
+    let conf = dir.path().display().to_string();
+    assert!(
+        run.file(&format!(
+            "kibana/{NODE}/{}/kibana.yml",
+            conf.trim_start_matches('/')
+        ))
+        .is_file()
+    );
     assert!(!err.contains(&password));
     assert_eq!(run.component("haproxy").status, Status::Ok);
 }

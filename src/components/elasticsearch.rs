@@ -150,8 +150,11 @@ impl Native for Elasticsearch {
         let v = |k: &str| vars.get(k).map(String::as_str).unwrap_or("");
         let url = match v("elasticsearch_url") {
             "auto" => format!(
-                "https then http on 127.0.0.1, network.host, the host name and addresses, port {}",
-                v("elasticsearch_http_port")
+                "https then http (https only with a user) on 127.0.0.1, network.host, the host name and addresses, port {}",
+                match v("elasticsearch_http_port") {
+                    "auto" => "http.port of the config file (9200)",
+                    p => p,
+                }
             ),
             u => u.to_string(),
         };
@@ -192,10 +195,13 @@ impl Native for Elasticsearch {
             "snapshot.json: the snapshot's report; the repository dir streamed into the archive"
                 .into(),
             "copy the config dir".into(),
-            format!(
-                "cleanup: DELETE the snapshot (kept when elasticsearch_keep_snapshot={}), DELETE /_snapshot/{repo} if lsbackup registered it",
-                v("elasticsearch_keep_snapshot")
-            ),
+            if v("elasticsearch_keep_snapshot") == "true" {
+                "cleanup: the snapshot is kept (elasticsearch_keep_snapshot=true) when it succeeded, else DELETEd; so is a repository registration lsbackup made".to_string()
+            } else {
+                format!(
+                    "cleanup: DELETE the snapshot, DELETE /_snapshot/{repo} if lsbackup registered it"
+                )
+            },
         ]
     }
 

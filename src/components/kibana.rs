@@ -95,6 +95,8 @@ struct Conn {
     from: String,
     insecure_ok: bool,
     tenant: Option<HeaderValue>,
+    /// The settings cannot work at all (TLS without a CA, ...): the connect step says so.
+    unusable: Option<StepError>,
 }
 
 impl Conn {
@@ -306,6 +308,7 @@ impl Native for Kibana {
             from,
             insecure_ok: h.var_is_true("kibana_allow_insecure"),
             tenant,
+            unusable: None,
         };
         // Does anything answer there? Asked without credentials (a 401 is an answer).
         let mut silent: Vec<String> = Vec::new();
@@ -313,8 +316,15 @@ impl Native for Kibana {
             let c = match conn.client(h, url, PROBE_TIMEOUT, false) {
                 Ok(c) => c,
                 Err(e) => {
-                    silent.push(format!("{url}: {}", e.cause));
-                    continue;
+                    // the same settings for every URL: this host is the one, its settings
+                    // are wrong
+                    let hint = if e.cause.contains("CA") {
+                        ": set kibana_ca_cert (the CA of Kibana's certificate, a PEM file on the host), or kibana_tls_verify=false (then no credentials are sent)"
+                    } else {
+                        ""
+                    };
+                    conn.unusable = Some(StepError::new(e.kind, format!("{}{hint}", e.cause)));
+                    break;
                 }
             };
             match local_api::probe(h, step, &c, "/api/status", kibana_error).await {
@@ -322,7 +332,7 @@ impl Native for Kibana {
                 Probe::Silent(why) => silent.push(format!("{url}: {why}")),
             }
         }
-        if conn.urls.is_empty() {
+        if conn.urls.is_empty() && conn.unusable.is_none() {
             return Err(StepError::api(format!(
                 "no Kibana/OpenSearch Dashboards HTTP API answers at {} ({})",
                 urls.join(" "),
@@ -372,6 +382,9 @@ impl Native for Kibana {
 async fn connect(h: &mut HostCtx<'_>, conn: &Conn) -> Result<String, StepError> {
     let step = "connect";
     h.step(step);
+    if let Some(e) = &conn.unusable {
+        return Err(e.clone());
+    }
     let mut errs: Vec<String> = Vec::new();
     for url in &conn.urls {
         // a refusal to send the credentials holds for every URL alike: said once
