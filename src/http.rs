@@ -331,6 +331,7 @@ pub struct HttpClientBuilder {
     timeout: Duration,
     body_limit: usize,
     plain_http_credentials: bool,
+    insecure_credentials: bool,
 }
 
 impl HttpClientBuilder {
@@ -376,6 +377,14 @@ impl HttpClientBuilder {
         self
     }
 
+    /// Send the credentials even where [`HttpClientBuilder::build`] refuses them (plain http,
+    /// or https without verification): an explicit, documented opt-in by the user (e.g.
+    /// `kibana_allow_insecure`) for a service that cannot serve verified https. Never a default.
+    pub fn allow_insecure_credentials(mut self, allow: bool) -> Self {
+        self.insecure_credentials = allow;
+        self
+    }
+
     /// Cap on buffered response bodies (default [`DEFAULT_BODY_LIMIT`]).
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
@@ -402,7 +411,7 @@ impl HttpClientBuilder {
         };
         let has_credentials = !matches!(self.auth, Auth::None)
             || self.headers.values().any(HeaderValue::is_sensitive);
-        if has_credentials {
+        if has_credentials && !self.insecure_credentials {
             let why = match &tls {
                 None if self.plain_http_credentials => None,
                 None => Some(
@@ -623,6 +632,7 @@ impl HttpClient {
             timeout: DEFAULT_TIMEOUT,
             body_limit: DEFAULT_BODY_LIMIT,
             plain_http_credentials: false,
+            insecure_credentials: false,
         }
     }
 

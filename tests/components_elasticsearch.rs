@@ -23,6 +23,12 @@ use lsbackup::archive::Status;
 
 const NODE: &str = "node2";
 
+/// This tree's stand-in, for the private instances (the shared one runs from the test bed).
+const STANDIN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/testbed/standins/elasticsearch.py"
+);
+
 /// Tests that snapshot the shared stand-in run one at a time (one repository directory).
 static SHARED: Mutex<()> = Mutex::new(());
 
@@ -72,7 +78,6 @@ struct StandIn {
 
 impl StandIn {
     fn start(path_repo: Option<&str>, extra: &[&str]) -> StandIn {
-        let tb = common::testbed();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut yml = format!(
@@ -84,7 +89,7 @@ impl StandIn {
         }
         std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
         let child = Command::new("/usr/bin/python3")
-            .arg(tb.var("LSB_ES_STANDIN"))
+            .arg(STANDIN)
             .arg("--config")
             .arg(dir.path().join("elasticsearch.yml"))
             .args(extra)
@@ -221,6 +226,7 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
     );
     assert_eq!(code, 201);
 
+    let (registered_before, _) = es("GET", "/_snapshot/lsbackup", None);
     let run = backup(&["--only".into(), "elasticsearch".into()]);
     assert_eq!(
         run.code(),
@@ -234,6 +240,21 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
     assert_eq!(
         h.versions.get("elasticsearch").map(String::as_str),
         Some("elasticsearch 7.10.2")
+    );
+    // lsbackup spoke the API itself: no curl, no python, no work dir on the host
+    for c in &h.commands {
+        assert!(
+            !c.command.contains("curl") && !c.command.contains("python"),
+            "{c:?}"
+        );
+    }
+    assert!(
+        h.commands
+            .iter()
+            .any(|c| c.step == "snapshot"
+                && c.command.starts_with("PUT /_snapshot/lsbackup/lsbackup-")),
+        "{:?}",
+        h.commands
     );
 
     // the snapshot's own report: SUCCESS, and it holds the index written above
@@ -312,16 +333,23 @@ fn standin_snapshot_repository_holds_the_indices_and_the_config() {
     let (code, _) = es("DELETE", &format!("/{index}"), None);
     assert_eq!(code, 200);
 
-    // cleanup: the snapshot is deleted from the live repository, the work dir removed
+    // cleanup: the snapshot is deleted from the live repository (its files gone), and the
+    // repository is registered after the run exactly when it was before
     let (code, body) = es("GET", &format!("/_snapshot/lsbackup/{name}"), None);
     assert_eq!(code, 404, "snapshot still there: {body}");
-    assert_eq!(
-        body["error"]["root_cause"][0]["type"],
+    let (registered_after, _) = es("GET", "/_snapshot/lsbackup", None);
+    assert_eq!(registered_before, registered_after);
+    let missing = if registered_after == 200 {
         "snapshot_missing_exception"
-    );
+    } else {
+        "repository_missing_exception"
+    };
+    assert_eq!(body["error"]["root_cause"][0]["type"], missing, "{body}");
     assert!(
-        !Path::new("/tmp").join(&name).exists(),
-        "work dir /tmp/{name} left behind"
+        !Path::new(tb.var("LSB_ES_REPO_DIR"))
+            .join(format!("snap-{uuid}.dat"))
+            .exists(),
+        "the snapshot's files are still in the live repository"
     );
 }
 
@@ -349,17 +377,17 @@ fn keep_snapshot_leaves_it_in_the_repository() {
 fn without_the_admin_certificate_the_cluster_refuses_and_says_so() {
     let run = backup(&[
         "--only".into(),
-        "elasticsearch,grafana".into(),
+        "elasticsearch,haproxy".into(),
         "--set".into(),
-        "elasticsearch.elasticsearch_admin_cert=".into(),
+        "elasticsearch.elasticsearch_client_cert=".into(),
     ]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("elasticsearch");
     assert!(err.contains("node2: elasticsearch: connect: "), "{err}");
     assert!(err.contains("HTTP 401"), "{err}");
-    assert!(err.contains("elasticsearch_admin_cert"), "{err}");
+    assert!(err.contains("elasticsearch_client_cert"), "{err}");
     assert_eq!(
-        run.component("grafana").status,
+        run.component("haproxy").status,
         Status::Ok,
         "the other component is kept"
     );
@@ -368,7 +396,7 @@ fn without_the_admin_certificate_the_cluster_refuses_and_says_so() {
 #[test]
 fn repository_outside_path_repo_is_a_clear_error() {
     let es = StandIn::start(None, &[]);
-    let mut args = vec!["--only".into(), "elasticsearch,grafana".into()];
+    let mut args = vec!["--only".into(), "elasticsearch,haproxy".into()];
     args.extend(es.sets());
     let run = backup(&args);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
@@ -376,7 +404,7 @@ fn repository_outside_path_repo_is_a_clear_error() {
     assert_ne!(c.status, Status::Ok);
     let err = run.errors_of("elasticsearch");
     assert!(
-        err.contains("check path.repo: exit status 1: repository location /var/lib/elasticsearch-snapshots is not in path.repo of node node-a (path.repo: not set)"),
+        err.contains("check path.repo: repository location /var/lib/elasticsearch-snapshots is not in path.repo of node node-a (path.repo: not set)"),
         "{err}"
     );
     let h = host(&run, "elasticsearch", NODE);
@@ -384,7 +412,7 @@ fn repository_outside_path_repo_is_a_clear_error() {
     assert!(
         h.commands
             .iter()
-            .any(|c| c.step == "snapshot" && c.command.starts_with("skipped: condition")),
+            .any(|c| c.step == "snapshot" && c.command.starts_with("skipped: ")),
         "{:?}",
         h.commands
     );
@@ -399,7 +427,7 @@ fn repository_outside_path_repo_is_a_clear_error() {
         .is_file()
     );
     assert_eq!(
-        run.component("grafana").status,
+        run.component("haproxy").status,
         Status::Ok,
         "the other component is kept"
     );
@@ -412,7 +440,7 @@ fn snapshot_that_never_completes_times_out_and_is_aborted() {
     let es = StandIn::start(Some(&root), &["--snapshot-never-completes"]);
     let mut args = vec![
         "--only".into(),
-        "elasticsearch,grafana".into(),
+        "elasticsearch,haproxy".into(),
         "--set".into(),
         "elasticsearch_snapshot_timeout=3".into(),
         "--set".into(),
@@ -428,18 +456,27 @@ fn snapshot_that_never_completes_times_out_and_is_aborted() {
     );
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("elasticsearch");
-    assert!(
-        err.contains("snapshot: exit status 1: snapshot lsbackup-"),
-        "{err}"
-    );
+    assert!(err.contains("snapshot: snapshot lsbackup-"), "{err}");
     assert!(err.contains("did not complete within 3s"), "{err}");
-    // the repository was registered where asked; the running snapshot was aborted in cleanup
+    // the repository was registered where asked (the directory exists), the running snapshot
+    // was aborted and the registration removed again in cleanup, after the failure
+    assert!(repo_root.path().join("lsbackup").is_dir());
     let (code, body) = es.call("GET", "/_snapshot/lsbackup", None);
-    assert_eq!(code, 200);
     assert_eq!(
-        body["lsbackup"]["settings"]["location"],
-        format!("{root}/lsbackup")
+        code, 404,
+        "the repository lsbackup registered is still there: {body}"
     );
+    let h = host(&run, "elasticsearch", NODE);
+    assert!(
+        h.commands.iter().any(|c| c.step == "delete snapshot"
+            && c.command
+                .starts_with("DELETE /_snapshot/lsbackup/lsbackup-")),
+        "{:?}",
+        h.commands
+    );
+    let again = format!(r#"{{"type":"fs","settings":{{"location":"{root}/lsbackup"}}}}"#);
+    let (code, _) = es.call("PUT", "/_snapshot/lsbackup", Some(&again));
+    assert_eq!(code, 200);
     let (code, body) = es.call("GET", "/_snapshot/lsbackup/_all", None);
     assert_eq!(code, 200);
     assert_eq!(
@@ -452,12 +489,12 @@ fn snapshot_that_never_completes_times_out_and_is_aborted() {
     assert!(
         h.commands
             .iter()
-            .any(|c| c.step == "repository" && c.command.starts_with("skipped: condition")),
+            .any(|c| c.step == "repository" && c.command.starts_with("skipped: ")),
         "{:?}",
         h.commands
     );
     assert_eq!(
-        run.component("grafana").status,
+        run.component("haproxy").status,
         Status::Ok,
         "the other component is kept"
     );
@@ -479,7 +516,7 @@ fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
     let run = backup(&args);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let err = run.errors_of("elasticsearch");
-    assert!(err.contains("register repository: exit status 1: PUT /_snapshot/lsbackup: HTTP 500 repository_verification_exception"), "{err}");
+    assert!(err.contains("register repository: PUT /_snapshot/lsbackup: HTTP 500 repository_verification_exception"), "{err}");
     assert!(
         err.contains("is not shared between this node and the master node"),
         "{err}"
@@ -509,7 +546,7 @@ fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
 fn service_down_fails_the_component_and_keeps_the_others() {
     let mut args = vec![
         "--only".into(),
-        "elasticsearch,grafana".into(),
+        "elasticsearch,haproxy".into(),
         "--set".into(),
         format!(
             "elasticsearch.elasticsearch_url=https://127.0.0.1:{}",
@@ -524,7 +561,7 @@ fn service_down_fails_the_component_and_keeps_the_others() {
     assert_eq!(c.status, Status::Failed);
     let err = run.errors_of("elasticsearch");
     assert!(
-        err.contains("no reachable host is serving the HTTP API in logging"),
+        err.contains("elasticsearch: no reachable host in logging"),
         "{err}"
     );
     assert!(
@@ -532,11 +569,11 @@ fn service_down_fails_the_component_and_keeps_the_others() {
         "{err}"
     );
     assert_eq!(
-        run.component("grafana").status,
+        run.component("haproxy").status,
         Status::Ok,
         "the other component is kept"
     );
-    assert!(run.file("grafana").is_dir());
+    assert!(run.file("haproxy").is_dir());
 }
 
 /// openssl, for the private OpenSearch stand-in's PKI.
@@ -556,7 +593,6 @@ fn openssl(args: &[&str]) {
 fn opensearch_layout_with_demo_certificates_over_https() {
     // an OpenSearch config dir as the demo installer leaves it: opensearch.yml with
     // plugins.security.*, root-ca.pem, node certificate, and the admin certificate kirk.pem
-    let tb = common::testbed();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("config");
     let pki = dir.path().join("pki");
@@ -633,7 +669,7 @@ fn opensearch_layout_with_demo_certificates_over_https() {
     )
     .unwrap();
     let mut child = Command::new("/usr/bin/python3")
-        .arg(tb.var("LSB_ES_STANDIN"))
+        .arg(STANDIN)
         .arg("--config")
         .arg(conf.join("opensearch.yml"))
         .args(["--distribution", "opensearch"])
@@ -727,4 +763,244 @@ fn opensearch_layout_with_demo_certificates_over_https() {
         ))
         .is_file()
     );
+}
+
+#[test]
+fn closed_indices_are_named_in_a_note() {
+    let repo_root = tempfile::tempdir().unwrap();
+    let root = repo_root.path().display().to_string();
+    let es = StandIn::start(Some(&root), &[]);
+    let (code, _) = es.call(
+        "PUT",
+        "/lsbackup-closed-index/_doc/1",
+        Some(r#"{"message":"closed"}"#),
+    );
+    assert_eq!(code, 201);
+    let (code, _) = es.call("POST", "/lsbackup-closed-index/_close", None);
+    assert_eq!(code, 200);
+    let mut args = vec![
+        "--only".into(),
+        "elasticsearch".into(),
+        "--set".into(),
+        format!("elasticsearch_repository_location={root}/lsbackup"),
+    ];
+    args.extend(es.sets());
+    let run = backup(&args);
+    assert_eq!(
+        run.code(),
+        0,
+        "stderr:\n{}\nerrors: {}",
+        run.stderr(),
+        run.errors_of("elasticsearch")
+    );
+    let flags = run.flags_of("elasticsearch");
+    assert!(
+        flags.contains("closed indices are not in the snapshot: lsbackup-closed-index"),
+        "{flags}"
+    );
+    let snap: serde_json::Value =
+        serde_json::from_slice(&run.read(&format!("elasticsearch/{NODE}/snapshot.json"))).unwrap();
+    let indices = snap["snapshot"]["indices"].as_array().unwrap();
+    assert!(indices.iter().any(|i| i == "lsbackup-test-index"), "{snap}");
+    assert!(
+        !indices.iter().any(|i| i == "lsbackup-closed-index"),
+        "{snap}"
+    );
+    // lsbackup registered the repository for this run: unregistered again afterwards
+    let (code, _) = es.call("GET", "/_snapshot/lsbackup", None);
+    assert_eq!(code, 404);
+}
+
+/// Files under `dir` changed since `since` whose content holds `needle` (unreadable ones and
+/// symlinks aside).
+fn files_holding(dir: &Path, needle: &str, since: std::time::SystemTime) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.is_dir() {
+                todo.push(p);
+            } else if m.is_file()
+                && m.len() < 64 << 20
+                && m.modified().is_ok_and(|t| t >= since)
+                && std::fs::read(&p)
+                    .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn basic_auth_over_verified_https_and_the_password_never_reaches_the_host() {
+    // a cluster with the security plugin's TLS and a user/password instead of the admin
+    // certificate: the password goes from lsbackup's memory into the TLS tunnel, nowhere else
+    let tb = common::testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("config");
+    let pki = dir.path().join("pki");
+    let snaps = dir.path().join("snapshots");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&pki).unwrap();
+    let c = |f: &str| conf.join(f).display().to_string();
+    let k = |f: &str| pki.join(f).display().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/O=lsbackup-test/CN=es test root CA",
+        "-keyout",
+        &k("ca.key"),
+        "-out",
+        &c("root-ca.pem"),
+    ]);
+    std::fs::write(k("node.ext"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n").unwrap();
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/O=lsbackup-test/CN=node-0",
+        "-keyout",
+        &c("node-key.pem"),
+        "-out",
+        &k("node.csr"),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "2",
+        "-in",
+        &k("node.csr"),
+        "-CA",
+        &c("root-ca.pem"),
+        "-CAkey",
+        &k("ca.key"),
+        "-CAcreateserial",
+        "-CAserial",
+        &k("ca.srl"),
+        "-extfile",
+        &k("node.ext"),
+        "-out",
+        &c("node.pem"),
+    ]);
+    let port = free_port();
+    std::fs::write(
+        conf.join("elasticsearch.yml"),
+        format!(
+            "cluster.name: pw-cluster\nnode.name: pw-node\npath.data: {data}\npath.repo: [\"{snaps}\"]\n\
+             network.host: 127.0.0.1\nhttp.port: {port}\n\
+             opendistro_security.ssl.http.enabled: true\nopendistro_security.ssl.http.pemcert_filepath: node.pem\n\
+             opendistro_security.ssl.http.pemkey_filepath: node-key.pem\n\
+             opendistro_security.ssl.http.pemtrustedcas_filepath: root-ca.pem\n",
+            data = dir.path().join("data").display(),
+            snaps = snaps.display(),
+        ),
+    )
+    .unwrap();
+    let user = "backup-operator";
+    let password = unique("es-secret");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(STANDIN)
+        .arg("--config")
+        .arg(conf.join("elasticsearch.yml"))
+        .arg("--basic-auth")
+        .arg(format!("{user}:{password}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the Elasticsearch stand-in");
+    let end = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < end,
+            "the stand-in did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let since = std::time::SystemTime::now() - Duration::from_secs(2);
+    let args = [
+        "--only".to_string(),
+        "elasticsearch".into(),
+        "--set".into(),
+        format!("elasticsearch.elasticsearch_config_dir={}", conf.display()),
+        "--set".into(),
+        format!("elasticsearch.elasticsearch_user={user}"),
+        "--set".into(),
+        format!("elasticsearch.elasticsearch_password={password}"),
+    ];
+    let run = backup(&args);
+    let plan = Command::new(support::bin())
+        .arg("plan")
+        .args(&args)
+        .arg("-b")
+        .arg(tb.build_dir())
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        run.code(),
+        0,
+        "stderr:\n{}\nerrors: {}",
+        run.stderr(),
+        run.errors_of("elasticsearch")
+    );
+    let h = host(&run, "elasticsearch", NODE);
+    // auto: https on 127.0.0.1 answered first, verified with the config dir's root-ca.pem
+    assert!(
+        h.commands
+            .iter()
+            .any(|c| c.command == format!("GET https://127.0.0.1:{port}/_cluster/health")),
+        "{:?}",
+        h.commands
+    );
+    let repo = run.file(&format!(
+        "elasticsearch/{NODE}/{}",
+        snaps.display().to_string().trim_start_matches('/')
+    ));
+    assert!(repo.join("index.latest").is_file(), "{}", repo.display());
+
+    let plan_out = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    assert!(
+        plan_out.contains(&format!("user {user}, password ********")),
+        "{plan_out}"
+    );
+    assert!(!plan_out.contains(&password));
+    let manifest = String::from_utf8(run.read("manifest.json")).unwrap();
+    assert!(!manifest.contains(&password), "password in the manifest");
+    assert!(!run.stderr().contains(&password), "password in the output");
+    for c in &h.commands {
+        assert!(
+            !c.command.contains("curl") && !c.command.contains(&password),
+            "{c:?}"
+        );
+    }
+    for d in ["/tmp", "/var/tmp"] {
+        let left = files_holding(Path::new(d), &password, since);
+        assert!(left.is_empty(), "the password is in {left:?}");
+    }
 }

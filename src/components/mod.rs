@@ -24,6 +24,9 @@ mod monitoring;
 pub mod prometheus;
 pub mod grafana;
 pub mod haproxy;
+pub mod elasticsearch;
+pub mod kibana;
+pub mod local_api;
 pub mod template;
 
 use crate::engine::{Failed, HostCtx, StepError};
@@ -116,11 +119,12 @@ const BUILTIN: &[Builtin] = &[
         "zookeeper.yaml",
         include_str!("../../components/zookeeper.yaml"),
     ),
-    spec(
-        "elasticsearch.yaml",
-        include_str!("../../components/elasticsearch.yaml"),
+    native(
+        "src/components/elasticsearch.rs",
+        elasticsearch::SPEC,
+        elasticsearch::make,
     ),
-    spec("kibana.yaml", include_str!("../../components/kibana.yaml")),
+    native("src/components/kibana.rs", kibana::SPEC, kibana::make),
     native(
         "src/components/prometheus.rs",
         prometheus::SPEC,

@@ -13,6 +13,8 @@ endpoints the lsbackup `elasticsearch` component calls, with the shapes a real 7
   GET  /_nodes/settings                    node settings (filter_path honoured, with * wildcards)
   PUT  /<index>/_doc/<id>                  index a document (how the test bed seeds indices)
   DELETE /<index>                          delete an index (tests clean up after themselves)
+  POST /<index>/_close | _open             close / reopen an index
+  GET  /_cat/indices?format=json           indices with their status (open / close)
   PUT  /_snapshot/<repo>                   register an `fs` repository; the location must be
                                            inside path.repo (repository_exception otherwise) and
                                            every node must see it (repository_verification_exception)
@@ -38,6 +40,8 @@ Test options: --extra-node NAME[:PATH_REPO[:unshared]] simulates more cluster no
 path.repo, and whether they see the repository directory: unshared ones make repository
 verification fail as on a real cluster without a shared file system); --snapshot-never-completes
 keeps every snapshot IN_PROGRESS until it is deleted; --distribution opensearch answers as OpenSearch.
+As in Elasticsearch 7.x, a snapshot with ignore_unavailable leaves closed indices out (without it,
+a closed index named by the snapshot fails it).
 
     elasticsearch.py --config /etc/elasticsearch/elasticsearch.yml [--port N] [--bind ADDR]
         [--basic-auth USER:PASS] [--extra-node ...] [--snapshot-never-completes] [--log FILE]
@@ -611,6 +615,25 @@ class Handler(BaseHTTPRequestHandler):
                     "settings": settings,
                 }
             return 200, {"_nodes": {"total": len(nodes), "successful": len(nodes), "failed": 0}, "cluster_name": node.cluster_name, "nodes": nodes}
+        if parts[:2] == ["_cat", "indices"] and m == "GET":
+            rows = [
+                {"health": "green", "status": "close" if idx.get("closed") else "open", "index": name, "uuid": idx["uuid"], "pri": "1", "rep": "0", "docs.count": str(len(idx["docs"]))}
+                for name, idx in sorted(node.indices.items())
+            ]
+            if q.get("h"):
+                cols = q["h"].split(",")
+                rows = [{k: r[k] for k in cols if k in r} for r in rows]
+            if q.get("format") == "json":
+                return 200, rows
+            return 200, "".join(" ".join(r.values()) + "\n" for r in rows)
+        if len(parts) == 2 and parts[1] in ("_close", "_open") and m == "POST" and not parts[0].startswith("_"):
+            with LOCK:
+                idx = node.indices.get(parts[0])
+                if idx is None:
+                    return error(404, "index_not_found_exception", "no such index [%s]" % parts[0])
+                idx["closed"] = parts[1] == "_close"
+                node.save()
+                return 200, {"acknowledged": True, "shards_acknowledged": True}
         if parts[0] == "_snapshot":
             with LOCK:
                 return self.snapshot_api(m, parts[1:], q, body)
@@ -736,6 +759,10 @@ class Handler(BaseHTTPRequestHandler):
         wanted = body.get("indices", "*")
         patterns = wanted if isinstance(wanted, list) else [p for p in str(wanted).split(",") if p]
         names = sorted(n for n in node.indices if any(re.fullmatch(re.escape(p).replace("\\*", ".*"), n) for p in patterns) or "_all" in patterns)
+        closed = [n for n in names if node.indices[n].get("closed")]
+        if closed and not body.get("ignore_unavailable"):
+            return error(400, "snapshot_exception", "[%s:%s] index %s is closed" % (r.name, snap, closed[0]))
+        names = [n for n in names if n not in closed]
         snap_uuid = rand_id()
         started = now_ms()
         wait = q.get("wait_for_completion", "false") == "true"

@@ -21,6 +21,9 @@ migrationVersion) are kept in the --data JSON file (a real Kibana keeps them in 
 an index pattern, a search, a visualization, a dashboard and the config object are created at the
 first start. Multi-tenancy is not simulated: the securitytenant header is accepted and ignored.
 
+With server.ssl.enabled: true in the config file it serves HTTPS with server.ssl.certificate and
+server.ssl.key (PEM paths), as Kibana does; otherwise plain HTTP.
+
     kibana.py --config /etc/kibana/kibana.yml --data FILE [--port N] [--user USER:PASS]
         [--distribution opensearch-dashboards] [--log FILE]
 """
@@ -29,6 +32,7 @@ import argparse
 import base64
 import json
 import os
+import ssl
 import sys
 import threading
 import time
@@ -320,7 +324,13 @@ def main():
     port = args.port or int(conf.get("server.port", 5601))
     bind = args.bind or conf.get("server.host", "127.0.0.1")
     srv = Server((bind, port), Handler)
-    sys.stderr.write("%s stand-in %s listening on http://%s:%d\n" % (time.strftime("%H:%M:%S"), args.distribution, bind, port))
+    scheme = "http"
+    if conf.get("server.ssl.enabled", "").lower() == "true":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(conf["server.ssl.certificate"], conf["server.ssl.key"])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+        scheme = "https"
+    sys.stderr.write("%s stand-in %s listening on %s://%s:%d\n" % (time.strftime("%H:%M:%S"), args.distribution, scheme, bind, port))
     srv.serve_forever()
 
 
