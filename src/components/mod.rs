@@ -16,7 +16,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+pub mod jvm;
+pub mod kafka;
 pub mod template;
+pub mod zookeeper;
 
 use crate::engine::{Failed, HostCtx, StepError};
 
@@ -71,7 +74,6 @@ const fn spec(file: &'static str, spec: &'static str) -> Builtin {
     }
 }
 
-#[allow(dead_code)] // the first native component uses it
 const fn native(file: &'static str, spec: &'static str, make: fn() -> NativeRef) -> Builtin {
     Builtin {
         file,
@@ -95,10 +97,11 @@ const BUILTIN: &[Builtin] = &[
         "postgresql.yaml",
         include_str!("../../components/postgresql.yaml"),
     ),
-    spec("kafka.yaml", include_str!("../../components/kafka.yaml")),
-    spec(
-        "zookeeper.yaml",
-        include_str!("../../components/zookeeper.yaml"),
+    native("src/components/kafka.rs", kafka::SPEC, kafka::make),
+    native(
+        "src/components/zookeeper.rs",
+        zookeeper::SPEC,
+        zookeeper::make,
     ),
     spec(
         "elasticsearch.yaml",
