@@ -474,7 +474,7 @@ impl Native for Kafka {
                 "broker started again after the copy (listening on {addr})"
             )),
             Err(e) => h.note(&format!(
-                "BROKER NOT RUNNING: lsbackup stopped it and could not start it again: {}",
+                "BROKER MAY NOT BE RUNNING: lsbackup stopped it, and starting it again failed: {}",
                 e.cause
             )),
         }
