@@ -536,7 +536,7 @@ impl Kafka {
                 return Ok(target);
             }
             n += 1;
-            if n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 let found = jvm::find(h, None, MAIN, user).await?;
                 if found.trusted.is_empty() {
                     h.record_call(
