@@ -585,12 +585,30 @@ struct SlowStop(PathBuf);
 
 impl SlowStop {
     fn set(secs: u32) -> SlowStop {
-        let pidfile = std::fs::read_to_string(standin_logs().join("lsbackup-standin-broker.pid"))
-            .unwrap_or_default();
-        assert!(
-            pidfile.lines().any(|l| l == "stop-delay-flag"),
-            "the running Kafka stand-in predates the stop-delay flag: run `sudo tests/testbed/up.sh` (and restart it)"
-        );
+        let honours = || {
+            std::fs::read_to_string(standin_logs().join("lsbackup-standin-broker.pid"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "stop-delay-flag")
+        };
+        if !honours() {
+            // up.sh installed a stand-in that honours the flag, but the broker running was
+            // started before: restart it (with the component itself)
+            let installed = PathBuf::from(common::testbed().var("LSB_KAFKA_HOME"))
+                .join("bin/lsbackup-standin-broker.py");
+            let text = std::fs::read_to_string(&installed).unwrap_or_default();
+            assert!(
+                text.contains("stop-delay-flag"),
+                "{} predates the stop-delay flag: run `sudo tests/testbed/up.sh`",
+                installed.display()
+            );
+            let run = support::backup(
+                &common::testbed().build_dir(),
+                &["--only", "kafka", "--set", "kafka.kafka_stop_broker=true"],
+            );
+            assert_eq!(run.code(), 0, "restarting the broker:\n{}", run.stderr());
+            assert!(honours(), "the restarted stand-in does not honour the flag");
+        }
         let p = standin_logs().join("lsbackup-standin-stop-delay");
         std::fs::write(&p, secs.to_string()).unwrap();
         SlowStop(p)
@@ -610,9 +628,10 @@ impl Drop for SlowStop {
 fn stop_timeout_still_starts_the_broker_again() {
     let _g = lock();
     let tb = common::testbed();
+    running_broker();
+    let slow = SlowStop::set(3);
     let old_pid = running_broker();
     let before = events().len();
-    let slow = SlowStop::set(3);
     let run = support::backup(
         &tb.build_dir(),
         &[
