@@ -52,7 +52,7 @@ fn entry(path: &Path) -> String {
 /// The stand-in broker's pid when it runs (pid file + `kafka.Kafka` on its command line).
 fn broker_pid() -> Option<u32> {
     let text = std::fs::read_to_string(standin_logs().join("lsbackup-standin-broker.pid")).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
+    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     cmdline
         .split(|b| *b == 0)
@@ -521,4 +521,280 @@ fn config_file_and_log_dirs_are_learnt_from_the_running_broker() {
     );
     assert_copy_identical(&run);
     assert!(!run.file("kafka/node2/nonexistent").exists());
+}
+
+// --- the broker process is found safely; the broker is always started again ---------------------
+
+/// A process of an unprivileged user whose arguments say `kafka.Kafka /x$(touch MARK)`, and one
+/// pointing at a config of its own (log.dirs=/etc): neither is believed, nothing of them runs, and
+/// the real broker's server.properties and log dirs are used.
+#[test]
+fn hostile_broker_lookalike_processes_are_ignored() {
+    let _g = lock();
+    let tb = common::testbed();
+    running_broker();
+    let dir = tempfile::Builder::new()
+        .prefix("lsb-kafka-hostile")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mark = dir.path().join("MARK");
+    let evil_cfg = dir.path().join("evil.properties");
+    std::fs::write(&evil_cfg, "log.dirs=/etc/ssh\nlisteners=PLAINTEXT://:1\n").unwrap();
+    let hostile_arg = format!("/x$(touch {})", mark.display());
+    let p1 = support::UnprivilegedProcess::spawn(&["kafka.Kafka", &hostile_arg]);
+    let p2 = support::UnprivilegedProcess::spawn(&["kafka.Kafka", &evil_cfg.display().to_string()]);
+
+    let run = support::backup(&tb.build_dir(), &["--only", "kafka"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    assert!(!mark.exists(), "a command line argument ran as code");
+    let h = host(&run);
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    for p in [&p1, &p2] {
+        let note = format!(
+            "ignored process {} (kafka.Kafka on its command line",
+            p.pid()
+        );
+        assert!(
+            h.flags.iter().any(|f| f.starts_with(&note)),
+            "no note for {}: {:?}",
+            p.pid(),
+            h.flags
+        );
+    }
+    // the real broker's config and log dirs, nothing of the lookalikes'
+    assert_copy_identical(&run);
+    assert!(!run.file("kafka/node2/etc").exists());
+    assert!(
+        h.commands
+            .iter()
+            .any(|c| c.command == "cat /opt/kafka/config/server.properties"),
+        "{:?}",
+        h.commands
+    );
+    assert!(
+        h.commands
+            .iter()
+            .all(|c| !c.command.contains("touch") && !c.command.contains("evil")),
+        "{:?}",
+        h.commands
+    );
+}
+
+/// Makes the stand-in broker's shutdown `secs` slower while alive (its documented flag file).
+struct SlowStop(PathBuf);
+
+impl SlowStop {
+    fn set(secs: u32) -> SlowStop {
+        let honours = || {
+            std::fs::read_to_string(standin_logs().join("lsbackup-standin-broker.pid"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "stop-delay-flag")
+        };
+        if !honours() {
+            // up.sh installed a stand-in that honours the flag, but the broker running was
+            // started before: restart it (with the component itself)
+            let installed = PathBuf::from(common::testbed().var("LSB_KAFKA_HOME"))
+                .join("bin/lsbackup-standin-broker.py");
+            let text = std::fs::read_to_string(&installed).unwrap_or_default();
+            assert!(
+                text.contains("stop-delay-flag"),
+                "{} predates the stop-delay flag: run `sudo tests/testbed/up.sh`",
+                installed.display()
+            );
+            let run = support::backup(
+                &common::testbed().build_dir(),
+                &["--only", "kafka", "--set", "kafka.kafka_stop_broker=true"],
+            );
+            assert_eq!(run.code(), 0, "restarting the broker:\n{}", run.stderr());
+            assert!(honours(), "the restarted stand-in does not honour the flag");
+        }
+        let p = standin_logs().join("lsbackup-standin-stop-delay");
+        std::fs::write(&p, secs.to_string()).unwrap();
+        SlowStop(p)
+    }
+}
+
+impl Drop for SlowStop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The broker takes longer to stop than kafka_stop_timeout: the stop fails (one clear error),
+/// the copy is flagged as taken while running, and the cleanup waits for the broker to be gone
+/// and starts it again: it is not left stopped.
+#[test]
+fn stop_timeout_still_starts_the_broker_again() {
+    let _g = lock();
+    let tb = common::testbed();
+    running_broker();
+    let slow = SlowStop::set(3);
+    let old_pid = running_broker();
+    let before = events().len();
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--only",
+            "kafka",
+            "--set",
+            "kafka.kafka_stop_broker=true",
+            "--set",
+            "kafka.kafka_stop_timeout=3",
+        ],
+    );
+    drop(slow);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let h = host(&run);
+    assert_eq!(h.status, Status::Partial, "{:?}", h.errors);
+    let err = support::messages(&h.errors);
+    assert!(
+        err.contains("node2: kafka: stop broker:")
+            && err.contains(&format!(
+                "(pid {old_pid}) is still running 3s after the stop request"
+            )),
+        "errors: {err}"
+    );
+    assert_eq!(h.errors.len(), 1, "errors: {err}");
+    assert!(has_flag(h, TAKEN_WHILE_RUNNING), "flags: {:?}", h.flags);
+    assert!(!has_flag(h, STOPPED_FLAG), "flags: {:?}", h.flags);
+    assert!(
+        has_flag(h, "broker started again after the copy"),
+        "flags: {:?}",
+        h.flags
+    );
+    let start = h
+        .commands
+        .iter()
+        .find(|c| c.step == "start broker")
+        .unwrap_or_else(|| panic!("no start broker command: {:?}", h.commands));
+    assert_eq!(start.exit_code, Some(0), "{start:?}");
+    // stopped once (late) and started once, and running again now
+    let new: Vec<_> = events().into_iter().skip(before).collect();
+    assert_eq!(new.len(), 2, "events: {new:?}");
+    assert_eq!((new[0].0.as_str(), new[0].2), ("stop", old_pid), "{new:?}");
+    assert_eq!(new[1].0, "start", "{new:?}");
+    let new_pid = broker_pid().expect("the broker runs again after the backup");
+    assert_eq!(new_pid, new[1].2);
+    assert!(listening());
+    assert_copy_identical(&run);
+}
+
+/// Ctrl-C while the broker is stopped for the copy: lsbackup stops, but first starts the broker
+/// again (the cleanup runs on interrupt), and leaves no archive.
+#[test]
+fn interrupt_while_the_broker_is_stopped_starts_it_again() {
+    let _g = lock();
+    let tb = common::testbed();
+    let old_pid = running_broker();
+    let before = events().len();
+    let target = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(support::bin())
+        .arg("backup")
+        .arg("-b")
+        .arg(tb.build_dir())
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .args([
+            "--no-agent",
+            "--only",
+            "kafka",
+            "--set",
+            "kafka.kafka_stop_broker=true",
+        ])
+        .env("HOME", target.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the moment the broker has stopped (its "stop" event), lsbackup is waiting for its pid or
+    // copying: interrupt it there
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !events().iter().skip(before).any(|e| e.0 == "stop") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker was not stopped"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        std::fs::read_dir(target.path()).unwrap().next().is_none(),
+        "an archive was left"
+    );
+    let new: Vec<_> = events().into_iter().skip(before).collect();
+    assert_eq!(new.len(), 2, "events: {new:?}\n{err}");
+    assert_eq!((new[0].0.as_str(), new[0].2), ("stop", old_pid), "{new:?}");
+    assert_eq!(new[1].0, "start", "{new:?}");
+    let new_pid = broker_pid().expect("the broker runs again after the interrupted backup");
+    assert_eq!(new_pid, new[1].2);
+    assert!(listening(), "{err}");
+}
+
+/// Brokers are done one at a time; when a broker does not come back (here: it is not seen
+/// listening on the port lsbackup was told to wait for), the loop stops: the next broker is not
+/// stopped. node3 is on the same machine and would otherwise stop the same broker again.
+#[test]
+fn a_failed_restart_stops_the_one_at_a_time_loop() {
+    let _g = lock();
+    let tb = common::testbed();
+    let old_pid = running_broker();
+    let before = events().len();
+    let build = support::build_dir_with_group(
+        "kafka",
+        &[
+            &format!(
+                "node2 ansible_host={} kafka_port=1 kafka_start_timeout=3",
+                tb.host_of("node2")
+            ),
+            &format!("node3 ansible_host={}", tb.host_of("node3")),
+        ],
+    );
+    let run = support::backup(
+        build.path(),
+        &["--only", "kafka", "--set", "kafka.kafka_stop_broker=true"],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let h = host(&run);
+    let err = support::messages(&h.errors);
+    assert!(
+        err.contains("node2: kafka: cleanup start broker:")
+            && err.contains("does not accept connections on 127.0.0.3:1 3s after the start"),
+        "errors: {err}"
+    );
+    assert!(has_flag(h, STOPPED_FLAG), "flags: {:?}", h.flags);
+    assert!(
+        has_flag(h, "BROKER MAY NOT BE RUNNING"),
+        "flags: {:?}",
+        h.flags
+    );
+    let node3 = run
+        .component("kafka")
+        .hosts
+        .iter()
+        .find(|x| x.host == "node3")
+        .unwrap();
+    assert_eq!(node3.status, Status::Failed);
+    let err3 = support::messages(&node3.errors);
+    assert!(
+        err3.contains("not run: the cleanup on node2 failed"),
+        "node3: {err3}"
+    );
+    assert!(node3.commands.is_empty(), "{:?}", node3.commands);
+    // one stop and one start: node3 did not stop the broker again
+    let new: Vec<_> = events().into_iter().skip(before).collect();
+    assert_eq!(new.len(), 2, "events: {new:?}");
+    assert_eq!((new[0].0.as_str(), new[0].2), ("stop", old_pid), "{new:?}");
+    assert_eq!(new[1].0, "start", "{new:?}");
+    assert!(listening());
+    assert_eq!(broker_pid(), Some(new[1].2));
 }

@@ -139,13 +139,32 @@ impl TempZooKeeper {
             ),
         )
         .unwrap();
+        Self::spawn(dir, port)
+    }
+
+    /// Stop it and start it again on the same data dir (what it wrote since included).
+    fn restart(mut self) -> TempZooKeeper {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        let port = self.port;
+        drop(self);
+        Self::spawn(dir, port)
+    }
+
+    fn spawn(dir: tempfile::TempDir, port: u16) -> TempZooKeeper {
+        let cfg = dir.path().join("zoo.cfg");
         // the running server's JVM options and classpath, with our config as the argument
         let cmd = running_server_cmdline();
         let main = cmd
             .iter()
             .position(|a| a == "org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .expect("QuorumPeerMain in the test bed's ZooKeeper command line");
-        let log = std::fs::File::create(dir.path().join("zookeeper.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("zookeeper.log"))
+            .unwrap();
         let child = Command::new(&cmd[0])
             .args(&cmd[1..=main])
             .arg(&cfg)
@@ -291,6 +310,25 @@ fn znodes_written_before_the_backup_are_in_the_copied_data_dir() {
         got.contains("item-120"),
         "ls /lsbackup-testbed/items: {got}"
     );
+    // the copied transaction logs end at their last transaction (no padding): the restored
+    // server takes new writes, and after a restart serves the old and the new znodes
+    let after = format!("{path}-after-restore");
+    let out = zkcli(zk.port, &["create", &after, "written after the restore"]);
+    assert!(
+        out.contains(&format!("Created {after}")),
+        "zkCli create: {out}"
+    );
+    let zk = zk.restart();
+    let got = zkcli(zk.port, &["get", &path]);
+    assert!(
+        got.lines().any(|l| l == data),
+        "after restart, {path}: {got}"
+    );
+    let got = zkcli(zk.port, &["get", &after]);
+    assert!(
+        got.lines().any(|l| l == "written after the restore"),
+        "after restart, {after}: {got}"
+    );
     drop(zk);
 
     let _ = zkcli(port, &["delete", &path]);
@@ -362,4 +400,209 @@ fn a_node_that_does_not_serve_is_skipped_for_the_next_one() {
     assert!(!run.file("zookeeper/node3").exists());
     let data = PathBuf::from(tb.var("LSB_ZK_DATA_DIR"));
     assert!(!files_named(&run.file(&entry(&data)).join("version-2"), "snapshot.").is_empty());
+}
+
+// --- transaction logs: the used part -------------------------------------------------------------
+
+/// The used length of a transaction log, read independently of lsbackup: the 16-byte header, then
+/// records `crc(8) len(4) txn(len) 'B'` while len > 0 and the record is complete.
+fn used_length(log: &[u8]) -> usize {
+    assert!(log.starts_with(b"ZKLG"), "not a transaction log");
+    let mut p = 16;
+    while p + 12 <= log.len() {
+        let len = i32::from_be_bytes(log[p + 8..p + 12].try_into().unwrap());
+        if len <= 0 || p + 12 + len as usize + 1 > log.len() {
+            break;
+        }
+        assert_eq!(log[p + 12 + len as usize], b'B', "record end marker");
+        p += 12 + len as usize + 1;
+    }
+    p
+}
+
+/// The test bed's logs are preallocated (64 MiB each): the archive holds their used part only,
+/// byte-identical to the start of the host's file; the manifest's sizes are those of the entries.
+#[test]
+fn transaction_logs_are_stored_without_their_padding() {
+    let tb = common::testbed();
+    let data_dir = PathBuf::from(tb.var("LSB_ZK_DATA_DIR"));
+    let host_logs = files_named(&data_dir.join("version-2"), "log.");
+    assert!(!host_logs.is_empty());
+    let used_before: Vec<usize> = host_logs
+        .iter()
+        .map(|p| used_length(&std::fs::read(p).unwrap()))
+        .collect();
+
+    let run = support::backup(&tb.build_dir(), &["--only", "zookeeper"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let h = host(&run);
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    let mut kept = 0u64;
+    for (p, before) in host_logs.iter().zip(used_before) {
+        let host = std::fs::read(p).unwrap();
+        let copied = run.read(&entry(p));
+        // the live log may have grown during the run, never shrunk
+        assert!(
+            copied.len() >= before && copied.len() <= used_length(&host),
+            "{}: {} bytes copied, used {before}..{}",
+            p.display(),
+            copied.len(),
+            used_length(&host)
+        );
+        assert!(copied.len() < host.len(), "{}: padding copied", p.display());
+        assert_eq!(copied[..], host[..copied.len()], "{}", p.display());
+        assert_eq!(used_length(&copied), copied.len());
+        let rec = h
+            .entries
+            .iter()
+            .find(|e| e.path == entry(p))
+            .unwrap_or_else(|| panic!("no manifest entry for {}", p.display()));
+        assert_eq!(rec.size, copied.len() as u64);
+        kept += rec.size;
+    }
+    assert!(
+        h.flags.iter().any(|f| f
+            == &format!(
+                "transaction logs stored without their preallocated zero padding: {} files, {kept} bytes (their used part)",
+                host_logs.len()
+            )),
+        "flags: {:?}",
+        h.flags
+    );
+    // the snapshots are copied as they are
+    for s in files_named(&data_dir.join("version-2"), "snapshot.") {
+        assert_eq!(run.read(&entry(&s)), std::fs::read(&s).unwrap());
+    }
+}
+
+/// A log: header, records with these payloads, then `pad` zero bytes (a sparse tail).
+fn write_log(path: &Path, payloads: &[&[u8]], pad: u64, cut: usize) -> Vec<u8> {
+    let mut v = b"ZKLG".to_vec();
+    v.extend_from_slice(&2i32.to_be_bytes());
+    v.extend_from_slice(&0i64.to_be_bytes());
+    for p in payloads {
+        v.extend_from_slice(&0x0102_0304_0506_0708u64.to_be_bytes());
+        v.extend_from_slice(&(p.len() as i32).to_be_bytes());
+        v.extend_from_slice(p);
+        v.push(b'B');
+    }
+    v.truncate(v.len() - cut);
+    std::fs::write(path, &v).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(v.len() as u64 + pad).unwrap();
+    v
+}
+
+/// zoo.cfg pointing at a data dir of our own (a hostile name; logs that are padded, torn, or not
+/// logs at all), the server asked being the test bed's: each is stored as documented, and the
+/// directory name runs nothing.
+#[test]
+fn padded_torn_and_foreign_logs_of_a_hostile_data_dir() {
+    let tb = common::testbed();
+    let base = tempfile::Builder::new()
+        .prefix("lsb-zk-logs")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mark = base.path().join("MARK");
+    let data = base
+        .path()
+        .join(format!("data $(touch {}) `id`", mark.display()));
+    let v2 = data.join("version-2");
+    std::fs::create_dir_all(&v2).unwrap();
+    std::fs::write(data.join("myid"), "1\n").unwrap();
+    std::fs::write(v2.join("snapshot.0"), b"snapshot bytes").unwrap();
+    let padded = write_log(
+        &v2.join("log.1"),
+        &[b"txn one", &[9u8; 5000], b"three"],
+        256 << 20,
+        0,
+    );
+    let torn_full = write_log(&v2.join("log.2"), &[b"complete", b"torn record"], 0, 4);
+    let foreign = b"this file is named like a log but is none".to_vec();
+    std::fs::write(v2.join("log.3"), &foreign).unwrap();
+    std::fs::create_dir(base.path().join("conf")).unwrap();
+    let cfg = base.path().join("conf/zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "dataDir={}\nclientPortAddress=127.0.0.1\nclientPort={}\n",
+            data.display(),
+            tb.var("LSB_ZK_PORT")
+        ),
+    )
+    .unwrap();
+
+    let set = format!("zookeeper.zookeeper_config_file={}", cfg.display());
+    let t = Instant::now();
+    let run = support::backup(&tb.build_dir(), &["--only", "zookeeper", "--set", &set]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    assert!(!mark.exists(), "the data dir's name ran as code");
+    let h = host(&run);
+    assert_eq!(h.status, Status::Ok, "{:?}", h.errors);
+    // 256 MiB of padding did not cross: the stream was stopped after the used part
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_eq!(run.read(&entry(&v2.join("log.1"))), padded);
+    let log1 = format!(
+        "cat -- '{}' (stopped after the part kept)",
+        v2.join("log.1").display()
+    );
+    assert!(
+        h.commands.iter().any(|c| c.command == log1),
+        "{log1}\n{:?}",
+        h.commands
+    );
+    // torn: the last record is dropped
+    let first = 16 + 12 + b"complete".len() + 1;
+    assert_eq!(run.read(&entry(&v2.join("log.2"))), torn_full[..first]);
+    let dropped = torn_full.len() - first;
+    let note = format!(
+        "{}: ends with a partial transaction ({dropped} bytes, being written during the copy): not stored",
+        v2.join("log.2").display()
+    );
+    assert!(h.flags.contains(&note), "{note}\n{:?}", h.flags);
+    // not a log: stored whole, noted
+    assert_eq!(run.read(&entry(&v2.join("log.3"))), foreign);
+    let note = format!(
+        "{}: no ZooKeeper transaction log header (ZKLG): stored whole",
+        v2.join("log.3").display()
+    );
+    assert!(h.flags.contains(&note), "{note}\n{:?}", h.flags);
+    assert_eq!(run.read(&entry(&v2.join("snapshot.0"))), b"snapshot bytes");
+    assert_eq!(run.read(&entry(&data.join("myid"))), b"1\n");
+    assert_eq!(run.read(&entry(&cfg)), std::fs::read(&cfg).unwrap());
+}
+
+/// A process of an unprivileged user whose arguments say `QuorumPeerMain /x$(touch MARK)`: not
+/// believed, nothing runs, the real server's zoo.cfg is used.
+#[test]
+fn hostile_server_lookalike_process_is_ignored() {
+    let tb = common::testbed();
+    let dir = tempfile::Builder::new()
+        .prefix("lsb-zk-hostile")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let mark = dir.path().join("MARK");
+    let arg = format!("/x$(touch {})", mark.display());
+    let p = support::UnprivilegedProcess::spawn(&[
+        "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+        &arg,
+    ]);
+    let run = support::backup(&tb.build_dir(), &["--only", "zookeeper"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    assert!(!mark.exists(), "a command line argument ran as code");
+    let h = host(&run);
+    let note = format!(
+        "ignored process {} (org.apache.zookeeper.server.quorum.QuorumPeerMain on its command line",
+        p.pid()
+    );
+    assert!(
+        h.flags.iter().any(|f| f.starts_with(&note)),
+        "{:?}",
+        h.flags
+    );
+    let conf = std::fs::canonicalize(tb.var("LSB_ZK_CONF_DIR")).unwrap();
+    assert_eq!(
+        run.read(&entry(&conf.join("zoo.cfg"))),
+        std::fs::read(conf.join("zoo.cfg")).unwrap()
+    );
 }

@@ -27,7 +27,10 @@ pub mod haproxy;
 pub mod elasticsearch;
 pub mod kibana;
 pub mod local_api;
+pub mod jvm;
+pub mod kafka;
 pub mod template;
+pub mod zookeeper;
 
 use crate::engine::{Failed, HostCtx, StepError};
 
@@ -114,10 +117,11 @@ const BUILTIN: &[Builtin] = &[
         "postgresql.yaml",
         include_str!("../../components/postgresql.yaml"),
     ),
-    spec("kafka.yaml", include_str!("../../components/kafka.yaml")),
-    spec(
-        "zookeeper.yaml",
-        include_str!("../../components/zookeeper.yaml"),
+    native("src/components/kafka.rs", kafka::SPEC, kafka::make),
+    native(
+        "src/components/zookeeper.rs",
+        zookeeper::SPEC,
+        zookeeper::make,
     ),
     native(
         "src/components/elasticsearch.rs",

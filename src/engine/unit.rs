@@ -246,6 +246,32 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
     }
 }
 
+/// Remembers that the reader it wraps ended (EOF or error): see [`HostCtx::stream_filtered`].
+struct EndWatch<R> {
+    inner: R,
+    ended: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for EndWatch<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let room = buf.remaining() > 0;
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &r {
+            Poll::Ready(Err(_)) => self.ended.store(true, std::sync::atomic::Ordering::SeqCst),
+            Poll::Ready(Ok(())) if room && buf.filled().len() == before => {
+                self.ended.store(true, std::sync::atomic::Ordering::SeqCst)
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
 /// Output cap of a captured command (`HostCtx::run`).
 pub const CAPTURE_LIMIT: usize = 1024 * 1024;
 
@@ -735,6 +761,82 @@ impl<'a> HostCtx<'a> {
             return Err(StepError::command(&exit));
         }
         self.add_spooled(rel, spool, size).await
+    }
+
+    /// Run `script` and make the entry `rel` of what `filter` passes of its stdout: `filter`
+    /// wraps the stdout in a reader that may end before it (e.g. at the end of the used part of
+    /// a preallocated file). When the filtered reader ends first, the command is stopped and its
+    /// channel closed (the rest never crosses the network beyond what was in flight), and the
+    /// entry is what the filter passed; when the command's stdout ended, the command must exit
+    /// 0. Returns the entry's size.
+    pub async fn stream_filtered<F, R>(
+        &mut self,
+        step: &str,
+        script: &Script,
+        user: Option<&str>,
+        rel: &str,
+        shown: Option<&str>,
+        filter: F,
+    ) -> Result<u64, StepError>
+    where
+        F: FnOnce(Box<dyn AsyncRead + Send + Unpin>) -> R,
+        R: AsyncRead + Send + Unpin,
+    {
+        let t = Instant::now();
+        let shown = shown
+            .map(str::to_string)
+            .unwrap_or_else(|| script.to_shell());
+        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
+        let streaming = stream_lock.lock().await;
+        let mut spool = self.spool()?;
+        let mut proc = match self.session.exec(script, user).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(step, &shown, user, None, t);
+                return Err(e.into());
+            }
+        };
+        let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watched = EndWatch {
+            inner: self.counting(stdout),
+            ended: ended.clone(),
+        };
+        let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, filter(Box::new(watched)));
+        let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
+        drop(reader);
+        if copied.is_ok() && !ended.load(std::sync::atomic::Ordering::SeqCst) {
+            // The filter has what it needs: stop the command (dropping it closes the channel).
+            drop(proc);
+            drop(streaming);
+            self.record(
+                step,
+                &format!("{shown} (stopped after the part kept)"),
+                user,
+                None,
+                t,
+            );
+            let size = copied.unwrap_or(0);
+            self.add_spooled(rel, spool, size).await?;
+            return Ok(size);
+        }
+        let exit = match proc.wait().await {
+            Ok(e) => e,
+            Err(e) => {
+                self.record(step, &shown, user, None, t);
+                return Err(e.into());
+            }
+        };
+        drop(streaming);
+        self.record(step, &shown, user, Some(&exit), t);
+        let size = copied.map_err(|e| {
+            StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
+        })?;
+        if !exit.success() {
+            return Err(StepError::command(&exit));
+        }
+        self.add_spooled(rel, spool, size).await?;
+        Ok(size)
     }
 
     /// Copy remote paths (files or directories, literal: no glob) into

@@ -214,3 +214,51 @@ pub fn messages<'a>(failures: impl IntoIterator<Item = &'a lsbackup::archive::Fa
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A process of user `nobody` (an unprivileged local user) with the given arguments, as any local
+/// user could start one: `python3 -c 'sleep' ARGS...` so that its command line holds `ARGS`
+/// verbatim. Killed (by its pid) on drop.
+pub struct UnprivilegedProcess {
+    pub child: std::process::Child,
+}
+
+impl UnprivilegedProcess {
+    pub fn spawn(args: &[&str]) -> UnprivilegedProcess {
+        let child = Command::new("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--",
+                "/usr/bin/python3",
+                "-c",
+                "import time; time.sleep(300)",
+            ])
+            .args(args)
+            .current_dir("/")
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("starting a process as nobody (setpriv)");
+        // wait until its command line is the python one (setpriv has exec'd)
+        for _ in 0..100 {
+            let cmdline =
+                std::fs::read(format!("/proc/{}/cmdline", child.id())).unwrap_or_default();
+            if cmdline.split(|b| *b == 0).any(|a| a == args[0].as_bytes()) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        UnprivilegedProcess { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for UnprivilegedProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -14,6 +14,11 @@ lsbackup `kafka` component depends on:
   - on SIGTERM it takes a moment (controlled shutdown), writes `.kafka_cleanshutdown` in each log
     dir, logs "shut down completed" and exits 0.
 
+A test can make the shutdown slower, as a real broker's controlled shutdown (moving partition
+leadership away, flushing logs) can be: when the file $LOG_DIR/lsbackup-standin-stop-delay exists
+at SIGTERM, its content (seconds) is added to the shutdown time (logged as such). The pid file's
+second line, `stop-delay-flag`, says that this stand-in honours it.
+
 It logs to $LOG_DIR/server.log in Kafka's log4j line format and appends machine-readable lines
 `start|stop <unix ms> <pid>` to $LOG_DIR/lsbackup-standin-events.log, and keeps its pid in
 $LOG_DIR/lsbackup-standin-broker.pid (for the test bed's down.sh).
@@ -31,6 +36,7 @@ import time
 
 STARTUP_DELAY = 1.0
 SHUTDOWN_DELAY = 1.0
+STOP_DELAY_FILE = "lsbackup-standin-stop-delay"
 CLEAN_SHUTDOWN_FILE = ".kafka_cleanshutdown"
 
 
@@ -120,7 +126,7 @@ class Broker:
         srv.setblocking(False)
         pidfile = os.path.join(self.log_dir, "lsbackup-standin-broker.pid")
         with open(pidfile + ".tmp", "w", encoding="utf-8") as f:
-            f.write(f"{os.getpid()}\n")
+            f.write(f"{os.getpid()}\nstop-delay-flag\n")
         os.replace(pidfile + ".tmp", pidfile)
         self.event("start")
         self.log("INFO", "started")
@@ -134,7 +140,15 @@ class Broker:
                 except OSError:
                     pass
         self.log("INFO", "shutting down")
-        time.sleep(SHUTDOWN_DELAY)
+        delay = SHUTDOWN_DELAY
+        try:
+            with open(os.path.join(self.log_dir, STOP_DELAY_FILE), encoding="utf-8") as f:
+                extra = float(f.read().strip() or 0)
+            self.log("INFO", f"stand-in: shutdown {extra}s slower ({STOP_DELAY_FILE})")
+            delay += extra
+        except (OSError, ValueError):
+            pass
+        time.sleep(delay)
         srv.close()
         for d in self.log_dirs:
             with open(os.path.join(d, CLEAN_SHUTDOWN_FILE), "w", encoding="utf-8"):
