@@ -89,7 +89,13 @@ fn secrets_never_appear_on_command_lines_logs_plan_or_manifest() {
     // The built-in components that speak authenticated APIs declare credentials.
     let with_creds: std::collections::BTreeSet<&str> =
         secrets.iter().map(|(c, _, _)| c.as_str()).collect();
-    for c in ["elasticsearch", "kibana", "grafana"] {
+    for c in [
+        "elasticsearch",
+        "kibana",
+        "grafana",
+        "prometheus",
+        "alertmanager",
+    ] {
         assert!(
             with_creds.contains(c),
             "{c} declares no credential variable: {with_creds:?}"

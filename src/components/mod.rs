@@ -16,19 +16,19 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub mod rabbitmq;
-pub mod kubernetes;
-pub mod kubernetes_volumes;
 pub mod alertmanager;
-mod monitoring;
-pub mod prometheus;
+pub mod elasticsearch;
 pub mod grafana;
 pub mod haproxy;
-pub mod elasticsearch;
-pub mod kibana;
-pub mod local_api;
 pub mod jvm;
 pub mod kafka;
+pub mod kibana;
+pub mod kubernetes;
+pub mod kubernetes_volumes;
+pub mod local_api;
+mod monitoring;
+pub mod prometheus;
+pub mod rabbitmq;
 pub mod template;
 pub mod zookeeper;
 
