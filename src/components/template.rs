@@ -975,7 +975,9 @@ mod hostile {
                 }
             }
         }
-        assert!(files.len() > 500, "{} scripts", files.len());
+        // the YAML built-ins (PostgreSQL) and the test specs; native components test their fixed
+        // scripts in their own modules
+        assert!(files.len() > 50, "{} scripts", files.len());
         let has_shellcheck = Command::new("shellcheck").arg("--version").output().is_ok();
         if !has_shellcheck {
             assert!(
