@@ -40,4 +40,9 @@ shopt -s nullglob
 for f in "$TB_PIDS"/*.pid; do
     tb_down "$(basename "$f" .pid)"
 done
+# an earlier version of up.sh put the test bed's Grafana CA into the system trust store
+if [ -e /usr/local/share/ca-certificates/lsbackup-testbed-grafana-ca.crt ]; then
+    rm -f /usr/local/share/ca-certificates/lsbackup-testbed-grafana-ca.crt
+    update-ca-certificates --fresh >/dev/null 2>&1 || true
+fi
 tb_log "test bed stopped"

@@ -250,10 +250,6 @@ tb_grafana_pki() {
         chmod 0644 "$TB_GRAFANA_SSL/grafana.crt"
         TB_CHANGED=1
     fi
-    if ! cmp -s "$TB_GRAFANA_CA" /usr/local/share/ca-certificates/lsbackup-testbed-grafana-ca.crt; then
-        install -m 0644 "$TB_GRAFANA_CA" /usr/local/share/ca-certificates/lsbackup-testbed-grafana-ca.crt
-        update-ca-certificates >>"$log" 2>&1 || tb_die "update-ca-certificates failed (see $log)"
-    fi
 }
 
 tb_grafana_files() {
