@@ -199,13 +199,13 @@ async fn become_via_sudo() {
 async fn unreachable_host_is_one_clear_line() {
     let mut sp = spec("node1");
     sp.host = "node9".into();
-    sp.address = "127.0.0.5".into();
+    sp.address = "127.0.0.99".into();
     let e = err_of(Session::connect(&sp, &cfg()).await);
     assert!(matches!(e, TransportError::Connect { .. }), "{e:?}");
     assert_eq!(
         e.to_string(),
         format!(
-            "node9: cannot connect to 127.0.0.5:{}: connection refused",
+            "node9: cannot connect to 127.0.0.99:{}: connection refused",
             tb().ssh_port()
         )
     );

@@ -344,6 +344,16 @@ impl PlannedComponent {
         if let Some(native) = &self.spec.native {
             // Secret variables reach `describe` masked: what it prints cannot hold them.
             lines.extend(native.0.describe(&template::redact(&h.vars)));
+            // Which credentials are set, never their values.
+            let set: Vec<String> = h
+                .vars
+                .iter()
+                .filter(|(k, v)| crate::components::is_secret_var(k) && !v.is_empty())
+                .map(|(k, _)| format!("{k}=********"))
+                .collect();
+            if !set.is_empty() {
+                lines.push(format!("credentials: {}", set.join(", ")));
+            }
         }
         for s in &self.spec.steps {
             let cond = match &s.when {
