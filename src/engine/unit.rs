@@ -727,40 +727,10 @@ impl<'a> HostCtx<'a> {
         rel: &str,
         shown: Option<&str>,
     ) -> Result<(), StepError> {
-        let t = Instant::now();
-        let shown = shown
-            .map(str::to_string)
-            .unwrap_or_else(|| script.to_shell());
-        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
-        let streaming = stream_lock.lock().await;
-        let mut spool = self.spool()?;
-        let mut proc = match self.session.exec(script, user).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.record(step, &shown, user, None, t);
-                return Err(e.into());
-            }
-        };
-        let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.counting(stdout));
-        let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
-        drop(reader);
-        let exit = match proc.wait().await {
-            Ok(e) => e,
-            Err(e) => {
-                self.record(step, &shown, user, None, t);
-                return Err(e.into());
-            }
-        };
-        drop(streaming);
-        self.record(step, &shown, user, Some(&exit), t);
-        let size = copied.map_err(|e| {
-            StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
-        })?;
-        if !exit.success() {
-            return Err(StepError::command(&exit));
-        }
-        self.add_spooled(rel, spool, size).await
+        // The whole stdout passes: the command always runs to its end and must exit 0.
+        self.stream_filtered(step, script, user, rel, shown, |out| out)
+            .await
+            .map(|_| ())
     }
 
     /// Run `script` and make the entry `rel` of what `filter` passes of its stdout: `filter`
@@ -802,7 +772,7 @@ impl<'a> HostCtx<'a> {
             inner: self.counting(stdout),
             ended: ended.clone(),
         };
-        let mut reader = tokio::io::BufReader::with_capacity(64 * 1024, filter(Box::new(watched)));
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, filter(Box::new(watched)));
         let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
         drop(reader);
         if copied.is_ok() && !ended.load(std::sync::atomic::Ordering::SeqCst) {
