@@ -41,6 +41,7 @@ fn cfg() -> TransportConfig {
         use_agent: false,
         connect_timeout: Duration::from_secs(10),
         command_timeout: None,
+        idle_timeout: None,
         known_hosts_overrides_inventory: false,
         insecure_skip_host_key_check: false,
     }

@@ -46,6 +46,7 @@ fn cfg() -> TransportConfig {
         use_agent: false,
         connect_timeout: Duration::from_secs(10),
         command_timeout: None,
+        idle_timeout: None,
     }
 }
 

@@ -5,32 +5,39 @@
 //!
 //! # How it works
 //!
-//! [`ArchiveWriter::new`] spawns one *writer task* that owns the compressor and the sink (which
-//! is never seeked, so it can be a pipe, an upload or an encryption layer). Any number of tasks
-//! add entries through cloned [`EntrySink`]s: each entry is a request on a bounded queue that
-//! carries the entry's header and a bounded channel of data chunks
-//! ([`CHUNK_SIZE`] × [`CHUNKS_IN_FLIGHT`]). The writer task takes one entry at a time, in the
-//! order they were queued, and copies its chunks into the archive, so memory stays flat whatever
-//! the sizes: at most about 1 MiB per entry waiting or being written.
+//! [`ArchiveWriter::new`] spawns one *writer task* that owns the sink (which is never seeked, so
+//! it can be a pipe, an upload or an encryption layer). Any number of tasks add entries through
+//! cloned [`EntrySink`]s, each entry compressed **by the task that receives it, while its bytes
+//! arrive**: the data is cut into [`CHUNK`]s, each compressed on its own (a zstd frame, a gzip
+//! member, or a deflate run ending in a sync flush for zip) on a pool of
+//! [`WriterOptions::zstd_workers`] blocking threads, and the finished pieces go to the entry's
+//! spool (memory up to 256 KiB, then an anonymous temp file, 0600, unlinked from the start). When
+//! the entry ends, its tar header (now that the size is known) is compressed as one more piece
+//! and the finished entry is queued; the writer task only copies pieces to the sink, unchanged.
+//! The archive still decompresses to one ordinary tar stream (or is an ordinary zip), because
+//! concatenated zstd frames and gzip members decompress to the concatenation of their contents.
 //!
-//! - [`EntrySink::add_stream`]: length unknown (a command's stdout). The stream is first spooled
-//!   to an anonymous temp file (mode 0600, already unlinked, so nothing is ever left behind) while
-//!   its sha256 is computed; only a complete stream is queued. A failed stream adds nothing.
-//! - [`EntrySink::add_sized`]: length known (a file of a remote `tar` stream). Hashed while
-//!   written straight into the archive. If the source ends early (or fails), the entry is padded
-//!   with zeros to its declared size so the archive stays valid, and [`ArchiveError::Truncated`]
-//!   (or [`ArchiveError::Entry`]) is returned: the entry then *exists but is invalid*; the caller
-//!   records it as failed (see [`EntryRecord::failed_file`]).
-//! - [`ArchiveWriter::finish`] waits for entries in flight, appends `manifest.json` last,
-//!   finishes the compressor and shuts the sink down.
+//! So no host ever waits for another one's stream, a failed stream adds nothing, and memory is
+//! bounded by [`ACTIVE_ENTRIES`] chunks being filled plus the pool's chunks, whatever the sizes.
+//!
+//! - [`EntrySink::begin_stream`] → [`StreamEntry`]: write or `copy_from`, then `commit` (or drop
+//!   to add nothing). [`EntrySink::add_stream`] and [`EntrySink::add_sized`] wrap it; a sized
+//!   source that ends early adds nothing and returns [`ArchiveError::Truncated`].
+//! - [`ArchiveWriter::finish`] waits for entries in flight, appends `manifest.json` last (with
+//!   tar's end blocks, or zip's central directory) and shuts the sink down.
 //!
 //! Reading back (for `verify` and tests) lives in [`read`]. The format is documented in
 //! `docs/format.md`.
 
+mod codec;
+mod entry;
 pub mod manifest;
 pub mod read;
 mod tar_backend;
 mod zip_backend;
+
+pub use codec::CHUNK;
+pub use entry::{CopyError, StreamEntry};
 
 pub use manifest::*;
 pub use read::{Mismatch, VerifyReport, read_manifest, verify_archive};
@@ -40,16 +47,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, mpsc, oneshot};
+use std::sync::atomic::AtomicU64;
 
-/// Size of the data chunks passed from an entry's source to the writer task.
-pub const CHUNK_SIZE: usize = 256 * 1024;
-/// Chunks queued per entry (besides the one being filled and the one being written).
-pub const CHUNKS_IN_FLIGHT: usize = 2;
-/// Entries queued for the writer task before `add_*` calls wait.
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+use codec::Codec;
+use entry::Prepared;
+
+/// Finished entries queued for the writer task before commits wait (each holds at most a small
+/// in-memory spool; larger ones are in files).
 const QUEUE_DEPTH: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -131,9 +138,9 @@ pub struct WriterOptions {
     pub format: Format,
     /// Compression level (None: format default; zstd 3, gzip 6).
     pub level: Option<i32>,
-    /// zstd worker threads (0: single-threaded).
+    /// Compression threads: chunks compressed at once (0 or 1: one).
     pub zstd_workers: u32,
-    /// Where streams of unknown length are spooled (None: the system temp dir).
+    /// Where entries' compressed bytes are spooled (None: the system temp dir).
     pub spool_dir: Option<std::path::PathBuf>,
 }
 
@@ -171,21 +178,17 @@ pub(crate) struct EntryHeader {
     pub link_target: Option<String>,
 }
 
-pub(crate) struct EntryRequest {
-    pub header: EntryHeader,
-    /// File data, exactly `header.size` bytes; if the channel closes early the backend pads with
-    /// zeros. `None` for dirs and symlinks.
-    pub data: Option<mpsc::Receiver<Bytes>>,
-    pub done: oneshot::Sender<Result<(), String>>,
-}
-
 enum Msg {
-    Entry(EntryRequest),
+    Entry(Prepared),
     Finish {
         manifest: Vec<u8>,
         done: oneshot::Sender<Result<(), ArchiveError>>,
     },
 }
+
+/// Entries being received at once, across all hosts (each holds at most one chunk being filled
+/// and [`entry::PIECES_IN_FLIGHT`]-bounded pieces): the bound on the writer's share of memory.
+pub const ACTIVE_ENTRIES: usize = 16;
 
 /// State shared by the writer handle and every [`EntrySink`].
 struct Shared {
@@ -197,6 +200,15 @@ struct Shared {
     /// The writer task's fatal error, once it has stopped.
     fatal: Mutex<Option<String>>,
     spool_dir: PathBuf,
+    format: Format,
+    codec: Arc<Codec>,
+    /// Entries being received.
+    active: Arc<Semaphore>,
+    /// Compressed bytes in spool files now, and the most there ever were at once.
+    spool_bytes: AtomicU64,
+    spool_peak: AtomicU64,
+    /// Bytes of the archive written so far.
+    written: AtomicU64,
 }
 
 impl Shared {
@@ -212,7 +224,7 @@ impl Shared {
 }
 
 /// Counts an entry in flight for as long as it lives.
-struct InflightGuard(Arc<Shared>);
+pub(crate) struct InflightGuard(Arc<Shared>);
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
@@ -222,8 +234,23 @@ impl Drop for InflightGuard {
     }
 }
 
+/// See [`EntrySink::slot`].
+pub struct Slot(tokio::sync::OwnedSemaphorePermit);
+
+/// Figures of a writer, for the run summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Most compressed bytes held in spool files at once.
+    pub spool_peak: u64,
+    /// Compressed bytes in spool files now.
+    pub spool_now: u64,
+    /// Archive bytes written to the sink so far.
+    pub written: u64,
+}
+
 /// Writes one archive to `sink`. Entries come from any number of tasks through cloned
-/// [`EntrySink`]s; one writer appends finished entries, so memory stays flat.
+/// [`EntrySink`]s; each is compressed by the task that receives it, and one writer task
+/// splices finished entries into the sink, so no host waits for another and memory stays flat.
 ///
 /// Dropping it without [`finish`](ArchiveWriter::finish) stops the writer task; what was written
 /// so far is an incomplete archive (no manifest), which the target's `abort` removes.
@@ -240,25 +267,21 @@ pub struct EntrySink {
     shared: Arc<Shared>,
 }
 
-/// The compressor/format behind the writer task.
+/// The container format behind the writer task.
 enum Backend {
     Tar(tar_backend::TarBackend),
     Zip(zip_backend::ZipBackend),
 }
 
 impl Backend {
-    async fn write_entry(
-        &mut self,
-        header: &EntryHeader,
-        data: Option<mpsc::Receiver<Bytes>>,
-    ) -> std::io::Result<()> {
+    async fn write(&mut self, p: Prepared) -> std::io::Result<()> {
         match self {
-            Backend::Tar(t) => t.write_entry(header, data).await,
-            Backend::Zip(z) => z.write_entry(header, data).await,
+            Backend::Tar(t) => t.write(p).await,
+            Backend::Zip(z) => z.write(p).await,
         }
     }
 
-    async fn finish(self, manifest: Vec<u8>) -> std::io::Result<()> {
+    async fn finish(self, codec: &Codec, manifest: Vec<u8>) -> std::io::Result<()> {
         let header = EntryHeader {
             path: MANIFEST_PATH.to_string(),
             kind: EntryKind::File,
@@ -268,9 +291,43 @@ impl Backend {
             link_target: None,
         };
         match self {
-            Backend::Tar(t) => t.finish(&header, manifest).await,
-            Backend::Zip(z) => z.finish(&header, manifest).await,
+            Backend::Tar(t) => t.finish(codec, &header, manifest).await,
+            Backend::Zip(z) => z.finish(codec, &header, manifest).await,
         }
+    }
+}
+
+/// Counts the bytes that reach the sink.
+struct CountingSink {
+    inner: Box<dyn AsyncWrite + Send + Unpin>,
+    shared: Arc<Shared>,
+}
+
+impl AsyncWrite for CountingSink {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &r {
+            self.shared.written.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -303,15 +360,7 @@ impl ArchiveWriter {
                 cause: format!("spool directory is not usable: {e}"),
             })?;
 
-        let backend = match opts.format {
-            Format::TarZst | Format::TarGz => Backend::Tar(tar_backend::TarBackend::new(
-                sink,
-                opts.format,
-                level,
-                opts.zstd_workers,
-            )),
-            Format::Zip => Backend::Zip(zip_backend::ZipBackend::new(sink, level)),
-        };
+        let codec = Codec::new(opts.format, level, opts.zstd_workers.max(1) as usize);
         let shared = Arc::new(Shared {
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -319,7 +368,21 @@ impl ArchiveWriter {
             paths: Mutex::new(HashSet::new()),
             fatal: Mutex::new(None),
             spool_dir,
+            format: opts.format,
+            codec,
+            active: Arc::new(Semaphore::new(ACTIVE_ENTRIES)),
+            spool_bytes: AtomicU64::new(0),
+            spool_peak: AtomicU64::new(0),
+            written: AtomicU64::new(0),
         });
+        let sink: Box<dyn AsyncWrite + Send + Unpin> = Box::new(CountingSink {
+            inner: sink,
+            shared: shared.clone(),
+        });
+        let backend = match opts.format {
+            Format::TarZst | Format::TarGz => Backend::Tar(tar_backend::TarBackend::new(sink)),
+            Format::Zip => Backend::Zip(zip_backend::ZipBackend::new(sink)),
+        };
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let task = tokio::spawn(writer_task(backend, rx, shared.clone()));
         Ok(ArchiveWriter {
@@ -336,9 +399,14 @@ impl ArchiveWriter {
         }
     }
 
+    /// Spool and output figures so far.
+    pub fn stats(&self) -> WriterStats {
+        stats(&self.shared)
+    }
+
     /// Wait until no entry is in flight (every `add_*` call started so far has returned), then
-    /// write `manifest.json` as the last entry, finish the compressor and flush and shut down
-    /// the sink. `add_*` calls started after this begins fail with [`ArchiveError::Closed`].
+    /// write `manifest.json` as the last entry, finish the compressed stream and flush and shut
+    /// down the sink. `add_*` calls started after this begins fail with [`ArchiveError::Closed`].
     pub async fn finish(mut self, manifest: &Manifest) -> Result<(), ArchiveError> {
         let json = serde_json::to_vec_pretty(manifest).map_err(|e| ArchiveError::Entry {
             path: MANIFEST_PATH.into(),
@@ -377,6 +445,14 @@ impl ArchiveWriter {
     }
 }
 
+fn stats(shared: &Shared) -> WriterStats {
+    WriterStats {
+        spool_peak: shared.spool_peak.load(Ordering::SeqCst),
+        spool_now: shared.spool_bytes.load(Ordering::SeqCst),
+        written: shared.written.load(Ordering::Relaxed),
+    }
+}
+
 impl Drop for ArchiveWriter {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
@@ -394,22 +470,18 @@ impl Drop for ArchiveWriter {
 async fn writer_task(mut backend: Backend, mut rx: mpsc::Receiver<Msg>, shared: Arc<Shared>) {
     while let Some(msg) = rx.recv().await {
         match msg {
-            Msg::Entry(req) => {
-                let EntryRequest { header, data, done } = req;
-                match backend.write_entry(&header, data).await {
-                    Ok(()) => {
-                        let _ = done.send(Ok(()));
-                    }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        *shared.fatal.lock().unwrap() = Some(msg.clone());
-                        let _ = done.send(Err(msg));
-                        break;
-                    }
+            Msg::Entry(p) => {
+                let path = p.header.path.clone();
+                if let Err(e) = backend.write(p).await {
+                    *shared.fatal.lock().unwrap() = Some(format!("{e} (writing {path})"));
+                    break;
                 }
             }
             Msg::Finish { manifest, done } => {
-                let r = backend.finish(manifest).await.map_err(ArchiveError::Io);
+                let r = backend
+                    .finish(&shared.codec, manifest)
+                    .await
+                    .map_err(ArchiveError::Io);
                 if let Err(e) = &r {
                     *shared.fatal.lock().unwrap() = Some(e.to_string());
                 }
@@ -427,13 +499,8 @@ async fn writer_task(mut backend: Backend, mut rx: mpsc::Receiver<Msg>, shared: 
         .clone()
         .unwrap_or_else(|| "the writer task ended".into());
     while let Some(m) = rx.recv().await {
-        match m {
-            Msg::Entry(req) => {
-                let _ = req.done.send(Err(msg.clone()));
-            }
-            Msg::Finish { done, .. } => {
-                let _ = done.send(Err(ArchiveError::Closed(msg.clone())));
-            }
+        if let Msg::Finish { done, .. } = m {
+            let _ = done.send(Err(ArchiveError::Closed(msg.clone())));
         }
     }
 }
@@ -495,168 +562,133 @@ impl EntrySink {
         self.shared.paths.lock().unwrap().remove(path);
     }
 
-    /// Queue an entry; returns the data sender (files) and the completion receiver.
-    async fn submit(
-        &self,
-        header: EntryHeader,
-        with_data: bool,
-    ) -> Result<
-        (
-            Option<mpsc::Sender<Bytes>>,
-            oneshot::Receiver<Result<(), String>>,
-        ),
-        ArchiveError,
-    > {
-        let (data_tx, data_rx) = if with_data {
-            let (t, r) = mpsc::channel(CHUNKS_IN_FLIGHT);
-            (Some(t), Some(r))
-        } else {
-            (None, None)
-        };
-        let (done, done_rx) = oneshot::channel();
-        let req = EntryRequest {
-            header,
-            data: data_rx,
-            done,
-        };
-        if self.tx.send(Msg::Entry(req)).await.is_err() {
-            return Err(self.shared.closed_error());
-        }
-        Ok((data_tx, done_rx))
+    /// Spool and output figures so far.
+    pub fn stats(&self) -> WriterStats {
+        stats(&self.shared)
     }
 
-    async fn wait_done(
-        &self,
-        path: &str,
-        done: oneshot::Receiver<Result<(), String>>,
-    ) -> Result<(), ArchiveError> {
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ArchiveError::Closed(format!("entry {path}: {e}"))),
-            Err(_) => Err(self.shared.closed_error()),
-        }
+    /// A place among the [`ACTIVE_ENTRIES`] entries that may be received at once; waits for
+    /// one. Take it *before* opening the stream it is for: a stream whose data waits unread
+    /// stalls the other channels of its SSH session, so nothing may wait for a slot while
+    /// holding one of those open. A stream of many entries (a file copy) takes one slot for all
+    /// of them ([`EntrySink::begin_in`]).
+    pub async fn slot(&self) -> Result<Slot, ArchiveError> {
+        self.shared
+            .active
+            .clone()
+            .acquire_owned()
+            .await
+            .map(Slot)
+            .map_err(|_| self.shared.closed_error())
     }
 
-    /// Add a stream of unknown length (e.g. a command's stdout): spooled to a temp file while
-    /// hashed, then appended. On a read error nothing is added and the error is returned.
+    /// Start a file entry of unknown length at `path`, in its own slot: write to it, then
+    /// [`commit`](StreamEntry::commit) it, or drop it to add nothing.
+    pub async fn begin_stream(&self, path: &str) -> Result<StreamEntry, ArchiveError> {
+        let slot = self.slot().await?;
+        let guard = self.begin(path)?;
+        Ok(StreamEntry::new(
+            self.clone(),
+            path.to_string(),
+            guard,
+            Some(slot.0),
+        ))
+    }
+
+    /// Start a file entry in a slot the caller holds (one entry at a time per slot).
+    pub fn begin_in(&self, _slot: &Slot, path: &str) -> Result<StreamEntry, ArchiveError> {
+        let guard = self.begin(path)?;
+        Ok(StreamEntry::new(
+            self.clone(),
+            path.to_string(),
+            guard,
+            None,
+        ))
+    }
+
+    /// Add a stream of unknown length (e.g. a command's stdout), compressed while it arrives.
+    /// On a read error nothing is added and the error is returned.
     pub async fn add_stream<R: AsyncRead + Unpin + Send>(
         &self,
         path: &str,
         mode: u32,
-        reader: R,
+        mut reader: R,
     ) -> Result<EntryRecord, ArchiveError> {
-        let guard = self.begin(path)?;
-        let spooled = match spool(&self.shared.spool_dir, path, reader).await {
-            Ok(s) => s,
-            Err(e) => {
-                self.release(path);
-                drop(guard);
-                return Err(e);
-            }
-        };
-        let header = EntryHeader {
-            path: path.to_string(),
-            kind: EntryKind::File,
-            size: spooled.size,
-            mode: mode & 0o7777,
-            mtime: now(),
-            link_target: None,
-        };
-        let (data_tx, done) = self.submit(header, true).await?;
-        let mut file = spooled.file;
-        let pumped = pump(
-            &mut file,
-            spooled.size,
-            data_tx.expect("file entry has data"),
-            None,
-        )
-        .await;
-        self.wait_done(path, done).await?;
-        drop(guard);
-        match pumped {
-            PumpEnd::Complete(n) if n == spooled.size => Ok(EntryRecord {
+        let mut entry = self.begin_stream(path).await?;
+        match entry.copy_from(&mut reader, None).await {
+            Ok(_) => entry.commit(mode, now()).await,
+            Err(CopyError::Local(e)) => Err(e),
+            Err(CopyError::Source(e)) => Err(ArchiveError::Entry {
                 path: path.to_string(),
-                kind: EntryKind::File,
-                size: spooled.size,
-                sha256: Some(spooled.sha256),
-                mode: mode & 0o7777,
-                link_target: None,
+                cause: format!(
+                    "reading source failed after {} bytes: {e} (nothing added)",
+                    entry.size()
+                ),
             }),
-            PumpEnd::Complete(n) | PumpEnd::Short(n) => Err(ArchiveError::Entry {
-                path: path.to_string(),
-                cause: format!("spool file gave {n} of {} bytes", spooled.size),
-            }),
-            PumpEnd::ReadError(n, e) => Err(ArchiveError::Entry {
-                path: path.to_string(),
-                cause: format!("reading spool file after {n} bytes: {e}"),
-            }),
-            PumpEnd::WriterGone => Err(self.shared.closed_error()),
         }
     }
 
-    /// Add an entry of known size (e.g. a file from a remote `tar` stream), hashed while it is
-    /// written straight into the archive (the writer is held for this entry meanwhile).
-    ///
-    /// If the reader yields more than `meta.size` bytes, the rest is not read. If it ends early
-    /// or fails, the entry is padded with zeros to `meta.size` so the archive stays valid, and
-    /// [`ArchiveError::Truncated`] (early end) or [`ArchiveError::Entry`] (read error) is
-    /// returned: the entry is then in the archive but its content is invalid; record it as
-    /// failed ([`EntryRecord::failed_file`]).
+    /// Add an entry of known size (e.g. a file of a remote `tar` stream), compressed while it
+    /// arrives. If the reader yields more than `meta.size` bytes, the rest is not read. If it
+    /// ends early ([`ArchiveError::Truncated`]) or fails ([`ArchiveError::Entry`]), nothing is
+    /// added.
     pub async fn add_sized<R: AsyncRead + Unpin + Send>(
         &self,
         meta: EntryMeta,
         reader: R,
     ) -> Result<EntryRecord, ArchiveError> {
-        let guard = self.begin(&meta.path)?;
-        let header = EntryHeader {
-            path: meta.path.clone(),
-            kind: EntryKind::File,
-            size: meta.size,
-            mode: meta.mode & 0o7777,
-            mtime: meta.mtime,
-            link_target: None,
-        };
-        let (data_tx, done) = match self.submit(header, true).await {
-            Ok(x) => x,
-            Err(e) => {
-                self.release(&meta.path);
-                return Err(e);
-            }
-        };
-        let mut hasher = Sha256::new();
-        let mut reader = reader;
-        let pumped = pump(
-            &mut reader,
-            meta.size,
-            data_tx.expect("file entry has data"),
-            Some(&mut hasher),
-        )
-        .await;
-        self.wait_done(&meta.path, done).await?;
-        drop(guard);
-        match pumped {
-            PumpEnd::Complete(_) => Ok(EntryRecord {
-                path: meta.path,
-                kind: EntryKind::File,
-                size: meta.size,
-                sha256: Some(hex::encode(hasher.finalize())),
-                mode: meta.mode & 0o7777,
-                link_target: None,
-            }),
-            PumpEnd::Short(got) => Err(ArchiveError::Truncated {
+        let slot = self.slot().await?;
+        self.add_sized_in(&slot, meta, reader).await
+    }
+
+    /// [`add_sized`](EntrySink::add_sized) in a slot the caller holds.
+    pub async fn add_sized_in<R: AsyncRead + Unpin + Send>(
+        &self,
+        slot: &Slot,
+        meta: EntryMeta,
+        mut reader: R,
+    ) -> Result<EntryRecord, ArchiveError> {
+        let mut entry = self.begin_in(slot, &meta.path)?;
+        match entry.copy_from(&mut reader, Some(meta.size)).await {
+            Ok(got) if got == meta.size => entry.commit(meta.mode, meta.mtime).await,
+            Ok(got) => Err(ArchiveError::Truncated {
                 path: meta.path,
                 got,
                 expected: meta.size,
             }),
-            PumpEnd::ReadError(got, e) => Err(ArchiveError::Entry {
+            Err(CopyError::Local(e)) => Err(e),
+            Err(CopyError::Source(e)) => Err(ArchiveError::Entry {
                 path: meta.path,
                 cause: format!(
-                    "reading source failed after {got} of {} bytes: {e} (entry padded with zeros, content invalid)",
+                    "reading source failed after {} of {} bytes: {e} (nothing added)",
+                    entry.size(),
                     meta.size
                 ),
             }),
-            PumpEnd::WriterGone => Err(self.shared.closed_error()),
         }
+    }
+
+    /// Queue an entry without data (a directory or symlink).
+    async fn add_empty(&self, header: EntryHeader) -> Result<(), ArchiveError> {
+        let guard = self.begin(&header.path)?;
+        let head = if self.shared.format == Format::Zip {
+            Vec::new()
+        } else {
+            self.shared
+                .codec
+                .compress_blocking(&tar_backend::tar_header_bytes(&header))
+                .map_err(ArchiveError::Io)?
+        };
+        let p = Prepared {
+            header,
+            head,
+            body: None,
+            tail: Vec::new(),
+            crc32: 0,
+        };
+        let r = self.queue(p).await;
+        drop(guard);
+        r
     }
 
     /// Add a directory entry.
@@ -667,18 +699,15 @@ impl EntrySink {
         mtime: i64,
     ) -> Result<EntryRecord, ArchiveError> {
         let path = path.trim_end_matches('/');
-        let guard = self.begin(path)?;
-        let header = EntryHeader {
+        self.add_empty(EntryHeader {
             path: path.to_string(),
             kind: EntryKind::Dir,
             size: 0,
             mode: mode & 0o7777,
             mtime,
             link_target: None,
-        };
-        let (_, done) = self.submit(header, false).await?;
-        self.wait_done(path, done).await?;
-        drop(guard);
+        })
+        .await?;
         Ok(EntryRecord {
             path: path.to_string(),
             kind: EntryKind::Dir,
@@ -702,18 +731,15 @@ impl EntrySink {
                 cause: "empty or invalid symlink target".into(),
             });
         }
-        let guard = self.begin(path)?;
-        let header = EntryHeader {
+        self.add_empty(EntryHeader {
             path: path.to_string(),
             kind: EntryKind::Symlink,
             size: 0,
             mode: 0o777,
             mtime,
             link_target: Some(target.to_string()),
-        };
-        let (_, done) = self.submit(header, false).await?;
-        self.wait_done(path, done).await?;
-        drop(guard);
+        })
+        .await?;
         Ok(EntryRecord {
             path: path.to_string(),
             kind: EntryKind::Symlink,
@@ -722,191 +748,6 @@ impl EntrySink {
             mode: 0o777,
             link_target: Some(target.to_string()),
         })
-    }
-}
-
-struct Spooled {
-    file: tokio::fs::File,
-    size: u64,
-    sha256: String,
-}
-
-/// Copy `reader` to an anonymous temp file in `dir` (0600, unlinked), hashing as it goes.
-async fn spool<R: AsyncRead + Unpin>(
-    dir: &std::path::Path,
-    path: &str,
-    mut reader: R,
-) -> Result<Spooled, ArchiveError> {
-    let d = dir.to_path_buf();
-    let std_file = tokio::task::spawn_blocking(move || tempfile::tempfile_in(&d))
-        .await
-        .map_err(|e| ArchiveError::Closed(e.to_string()))?
-        .map_err(|e| ArchiveError::Entry {
-            path: path.to_string(),
-            cause: format!("creating spool file in {}: {e}", dir.display()),
-        })?;
-    let mut file = tokio::fs::File::from_std(std_file);
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buf = vec![0u8; CHUNK_SIZE];
-    let spool_err = |e: std::io::Error| ArchiveError::Entry {
-        path: path.to_string(),
-        cause: format!("writing spool file in {}: {e}", dir.display()),
-    };
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(ArchiveError::Entry {
-                    path: path.to_string(),
-                    cause: format!("reading source failed after {size} bytes: {e} (nothing added)"),
-                });
-            }
-        };
-        hasher.update(&buf[..n]);
-        file.write_all(&buf[..n]).await.map_err(spool_err)?;
-        size += n as u64;
-    }
-    file.flush().await.map_err(spool_err)?;
-    file.seek(std::io::SeekFrom::Start(0))
-        .await
-        .map_err(spool_err)?;
-    Ok(Spooled {
-        file,
-        size,
-        sha256: hex::encode(hasher.finalize()),
-    })
-}
-
-enum PumpEnd {
-    /// All `size` bytes sent.
-    Complete(u64),
-    /// The reader ended after this many bytes.
-    Short(u64),
-    ReadError(u64, std::io::Error),
-    /// The writer task dropped the data channel (it failed).
-    WriterGone,
-}
-
-/// Read up to `size` bytes from `reader` in [`CHUNK_SIZE`] chunks into `tx`, hashing them.
-async fn pump<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    size: u64,
-    tx: mpsc::Sender<Bytes>,
-    mut hasher: Option<&mut Sha256>,
-) -> PumpEnd {
-    let mut sent = 0u64;
-    while sent < size {
-        let want = (size - sent).min(CHUNK_SIZE as u64) as usize;
-        let mut buf = BytesMut::with_capacity(want);
-        let mut eof = false;
-        while buf.len() < want {
-            let mut limited = (&mut *reader).take((want - buf.len()) as u64);
-            match limited.read_buf(&mut buf).await {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let n = buf.len() as u64;
-                    if let Some(h) = hasher.as_deref_mut() {
-                        h.update(&buf);
-                    }
-                    if !buf.is_empty() && tx.send(buf.freeze()).await.is_err() {
-                        return PumpEnd::WriterGone;
-                    }
-                    return PumpEnd::ReadError(sent + n, e);
-                }
-            }
-        }
-        let n = buf.len() as u64;
-        if n > 0 {
-            if let Some(h) = hasher.as_deref_mut() {
-                h.update(&buf);
-            }
-            if tx.send(buf.freeze()).await.is_err() {
-                return PumpEnd::WriterGone;
-            }
-            sent += n;
-        }
-        if eof {
-            return PumpEnd::Short(sent);
-        }
-    }
-    PumpEnd::Complete(sent)
-}
-
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
-
-/// The reading side of an entry's data channel, as the backends see it: yields exactly `size`
-/// bytes, padding with zeros when the channel closes early.
-pub(crate) struct ChunkReader {
-    rx: Option<mpsc::Receiver<Bytes>>,
-    current: Bytes,
-    remaining: u64,
-}
-
-impl ChunkReader {
-    pub fn new(rx: Option<mpsc::Receiver<Bytes>>, size: u64) -> ChunkReader {
-        ChunkReader {
-            rx,
-            current: Bytes::new(),
-            remaining: size,
-        }
-    }
-
-    /// Next piece of data (blocking; for the zip thread). `None` at the end.
-    pub fn blocking_next(&mut self) -> Option<Bytes> {
-        if self.remaining == 0 {
-            return None;
-        }
-        while self.current.is_empty() {
-            match self.rx.as_mut().and_then(|rx| rx.blocking_recv()) {
-                Some(b) => self.current = b,
-                None => return Some(self.padding()),
-            }
-        }
-        Some(self.take_current())
-    }
-
-    /// Next piece of data. `None` at the end.
-    pub async fn next(&mut self) -> Option<Bytes> {
-        if self.remaining == 0 {
-            return None;
-        }
-        while self.current.is_empty() {
-            let got = match self.rx.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => None,
-            };
-            match got {
-                Some(b) => self.current = b,
-                None => return Some(self.padding()),
-            }
-        }
-        Some(self.take_current())
-    }
-
-    /// The source ended early: zeros, up to what is missing.
-    fn padding(&mut self) -> Bytes {
-        self.rx = None;
-        let n = self.remaining.min(ZEROS.len() as u64) as usize;
-        self.remaining -= n as u64;
-        Bytes::from_static(&ZEROS[..n])
-    }
-
-    fn take_current(&mut self) -> Bytes {
-        let n = (self.current.len() as u64).min(self.remaining) as usize;
-        self.remaining -= n as u64;
-        let out = self.current.split_to(n);
-        if self.remaining == 0 {
-            self.current.clear();
-        }
-        out
     }
 }
 

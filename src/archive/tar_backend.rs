@@ -1,160 +1,200 @@
-//! tar.zst / tar.gz: astral-tokio-tar's `Builder` over an async-compression encoder over the
-//! sink. GNU tar headers; paths over 100 bytes get a GNU long-name entry, long symlink targets a
-//! GNU long-link entry; sizes over 8 GiB use the GNU base-256 size field.
+//! tar.zst / tar.gz: the writer task's side. Entries arrive finished and compressed (their
+//! pieces are zstd frames or gzip members, see `codec.rs`); the writer copies them to the sink
+//! in order, so the archive decompresses to one ordinary tar stream.
+//!
+//! Headers are GNU tar headers built with astral-tokio-tar's `Header`: paths over 100 bytes get a
+//! GNU long-name entry (`L`), long symlink targets a GNU long-link entry (`K`), and sizes of
+//! 8 GiB and more the GNU base-256 size field.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use async_compression::Level;
-use async_compression::tokio::write::{GzipEncoder, ZstdEncoder};
-use async_compression::zstd::CParameter;
-use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::mpsc;
-use tokio_tar::{Builder, EntryType, Header};
+use tokio_tar::{EntryType, Header};
 
-use super::{ChunkReader, EntryHeader, EntryKind, Format};
+use super::codec::Codec;
+use super::entry::Prepared;
+use super::{EntryHeader, EntryKind};
 
 type DynWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Buffer between the compressor and the sink.
+/// Buffer between the writer and the sink.
 const SINK_BUFFER: usize = 256 * 1024;
 
-/// Passes writes and shutdown through, but not flushes. tokio's `copy` (used by the tar builder)
-/// flushes at the end of every entry; flushing a zstd encoder ends the current block and, with
-/// worker threads, waits for all of them, so entries would be compressed one at a time, and
-/// worse. The archive is flushed once, at the end, by `shutdown`.
-struct NoFlush(DynWrite);
-
-impl AsyncWrite for NoFlush {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+/// Zeros after an entry's data up to the next 512-byte boundary.
+pub(crate) fn padding(size: u64) -> usize {
+    ((512 - size % 512) % 512) as usize
 }
 
-pub(crate) struct TarBackend {
-    builder: Builder<NoFlush>,
+/// A GNU `././@LongLink` entry of type `kind` (`L`: path, `K`: link target) carrying `value`.
+fn long_entry(kind: EntryType, value: &str, out: &mut Vec<u8>) {
+    let mut data = value.as_bytes().to_vec();
+    data.push(0);
+    let mut header = Header::new_gnu();
+    let name = b"././@LongLink";
+    header.as_gnu_mut().expect("gnu header").name[..name.len()].copy_from_slice(name);
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(data.len() as u64);
+    header.set_entry_type(kind);
+    header.set_cksum();
+    out.extend_from_slice(header.as_bytes());
+    let pad = padding(data.len() as u64);
+    out.extend_from_slice(&data);
+    out.resize(out.len() + pad, 0);
 }
 
-fn base_header(h: &EntryHeader) -> Header {
+/// The tar header block(s) of `h`, uncompressed: a GNU long-name entry when the path does not
+/// fit, a long-link entry when the symlink target does not fit, then the 512-byte header.
+pub(crate) fn tar_header_bytes(h: &EntryHeader) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
     let mut header = Header::new_gnu();
     header.set_mode(h.mode);
     header.set_uid(0);
     header.set_gid(0);
     header.set_mtime(h.mtime.max(0) as u64);
-    header
+    let (kind, size) = match h.kind {
+        EntryKind::File => (EntryType::Regular, h.size),
+        EntryKind::Dir => (EntryType::Directory, 0),
+        EntryKind::Symlink => (EntryType::Symlink, 0),
+    };
+    header.set_entry_type(kind);
+    header.set_size(size);
+    if let Some(target) = &h.link_target
+        && header.set_link_name(target).is_err()
+    {
+        long_entry(EntryType::GNULongLink, target, &mut out);
+    }
+    // Directories carry a trailing slash, as tar writes them.
+    let path = match h.kind {
+        EntryKind::Dir => format!("{}/", h.path),
+        _ => h.path.clone(),
+    };
+    let bytes = path.as_bytes();
+    let gnu = header.as_gnu_mut().expect("gnu header");
+    if bytes.len() <= gnu.name.len() {
+        gnu.name[..bytes.len()].copy_from_slice(bytes);
+    } else {
+        long_entry(EntryType::GNULongName, &path, &mut out);
+        let n = gnu.name.len();
+        gnu.name.copy_from_slice(&bytes[..n]);
+    }
+    header.set_cksum();
+    out.extend_from_slice(header.as_bytes());
+    out
+}
+
+pub(crate) struct TarBackend {
+    out: BufWriter<DynWrite>,
 }
 
 impl TarBackend {
-    pub fn new(sink: DynWrite, format: Format, level: i32, zstd_workers: u32) -> TarBackend {
-        let buffered = BufWriter::with_capacity(SINK_BUFFER, sink);
-        let encoder: DynWrite = match format {
-            Format::TarGz => Box::new(GzipEncoder::with_quality(buffered, Level::Precise(level))),
-            _ => {
-                let mut params = vec![CParameter::checksum_flag(true)];
-                if zstd_workers > 0 {
-                    params.push(CParameter::nb_workers(zstd_workers));
-                }
-                Box::new(ZstdEncoder::with_quality_and_params(
-                    buffered,
-                    Level::Precise(level),
-                    &params,
-                ))
-            }
-        };
+    pub fn new(sink: DynWrite) -> TarBackend {
         TarBackend {
-            builder: Builder::new_non_terminated(NoFlush(encoder)),
+            out: BufWriter::with_capacity(SINK_BUFFER, sink),
         }
     }
 
-    pub async fn write_entry(
-        &mut self,
-        h: &EntryHeader,
-        data: Option<mpsc::Receiver<Bytes>>,
-    ) -> std::io::Result<()> {
-        let mut header = base_header(h);
-        match h.kind {
-            EntryKind::File => {
-                header.set_entry_type(EntryType::Regular);
-                header.set_size(h.size);
-                // The header (after a GNU long-name entry when needed) with no data yet...
-                self.builder
-                    .append_data(&mut header, &h.path, tokio::io::empty())
-                    .await?;
-                // ...then the data in the chunks it came in (tokio's `copy`, which `append`
-                // uses, would cut it into 8 KiB writes), then the padding to 512 bytes.
-                let out = self.builder.get_mut();
-                let mut reader = ChunkReader::new(data, h.size);
-                while let Some(chunk) = reader.next().await {
-                    out.write_all(&chunk).await?;
-                }
-                let pad = ((512 - h.size % 512) % 512) as usize;
-                out.write_all(&[0u8; 512][..pad]).await
-            }
-            EntryKind::Dir => {
-                header.set_entry_type(EntryType::Directory);
-                header.set_size(0);
-                self.builder
-                    .append_data(&mut header, &h.path, tokio::io::empty())
-                    .await
-            }
-            EntryKind::Symlink => {
-                header.set_entry_type(EntryType::Symlink);
-                header.set_size(0);
-                let target = h.link_target.as_deref().unwrap_or_default();
-                if header.set_link_name(target).is_err() {
-                    self.append_long_link(target).await?;
-                }
-                self.builder
-                    .append_data(&mut header, &h.path, tokio::io::empty())
-                    .await
-            }
+    /// Splice a finished entry: its pieces, unchanged.
+    pub async fn write(&mut self, mut p: Prepared) -> std::io::Result<()> {
+        self.out.write_all(&p.head).await?;
+        if let Some(body) = p.body.as_mut() {
+            body.copy_to(&mut self.out).await?;
         }
+        self.out.write_all(&p.tail).await
     }
 
-    /// A GNU `././@LongLink` entry (type `K`) carrying a symlink target too long for the header.
-    async fn append_long_link(&mut self, target: &str) -> std::io::Result<()> {
-        let mut data = target.as_bytes().to_vec();
-        data.push(0);
-        let mut header = Header::new_gnu();
-        let name = b"././@LongLink";
-        header.as_gnu_mut().expect("gnu header").name[..name.len()].copy_from_slice(name);
-        header.set_mode(0o644);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(0);
-        header.set_size(data.len() as u64);
-        header.set_entry_type(EntryType::GNULongLink);
-        header.set_cksum();
-        self.builder.append(&header, data.as_slice()).await
-    }
-
+    /// The manifest entry and the end-of-archive blocks in one last piece; then flush and shut
+    /// the sink down.
     pub async fn finish(
         mut self,
+        codec: &Codec,
         manifest_header: &EntryHeader,
         manifest: Vec<u8>,
     ) -> std::io::Result<()> {
-        let mut header = base_header(manifest_header);
-        header.set_entry_type(EntryType::Regular);
-        header.set_size(manifest.len() as u64);
-        self.builder
-            .append_data(&mut header, &manifest_header.path, manifest.as_slice())
-            .await?;
-        self.builder.finish().await?;
-        let mut encoder = self.builder.into_inner().await?;
-        // Ends the compressed stream, flushes the buffer and shuts the sink down.
-        encoder.shutdown().await
+        let mut last = tar_header_bytes(manifest_header);
+        last.extend_from_slice(&manifest);
+        last.resize(last.len() + padding(manifest.len() as u64) + 1024, 0);
+        let piece = codec.compress_blocking(&last)?;
+        self.out.write_all(&piece).await?;
+        self.out.flush().await?;
+        self.out.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64) -> EntryHeader {
+        EntryHeader {
+            path: path.into(),
+            kind: EntryKind::File,
+            size,
+            mode: 0o640,
+            mtime: 1_700_000_000,
+            link_target: None,
+        }
+    }
+
+    /// Sizes of 8 GiB and more do not fit tar's 11 octal digits: GNU base-256 encoding, read
+    /// back exactly by the tar crate and by Python's tarfile.
+    #[test]
+    fn sizes_over_8_gib_are_encoded_exactly() {
+        for size in [
+            8 * 1024 * 1024 * 1024 - 1,
+            8 * 1024 * 1024 * 1024,
+            9 * 1024 * 1024 * 1024 + 123,
+            1u64 << 40,
+        ] {
+            let bytes = tar_header_bytes(&file("c/h/big", size));
+            assert_eq!(bytes.len(), 512);
+            let h = Header::from_byte_slice(&bytes);
+            assert_eq!(h.raw_entry_size().unwrap(), size, "tar crate reads {size}");
+            assert_eq!(h.raw_file_size().unwrap(), size);
+            if size >= 8 * 1024 * 1024 * 1024 {
+                assert_eq!(bytes[124] & 0x80, 0x80, "base-256 marker for {size}");
+            }
+            // Python's tarfile, when there is one, agrees.
+            let py = std::process::Command::new("python3")
+                .args([
+                    "-c",
+                    "import sys,tarfile; print(tarfile.TarInfo.frombuf(sys.stdin.buffer.read(512), 'utf-8', 'strict').size)",
+                ])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn();
+            if let Ok(mut child) = py {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(&bytes).unwrap();
+                let out = child.wait_with_output().unwrap();
+                assert!(out.status.success());
+                assert_eq!(
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    size.to_string()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn long_paths_and_links_get_gnu_entries() {
+        let long = format!("c/h/{}", "d/".repeat(80) + "file");
+        let bytes = tar_header_bytes(&file(&long, 5));
+        // L header + name data (padded) + header
+        assert_eq!(bytes.len(), 512 + 512 + 512);
+        assert_eq!(bytes[156], b'L');
+        assert_eq!(&bytes[512..512 + long.len()], long.as_bytes());
+        let target = "t/".repeat(70);
+        let link = EntryHeader {
+            path: "c/h/l".into(),
+            kind: EntryKind::Symlink,
+            size: 0,
+            mode: 0o777,
+            mtime: 0,
+            link_target: Some(target.clone()),
+        };
+        let bytes = tar_header_bytes(&link);
+        assert_eq!(bytes[156], b'K');
+        assert_eq!(bytes[bytes.len() - 512 + 156], b'2');
     }
 }

@@ -1,255 +1,325 @@
-//! zip: the sync `zip` crate's streaming writer (`ZipWriter::new_stream`: local headers with
-//! data descriptors, no seeking; ZIP64 extra fields for entries that may pass 4 GiB) on a
-//! blocking thread. Its output goes in [`CHUNK_SIZE`] pieces through a bounded channel to an
-//! async task that writes them to the sink.
+//! zip: the writer task's side, written by hand (the `zip` crate cannot splice data compressed
+//! elsewhere). Each entry arrives with its deflate data already compressed (pieces ending in a
+//! sync flush, closed by an empty final block, see `codec.rs`), its CRC-32 and sizes, so its
+//! local header carries the real sizes and no data descriptor is needed. ZIP64 extra fields are
+//! used for sizes and offsets that do not fit 32 bits, and a ZIP64 end record when needed
+//! (APPNOTE 6.3.x, sections 4.3.7, 4.3.12, 4.3.14-16, 4.5.3).
+//!
+//! Reading (verify) uses the `zip` crate.
 
-use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
-use zip::write::SimpleFileOptions;
-use zip::{CompressionMethod, DateTime, ZipWriter};
-
-use super::{CHUNK_SIZE, ChunkReader, EntryHeader, EntryKind};
+use super::codec::Codec;
+use super::entry::Prepared;
+use super::{EntryHeader, EntryKind};
 
 type DynWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Entries at least this large are written with ZIP64 sizes (deflate can grow incompressible
-/// data a little, so stay well below 4 GiB).
-const LARGE_FILE: u64 = 0xF000_0000;
+const SINK_BUFFER: usize = 256 * 1024;
+const MAX32: u64 = 0xFFFF_FFFF;
+/// General purpose flag bit 11: names are UTF-8.
+const FLAG_UTF8: u16 = 0x0800;
+/// Version made by: UNIX (3), spec 4.5.
+const MADE_BY: u16 = (3 << 8) | 45;
 
-enum Job {
-    Entry(
-        EntryHeader,
-        Option<mpsc::Receiver<Bytes>>,
-        oneshot::Sender<std::io::Result<()>>,
-    ),
-    Finish(EntryHeader, Vec<u8>, oneshot::Sender<std::io::Result<()>>),
+struct Central {
+    name: Vec<u8>,
+    method: u16,
+    dos_time: u16,
+    dos_date: u16,
+    crc: u32,
+    csize: u64,
+    usize: u64,
+    offset: u64,
+    external: u32,
 }
 
 pub(crate) struct ZipBackend {
-    jobs: mpsc::Sender<Job>,
-    pump: Option<tokio::task::JoinHandle<std::io::Result<DynWrite>>>,
+    out: BufWriter<DynWrite>,
+    offset: u64,
+    central: Vec<Central>,
 }
 
-impl Drop for ZipBackend {
-    fn drop(&mut self) {
-        if let Some(p) = self.pump.take() {
-            p.abort();
-        }
+/// MS-DOS date and time (local time is unknowable here: UTC), clamped to 1980..=2107.
+fn dos_datetime(mtime: i64) -> (u16, u16) {
+    let ts = jiff::Timestamp::from_second(mtime).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    let dt = ts.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+    let year = dt.year();
+    if year < 1980 {
+        return ((1 << 5) | 1, 0);
     }
+    if year > 2107 {
+        return ((127 << 9) | (12 << 5) | 31, (23 << 11) | (59 << 5) | 29);
+    }
+    let date = (((year - 1980) as u16) << 9) | ((dt.month() as u16) << 5) | dt.day() as u16;
+    let time = ((dt.hour() as u16) << 11) | ((dt.minute() as u16) << 5) | (dt.second() as u16 / 2);
+    (date, time)
+}
+
+fn put16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn put32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn put64(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.to_le_bytes());
 }
 
 impl ZipBackend {
-    pub fn new(sink: DynWrite, level: i32) -> ZipBackend {
-        let (out_tx, out_rx) = mpsc::channel::<Bytes>(super::CHUNKS_IN_FLIGHT);
-        let (jobs, jobs_rx) = mpsc::channel::<Job>(1);
-        let pump = tokio::spawn(pump_out(out_rx, sink));
-        let out = ChannelWriter {
-            tx: out_tx,
-            buf: BytesMut::new(),
-            discard: Arc::new(AtomicBool::new(false)),
-        };
-        tokio::task::spawn_blocking(move || zip_thread(jobs_rx, out, level));
+    pub fn new(sink: DynWrite) -> ZipBackend {
         ZipBackend {
-            jobs,
-            pump: Some(pump),
+            out: BufWriter::with_capacity(SINK_BUFFER, sink),
+            offset: 0,
+            central: Vec::new(),
         }
     }
 
-    /// When the thread reports an error, the sink's own error (if the pump failed) says more.
-    async fn explain(&mut self, e: std::io::Error) -> std::io::Error {
-        if let Some(p) = self.pump.as_ref()
-            && p.is_finished()
-            && let Some(p) = self.pump.take()
-            && let Ok(Err(sink_err)) = p.await
-        {
-            return sink_err;
-        }
-        e
+    async fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(bytes).await?;
+        self.offset += bytes.len() as u64;
+        Ok(())
     }
 
-    async fn run(
+    /// Local header of an entry whose CRC and sizes are known.
+    fn local_header(c: &Central) -> Vec<u8> {
+        let zip64 = c.usize >= MAX32 || c.csize >= MAX32;
+        let mut v = Vec::with_capacity(30 + c.name.len() + 20);
+        put32(&mut v, 0x0403_4b50);
+        put16(&mut v, if zip64 { 45 } else { 20 });
+        put16(&mut v, FLAG_UTF8);
+        put16(&mut v, c.method);
+        put16(&mut v, c.dos_time);
+        put16(&mut v, c.dos_date);
+        put32(&mut v, c.crc);
+        put32(&mut v, if zip64 { MAX32 as u32 } else { c.csize as u32 });
+        put32(&mut v, if zip64 { MAX32 as u32 } else { c.usize as u32 });
+        put16(&mut v, c.name.len() as u16);
+        put16(&mut v, if zip64 { 20 } else { 0 });
+        v.extend_from_slice(&c.name);
+        if zip64 {
+            // In a local header the ZIP64 field holds both sizes.
+            put16(&mut v, 0x0001);
+            put16(&mut v, 16);
+            put64(&mut v, c.usize);
+            put64(&mut v, c.csize);
+        }
+        v
+    }
+
+    fn central_record(c: &Central) -> Vec<u8> {
+        let mut extra = Vec::new();
+        if c.usize >= MAX32 {
+            put64(&mut extra, c.usize);
+        }
+        if c.csize >= MAX32 {
+            put64(&mut extra, c.csize);
+        }
+        if c.offset >= MAX32 {
+            put64(&mut extra, c.offset);
+        }
+        let zip64 = !extra.is_empty();
+        let mut v = Vec::with_capacity(46 + c.name.len() + 28);
+        put32(&mut v, 0x0201_4b50);
+        put16(&mut v, MADE_BY);
+        put16(&mut v, if zip64 { 45 } else { 20 });
+        put16(&mut v, FLAG_UTF8);
+        put16(&mut v, c.method);
+        put16(&mut v, c.dos_time);
+        put16(&mut v, c.dos_date);
+        put32(&mut v, c.crc);
+        put32(&mut v, c.csize.min(MAX32) as u32);
+        put32(&mut v, c.usize.min(MAX32) as u32);
+        put16(&mut v, c.name.len() as u16);
+        put16(&mut v, if zip64 { 4 + extra.len() as u16 } else { 0 });
+        put16(&mut v, 0); // comment
+        put16(&mut v, 0); // disk number start
+        put16(&mut v, 0); // internal attributes
+        put32(&mut v, c.external);
+        put32(&mut v, c.offset.min(MAX32) as u32);
+        v.extend_from_slice(&c.name);
+        if zip64 {
+            put16(&mut v, 0x0001);
+            put16(&mut v, extra.len() as u16);
+            v.extend_from_slice(&extra);
+        }
+        v
+    }
+
+    fn central_for(h: &EntryHeader, method: u16, crc: u32, csize: u64, usize: u64) -> Central {
+        let (dos_date, dos_time) = dos_datetime(h.mtime);
+        let (name, unix, dos) = match h.kind {
+            EntryKind::File => (h.path.clone(), 0o100000 | (h.mode & 0o7777), 0),
+            EntryKind::Dir => (format!("{}/", h.path), 0o040000 | (h.mode & 0o7777), 0x10),
+            EntryKind::Symlink => (h.path.clone(), 0o120777, 0),
+        };
+        Central {
+            name: name.into_bytes(),
+            method,
+            dos_time,
+            dos_date,
+            crc,
+            csize,
+            usize,
+            offset: 0,
+            external: (unix << 16) | dos,
+        }
+    }
+
+    async fn write_entry(
         &mut self,
-        job: Job,
-        done: oneshot::Receiver<std::io::Result<()>>,
+        mut c: Central,
+        p: Option<&mut Prepared>,
+        data: &[u8],
     ) -> std::io::Result<()> {
-        let gone = || std::io::Error::other("zip writer thread stopped");
-        if self.jobs.send(job).await.is_err() {
-            return Err(self.explain(gone()).await);
+        c.offset = self.offset;
+        if c.name.len() > u16::MAX as usize {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "entry name longer than 65535 bytes",
+            ));
         }
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.explain(e).await),
-            Err(_) => Err(self.explain(gone()).await),
+        let local = Self::local_header(&c);
+        self.put(&local).await?;
+        if let Some(p) = p {
+            self.put(&std::mem::take(&mut p.head)).await?;
+            if let Some(body) = p.body.as_mut() {
+                body.copy_to(&mut self.out).await?;
+                self.offset += body.len();
+            }
+            let tail = std::mem::take(&mut p.tail);
+            self.put(&tail).await?;
+        } else {
+            self.put(data).await?;
+        }
+        self.central.push(c);
+        Ok(())
+    }
+
+    /// Splice a finished entry.
+    pub async fn write(&mut self, mut p: Prepared) -> std::io::Result<()> {
+        let h = p.header.clone();
+        match h.kind {
+            EntryKind::File => {
+                let c = Self::central_for(&h, 8, p.crc32, p.compressed_len(), h.size);
+                self.write_entry(c, Some(&mut p), &[]).await
+            }
+            EntryKind::Dir => {
+                let c = Self::central_for(&h, 0, 0, 0, 0);
+                self.write_entry(c, None, &[]).await
+            }
+            EntryKind::Symlink => {
+                let target = h.link_target.clone().unwrap_or_default().into_bytes();
+                let crc = crc32fast::hash(&target);
+                let n = target.len() as u64;
+                let c = Self::central_for(&h, 0, crc, n, n);
+                self.write_entry(c, None, &target).await
+            }
         }
     }
 
-    pub async fn write_entry(
-        &mut self,
-        h: &EntryHeader,
-        data: Option<mpsc::Receiver<Bytes>>,
+    /// The manifest entry, the central directory and the end records; then flush and shut
+    /// the sink down.
+    pub async fn finish(
+        mut self,
+        codec: &Codec,
+        manifest_header: &EntryHeader,
+        manifest: Vec<u8>,
     ) -> std::io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.run(Job::Entry(h.clone(), data, tx), rx).await
-    }
+        let mut data = codec.compress_blocking(&manifest)?;
+        data.extend_from_slice(codec.end_marker());
+        let c = Self::central_for(
+            manifest_header,
+            8,
+            crc32fast::hash(&manifest),
+            data.len() as u64,
+            manifest.len() as u64,
+        );
+        self.write_entry(c, None, &data).await?;
 
-    pub async fn finish(mut self, h: &EntryHeader, manifest: Vec<u8>) -> std::io::Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.run(Job::Finish(h.clone(), manifest, tx), rx).await?;
-        let pump = self.pump.take().expect("pump task");
-        let mut sink = pump.await.map_err(std::io::Error::other)??;
-        sink.flush().await?;
-        sink.shutdown().await
+        let cd_offset = self.offset;
+        let central = std::mem::take(&mut self.central);
+        for c in &central {
+            let rec = Self::central_record(c);
+            self.put(&rec).await?;
+        }
+        let cd_size = self.offset - cd_offset;
+        let count = central.len() as u64;
+        if count >= 0xFFFF || cd_size >= MAX32 || cd_offset >= MAX32 {
+            let z64_offset = self.offset;
+            let mut v = Vec::with_capacity(56 + 20);
+            put32(&mut v, 0x0606_4b50);
+            put64(&mut v, 44);
+            put16(&mut v, MADE_BY);
+            put16(&mut v, 45);
+            put32(&mut v, 0);
+            put32(&mut v, 0);
+            put64(&mut v, count);
+            put64(&mut v, count);
+            put64(&mut v, cd_size);
+            put64(&mut v, cd_offset);
+            put32(&mut v, 0x0706_4b50);
+            put32(&mut v, 0);
+            put64(&mut v, z64_offset);
+            put32(&mut v, 1);
+            self.put(&v).await?;
+        }
+        let mut v = Vec::with_capacity(22);
+        put32(&mut v, 0x0605_4b50);
+        put16(&mut v, 0);
+        put16(&mut v, 0);
+        put16(&mut v, count.min(0xFFFF) as u16);
+        put16(&mut v, count.min(0xFFFF) as u16);
+        put32(&mut v, cd_size.min(MAX32) as u32);
+        put32(&mut v, cd_offset.min(MAX32) as u32);
+        put16(&mut v, 0);
+        self.put(&v).await?;
+        self.out.flush().await?;
+        self.out.shutdown().await
     }
 }
 
-async fn pump_out(mut rx: mpsc::Receiver<Bytes>, mut sink: DynWrite) -> std::io::Result<DynWrite> {
-    while let Some(b) = rx.recv().await {
-        sink.write_all(&b).await?;
-    }
-    Ok(sink)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `Write` for the zip thread: collects output into chunks and sends them to the pump task.
-struct ChannelWriter {
-    tx: mpsc::Sender<Bytes>,
-    buf: BytesMut,
-    /// Set when the archive is abandoned: the zip crate finalizes on drop, write into the void.
-    discard: Arc<AtomicBool>,
-}
-
-impl ChannelWriter {
-    fn send_buf(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = self.buf.split().freeze();
-        if self.discard.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "archive sink closed"))
-    }
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        if self.buf.len() >= CHUNK_SIZE {
-            self.send_buf()?;
-        }
-        if self.buf.capacity() == 0 {
-            self.buf.reserve(CHUNK_SIZE);
-        }
-        let n = data.len().min(CHUNK_SIZE - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() >= CHUNK_SIZE {
-            self.send_buf()?;
-        }
-        Ok(n)
+    #[test]
+    fn dos_datetime_encodes_and_clamps() {
+        // 2026-12-05T01:02:03Z
+        let t = jiff::Timestamp::from_second(1_796_432_523).unwrap();
+        let dt = t.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+        let (d, tm) = dos_datetime(1_796_432_523);
+        assert_eq!(d >> 9, (dt.year() - 1980) as u16);
+        assert_eq!((d >> 5) & 15, dt.month() as u16);
+        assert_eq!(d & 31, dt.day() as u16);
+        assert_eq!(tm >> 11, dt.hour() as u16);
+        assert_eq!(dos_datetime(0), ((1 << 5) | 1, 0));
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.send_buf()
+    #[test]
+    fn zip64_fields_appear_only_when_needed() {
+        let h = EntryHeader {
+            path: "c/h/f".into(),
+            kind: EntryKind::File,
+            size: 10,
+            mode: 0o600,
+            mtime: 0,
+            link_target: None,
+        };
+        let small = ZipBackend::central_for(&h, 8, 1, 5, 10);
+        assert_eq!(ZipBackend::local_header(&small).len(), 30 + 5);
+        assert_eq!(ZipBackend::central_record(&small).len(), 46 + 5);
+        let mut big = ZipBackend::central_for(&h, 8, 1, 5 << 30, 9 << 30);
+        big.offset = 6 << 30;
+        let local = ZipBackend::local_header(&big);
+        assert_eq!(local.len(), 30 + 5 + 20);
+        assert_eq!(&local[18..26], &[0xFF; 8]);
+        assert_eq!(
+            &local[local.len() - 16..local.len() - 8],
+            &(9u64 << 30).to_le_bytes()
+        );
+        let rec = ZipBackend::central_record(&big);
+        assert_eq!(rec.len(), 46 + 5 + 4 + 24);
+        assert_eq!(&rec[rec.len() - 8..], &(6u64 << 30).to_le_bytes());
     }
-}
-
-fn dos_time(mtime: i64) -> DateTime {
-    let Ok(ts) = jiff::Timestamp::from_second(mtime) else {
-        return DateTime::default();
-    };
-    let t = ts.to_zoned(jiff::tz::TimeZone::UTC);
-    let (Ok(year), Ok(month), Ok(day), Ok(hour), Ok(minute), Ok(second)) = (
-        u16::try_from(t.year()),
-        u8::try_from(t.month()),
-        u8::try_from(t.day()),
-        u8::try_from(t.hour()),
-        u8::try_from(t.minute()),
-        u8::try_from(t.second()),
-    ) else {
-        return DateTime::default();
-    };
-    DateTime::from_date_and_time(year, month, day, hour, minute, second).unwrap_or_default()
-}
-
-fn zip_err(e: zip::result::ZipError) -> std::io::Error {
-    match e {
-        zip::result::ZipError::Io(e) => e,
-        other => std::io::Error::other(other.to_string()),
-    }
-}
-
-fn write_one(
-    zw: &mut ZipWriter<zip::write::StreamWriter<ChannelWriter>>,
-    h: &EntryHeader,
-    data: Option<mpsc::Receiver<Bytes>>,
-    level: i32,
-) -> std::io::Result<()> {
-    // Level 0 means "store": deflate's own range is 1-9.
-    let (method, level) = match level {
-        0 => (CompressionMethod::Stored, None),
-        l => (CompressionMethod::Deflated, Some(l as i64)),
-    };
-    let opts = SimpleFileOptions::default()
-        .compression_method(method)
-        .compression_level(level)
-        .unix_permissions(h.mode)
-        .last_modified_time(dos_time(h.mtime))
-        .large_file(h.size >= LARGE_FILE);
-    match h.kind {
-        EntryKind::File => {
-            zw.start_file(h.path.as_str(), opts).map_err(zip_err)?;
-            let mut reader = ChunkReader::new(data, h.size);
-            while let Some(chunk) = reader.blocking_next() {
-                zw.write_all(&chunk)?;
-            }
-            Ok(())
-        }
-        EntryKind::Dir => zw.add_directory(h.path.as_str(), opts).map_err(zip_err),
-        EntryKind::Symlink => {
-            let target = h.link_target.as_deref().unwrap_or_default();
-            zw.add_symlink(h.path.as_str(), target, opts)
-                .map_err(zip_err)
-        }
-    }
-}
-
-fn zip_thread(mut jobs: mpsc::Receiver<Job>, out: ChannelWriter, level: i32) {
-    let discard = out.discard.clone();
-    let mut zw = ZipWriter::new_stream(out);
-    while let Some(job) = jobs.blocking_recv() {
-        match job {
-            Job::Entry(h, data, done) => {
-                let r = write_one(&mut zw, &h, data, level);
-                let failed = r.is_err();
-                let _ = done.send(r);
-                if failed {
-                    break;
-                }
-            }
-            Job::Finish(h, manifest, done) => {
-                let (tx, rx) = mpsc::channel(1);
-                let size = manifest.len() as u64;
-                let r = (|| {
-                    tx.try_send(Bytes::from(manifest))
-                        .map_err(|_| std::io::Error::other("manifest channel"))?;
-                    drop(tx);
-                    write_one(&mut zw, &EntryHeader { size, ..h }, Some(rx), level)?;
-                    let mut out = zw.finish().map_err(zip_err)?.into_inner();
-                    out.flush()
-                    // `out` drops here: the pump task sees the end of the stream.
-                })();
-                let _ = done.send(r);
-                return;
-            }
-        }
-    }
-    // Abandoned (the writer task was dropped or an entry failed): don't let the zip crate's
-    // drop-time finalization write anything or complain.
-    discard.store(true, Ordering::SeqCst);
-    drop(zw);
 }

@@ -120,6 +120,10 @@ pub struct BackupArgs {
     /// Seconds one remote command may run (default: no limit).
     #[arg(long, value_name = "SECS")]
     pub command_timeout: Option<u64>,
+    /// Seconds a streaming command (a dump, a snapshot, a file copy) may send nothing before it
+    /// is stopped as stalled (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub idle_timeout: u64,
     /// known_hosts file to check host keys against (default ~/.ssh/known_hosts); wins over
     /// the inventory's UserKnownHostsFile.
     #[arg(long, value_name = "FILE")]
@@ -138,7 +142,9 @@ pub struct BackupArgs {
     /// Don't use ssh-agent even when SSH_AUTH_SOCK is set.
     #[arg(long)]
     pub no_agent: bool,
-    /// Directory for spooling command output before it enters the archive (default: $TMPDIR).
+    /// Directory for the compressed spool of entries being received (default: the target
+    /// directory for a local target, else $TMPDIR). Holds compressed bytes only, 0600, removed
+    /// on every exit.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
     /// Archive name prefix.

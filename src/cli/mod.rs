@@ -209,6 +209,10 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
             use_agent: !a.no_agent,
             connect_timeout: Duration::from_secs(a.connect_timeout),
             command_timeout: a.command_timeout.map(Duration::from_secs),
+            idle_timeout: match a.idle_timeout {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
         },
         build_dir: a.select.build_dir.clone(),
         name_prefix: a.name_prefix.clone(),

@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use super::shell::{copy_script, missing_patterns};
 use super::unit::{HostCtx, StepError, exit_text};
-use crate::archive::{ArchiveError, EntryMeta, EntryRecord, FailureKind};
+use crate::archive::{ArchiveError, EntryMeta, FailureKind};
 
 /// True when `path` lies below one of `links` (a recorded symlink path).
 fn below_symlink(links: &BTreeSet<String>, path: &str) -> Option<String> {
@@ -44,8 +44,8 @@ pub(crate) async fn copy(
         )));
     }
     let script = copy_script(patterns);
-    let stream_lock = u.ctx.sessions.stream_lock(&u.h.name);
-    let _streaming = stream_lock.lock().await;
+    // One slot for every entry of this stream, taken before the stream is opened.
+    let slot = u.ctx.sink.slot().await?;
     let t = Instant::now();
     let shown = format!("tar -c {}", crate::shell::quote_words(shown_each));
     let mut proc = match u.session.exec(&script, user).await {
@@ -62,7 +62,8 @@ pub(crate) async fn copy(
     let mut skipped_special = Vec::new();
     let mut refused_below_link = Vec::new();
     let mut links: BTreeSet<String> = BTreeSet::new();
-    let reader = u.counting(stdout);
+    let reader = u.watched(stdout);
+    let stalled = reader.fired();
     {
         let mut ar = tokio_tar::Archive::new(reader);
         match ar.entries() {
@@ -112,22 +113,28 @@ pub(crate) async fn copy(
                             mode,
                             mtime,
                         };
-                        let r = u.ctx.sink.add_sized(meta, &mut entry).await;
-                        let padded = match &r {
-                            Err(ArchiveError::Truncated { .. }) => true,
-                            Err(ArchiveError::Entry { cause, .. }) => {
-                                cause.starts_with("reading source failed")
+                        // An entry that does not arrive whole adds nothing.
+                        match u.ctx.sink.add_sized_in(&slot, meta, &mut entry).await {
+                            Err(ArchiveError::Truncated { got, expected, .. }) => {
+                                stream_err = Some(StepError::new(
+                                    FailureKind::ConnectionLost,
+                                    format!(
+                                        "tar stream ended inside /{rel} after {got} of {expected} bytes"
+                                    ),
+                                ));
+                                break;
                             }
-                            _ => false,
-                        };
-                        if padded {
-                            // The entry is in the archive, zero-padded: record it as failed
-                            // (no sha256) so `verify` lists it as unverified, not as extra.
-                            u.report
-                                .entries
-                                .push(EntryRecord::failed_file(&path, size, mode));
+                            Err(ArchiveError::Entry { cause, .. })
+                                if cause.starts_with("reading source failed") =>
+                            {
+                                stream_err = Some(StepError::new(
+                                    FailureKind::ConnectionLost,
+                                    format!("copying /{rel}: {cause}"),
+                                ));
+                                break;
+                            }
+                            r => r,
                         }
-                        r
                     } else if et.is_dir() {
                         u.ctx.sink.add_dir(&path, mode, mtime).await
                     } else if et.is_symlink() {
@@ -156,6 +163,13 @@ pub(crate) async fn copy(
                 }
             }
         }
+    }
+    if stalled.load(std::sync::atomic::Ordering::SeqCst) {
+        // Stalled: stop it rather than wait for an exit that may never come.
+        drop(proc);
+        u.record(step, &shown, user, None, t);
+        let cause = stream_err.map(|e| e.cause).unwrap_or_default();
+        return Err(StepError::new(FailureKind::Timeout, cause));
     }
     let exit = match proc.wait().await {
         Ok(e) => e,

@@ -117,7 +117,6 @@ pub async fn run_backup(
         transport: opts.transport.clone(),
         limit: Arc::new(Semaphore::new(opts.concurrency.max(1))),
         progress,
-        spool_dir: opts.spool_dir.clone(),
         cancel: cancel.clone(),
         shared: Default::default(),
     });

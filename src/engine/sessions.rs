@@ -36,24 +36,9 @@ pub fn transport_kind(e: &TransportError) -> FailureKind {
 #[derive(Default)]
 pub(crate) struct Sessions {
     cells: Mutex<HashMap<String, SessionCell>>,
-    streams: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Sessions {
-    /// The lock a streaming step holds on its host. A session has one receive loop: a command
-    /// whose output waits unread (its reader waiting for the archive writer) stalls every other
-    /// channel of that session. Were two streams of one host in flight, the one holding the
-    /// archive writer could wait on data stuck behind the other: a deadlock. One stream per
-    /// host at a time rules that out; hosts still stream in parallel.
-    pub(crate) fn stream_lock(&self, host: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.streams
-            .lock()
-            .unwrap()
-            .entry(host.to_string())
-            .or_default()
-            .clone()
-    }
-
     pub(crate) async fn get(
         &self,
         h: &PlannedHost,

@@ -12,13 +12,12 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -26,7 +25,8 @@ use super::plan::{PlannedComponent, PlannedHost};
 use super::progress::Progress;
 use super::sessions::{Sessions, transport_kind};
 use crate::archive::{
-    ArchiveError, CommandRecord, EntryMeta, EntrySink, Failure, FailureKind, HostReport, Status,
+    ArchiveError, CommandRecord, CopyError, EntryMeta, EntrySink, Failure, FailureKind, HostReport,
+    Status, StreamEntry,
 };
 use crate::http::{Endpoint, HttpClient, HttpClientBuilder, HttpError, TlsSettings};
 use crate::shell::Script;
@@ -39,7 +39,6 @@ pub(crate) struct Ctx {
     pub(crate) transport: TransportConfig,
     pub(crate) limit: Arc<Semaphore>,
     pub(crate) progress: Arc<dyn Progress>,
-    pub(crate) spool_dir: Option<PathBuf>,
     pub(crate) cancel: CancellationToken,
     /// Per-run values shared by the hosts of one component ([`HostCtx::shared`]), keyed by
     /// (component, key). Lives and dies with the run, never in the catalog (which may serve
@@ -269,6 +268,70 @@ impl<R: AsyncRead + Unpin> AsyncRead for EndWatch<R> {
             _ => {}
         }
         r
+    }
+}
+
+/// Fails a read as timed out when the reader it wraps yields nothing for `limit` (a stalled
+/// command or host), so one stalled stream cannot hold a backup forever.
+pub(crate) struct Idle<R> {
+    inner: R,
+    limit: Option<std::time::Duration>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    fired: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<R> Idle<R> {
+    pub(crate) fn new(inner: R, limit: Option<std::time::Duration>) -> Idle<R> {
+        Idle {
+            inner,
+            limit,
+            sleep: None,
+            fired: Default::default(),
+        }
+    }
+
+    /// Set once the limit has passed with no data.
+    pub(crate) fn fired(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.fired.clone()
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Idle<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let Some(limit) = self.limit else {
+            return r;
+        };
+        match r {
+            Poll::Ready(r) => {
+                if let Some(s) = self.sleep.as_mut() {
+                    s.as_mut().reset(tokio::time::Instant::now() + limit);
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let sleep = self
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                        Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!(
+                                "no data for {} s: stalled (--idle-timeout)",
+                                limit.as_secs()
+                            ),
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
     }
 }
 
@@ -657,38 +720,6 @@ impl<'a> HostCtx<'a> {
         }
     }
 
-    fn spool(&self) -> Result<tokio::fs::File, StepError> {
-        let f = match &self.ctx.spool_dir {
-            Some(d) => tempfile::tempfile_in(d),
-            None => tempfile::tempfile(),
-        }
-        .map_err(|e| StepError::local(format!("spooling output on this machine: {e}")))?;
-        Ok(tokio::fs::File::from_std(f))
-    }
-
-    /// Add a finished spool of `size` bytes as the entry `rel` (relative to `<component>/<host>/`).
-    async fn add_spooled(
-        &mut self,
-        rel: &str,
-        mut spool: tokio::fs::File,
-        size: u64,
-    ) -> Result<(), StepError> {
-        spool
-            .seek(std::io::SeekFrom::Start(0))
-            .await
-            .map_err(|e| StepError::local(format!("spool: {e}")))?;
-        let meta = EntryMeta {
-            path: self.entry_path(rel),
-            size,
-            mode: 0o600,
-            mtime: jiff::Timestamp::now().as_second(),
-        };
-        let rec = self.ctx.sink.add_sized(meta, spool).await?;
-        self.seen.insert(rec.path.clone());
-        self.report.entries.push(rec);
-        Ok(())
-    }
-
     /// Add `bytes` as the entry `rel` (relative to `<component>/<host>/`).
     pub async fn add_bytes(&mut self, rel: &str, bytes: &[u8]) -> Result<(), StepError> {
         let meta = EntryMeta {
@@ -703,19 +734,39 @@ impl<'a> HostCtx<'a> {
         Ok(())
     }
 
-    /// Add what `reader` yields (of unknown length: spooled first) as the entry `rel`. A read
-    /// error adds nothing.
+    /// Add what `reader` yields (of unknown length: compressed as it arrives) as the entry
+    /// `rel`. A read error adds nothing.
     pub async fn add_reader<R: AsyncRead + Unpin + Send>(
         &mut self,
         rel: &str,
         reader: R,
     ) -> Result<(), StepError> {
-        let mut spool = self.spool()?;
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.counting(reader));
-        let size = tokio::io::copy_buf(&mut reader, &mut spool)
-            .await
-            .map_err(|e| StepError::new(FailureKind::Api, format!("reading: {e}")))?;
-        self.add_spooled(rel, spool, size).await
+        let mut entry = self.ctx.sink.begin_stream(&self.entry_path(rel)).await?;
+        let mut reader = self.counting(reader);
+        match entry.copy_from(&mut reader, None).await {
+            Ok(_) => {}
+            Err(CopyError::Local(e)) => return Err(e.into()),
+            Err(CopyError::Source(e)) => {
+                return Err(StepError::new(FailureKind::Api, format!("reading: {e}")));
+            }
+        }
+        self.commit(entry).await
+    }
+
+    /// Queue a complete entry for the archive and record it.
+    async fn commit(&mut self, entry: StreamEntry) -> Result<(), StepError> {
+        let rec = entry
+            .commit(0o600, jiff::Timestamp::now().as_second())
+            .await?;
+        self.seen.insert(rec.path.clone());
+        self.report.entries.push(rec);
+        Ok(())
+    }
+
+    /// The reader of a streaming command's stdout: counted for progress, and failing as timed
+    /// out when the command sends nothing for the idle limit.
+    pub(crate) fn watched<R: AsyncRead + Unpin>(&self, inner: R) -> Idle<Counting<R>> {
+        Idle::new(self.counting(inner), self.ctx.transport.idle_timeout)
     }
 
     /// Run `script` and make its stdout the entry `rel`, only when it exits 0.
@@ -756,9 +807,7 @@ impl<'a> HostCtx<'a> {
         let shown = shown
             .map(str::to_string)
             .unwrap_or_else(|| script.to_shell());
-        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
-        let streaming = stream_lock.lock().await;
-        let mut spool = self.spool()?;
+        let mut entry = self.ctx.sink.begin_stream(&self.entry_path(rel)).await?;
         let mut proc = match self.session.exec(script, user).await {
             Ok(p) => p,
             Err(e) => {
@@ -769,16 +818,25 @@ impl<'a> HostCtx<'a> {
         let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
         let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watched = EndWatch {
-            inner: self.counting(stdout),
+            inner: self.watched(stdout),
             ended: ended.clone(),
         };
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, filter(Box::new(watched)));
-        let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
+        let mut reader = filter(Box::new(watched));
+        // Compressed into the entry's spool while it arrives.
+        let copied = entry.copy_from(&mut reader, None).await;
         drop(reader);
+        let copied = match copied {
+            Err(CopyError::Local(e)) => {
+                drop(proc);
+                self.record(step, &shown, user, None, t);
+                return Err(e.into());
+            }
+            Ok(n) => Ok(n),
+            Err(CopyError::Source(e)) => Err(e),
+        };
         if copied.is_ok() && !ended.load(std::sync::atomic::Ordering::SeqCst) {
             // The filter has what it needs: stop the command (dropping it closes the channel).
             drop(proc);
-            drop(streaming);
             self.record(
                 step,
                 &format!("{shown} (stopped after the part kept)"),
@@ -786,9 +844,17 @@ impl<'a> HostCtx<'a> {
                 None,
                 t,
             );
-            let size = copied.unwrap_or(0);
-            self.add_spooled(rel, spool, size).await?;
+            let size = entry.size();
+            self.commit(entry).await?;
             return Ok(size);
+        }
+        if let Err(e) = &copied
+            && e.kind() == std::io::ErrorKind::TimedOut
+        {
+            // Stalled: stop it rather than wait for an exit that may never come.
+            drop(proc);
+            self.record(step, &shown, user, None, t);
+            return Err(StepError::new(FailureKind::Timeout, e.to_string()));
         }
         let exit = match proc.wait().await {
             Ok(e) => e,
@@ -797,15 +863,15 @@ impl<'a> HostCtx<'a> {
                 return Err(e.into());
             }
         };
-        drop(streaming);
         self.record(step, &shown, user, Some(&exit), t);
-        let size = copied.map_err(|e| {
+        copied.map_err(|e| {
             StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
         })?;
         if !exit.success() {
             return Err(StepError::command(&exit));
         }
-        self.add_spooled(rel, spool, size).await?;
+        let size = entry.size();
+        self.commit(entry).await?;
         Ok(size)
     }
 

@@ -179,7 +179,13 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Limit on one command's run time (None: no limit).
     pub command_timeout: Option<Duration>,
+    /// A streaming command (output that becomes an archive entry) that sends nothing for this
+    /// long is stopped and fails as timed out (None: no limit).
+    pub idle_timeout: Option<Duration>,
 }
+
+/// Default of [`TransportConfig::idle_timeout`].
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl TransportConfig {
     /// [`TransportConfig::default_known_hosts`], no extra identities, agent on, 30 s connect
@@ -194,6 +200,7 @@ impl TransportConfig {
             use_agent: true,
             connect_timeout: Duration::from_secs(30),
             command_timeout: None,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
         }
     }
 
