@@ -195,7 +195,8 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1)
         }),
-        spool_dir: a.spool_dir.clone(),
+        // Beside the archive when the target is local: same disk, already checked writable.
+        spool_dir: a.spool_dir.clone().or_else(|| target.local_dir()),
         concurrency: a.concurrency,
         transport: TransportConfig {
             known_hosts: a
@@ -233,6 +234,16 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
         );
     } else {
         eprint!("{}", output::summary(&outcome, output::term_width()));
+    }
+    if a.verbose > 0 {
+        tracing::info!(
+            spool_peak = outcome.stats.spool_peak,
+            archive_bytes = outcome.stats.written,
+            "spool: peak {} of compressed data in {}; archive {}",
+            output::human(outcome.stats.spool_peak),
+            outcome.spool_dir.display(),
+            output::human(outcome.stats.written),
+        );
     }
     if let Some(loc) = &outcome.location {
         println!("{loc}");

@@ -220,7 +220,7 @@ fn ellipsize(s: &str, max: usize) -> String {
     format!("{cut}…")
 }
 
-fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut i = 0;

@@ -14,7 +14,7 @@ use super::sessions::Sessions;
 use super::unit::Ctx;
 use crate::archive::{
     ArchiveError, ArchiveWriter, ComponentReport, Failure, FailureKind, Format, InventoryInfo,
-    MANIFEST_FORMAT, Manifest, Status, ToolInfo, WriterOptions,
+    MANIFEST_FORMAT, Manifest, Status, ToolInfo, WriterOptions, WriterStats,
 };
 use crate::target::{Target, TargetError};
 use crate::transport::TransportConfig;
@@ -60,6 +60,10 @@ pub struct Outcome {
     pub manifest: Manifest,
     /// Where the archive was written; None when nothing usable was backed up (no archive kept).
     pub location: Option<String>,
+    /// The writer's figures: archive bytes, peak of the compressed spool.
+    pub stats: WriterStats,
+    /// Where entries were spooled.
+    pub spool_dir: PathBuf,
 }
 
 impl Outcome {
@@ -193,14 +197,19 @@ pub async fn run_backup(
         },
         components: reports,
     };
+    let spool_dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     if status == Status::Failed {
+        let stats = writer.stats();
         drop(writer);
         upload.abort().await;
         return Ok(Outcome {
             manifest,
             location: None,
+            stats,
+            spool_dir,
         });
     }
+    let sink = writer.sink();
     let finished = tokio::select! {
         r = writer.finish(&manifest) => r,
         _ = cancel.cancelled() => {
@@ -216,6 +225,8 @@ pub async fn run_backup(
     Ok(Outcome {
         manifest,
         location: Some(location),
+        stats: sink.stats(),
+        spool_dir,
     })
 }
 

@@ -116,6 +116,13 @@ impl Target {
         Ok(Target::Local(PathBuf::from(s)))
     }
 
+    /// The directory archives go to, when the target is a local (or mounted) one.
+    pub fn local_dir(&self) -> Option<PathBuf> {
+        match self {
+            Target::Local(dir) => Some(dir.clone()),
+        }
+    }
+
     /// Check it exists and is writable (before any host is contacted).
     pub async fn check(&self) -> Result<(), TargetError> {
         match self {
