@@ -69,6 +69,7 @@ tree() { # kind MiB: prints the path of a cached tree, generating it when missin
   fi
   echo "$dir"
 }
+rm -rf "$CACHE"/data-*g # the previous script's cache (one directory of 1-55 MiB files), unused
 D1G=$(tree mixed "$(mib 1024)")
 D100M=$(tree mixed "$(mib 100)")
 D4G=$(tree large "$(mib 4096)")
