@@ -108,7 +108,8 @@ pub struct BackupArgs {
     /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
     #[arg(long, value_name = "N")]
     pub level: Option<i32>,
-    /// zstd worker threads (default: number of CPUs).
+    /// Compression threads: 1 MiB chunks of entries compressed at once, as they arrive (default:
+    /// number of CPUs; the name is historical, it applies to gzip and zip too).
     #[arg(long, value_name = "N")]
     pub zstd_workers: Option<u32>,
     /// At most this many hosts worked on at once.
