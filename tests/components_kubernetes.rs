@@ -812,7 +812,8 @@ fn each_type_is_listed_once_across_namespaces_in_pages() {
     let log = std::fs::read(&requests).unwrap();
     let log = String::from_utf8_lossy(&log[before as usize..]);
     assert!(
-        log.lines().any(|l| l.contains("GET /api/v1/pods?") && l.contains("continue=")),
+        log.lines()
+            .any(|l| l.contains("GET /api/v1/pods?") && l.contains("continue=")),
         "no paged pod list in the stand-in's log:\n{log}"
     );
     // one kubectl for every namespaced type across all namespaces (not one per namespace), one
@@ -824,7 +825,10 @@ fn each_type_is_listed_once_across_namespaces_in_pages() {
         .filter(|c| c.contains(" --all-namespaces -o json --chunk-size=2"))
         .collect();
     assert_eq!(all.len(), 1, "{cmds:#?}");
-    assert!(all[0].contains("pods") && all[0].contains("secrets"), "{all:?}");
+    assert!(
+        all[0].contains("pods") && all[0].contains("secrets"),
+        "{all:?}"
+    );
     assert!(!cmds.iter().any(|c| c.contains(" -n ")), "{cmds:#?}");
 
     // what the pages add up to is what the API holds, each object once, in its namespace's file
@@ -832,13 +836,30 @@ fn each_type_is_listed_once_across_namespaces_in_pages() {
     let mut dedup = objects.clone();
     dedup.dedup();
     assert_eq!(dedup.len(), objects.len(), "an object twice: {objects:?}");
-    for (kind, plural) in [("Pod", "pods"), ("Secret", "secrets"), ("ConfigMap", "configmaps")] {
+    for (kind, plural) in [
+        ("Pod", "pods"),
+        ("Secret", "secrets"),
+        ("ConfigMap", "configmaps"),
+    ] {
         let out = Command::new("kubectl")
-            .args(["--kubeconfig", tb.var("LSB_KUBECONFIG"), "get", plural, "-A"])
-            .args(["-o", "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name}{\"\\n\"}{end}"])
+            .args([
+                "--kubeconfig",
+                tb.var("LSB_KUBECONFIG"),
+                "get",
+                plural,
+                "-A",
+            ])
+            .args([
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name}{\"\\n\"}{end}",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut want: Vec<(String, String, String)> = String::from_utf8(out.stdout)
             .unwrap()
             .lines()
@@ -852,7 +873,12 @@ fn each_type_is_listed_once_across_namespaces_in_pages() {
         assert_eq!(got, want, "{kind}");
     }
     let shop = kinds_names(&yaml(&run, "kubernetes/node2/resources/shop.yaml"));
-    for name in ["db-0", "web-6d4cf56db6-x7k2p", "cache-7f9b8c6d5-q2w3e", "reports-5c6d7e8f9-a1s2d"] {
+    for name in [
+        "db-0",
+        "web-6d4cf56db6-x7k2p",
+        "cache-7f9b8c6d5-q2w3e",
+        "reports-5c6d7e8f9-a1s2d",
+    ] {
         assert!(has(&shop, "Pod", name), "{name}: {shop:?}");
     }
     // namespaces without objects of the listed types still have their (empty) file
@@ -880,7 +906,10 @@ fn a_chunk_size_that_is_not_a_number_is_a_configuration_error() {
     );
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(!Path::new("/tmp/lsbackup-chunk-pwned").exists());
-    assert!(run.file("kubernetes/node2/volumes/persistentvolumes.yaml").exists());
+    assert!(
+        run.file("kubernetes/node2/volumes/persistentvolumes.yaml")
+            .exists()
+    );
     assert!(run.file("kubernetes/node2/etcd/snapshot.db").exists());
 }
 

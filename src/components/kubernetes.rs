@@ -654,7 +654,8 @@ pub fn split_list<R: std::io::Read>(r: R) -> Result<SplitList, String> {
     }
 
     let mut split = SplitList::default();
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(256 * 1024, r));
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(256 * 1024, r));
     let has_items = ListSeed(&mut split)
         .deserialize(&mut de)
         .and_then(|items| de.end().map(|_| items))
@@ -1627,7 +1628,10 @@ async fn resources(
                         break;
                     }
                     let yaml = split.take_yaml(&ns);
-                    if let Err(e) = h.add_bytes(&format!("resources/{ns}.yaml"), yaml.as_bytes()).await {
+                    if let Err(e) = h
+                        .add_bytes(&format!("resources/{ns}.yaml"), yaml.as_bytes())
+                        .await
+                    {
                         errors.push(format!("{ns}: {}", e.cause));
                     }
                 }
@@ -1916,7 +1920,8 @@ spec:
     }
 
     fn obj(kind: &str, ns: Option<&str>, name: &str, data: serde_json::Value) -> serde_json::Value {
-        let mut m = serde_json::json!({"name": name, "uid": "00000000-0000-4000-8000-000000001001"});
+        let mut m =
+            serde_json::json!({"name": name, "uid": "00000000-0000-4000-8000-000000001001"});
         if let Some(ns) = ns {
             m["namespace"] = ns.into();
         }
@@ -1930,10 +1935,25 @@ spec:
     #[test]
     fn a_listing_is_split_by_namespace_into_yaml_lists() {
         let items = vec![
-            obj("ConfigMap", Some("shop"), "a", serde_json::json!({"k": "v"})),
+            obj(
+                "ConfigMap",
+                Some("shop"),
+                "a",
+                serde_json::json!({"k": "v"}),
+            ),
             obj("ConfigMap", Some("kube-system"), "b", serde_json::json!({})),
-            obj("Secret", Some("shop"), "c", serde_json::json!({"password": "czNjcjN0"})),
-            obj("ConfigMap", Some("$(touch x)"), "evil", serde_json::json!({})),
+            obj(
+                "Secret",
+                Some("shop"),
+                "c",
+                serde_json::json!({"password": "czNjcjN0"}),
+            ),
+            obj(
+                "ConfigMap",
+                Some("$(touch x)"),
+                "evil",
+                serde_json::json!({}),
+            ),
             obj("ConfigMap", Some("../etc"), "up", serde_json::json!({})),
             obj("ConfigMap", None, "nowhere", serde_json::json!({})),
         ];
@@ -1955,13 +1975,19 @@ spec:
         // the same objects, in the listing's order, in a List as kubectl -o yaml lays it out
         let shop = split.take_yaml("shop");
         assert!(shop.starts_with("apiVersion: v1\nitems:\n- "), "{shop}");
-        assert!(shop.ends_with("kind: List\nmetadata:\n  resourceVersion: \"\"\n"), "{shop}");
+        assert!(
+            shop.ends_with("kind: List\nmetadata:\n  resourceVersion: \"\"\n"),
+            "{shop}"
+        );
         assert_eq!(
             parsed(&shop),
             serde_json::json!({"apiVersion": "v1", "items": [items[0], items[2]], "kind": "List",
                                "metadata": {"resourceVersion": ""}})
         );
-        assert_eq!(parsed(&split.take_yaml("kube-system"))["items"], serde_json::json!([items[1]]));
+        assert_eq!(
+            parsed(&split.take_yaml("kube-system"))["items"],
+            serde_json::json!([items[1]])
+        );
         // a namespace without objects: an empty List
         let empty = split.take_yaml("kube-public");
         assert_eq!(parsed(&empty)["items"], serde_json::json!([]));
@@ -1971,15 +1997,76 @@ spec:
     #[test]
     fn yaml_items_keep_every_value_exactly() {
         let tricky = [
-            "", "true", "false", "yes", "no", "on", "off", "y", "n", "null", "~", "Null", "1", "-1",
-            "1.0", "1e3", ".inf", "-.Inf", ".NaN", "0755", "0x1F", "0o17", "1_000", "12:30:45",
-            "2024-05-01", "2024-05-01T10:00:00Z", "- x", "-", "?", ":", "a: b", "a:b", "#c", "a #c",
-            " lead", "trail ", "  both  ", "multi\nline", "multi\nline\n", "ends\n\n\n",
-            "\nstarts", "tab\there", "\ttab", "cr\r\nlf", "\u{1}ctl\u{7f}", "bs\\", "'q'",
-            "\"dq\"", "it's", "*alias", "&anchor", "!tag", "%dir", "@at", "`bt", "{a: 1}",
-            "[1, 2]", ",", "|", ">", "---", "...", "--- x", "é ü 日本 🚀", "\u{feff}bom",
-            "a  b   c    d", &"word ".repeat(40), &"x".repeat(300),
-            "line one\n  indented two\n\tthree\n", "trailing spaces  \nnext",
+            "",
+            "true",
+            "false",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "y",
+            "n",
+            "null",
+            "~",
+            "Null",
+            "1",
+            "-1",
+            "1.0",
+            "1e3",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "0755",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "12:30:45",
+            "2024-05-01",
+            "2024-05-01T10:00:00Z",
+            "- x",
+            "-",
+            "?",
+            ":",
+            "a: b",
+            "a:b",
+            "#c",
+            "a #c",
+            " lead",
+            "trail ",
+            "  both  ",
+            "multi\nline",
+            "multi\nline\n",
+            "ends\n\n\n",
+            "\nstarts",
+            "tab\there",
+            "\ttab",
+            "cr\r\nlf",
+            "\u{1}ctl\u{7f}",
+            "bs\\",
+            "'q'",
+            "\"dq\"",
+            "it's",
+            "*alias",
+            "&anchor",
+            "!tag",
+            "%dir",
+            "@at",
+            "`bt",
+            "{a: 1}",
+            "[1, 2]",
+            ",",
+            "|",
+            ">",
+            "---",
+            "...",
+            "--- x",
+            "é ü 日本 🚀",
+            "\u{feff}bom",
+            "a  b   c    d",
+            &"word ".repeat(40),
+            &"x".repeat(300),
+            "line one\n  indented two\n\tthree\n",
+            "trailing spaces  \nnext",
             "cert:\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
         ];
         let mut data = serde_json::Map::new();
@@ -1992,7 +2079,12 @@ spec:
             "tiny": 5e-324, "t": true, "nul": null, "arr": [[], {}, [null], ""], "obj": {}
         });
         let items = vec![
-            obj("ConfigMap", Some("ns1"), "tricky", serde_json::Value::Object(data)),
+            obj(
+                "ConfigMap",
+                Some("ns1"),
+                "tricky",
+                serde_json::Value::Object(data),
+            ),
             obj("ConfigMap", Some("ns1"), "numbers", numbers),
         ];
         let mut split = split_list(kubectl_list(&items).as_bytes()).unwrap();
@@ -2013,7 +2105,8 @@ spec:
         ] {
             assert!(split_list(bad.as_bytes()).is_err(), "{bad:?} accepted");
         }
-        let empty = split_list(r#"{"apiVersion":"v1","items":[],"kind":"List"}"#.as_bytes()).unwrap();
+        let empty =
+            split_list(r#"{"apiVersion":"v1","items":[],"kind":"List"}"#.as_bytes()).unwrap();
         assert!(empty.namespaces.is_empty() && empty.left_out.is_empty());
         assert_eq!(check_chunk_size("500"), Ok(500));
         for bad in ["0", "-1", "", "5 0", "$(touch x)", "1e3"] {
