@@ -29,8 +29,11 @@ else
   cargo build --release --locked -q
   BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/lsbackup
 fi
-# shellcheck disable=SC1091
-. "$TB/env"
+# the env file is KEY=VALUE lines, not shell: some values hold shell syntax on purpose (the hostile
+# PV path), so it is read, never sourced
+tbvar() { sed -n "s/^$1=//p" "$TB/env" | tail -n 1; }
+LSB_KUBECONFIG=$(tbvar LSB_KUBECONFIG)
+LSB_K8S_BUILD_DIR=$(tbvar LSB_K8S_BUILD_DIR)
 kc() { kubectl --kubeconfig "$LSB_KUBECONFIG" --request-timeout=120s --cache-dir "$OUT/kube-cache" "$@"; }
 stat() { kc get --raw /lsbackup-testbed/stats | python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 kc get --raw /version >/dev/null || { echo "the kube-apiserver stand-in does not answer" >&2; exit 1; }
