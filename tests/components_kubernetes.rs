@@ -755,6 +755,164 @@ fn a_member_that_is_down_is_passed_over_for_a_healthy_one() {
     check_snapshot(&run, &marker);
 }
 
+/// The kubectl commands a run recorded for step `step` of the master.
+fn commands_of<'a>(run: &'a support::Run, step: &str) -> Vec<&'a str> {
+    host(run.component("kubernetes"), "node2")
+        .commands
+        .iter()
+        .filter(|c| c.step == step)
+        .map(|c| c.command.as_str())
+        .collect()
+}
+
+/// Every object of every namespace file of a run, as (namespace file, kind, name).
+fn namespaced_objects(run: &support::Run) -> Vec<(String, String, String)> {
+    let dir = run.file("kubernetes/node2/resources");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(ns) = name.strip_suffix(".yaml") else {
+            continue;
+        };
+        if ns == "_cluster" {
+            continue;
+        }
+        let list = yaml(run, &format!("kubernetes/node2/resources/{name}"));
+        for item in list["items"].as_array().unwrap() {
+            assert_eq!(item["metadata"]["namespace"], ns, "{item} in {name}");
+            out.push((
+                ns.to_string(),
+                item["kind"].as_str().unwrap().to_string(),
+                item["metadata"]["name"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn each_type_is_listed_once_across_namespaces_in_pages() {
+    let _s = serial();
+    let tb = common::testbed();
+    let requests = tb.dir().join("logs/kubeapi-requests.log");
+    let before = std::fs::metadata(&requests).map(|m| m.len()).unwrap_or(0);
+    // pages of 2 objects: every type with more than 2 objects takes several requests, each
+    // continuing where the last one ended
+    let run = support::backup(
+        &k8s_build_dir(),
+        &[
+            "--only",
+            "kubernetes",
+            "--set",
+            "kubernetes.kubectl_chunk_size=2",
+        ],
+    );
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let log = std::fs::read(&requests).unwrap();
+    let log = String::from_utf8_lossy(&log[before as usize..]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("GET /api/v1/pods?") && l.contains("continue=")),
+        "no paged pod list in the stand-in's log:\n{log}"
+    );
+    // one kubectl for every namespaced type across all namespaces (not one per namespace), one
+    // for the namespaces, one for the cluster-scoped types
+    let cmds = commands_of(&run, "resources");
+    assert_eq!(cmds.len(), 3, "{cmds:#?}");
+    let all: Vec<&&str> = cmds
+        .iter()
+        .filter(|c| c.contains(" --all-namespaces -o json --chunk-size=2"))
+        .collect();
+    assert_eq!(all.len(), 1, "{cmds:#?}");
+    assert!(
+        all[0].contains("pods") && all[0].contains("secrets"),
+        "{all:?}"
+    );
+    assert!(!cmds.iter().any(|c| c.contains(" -n ")), "{cmds:#?}");
+
+    // what the pages add up to is what the API holds, each object once, in its namespace's file
+    let objects = namespaced_objects(&run);
+    let mut dedup = objects.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), objects.len(), "an object twice: {objects:?}");
+    for (kind, plural) in [
+        ("Pod", "pods"),
+        ("Secret", "secrets"),
+        ("ConfigMap", "configmaps"),
+    ] {
+        let out = Command::new("kubectl")
+            .args([
+                "--kubeconfig",
+                tb.var("LSB_KUBECONFIG"),
+                "get",
+                plural,
+                "-A",
+            ])
+            .args([
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name}{\"\\n\"}{end}",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut want: Vec<(String, String, String)> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let (ns, name) = l.split_once(' ').unwrap();
+                (ns.to_string(), kind.to_string(), name.to_string())
+            })
+            .collect();
+        want.sort();
+        let got: Vec<_> = objects.iter().filter(|o| o.1 == kind).cloned().collect();
+        assert_eq!(got, want, "{kind}");
+    }
+    let shop = kinds_names(&yaml(&run, "kubernetes/node2/resources/shop.yaml"));
+    for name in [
+        "db-0",
+        "web-6d4cf56db6-x7k2p",
+        "cache-7f9b8c6d5-q2w3e",
+        "reports-5c6d7e8f9-a1s2d",
+    ] {
+        assert!(has(&shop, "Pod", name), "{name}: {shop:?}");
+    }
+    // namespaces without objects of the listed types still have their (empty) file
+    let public = yaml(&run, "kubernetes/node2/resources/kube-node-lease.yaml");
+    assert_eq!(public["kind"], "List");
+}
+
+#[test]
+fn a_chunk_size_that_is_not_a_number_is_a_configuration_error() {
+    let _s = serial();
+    let run = support::backup(
+        &k8s_build_dir(),
+        &[
+            "--only",
+            "kubernetes",
+            "--set",
+            "kubernetes.kubectl_chunk_size=$(touch /tmp/lsbackup-chunk-pwned)",
+        ],
+    );
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let e = run.errors_of("kubernetes");
+    assert!(
+        e.contains("node2: kubernetes: resources: kubectl_chunk_size \"$(touch /tmp/lsbackup-chunk-pwned)\" is not a positive number of objects"),
+        "{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(!Path::new("/tmp/lsbackup-chunk-pwned").exists());
+    assert!(
+        run.file("kubernetes/node2/volumes/persistentvolumes.yaml")
+            .exists()
+    );
+    assert!(run.file("kubernetes/node2/etcd/snapshot.db").exists());
+}
+
 #[test]
 fn api_partly_down_names_what_is_missing_and_keeps_the_rest() {
     let _s = serial();

@@ -43,6 +43,8 @@ vars:
   etcd_data_dir: ""
   # resource types left out of resources/ (space-separated, as `kubectl api-resources -o name`)
   kubernetes_resources_skip: events events.events.k8s.io
+  # objects per request when kubectl lists a type across all namespaces (limit/continue paging)
+  kubectl_chunk_size: "500"
 not_covered:
   - >-
     data of persistent volumes (local and hostPath volumes: the kubernetes_volumes component;
@@ -521,6 +523,149 @@ pub fn kubernetes_config_names(listing: &[u8]) -> Vec<String> {
     names
 }
 
+/// `kubectl_chunk_size`: a positive number of objects per list request.
+pub fn check_chunk_size(v: &str) -> Result<u32, String> {
+    match v.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "kubectl_chunk_size {v:?} is not a positive number of objects"
+        )),
+    }
+}
+
+/// The objects of a kubectl JSON `List` split by `metadata.namespace`: for each namespace the
+/// YAML of its items (each a `- ` sequence entry, in the order of the listing) and their count.
+#[derive(Debug, Default)]
+pub struct SplitList {
+    pub namespaces: BTreeMap<String, (String, usize)>,
+    /// Items left out: without a namespace, or with one that is not a usable name.
+    pub left_out: Vec<String>,
+}
+
+impl SplitList {
+    fn push(&mut self, item: serde_json::Value) -> Result<(), String> {
+        let ns = item
+            .pointer("/metadata/namespace")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        if !namespace_ok(ns) {
+            let what = |p: &str| {
+                item.pointer(p)
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            };
+            self.left_out.push(format!(
+                "{} {:?} in namespace {ns:?}",
+                what("/kind"),
+                what("/metadata/name")
+            ));
+            return Ok(());
+        }
+        let yaml = serde_saphyr::to_string(&[&item])
+            .map_err(|e| format!("writing an item as YAML: {e}"))?;
+        let entry = self
+            .namespaces
+            .entry(ns.to_string())
+            .or_insert_with(|| (String::new(), 0));
+        entry.0.push_str(&yaml);
+        if !yaml.ends_with('\n') {
+            entry.0.push('\n');
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    /// The YAML `List` of namespace `ns` (an empty one when it holds nothing), as
+    /// `kubectl get -o yaml` lays a list out; the items' text is taken out of `self`.
+    pub fn take_yaml(&mut self, ns: &str) -> String {
+        let (items, _) = self.namespaces.remove(ns).unwrap_or_default();
+        list_yaml(&items)
+    }
+}
+
+/// A `List` around YAML sequence entries (`- ...` lines; empty: no items).
+pub fn list_yaml(items: &str) -> String {
+    let mut out = String::with_capacity(items.len() + 64);
+    out.push_str("apiVersion: v1\n");
+    if items.is_empty() {
+        out.push_str("items: []\n");
+    } else {
+        out.push_str("items:\n");
+        out.push_str(items);
+    }
+    out.push_str("kind: List\nmetadata:\n  resourceVersion: \"\"\n");
+    out
+}
+
+/// Read a kubectl JSON `List` (`{"apiVersion": "v1", "items": [...], "kind": "List", ...}`)
+/// from `r` item by item: only one item is held as JSON at a time, each is kept as YAML under
+/// its namespace.
+pub fn split_list<R: std::io::Read>(r: R) -> Result<SplitList, String> {
+    use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    struct ListSeed<'a>(&'a mut SplitList);
+    struct ItemsSeed<'a>(&'a mut SplitList);
+
+    impl<'de> DeserializeSeed<'de> for ListSeed<'_> {
+        type Value = bool;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for ListSeed<'_> {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a Kubernetes List object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let mut items = false;
+            while let Some(key) = map.next_key::<String>()? {
+                if key == "items" && !items {
+                    map.next_value_seed(ItemsSeed(&mut *self.0))?;
+                    items = true;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(items)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for ItemsSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("the items of a List")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            Ok(()) // "items": null
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(item) = seq.next_element::<serde_json::Value>()? {
+                self.0.push(item).map_err(A::Error::custom)?;
+            }
+            Ok(())
+        }
+    }
+
+    let mut split = SplitList::default();
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(256 * 1024, r));
+    let has_items = ListSeed(&mut split)
+        .deserialize(&mut de)
+        .and_then(|items| de.end().map(|_| items))
+        .map_err(|e| format!("kubectl's JSON list: {e}"))?;
+    if !has_items {
+        return Err("kubectl's JSON has no items: not a List".into());
+    }
+    Ok(split)
+}
+
 // --- the backup --------------------------------------------------------------------------------
 
 /// How etcdctl is run.
@@ -626,6 +771,18 @@ impl Kubectl {
         .await
     }
 
+    /// Run kubectl and keep its whole stdout in a spool on this machine (it must exit 0).
+    async fn spooled(
+        &self,
+        h: &mut HostCtx<'_>,
+        step: &str,
+        args: &[String],
+    ) -> Result<std::fs::File, StepError> {
+        h.run_spooled(step, &self.script(args), None, Some(&self.shown(args)))
+            .await
+            .map(|(f, _)| f)
+    }
+
     /// Which of `types` fail to list in `ns` (`*`: all namespaces, "": cluster-wide).
     async fn failing_types(
         &self,
@@ -707,8 +864,9 @@ impl Native for Kubernetes {
             "kubeadm-config ConfigMap: `kubectl -n kube-system get configmap kubeadm-config -o yaml` -> kubeadm/kubeadm-config-configmap.yaml".into(),
             "api resources: `kubectl api-resources -o wide` (fresh discovery cache in /tmp/lsbackup-kubectl.*) -> resources/api-resources.txt".into(),
             format!(
-                "resources: every type `kubectl api-resources --verbs=list` names except {}, per namespace -> resources/<namespace>.yaml, resources/_cluster.yaml",
-                quote(v("kubernetes_resources_skip"))
+                "resources: every type `kubectl api-resources --verbs=list` names except {}: the namespaced ones listed once across all namespaces (`kubectl get TYPES --all-namespaces -o json --chunk-size={}`, split by namespace here) -> resources/<namespace>.yaml; the cluster-scoped ones (`kubectl get TYPES -o yaml`) -> resources/_cluster.yaml",
+                quote(v("kubernetes_resources_skip")),
+                quote(v("kubectl_chunk_size"))
             ),
             "persistent volumes: `kubectl get persistentvolumes -o yaml`, `kubectl get persistentvolumeclaims -A -o yaml` -> volumes/persistentvolumes.yaml, volumes/persistentvolumeclaims.yaml".into(),
             "cleanup: remove the snapshot file and the kubectl cache".into(),
@@ -1335,13 +1493,13 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
     }
 }
 
-/// The listable types (namespaced, cluster-scoped) without the skipped ones and those that fail
-/// to list cluster-wide (recorded as this step's failure, the others are kept). Err: none at all.
+/// The listable types (namespaced, cluster-scoped) of `kubectl api-resources --verbs=list`,
+/// without the skipped ones. Err: none at all. (Types that fail to list are found, and recorded
+/// as this step's failure, when the listing of `resources` fails: see [`without_failing`].)
 async fn listable(
     h: &mut HostCtx<'_>,
     kc: &Kubectl,
 ) -> Result<(Vec<String>, Vec<String>), StepError> {
-    const STEP: &str = "resources listable";
     let skip = h.var("kubernetes_resources_skip").to_string();
     let mut lists = Vec::new();
     let mut last_err = String::new();
@@ -1351,7 +1509,7 @@ async fn listable(
         let out = kc
             .run(
                 h,
-                STEP,
+                LISTABLE,
                 &["api-resources", "--verbs=list", namespaced, "-o", "name"],
             )
             .await?;
@@ -1375,25 +1533,32 @@ async fn listable(
             format!("kubectl api-resources listed nothing: {last_err}"),
         ));
     }
-    let all: Vec<String> = namespaced.iter().chain(&cluster).cloned().collect();
-    let joined = all.join(",");
-    let out = kc
-        .run(h, STEP, &["get", &joined, "--all-namespaces", "-o", "name"])
-        .await?;
-    if out.exit.success() {
-        return Ok((namespaced, cluster));
+    Ok((namespaced, cluster))
+}
+
+const LISTABLE: &str = "resources listable";
+
+/// After a listing of `types` failed: the types that list in `scope` (`*` all namespaces, ""
+/// cluster-wide), when some do not (those are recorded as one failure of the step `resources
+/// listable`, with kubectl's error for each). None: every type lists one by one, or none does
+/// (the listing's own error stands).
+async fn without_failing(
+    h: &mut HostCtx<'_>,
+    kc: &Kubectl,
+    scope: &str,
+    types: &[String],
+) -> Result<Option<Vec<String>>, StepError> {
+    let failed = kc.failing_types(h, LISTABLE, scope, types).await?;
+    let ok: Vec<String> = types
+        .iter()
+        .filter(|t| !failed.iter().any(|(f, _)| f == *t))
+        .cloned()
+        .collect();
+    if failed.is_empty() || ok.is_empty() {
+        return Ok(None);
     }
-    let failed = kc.failing_types(h, STEP, "*", &all).await?;
-    if failed.is_empty() {
-        // the types list one by one: keep them all
-        return Ok((namespaced, cluster));
-    }
-    let names: Vec<&String> = failed.iter().map(|(t, _)| t).collect();
-    namespaced.retain(|t| !names.contains(&t));
-    let mut cluster = cluster;
-    cluster.retain(|t| !names.contains(&t));
     h.fail(
-        STEP,
+        LISTABLE,
         StepError::new(
             FailureKind::CommandFailed,
             format!(
@@ -1406,10 +1571,15 @@ async fn listable(
             ),
         ),
     );
-    Ok((namespaced, cluster))
+    Ok(Some(ok))
 }
 
 /// One YAML List per namespace (`resources/<ns>.yaml`) and `resources/_cluster.yaml`.
+///
+/// The namespaced types are listed **once**, across all namespaces, by one kubectl (`get
+/// T1,T2,... --all-namespaces -o json --chunk-size=N`: one paged list per type, whatever the
+/// number of namespaces); its JSON is spooled here and split by `metadata.namespace`. The
+/// cluster-scoped types are one `kubectl get ... -o yaml`.
 async fn resources(
     h: &mut HostCtx<'_>,
     kc: &Kubectl,
@@ -1417,6 +1587,7 @@ async fn resources(
     cluster: &[String],
 ) -> Result<(), StepError> {
     const STEP: &str = "resources";
+    let chunk = check_chunk_size(h.var("kubectl_chunk_size")).map_err(StepError::config)?;
     let out = kc
         .run(h, STEP, &["get", "namespaces", "-o", "name"])
         .await?;
@@ -1434,20 +1605,47 @@ async fn resources(
         .iter()
         .map(|b| format!("{b:?} is not a namespace name usable as a file name"))
         .collect();
-    let mut items: Vec<(String, &[String])> =
-        namespaces.into_iter().map(|n| (n, namespaced)).collect();
-    items.push(("_cluster".into(), cluster));
-    for (ns, types) in items {
-        if h.is_cancelled() {
-            break;
+
+    if namespaced.is_empty() {
+        errors.push("no listable namespaced resource types".into());
+    } else {
+        match all_namespaces(h, kc, namespaced, chunk).await {
+            Ok(mut split) => {
+                if !split.left_out.is_empty() {
+                    errors.push(format!(
+                        "left out (no usable namespace): {}",
+                        split.left_out.join(", ")
+                    ));
+                }
+                // every namespace has its file (an empty List when it holds nothing), and so
+                // has a namespace created since `get namespaces`
+                let mut names = namespaces;
+                names.extend(split.namespaces.keys().cloned());
+                names.sort();
+                names.dedup();
+                for ns in names {
+                    if h.is_cancelled() {
+                        break;
+                    }
+                    let yaml = split.take_yaml(&ns);
+                    if let Err(e) = h
+                        .add_bytes(&format!("resources/{ns}.yaml"), yaml.as_bytes())
+                        .await
+                    {
+                        errors.push(format!("{ns}: {}", e.cause));
+                    }
+                }
+            }
+            Err(e) => errors.push(format!("namespaced types: {}", e.cause)),
         }
-        if types.is_empty() {
-            errors.push(format!("{ns}: no listable resource types"));
-            continue;
-        }
-        if let Err(e) = namespace_file(h, kc, &ns, types).await {
-            errors.push(format!("{ns}: {}", e.cause));
-        }
+    }
+
+    if cluster.is_empty() {
+        errors.push("_cluster: no listable resource types".into());
+    } else if !h.is_cancelled()
+        && let Err(e) = cluster_file(h, kc, cluster).await
+    {
+        errors.push(format!("_cluster: {}", e.cause));
     }
     if errors.is_empty() {
         Ok(())
@@ -1459,57 +1657,64 @@ async fn resources(
     }
 }
 
-/// `resources/<ns>.yaml`: every type at once; when that fails (a type this namespace may not
-/// list), the types that list, and the others named.
-async fn namespace_file(
+/// The namespaced `types` across all namespaces, split by namespace: one kubectl, paged by
+/// `chunk`; when it fails, again without the types that fail to list (named by [`without_failing`]).
+async fn all_namespaces(
     h: &mut HostCtx<'_>,
     kc: &Kubectl,
-    ns: &str,
+    types: &[String],
+    chunk: u32,
+) -> Result<SplitList, StepError> {
+    const STEP: &str = "resources";
+    let get = |types: &[String]| -> Vec<String> {
+        vec![
+            "get".into(),
+            types.join(","),
+            "--all-namespaces".into(),
+            "-o".into(),
+            "json".into(),
+            format!("--chunk-size={chunk}"),
+        ]
+    };
+    let spool = match kc.spooled(h, STEP, &get(types)).await {
+        Ok(f) => f,
+        Err(first) => match without_failing(h, kc, "*", types).await? {
+            Some(ok) => kc.spooled(h, STEP, &get(&ok)).await?,
+            None => return Err(first),
+        },
+    };
+    tokio::task::spawn_blocking(move || split_list(spool))
+        .await
+        .map_err(|e| StepError::local(format!("splitting the listing: {e}")))?
+        .map_err(StepError::bad_data)
+}
+
+/// `resources/_cluster.yaml`: every cluster-scoped type at once; when that fails, the types
+/// that list (the others named by [`without_failing`]).
+async fn cluster_file(
+    h: &mut HostCtx<'_>,
+    kc: &Kubectl,
     types: &[String],
 ) -> Result<(), StepError> {
     const STEP: &str = "resources";
-    let rel = format!("resources/{ns}.yaml");
-    let scope: Vec<&str> = if ns == "_cluster" {
-        vec![]
-    } else {
-        vec!["-n", ns]
-    };
+    const REL: &str = "resources/_cluster.yaml";
     let get = |types: &[String]| -> Vec<String> {
-        let mut a = vec!["get".to_string(), types.join(",")];
-        a.extend(scope.iter().map(|s| s.to_string()));
-        a.extend(["-o".to_string(), "yaml".to_string()]);
-        a
+        vec!["get".into(), types.join(","), "-o".into(), "yaml".into()]
     };
     let args = get(types);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let first = kc.stream(h, STEP, &refs, &rel).await;
+    let first = kc.stream(h, STEP, &refs, REL).await;
     if first.is_ok() {
-        return Ok(());
-    }
-    let probe_ns = if ns == "_cluster" { "" } else { ns };
-    let failed = kc.failing_types(h, STEP, probe_ns, types).await?;
-    let ok: Vec<String> = types
-        .iter()
-        .filter(|t| !failed.iter().any(|(f, _)| f == *t))
-        .cloned()
-        .collect();
-    if failed.is_empty() || ok.is_empty() {
         return first;
     }
-    let args = get(&ok);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    kc.stream(h, STEP, &refs, &rel).await?;
-    Err(StepError::new(
-        FailureKind::CommandFailed,
-        format!(
-            "cannot list: {}",
-            failed
-                .iter()
-                .map(|(t, e)| format!("{t} ({e})"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
-    ))
+    match without_failing(h, kc, "", types).await? {
+        Some(ok) => {
+            let args = get(&ok);
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            kc.stream(h, STEP, &refs, REL).await
+        }
+        None => first,
+    }
 }
 
 #[cfg(test)]
@@ -1701,6 +1906,212 @@ spec:
         assert_eq!(bad, ["../../x", "$(touch y)"]);
         let (types, _) = parse_types("events\npods\n", "events,nodes");
         assert_eq!(types, ["pods"]);
+    }
+
+    /// A list as `kubectl get ... --all-namespaces -o json` prints it (indented, kinds mixed).
+    fn kubectl_list(items: &[serde_json::Value]) -> String {
+        serde_json::to_string_pretty(&serde_json::json!({
+            "apiVersion": "v1",
+            "items": items,
+            "kind": "List",
+            "metadata": {"resourceVersion": ""}
+        }))
+        .unwrap()
+    }
+
+    fn obj(kind: &str, ns: Option<&str>, name: &str, data: serde_json::Value) -> serde_json::Value {
+        let mut m =
+            serde_json::json!({"name": name, "uid": "00000000-0000-4000-8000-000000001001"});
+        if let Some(ns) = ns {
+            m["namespace"] = ns.into();
+        }
+        serde_json::json!({"apiVersion": "v1", "kind": kind, "metadata": m, "data": data})
+    }
+
+    fn parsed(yaml: &str) -> serde_json::Value {
+        serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("not YAML: {e}\n{yaml}"))
+    }
+
+    #[test]
+    fn a_listing_is_split_by_namespace_into_yaml_lists() {
+        let items = vec![
+            obj(
+                "ConfigMap",
+                Some("shop"),
+                "a",
+                serde_json::json!({"k": "v"}),
+            ),
+            obj("ConfigMap", Some("kube-system"), "b", serde_json::json!({})),
+            obj(
+                "Secret",
+                Some("shop"),
+                "c",
+                serde_json::json!({"password": "czNjcjN0"}),
+            ),
+            obj(
+                "ConfigMap",
+                Some("$(touch x)"),
+                "evil",
+                serde_json::json!({}),
+            ),
+            obj("ConfigMap", Some("../etc"), "up", serde_json::json!({})),
+            obj("ConfigMap", None, "nowhere", serde_json::json!({})),
+        ];
+        let json = kubectl_list(&items);
+        let mut split = split_list(json.as_bytes()).unwrap();
+        assert_eq!(
+            split.namespaces.keys().collect::<Vec<_>>(),
+            ["kube-system", "shop"]
+        );
+        assert_eq!(split.namespaces["shop"].1, 2);
+        assert_eq!(
+            split.left_out,
+            [
+                r#"ConfigMap "evil" in namespace "$(touch x)""#,
+                r#"ConfigMap "up" in namespace "../etc""#,
+                r#"ConfigMap "nowhere" in namespace """#,
+            ]
+        );
+        // the same objects, in the listing's order, in a List as kubectl -o yaml lays it out
+        let shop = split.take_yaml("shop");
+        assert!(shop.starts_with("apiVersion: v1\nitems:\n- "), "{shop}");
+        assert!(
+            shop.ends_with("kind: List\nmetadata:\n  resourceVersion: \"\"\n"),
+            "{shop}"
+        );
+        assert_eq!(
+            parsed(&shop),
+            serde_json::json!({"apiVersion": "v1", "items": [items[0], items[2]], "kind": "List",
+                               "metadata": {"resourceVersion": ""}})
+        );
+        assert_eq!(
+            parsed(&split.take_yaml("kube-system"))["items"],
+            serde_json::json!([items[1]])
+        );
+        // a namespace without objects: an empty List
+        let empty = split.take_yaml("kube-public");
+        assert_eq!(parsed(&empty)["items"], serde_json::json!([]));
+        assert_eq!(parsed(&empty)["kind"], "List");
+    }
+
+    #[test]
+    fn yaml_items_keep_every_value_exactly() {
+        let tricky = [
+            "",
+            "true",
+            "false",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "y",
+            "n",
+            "null",
+            "~",
+            "Null",
+            "1",
+            "-1",
+            "1.0",
+            "1e3",
+            ".inf",
+            "-.Inf",
+            ".NaN",
+            "0755",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "12:30:45",
+            "2024-05-01",
+            "2024-05-01T10:00:00Z",
+            "- x",
+            "-",
+            "?",
+            ":",
+            "a: b",
+            "a:b",
+            "#c",
+            "a #c",
+            " lead",
+            "trail ",
+            "  both  ",
+            "multi\nline",
+            "multi\nline\n",
+            "ends\n\n\n",
+            "\nstarts",
+            "tab\there",
+            "\ttab",
+            "cr\r\nlf",
+            "\u{1}ctl\u{7f}",
+            "bs\\",
+            "'q'",
+            "\"dq\"",
+            "it's",
+            "*alias",
+            "&anchor",
+            "!tag",
+            "%dir",
+            "@at",
+            "`bt",
+            "{a: 1}",
+            "[1, 2]",
+            ",",
+            "|",
+            ">",
+            "---",
+            "...",
+            "--- x",
+            "é ü 日本 🚀",
+            "\u{feff}bom",
+            "a  b   c    d",
+            &"word ".repeat(40),
+            &"x".repeat(300),
+            "line one\n  indented two\n\tthree\n",
+            "trailing spaces  \nnext",
+            "cert:\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        ];
+        let mut data = serde_json::Map::new();
+        for (i, t) in tricky.iter().enumerate() {
+            data.insert(format!("s{i}"), serde_json::Value::from(*t));
+            data.insert(t.to_string(), serde_json::Value::from(i));
+        }
+        let numbers = serde_json::json!({
+            "zero": 0, "neg": -5, "big": u64::MAX, "small": i64::MIN, "f": 1.5, "e": 1e300,
+            "tiny": 5e-324, "t": true, "nul": null, "arr": [[], {}, [null], ""], "obj": {}
+        });
+        let items = vec![
+            obj(
+                "ConfigMap",
+                Some("ns1"),
+                "tricky",
+                serde_json::Value::Object(data),
+            ),
+            obj("ConfigMap", Some("ns1"), "numbers", numbers),
+        ];
+        let mut split = split_list(kubectl_list(&items).as_bytes()).unwrap();
+        let back = parsed(&split.take_yaml("ns1"));
+        assert_eq!(back["items"], serde_json::Value::Array(items));
+    }
+
+    #[test]
+    fn what_is_not_a_list_is_an_error() {
+        for bad in [
+            "",
+            "{",
+            r#"{"apiVersion": "v1", "items": [{"metadata": {"namespace": "a"}}"#,
+            r#"{"kind": "Status", "status": "Failure"}"#,
+            r#"[1, 2]"#,
+            r#"{"items": 3}"#,
+            r#"{"items": []} trailing"#,
+        ] {
+            assert!(split_list(bad.as_bytes()).is_err(), "{bad:?} accepted");
+        }
+        let empty =
+            split_list(r#"{"apiVersion":"v1","items":[],"kind":"List"}"#.as_bytes()).unwrap();
+        assert!(empty.namespaces.is_empty() && empty.left_out.is_empty());
+        assert_eq!(check_chunk_size("500"), Ok(500));
+        for bad in ["0", "-1", "", "5 0", "$(touch x)", "1e3"] {
+            assert!(check_chunk_size(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -875,6 +875,56 @@ impl<'a> HostCtx<'a> {
         Ok(size)
     }
 
+    /// Run `script` and keep its whole stdout in a spool file on this machine, not as an entry:
+    /// for output too large to capture that lsbackup parses itself (a listing split into several
+    /// entries). The command must exit 0. Returns the spool, rewound, and its size.
+    pub async fn run_spooled(
+        &mut self,
+        step: &str,
+        script: &Script,
+        user: Option<&str>,
+        shown: Option<&str>,
+    ) -> Result<(std::fs::File, u64), StepError> {
+        let t = Instant::now();
+        let shown = shown
+            .map(str::to_string)
+            .unwrap_or_else(|| script.to_shell());
+        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
+        let streaming = stream_lock.lock().await;
+        let mut spool = self.spool()?;
+        let mut proc = match self.session.exec(script, user).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(step, &shown, user, None, t);
+                return Err(e.into());
+            }
+        };
+        let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.counting(stdout));
+        let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
+        drop(reader);
+        let exit = match proc.wait().await {
+            Ok(e) => e,
+            Err(e) => {
+                self.record(step, &shown, user, None, t);
+                return Err(e.into());
+            }
+        };
+        drop(streaming);
+        self.record(step, &shown, user, Some(&exit), t);
+        let size = copied.map_err(|e| {
+            StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
+        })?;
+        if !exit.success() {
+            return Err(StepError::command(&exit));
+        }
+        spool
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(|e| StepError::local(format!("spool: {e}")))?;
+        Ok((spool.into_std().await, size))
+    }
+
     /// Copy remote paths (files or directories, literal: no glob) into
     /// `<component>/<host>/<path>` (see `copy.rs`). Returns the number of entries added; paths
     /// that do not exist are noted unless `optional`, and nothing at all found is an error

@@ -254,8 +254,17 @@ tb_grafana_pki() {
 
 tb_grafana_files() {
     tb_standin_user grafana
-    local pw
+    local pw fresh=""
+    [ -s "$TB_STANDIN_STATE/grafana-admin.pw" ] || fresh=1
     pw="$(tb_standin_secret grafana-admin)"
+    # A grafana.db older than the state dir (e.g. /tmp wiped by a reboot) holds an admin password
+    # nobody knows any more (Grafana applies admin_password only when it creates the user): the
+    # seeding would get 401. Start from a new database; the seeding fills it again.
+    if [ -n "$fresh" ] && [ -e "$TB_GRAFANA_DATA/grafana.db" ]; then
+        tb_log "new Grafana admin password: removing the old $TB_GRAFANA_DATA/grafana.db"
+        rm -f "$TB_GRAFANA_DATA/grafana.db" "$TB_GRAFANA_DATA/grafana.db-journal"
+        TB_CHANGED=1
+    fi
     install -d -o root -g grafana -m 0755 "$TB_GRAFANA_CONF" "$TB_GRAFANA_CONF/provisioning" \
         "$TB_GRAFANA_CONF/provisioning/datasources" "$TB_GRAFANA_CONF/provisioning/dashboards" \
         "$TB_GRAFANA_CONF/provisioning/notifiers" "$TB_GRAFANA_CONF/provisioning/plugins"

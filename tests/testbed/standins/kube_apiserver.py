@@ -9,8 +9,18 @@ HTTPS server in its place. It serves exactly what the lsbackup `kubernetes` and
                                                                    APIGroupList, APIResourceList)
   GET /api/v1/<resource>, /api/v1/namespaces/<ns>/<resource>       lists (kind <Kind>List)
   GET /apis/<g>/<v>/..., and .../<resource>/<name>                 the same for groups, single objects
-  query: fieldSelector (a=b, a==b, a!=b on dotted paths), labelSelector (a=b), limit (ignored:
-  everything fits in one page, metadata.continue is empty)
+  query: fieldSelector (a=b, a==b, a!=b on dotted paths), labelSelector (a=b), limit and continue
+  (paged lists as the real server pages them: items in key order, namespace then name;
+  metadata.continue is an opaque token, metadata.remainingItemCount what is left; a token from
+  before the data changed answers 410 Expired, a malformed one 400)
+
+Test bed administration (not Kubernetes; same client certificate; for bench/k8s_api.sh):
+
+  POST   /lsbackup-testbed/fixture  {"namespaces": N, "objects": M}   adds N namespaces bench-000...
+                                    holding M objects of common types (the default data stays)
+  DELETE /lsbackup-testbed/fixture                                    back to the default data
+  GET    /lsbackup-testbed/stats    {"requests": n, "lists": n, "objects": n}: requests served since
+                                    the last fixture change (or start), lists among them, objects held
 
 Clients must present a certificate signed by the cluster CA (as admin.conf does); the server uses
 the kubeadm apiserver certificate. No writes, watches, exec or Table output: kubectl is only used
@@ -38,6 +48,7 @@ import argparse
 import base64
 import copy
 import json
+import random
 import ssl
 import sys
 import threading
@@ -118,6 +129,9 @@ class Store:
         self.rv = 1000
         self.objects = {}  # (group, plural) -> list of objects
         self._build(opts)
+        self.base = copy.deepcopy(self.objects)  # the default data (what the tests see)
+        self.requests = 0
+        self.lists = 0
 
     def _meta(self, name, namespace=None, labels=None, annotations=None):
         self.rv += 1
@@ -328,7 +342,112 @@ class Store:
             items = self.objects.get((group, plural), [])
             if namespace is not None:
                 items = [i for i in items if i["metadata"].get("namespace") == namespace]
-            return copy.deepcopy(items)
+            # objects are never changed once added (a fixture change replaces them all): no copy
+            return list(items), str(self.rv)
+
+    def count(self, is_list):
+        with self.lock:
+            self.requests += 1
+            self.lists += 1 if is_list else 0
+
+    def stats(self):
+        with self.lock:
+            return {"requests": self.requests, "lists": self.lists,
+                    "objects": sum(len(v) for v in self.objects.values()), "resourceVersion": str(self.rv)}
+
+    def reset(self):
+        """The default data again."""
+        with self.lock:
+            self.objects = copy.deepcopy(self.base)
+            self.rv += 1
+            self.requests = self.lists = 0
+
+    def load_fixture(self, namespaces, objects):
+        """The default data plus `namespaces` namespaces bench-NNN holding `objects` objects
+        (ConfigMaps, Secrets, Services, ServiceAccounts, Deployments, ReplicaSets, Pods, Roles,
+        RoleBindings, PVCs in turn), each about 1-2 KB of JSON as in a real cluster."""
+        rnd = random.Random(8)
+        with self.lock:
+            self.objects = copy.deepcopy(self.base)
+            for n in range(namespaces):
+                ns = f"bench-{n:03d}"
+                self.add("", "v1", "namespaces", ns, labels={"kubernetes.io/metadata.name": ns, "team": f"team-{n % 7}"},
+                         spec={"finalizers": ["kubernetes"]}, status={"phase": "Active"})
+            kinds = ["configmaps", "secrets", "services", "serviceaccounts", "deployments", "replicasets", "pods",
+                     "roles", "rolebindings", "persistentvolumeclaims"]
+            for i in range(objects):
+                ns = f"bench-{i % max(namespaces, 1):03d}"
+                kind = kinds[(i // max(namespaces, 1)) % len(kinds)]
+                name = f"app-{i:05d}"
+                app = {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": ns, "pod-template-hash": f"{rnd.getrandbits(32):08x}"}
+                ann = {"meta.helm.sh/release-name": name, "meta.helm.sh/release-namespace": ns}
+                pod_spec = {"containers": [{"name": "app", "image": f"registry.example.com/{ns}/app:1.{i % 50}.0",
+                                            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                                            "env": [{"name": "APP_MODE", "value": "production"},
+                                                    {"name": "APP_ID", "value": name}],
+                                            "resources": {"limits": {"cpu": "500m", "memory": "256Mi"},
+                                                          "requests": {"cpu": "100m", "memory": "128Mi"}},
+                                            "volumeMounts": [{"name": "config", "mountPath": "/etc/app"}]}],
+                            "volumes": [{"name": "config", "configMap": {"name": name}}],
+                            "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "serviceAccountName": "default"}
+                if kind == "configmaps":
+                    body = {"data": {"app.properties": "".join(f"key.{k}={rnd.getrandbits(64):016x}\n" for k in range(12)),
+                                     "mode": "production"}}
+                elif kind == "secrets":
+                    body = {"type": "Opaque", "data": {"password": b64(f"{rnd.getrandbits(128):032x}"),
+                                                       "token": b64(f"{rnd.getrandbits(256):064x}")}}
+                elif kind == "services":
+                    body = {"spec": {"type": "ClusterIP", "selector": {"app.kubernetes.io/name": name},
+                                     "clusterIP": f"10.96.{i // 250 % 250}.{i % 250 + 1}",
+                                     "ports": [{"name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080}]}}
+                elif kind == "serviceaccounts":
+                    body = {"secrets": [{"name": f"{name}-token"}]}
+                elif kind in ("deployments", "replicasets"):
+                    body = {"spec": {"replicas": 2, "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+                                     "template": {"metadata": {"labels": {"app.kubernetes.io/name": name}}, "spec": pod_spec}},
+                            "status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2}}
+                elif kind == "pods":
+                    body = {"spec": dict(pod_spec, nodeName=f"node{i % 3 + 1}"),
+                            "status": {"phase": "Running", "hostIP": f"127.0.0.{i % 3 + 2}", "podIP": f"10.244.{i % 3}.{i % 250 + 2}",
+                                       "conditions": [{"type": "Ready", "status": "True"}]}}
+                elif kind == "roles":
+                    body = {"rules": [{"apiGroups": [""], "resources": ["configmaps", "secrets"], "verbs": ["get", "list", "watch"]}]}
+                elif kind == "rolebindings":
+                    body = {"roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}]}
+                else:
+                    body = {"spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}},
+                                     "storageClassName": "ebs-sc", "volumeMode": "Filesystem"},
+                            "status": {"phase": "Pending"}}
+                group = {"deployments": "apps", "replicasets": "apps", "roles": "rbac.authorization.k8s.io",
+                         "rolebindings": "rbac.authorization.k8s.io"}.get(kind, "")
+                self.add(group, "v1", kind, name, ns, labels=app, annotations=ann, **body)
+            self.rv += 1
+            self.requests = self.lists = 0
+
+
+def continue_token(rv, key):
+    """The opaque continue token of a page that ended at `key` (as the real server makes it:
+    base64url of {"v","rv","start"})."""
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": int(rv), "start": key + "\x00"}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_continue(token):
+    """(rv, start key) of a continue token; ValueError when it is not one."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        d = json.loads(raw)
+        if d.get("v") != "meta.k8s.io/v1" or not isinstance(d.get("start"), str):
+            raise ValueError("not a continue token")
+        return str(d["rv"]), d["start"]
+    except Exception as e:
+        raise ValueError(f"continue key is not valid: {e}") from None
+
+
+def item_key(obj):
+    m = obj["metadata"]
+    return f"{m.get('namespace', '')}/{m['name']}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,6 +502,11 @@ def status_obj(code, reason, message, details=None):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "lsbackup-testbed-kube-apiserver-standin"
+    # As Go's net/http does: no Nagle on accepted connections, and each response leaves in one
+    # write (headers and body buffered, flushed once the handler returns). Without both, the body
+    # waits for the ACK of the headers, which the client delays by 40 ms.
+    disable_nagle_algorithm = True
+    wbufsize = 1 << 16
     store = None
     log_file = None
 
@@ -407,15 +531,42 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(500, status_obj(500, "InternalError", f"stand-in error: {e}"))
 
     def do_POST(self):
+        if self.admin():
+            return
         self.send_json(405, status_obj(405, "MethodNotAllowed",
                                        "the lsbackup test bed kube-apiserver stand-in is read-only"))
 
     do_PUT = do_PATCH = do_DELETE = do_POST
 
+    def admin(self):
+        """/lsbackup-testbed/... (see the module's doc); False when the path is not one."""
+        path = urllib.parse.urlsplit(self.path).path.rstrip("/")
+        if not path.startswith("/lsbackup-testbed/"):
+            return False
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else b""
+        try:
+            if path == "/lsbackup-testbed/stats" and self.command == "GET":
+                return self.send_json(200, self.store.stats()) or True
+            if path == "/lsbackup-testbed/fixture" and self.command == "POST":
+                spec = json.loads(body or b"{}")
+                self.store.load_fixture(int(spec.get("namespaces", 100)), int(spec.get("objects", 10000)))
+                return self.send_json(201, self.store.stats()) or True
+            if path == "/lsbackup-testbed/fixture" and self.command == "DELETE":
+                self.store.reset()
+                return self.send_json(200, self.store.stats()) or True
+        except (ValueError, TypeError) as e:
+            return self.send_json(400, status_obj(400, "BadRequest", f"fixture: {e}")) or True
+        self.send_json(404, status_obj(404, "NotFound", "no such test bed endpoint"))
+        return True
+
     def route(self):
+        if self.admin():
+            return
         url = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(url.query))
         parts = [p for p in url.path.split("/") if p]
+        self.store.count(False)
         if q.get("watch") in ("1", "true"):
             return self.send_json(405, status_obj(405, "MethodNotAllowed", "watch is not served by this stand-in"))
         if parts == ["version"]:
@@ -489,7 +640,7 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(500, status_obj(500, "InternalError",
                                                   "conversion webhook for lsbackup.example.com/v1, Kind=Widget failed: "
                                                   "Post \"https://widget-webhook.shop.svc:443/convert\": no endpoints available"))
-        items = self.store.list(group, plural, namespace)
+        items, rv = self.store.list(group, plural, namespace)
         if name is not None:
             for it in items:
                 if it["metadata"]["name"] == name:
@@ -497,9 +648,32 @@ class Handler(BaseHTTPRequestHandler):
             gr = plural if group == "" else f"{plural}.{group}"
             return self.send_json(404, status_obj(404, "NotFound", f'{gr} "{name}" not found',
                                                   {"name": name, "group": group, "kind": plural}))
-        items = [i for i in items if matches(i, fields, labels)]
+        self.store.count(True)
+        items = sorted((i for i in items if matches(i, fields, labels)), key=item_key)
+        meta = {"resourceVersion": rv}
+        if q.get("continue"):
+            try:
+                token_rv, start = parse_continue(q["continue"])
+            except ValueError as e:
+                return self.send_json(400, status_obj(400, "BadRequest", str(e)))
+            if token_rv != rv:
+                return self.send_json(410, status_obj(
+                    410, "Expired", "The provided continue parameter is too old to display a consistent list result. "
+                    "You can start a new list without the continue parameter, or use the continue token in this "
+                    "response to retrieve the remainder of the results. Continuing with the provided token results "
+                    "in an inconsistent list - objects that were created, modified, or deleted between the time "
+                    "the first chunk was returned and now may show up in the list."))
+            items = [i for i in items if item_key(i) >= start]
+        try:
+            limit = int(q.get("limit") or 0)
+        except ValueError:
+            return self.send_json(400, status_obj(400, "BadRequest", f"invalid limit {q['limit']!r}"))
+        if 0 < limit < len(items):
+            meta["continue"] = continue_token(rv, item_key(items[limit - 1]))
+            meta["remainingItemCount"] = len(items) - limit
+            items = items[:limit]
         self.send_json(200, {"kind": f"{info[4]}List", "apiVersion": api_version(group, version),
-                             "metadata": {"resourceVersion": str(self.store.rv)}, "items": items})
+                             "metadata": meta, "items": items})
 
     def resource_list(self, group, version):
         res = []
