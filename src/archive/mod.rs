@@ -567,6 +567,11 @@ impl EntrySink {
         stats(&self.shared)
     }
 
+    /// Where entries are spooled (also the place for other temporary files of the run).
+    pub fn spool_dir(&self) -> &std::path::Path {
+        &self.shared.spool_dir
+    }
+
     /// A place among the [`ACTIVE_ENTRIES`] entries that may be received at once; waits for
     /// one. Take it *before* opening the stream it is for: a stream whose data waits unread
     /// stalls the other channels of its SSH session, so nothing may wait for a slot while

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -889,9 +889,11 @@ impl<'a> HostCtx<'a> {
         let shown = shown
             .map(str::to_string)
             .unwrap_or_else(|| script.to_shell());
-        let stream_lock = self.ctx.sessions.stream_lock(&self.h.name);
-        let streaming = stream_lock.lock().await;
-        let mut spool = self.spool()?;
+        let dir = self.ctx.sink.spool_dir().to_path_buf();
+        let mut spool = tokio::fs::File::from_std(
+            tempfile::tempfile_in(&dir)
+                .map_err(|e| StepError::local(format!("spool file in {}: {e}", dir.display())))?,
+        );
         let mut proc = match self.session.exec(script, user).await {
             Ok(p) => p,
             Err(e) => {
@@ -900,9 +902,16 @@ impl<'a> HostCtx<'a> {
             }
         };
         let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.counting(stdout));
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.watched(stdout));
         let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
         drop(reader);
+        if let Err(e) = &copied
+            && e.kind() == std::io::ErrorKind::TimedOut
+        {
+            drop(proc);
+            self.record(step, &shown, user, None, t);
+            return Err(StepError::new(FailureKind::Timeout, e.to_string()));
+        }
         let exit = match proc.wait().await {
             Ok(e) => e,
             Err(e) => {
@@ -910,7 +919,6 @@ impl<'a> HostCtx<'a> {
                 return Err(e.into());
             }
         };
-        drop(streaming);
         self.record(step, &shown, user, Some(&exit), t);
         let size = copied.map_err(|e| {
             StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
