@@ -21,7 +21,7 @@ use super::Format;
 /// Size of the pieces an entry's data is cut into and compressed independently. Larger chunks
 /// compress a little better (zstd's window is bounded by the chunk) and cost memory per chunk in
 /// flight.
-pub const CHUNK: usize = 1024 * 1024;
+pub const CHUNK: usize = 512 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
