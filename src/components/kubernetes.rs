@@ -729,64 +729,83 @@ impl Native for Kubernetes {
             Err(e) => return Err(e.at("tools")),
         };
 
-        // kubectl's own version and the API's, which every kubectl step needs
-        let api = api_check(h, &tools).await;
-
-        // etcd
-        h.step("etcd snapshot");
-        if let Err(e) = etcd_snapshot(h, &tools).await {
-            h.fail("etcd snapshot", e);
-        }
-
-        // files
-        h.step("pki");
-        let pki = h.var("kubernetes_pki_dir").to_string();
-        if let Err(e) = h.copy("pki", &[pki], false).await {
-            h.fail("pki", e);
-        }
-        h.step("kubernetes config");
-        if let Err(e) = kubernetes_config(h).await {
-            h.fail("kubernetes config", e);
-        }
-
-        // the API
-        match api {
-            Ok(kc) => api_steps(h, kc).await,
-            Err(cause) => {
-                for s in API_STEPS {
-                    h.fail(
-                        s,
-                        StepError::skipped(format!("not run: {cause} (see step kubernetes api)")),
-                    );
+        // Three independent parts at once, each over its own channels of the host's session:
+        // the API (its check, then every step that needs it), the etcd snapshot, the files.
+        let mut api = h.fork();
+        let mut etcd = h.fork();
+        let mut files = h.fork();
+        tokio::join!(
+            async {
+                // kubectl's own version and the API's, which every kubectl step needs
+                match api_check(&mut api, &tools).await {
+                    Ok(kc) => api_steps(&mut api, kc).await,
+                    Err(cause) => {
+                        for s in API_STEPS {
+                            api.fail(
+                                s,
+                                StepError::skipped(format!(
+                                    "not run: {cause} (see step kubernetes api)"
+                                )),
+                            );
+                        }
+                    }
                 }
-            }
-        }
+            },
+            async {
+                etcd.step("etcd snapshot");
+                if let Err(e) = etcd_snapshot(&mut etcd, &tools).await {
+                    etcd.fail("etcd snapshot", e);
+                }
+            },
+            async {
+                files.step("pki");
+                let pki = files.var("kubernetes_pki_dir").to_string();
+                if let Err(e) = files.copy("pki", &[pki], false).await {
+                    files.fail("pki", e);
+                }
+                files.step("kubernetes config");
+                if let Err(e) = kubernetes_config(&mut files).await {
+                    files.fail("kubernetes config", e);
+                }
+            },
+        );
+        h.join_all([api, etcd, files]);
         Ok(())
     }
 
     async fn cleanup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
-        let mut errors: Vec<Failed> = Vec::new();
         let snap = h.var("etcd_snapshot").to_string();
-        if !snap.is_empty() {
-            let s = Script::new(RM_SNAPSHOT).arg(snap.clone());
-            let shown = format!("rm -f {} {}", quote(&snap), quote(&format!("{snap}.part")));
-            if let Err(e) = h
-                .run_ok("remove etcd snapshot", &s, None, Some(&shown))
-                .await
-            {
-                errors.push(e.at("remove etcd snapshot"));
-            }
-        }
         let cache = h.var("kubectl_cache").to_string();
-        if !cache.is_empty() {
-            let s = Script::new(RM_CACHE).arg(cache.clone());
-            let shown = format!("rm -rf {}", quote(&cache));
-            if let Err(e) = h
-                .run_ok("remove kubectl cache", &s, None, Some(&shown))
-                .await
-            {
-                errors.push(e.at("remove kubectl cache"));
-            }
+        let jobs = [
+            (!snap.is_empty()).then(|| {
+                (
+                    "remove etcd snapshot",
+                    Script::new(RM_SNAPSHOT).arg(snap.clone()),
+                    format!("rm -f {} {}", quote(&snap), quote(&format!("{snap}.part"))),
+                )
+            }),
+            (!cache.is_empty()).then(|| {
+                (
+                    "remove kubectl cache",
+                    Script::new(RM_CACHE).arg(cache.clone()),
+                    format!("rm -rf {}", quote(&cache)),
+                )
+            }),
+        ];
+        // at once, each on its own channel
+        let done =
+            futures::future::join_all(jobs.into_iter().flatten().map(|(step, script, shown)| {
+                let mut b = h.fork();
+                async move {
+                    let r = b.run_ok(step, &script, None, Some(&shown)).await;
+                    (b, r.err().map(|e| e.at(step)))
+                }
+            }))
+            .await;
+        let mut errors: Vec<Failed> = Vec::new();
+        for (b, e) in done {
+            h.join(b);
+            errors.extend(e);
         }
         let last = errors.pop();
         for f in errors {
@@ -821,20 +840,25 @@ async fn api_check(
         h.fail(STEP, e);
         return Err("kubectl is not installed".into());
     }
-    if let Ok(out) = kc
-        .run(h, STEP, &["version", "--client", "-o", "json"])
-        .await
-        && out.exit.success()
-        && let Ok(v) = parse_git_version(&out.stdout, true)
-    {
-        h.version("kubectl", &v);
-    }
+    // kubectl's version and the API's at once
     let script = Script::new(KUBE_API).arg(kc.kubeconfig.clone()).arg("10s");
     let shown = format!(
         "kubectl --kubeconfig {} --request-timeout 10s get --raw /version",
         quote(&kc.kubeconfig)
     );
-    let r = match h.run(STEP, &script, None, Some(&shown)).await {
+    let (mut cv, mut sv) = (h.fork(), h.fork());
+    let (client, server) = tokio::join!(
+        kc.run(&mut cv, STEP, &["version", "--client", "-o", "json"]),
+        sv.run(STEP, &script, None, Some(&shown)),
+    );
+    h.join_all([cv, sv]);
+    if let Ok(out) = client
+        && out.exit.success()
+        && let Ok(v) = parse_git_version(&out.stdout, true)
+    {
+        h.version("kubectl", &v);
+    }
+    let r = match server {
         Err(e) => Err(e),
         Ok(out) if out.exit.code == Some(3) => Err(StepError::config(format!(
             "no kubeconfig {} on this host (set kubernetes.kubeconfig)",
@@ -946,7 +970,8 @@ async fn etcdctl_for(
 }
 
 /// The etcd snapshot: the first healthy member, `snapshot save` into the data dir, `snapshot
-/// status`, then the file streamed into `etcd/snapshot.db` and removed.
+/// status`, then the file streamed into `etcd/snapshot.db` (the cleanup removes it). Steps that
+/// do not need each other's answers run at once, each on its own channel.
 async fn etcd_snapshot(
     h: &mut HostCtx<'_>,
     tools: &BTreeMap<String, String>,
@@ -955,38 +980,33 @@ async fn etcd_snapshot(
     let configured = configured_endpoints(h.var("etcd_endpoints")).map_err(StepError::config)?;
     let ectl = etcdctl_for(h, tools).await?;
 
-    // etcdctl's version, for the manifest
-    let out = h
-        .run(
-            STEP,
-            &ectl.script(&["version".into()]),
-            None,
-            Some(&ectl.shown(&["version".into()])),
-        )
-        .await?;
-    if out.exit.success()
-        && let Some(v) = parse_etcdctl_version(&String::from_utf8_lossy(&out.stdout))
-    {
-        h.version("etcdctl", &ectl.version_label(&v));
-    }
-
-    // TLS: kubeadm's etcd CA and healthcheck client, when present
+    // at once: etcdctl's version (for the manifest), whether kubeadm's etcd CA is there (TLS),
+    // and the static-pod manifest (data dir and the members of --initial-cluster)
     let pki = h
         .var("kubernetes_pki_dir")
         .trim_end_matches('/')
         .to_string();
     let ca = format!("{pki}/etcd/ca.crt");
-    let tls: Vec<String> = if h
-        .run(
-            STEP,
-            &Script::new(IS_FILE).arg(ca.clone()),
-            None,
-            Some(&format!("test -f {}", quote(&ca))),
-        )
-        .await?
-        .exit
-        .success()
+    let manifest_path = h.var("etcd_manifest").to_string();
+    let version_args = ["version".to_string()];
+    let version_script = ectl.script(&version_args);
+    let version_shown = ectl.shown(&version_args);
+    let ca_script = Script::new(IS_FILE).arg(ca.clone());
+    let ca_shown = format!("test -f {}", quote(&ca));
+    let (mut v, mut c, mut m) = (h.fork(), h.fork(), h.fork());
+    let (version, ca_found, manifest) = tokio::join!(
+        v.run(STEP, &version_script, None, Some(&version_shown)),
+        c.run(STEP, &ca_script, None, Some(&ca_shown)),
+        m.read_file(STEP, &manifest_path, None),
+    );
+    h.join_all([v, c, m]);
+    let out = version?;
+    if out.exit.success()
+        && let Some(v) = parse_etcdctl_version(&String::from_utf8_lossy(&out.stdout))
     {
+        h.version("etcdctl", &ectl.version_label(&v));
+    }
+    let tls: Vec<String> = if ca_found?.exit.success() {
         vec![
             format!("--cacert={ca}"),
             format!("--cert={pki}/etcd/healthcheck-client.crt"),
@@ -995,10 +1015,7 @@ async fn etcd_snapshot(
     } else {
         vec![]
     };
-
-    // the static-pod manifest: data dir and the members of --initial-cluster
-    let manifest_path = h.var("etcd_manifest").to_string();
-    let manifest = match h.read_file(STEP, &manifest_path, None).await? {
+    let manifest = match manifest? {
         None => EtcdManifest::default(),
         Some(bytes) => match parse_etcd_manifest(&String::from_utf8_lossy(&bytes)) {
             Ok(m) => m,
@@ -1020,45 +1037,73 @@ async fn etcd_snapshot(
         d => check_data_dir(d).map_err(|e| StepError::config(format!("etcd_data_dir {e}")))?,
     };
 
-    // candidates: the configured endpoints, every member's client URLs, --initial-cluster
+    // candidates: the configured endpoints, every member's client URLs, --initial-cluster; the
+    // first configured endpoint's health is asked at the same time as the member list
     let timeouts = [
         "--dial-timeout=5s".to_string(),
         "--command-timeout=10s".into(),
     ];
-    let mut cands = configured.clone();
-    for ep in &configured {
+    let with = |ep: &str, cmd: &[&str]| -> Vec<String> {
         let mut args = timeouts.to_vec();
         args.push(format!("--endpoints={ep}"));
         args.extend(tls.iter().cloned());
-        args.extend(["member".into(), "list".into(), "-w".into(), "json".into()]);
-        let out = h
-            .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-            .await?;
-        if out.exit.success() {
-            match parse_member_list(&out.stdout) {
-                Ok(urls) => {
-                    cands.extend(urls);
-                    break;
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        args
+    };
+    let health = |ep: &str| with(ep, &["endpoint", "health"]);
+    let first = configured[0].clone();
+    let (mut ml, mut fh) = (h.fork(), h.fork());
+    let first_args = health(&first);
+    let (members, first_health) = tokio::join!(
+        async {
+            let mut urls = Vec::new();
+            for ep in &configured {
+                let args = with(ep, &["member", "list", "-w", "json"]);
+                let out = ml
+                    .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
+                    .await?;
+                if out.exit.success() {
+                    match parse_member_list(&out.stdout) {
+                        Ok(u) => {
+                            urls = u;
+                            break;
+                        }
+                        Err(e) => ml.note(&format!("etcd member list from {ep}: {e}")),
+                    }
                 }
-                Err(e) => h.note(&format!("etcd member list from {ep}: {e}")),
             }
-        }
-    }
+            Ok::<_, StepError>(urls)
+        },
+        async {
+            fh.run(
+                STEP,
+                &ectl.script(&first_args),
+                None,
+                Some(&ectl.shown(&first_args)),
+            )
+            .await
+        },
+    );
+    h.join_all([ml, fh]);
+    let mut cands = configured.clone();
+    cands.extend(members?);
     if let Some(ic) = &manifest.initial_cluster {
         cands.extend(initial_cluster_endpoints(ic));
     }
     let cands = dedup(cands);
 
+    let mut first_health = Some(first_health?);
     let mut chosen = None;
     let mut last_err = String::new();
     for ep in &cands {
-        let mut args = timeouts.to_vec();
-        args.push(format!("--endpoints={ep}"));
-        args.extend(tls.iter().cloned());
-        args.extend(["endpoint".into(), "health".into()]);
-        let out = h
-            .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-            .await?;
+        let out = match first_health.take().filter(|_| *ep == first) {
+            Some(out) => out,
+            None => {
+                let args = health(ep);
+                h.run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
+                    .await?
+            }
+        };
         if out.exit.success() {
             chosen = Some(ep.clone());
             break;
@@ -1080,26 +1125,8 @@ async fn etcd_snapshot(
         ));
     };
 
-    // the server's version
-    let mut args = timeouts.to_vec();
-    args.push(format!("--endpoints={chosen}"));
-    args.extend(tls.iter().cloned());
-    args.extend([
-        "endpoint".into(),
-        "status".into(),
-        "-w".into(),
-        "json".into(),
-    ]);
-    if let Ok(out) = h
-        .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-        .await
-        && out.exit.success()
-        && let Some(v) = parse_endpoint_version(&out.stdout)
-    {
-        h.version("etcd", &v);
-    }
-
-    // snapshot save into the data dir (kubeadm mounts it into the etcd pod at the same path)
+    // at once: the server's version, and the snapshot saved into the data dir (kubeadm mounts
+    // it into the etcd pod at the same path)
     let ts = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
     let snap = format!(
         "{}/{SNAPSHOT_PREFIX}{ts}-{}.db",
@@ -1107,7 +1134,8 @@ async fn etcd_snapshot(
         std::process::id()
     );
     h.set_var("etcd_snapshot", snap.clone());
-    let args = vec![
+    let status_args = with(&chosen, &["endpoint", "status", "-w", "json"]);
+    let save_args = vec![
         "--dial-timeout=10s".to_string(),
         format!("--endpoints={chosen}"),
     ]
@@ -1115,9 +1143,35 @@ async fn etcd_snapshot(
     .chain(tls.iter().cloned())
     .chain(["snapshot".into(), "save".into(), snap.clone()])
     .collect::<Vec<_>>();
-    let out = h
-        .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-        .await?;
+    let (mut es, mut sv) = (h.fork(), h.fork());
+    let (status_out, saved) = tokio::join!(
+        async {
+            es.run(
+                STEP,
+                &ectl.script(&status_args),
+                None,
+                Some(&ectl.shown(&status_args)),
+            )
+            .await
+        },
+        async {
+            sv.run(
+                STEP,
+                &ectl.script(&save_args),
+                None,
+                Some(&ectl.shown(&save_args)),
+            )
+            .await
+        },
+    );
+    h.join_all([es, sv]);
+    if let Ok(out) = status_out
+        && out.exit.success()
+        && let Some(v) = parse_endpoint_version(&out.stdout)
+    {
+        h.version("etcd", &v);
+    }
+    let out = saved?;
     if !out.exit.success() {
         return Err(StepError::new(
             FailureKind::CommandFailed,
@@ -1126,21 +1180,6 @@ async fn etcd_snapshot(
                 etcdctl_error(&out.exit.stderr_tail)
             ),
         ));
-    }
-    if !h
-        .run(
-            STEP,
-            &Script::new(NOT_EMPTY).arg(snap.clone()),
-            None,
-            Some(&format!("test -s {}", quote(&snap))),
-        )
-        .await?
-        .exit
-        .success()
-    {
-        return Err(StepError::bad_data(format!(
-            "snapshot save from {chosen} wrote nothing to {snap} (is {data_dir} mounted into the etcd pod?)"
-        )));
     }
     let args: Vec<String> = vec![
         "snapshot".into(),
@@ -1153,6 +1192,22 @@ async fn etcd_snapshot(
         .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
         .await?;
     if !out.exit.success() {
+        // an empty file (etcdctl could not write into the data dir) says more than its error
+        if !h
+            .run(
+                STEP,
+                &Script::new(NOT_EMPTY).arg(snap.clone()),
+                None,
+                Some(&format!("test -s {}", quote(&snap))),
+            )
+            .await?
+            .exit
+            .success()
+        {
+            return Err(StepError::bad_data(format!(
+                "snapshot save from {chosen} wrote nothing to {snap} (is {data_dir} mounted into the etcd pod?)"
+            )));
+        }
         return Err(StepError::new(
             FailureKind::CommandFailed,
             format!(
@@ -1179,16 +1234,6 @@ async fn etcd_snapshot(
     );
     h.add_bytes("etcd/snapshot-status.txt", info.as_bytes())
         .await?;
-    // removed now (the cleanup removes it again whatever happened)
-    let shown = format!("rm -f {}", quote(&snap));
-    h.run_ok(
-        STEP,
-        &Script::new(RM_SNAPSHOT).arg(snap),
-        None,
-        Some(&shown),
-    )
-    .await?;
-    h.set_var("etcd_snapshot", "");
     Ok(())
 }
 
@@ -1214,12 +1259,17 @@ async fn kubernetes_config(h: &mut HostCtx<'_>) -> Result<(), StepError> {
     h.copy(STEP, &paths, false).await.map(|_| ())
 }
 
-/// Every step that needs the API, once it answered.
+/// Every step that needs the API, once it answered; those that do not need each other's
+/// answers at once, each on its own channel.
 async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
-    // the etcd image of each master's etcd pod (masters may differ)
-    if let Ok(out) = kc
-        .run(
-            h,
+    const CM: &str = "kubeadm-config ConfigMap";
+    // at once: the etcd image of each master's etcd pod (masters may differ), the kubeadm-config
+    // ConfigMap, and a fresh discovery cache (a stale one would miss CRDs created since;
+    // removed by cleanup) for the steps after these
+    let (mut img, mut cm, mut mk) = (h.fork(), h.fork(), h.fork());
+    let (images, config_map, cache) = tokio::join!(
+        kc.run(
+            &mut img,
             "kubernetes api",
             &[
                 "-n",
@@ -1231,41 +1281,41 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
                 "-o",
                 "json",
             ],
-        )
-        .await
+        ),
+        async {
+            cm.step(CM);
+            kc.stream(
+                &mut cm,
+                CM,
+                &[
+                    "-n",
+                    "kube-system",
+                    "get",
+                    "configmap",
+                    "kubeadm-config",
+                    "-o",
+                    "yaml",
+                ],
+                "kubeadm/kubeadm-config-configmap.yaml",
+            )
+            .await
+        },
+        async {
+            mk.run_ok("kubectl cache", &Script::new(MKTEMP_CACHE), None, None)
+                .await
+        },
+    );
+    h.join_all([img, cm, mk]);
+    if let Ok(out) = images
         && out.exit.success()
         && let Some(v) = parse_etcd_images(&out.stdout)
     {
         h.version("etcd_images", &v);
     }
-
-    const CM: &str = "kubeadm-config ConfigMap";
-    h.step(CM);
-    if let Err(e) = kc
-        .stream(
-            h,
-            CM,
-            &[
-                "-n",
-                "kube-system",
-                "get",
-                "configmap",
-                "kubeadm-config",
-                "-o",
-                "yaml",
-            ],
-            "kubeadm/kubeadm-config-configmap.yaml",
-        )
-        .await
-    {
+    if let Err(e) = config_map {
         h.fail(CM, e);
     }
-
-    // a fresh discovery cache (a stale one would miss CRDs created since), removed by cleanup
-    match h
-        .run_ok("kubectl cache", &Script::new(MKTEMP_CACHE), None, None)
-        .await
-    {
+    match cache {
         Ok(out) => {
             let dir = out.stdout_text();
             let name = dir.strip_prefix(CACHE_PREFIX).unwrap_or("");
@@ -1281,42 +1331,61 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
         Err(e) => h.optional_failed("kubectl cache", &e),
     }
 
-    h.step("api resources");
-    if let Err(e) = kc
-        .stream(
-            h,
-            "api resources",
-            &["api-resources", "-o", "wide"],
-            "resources/api-resources.txt",
-        )
-        .await
-    {
-        h.fail("api resources", e);
-    }
-
-    h.step("resources listable");
-    match listable(h, &kc).await {
-        Ok((namespaced, cluster)) => {
-            h.step("resources");
-            if let Err(e) = resources(h, &kc, &namespaced, &cluster).await {
-                h.fail("resources", e);
+    // at once: api-resources, the listable types then the resources, the PVs, the PVCs
+    let kc = &kc;
+    let (mut ar, mut rs, mut pv, mut pvc) = (h.fork(), h.fork(), h.fork(), h.fork());
+    tokio::join!(
+        async {
+            ar.step("api resources");
+            if let Err(e) = kc
+                .stream(
+                    &mut ar,
+                    "api resources",
+                    &["api-resources", "-o", "wide"],
+                    "resources/api-resources.txt",
+                )
+                .await
+            {
+                ar.fail("api resources", e);
             }
-        }
-        Err(e) => {
-            let skipped =
-                StepError::skipped(format!("not run: no listable resource types ({})", e.cause));
-            h.fail("resources listable", e);
-            h.fail("resources", skipped);
-        }
-    }
-
-    for (step, args, rel) in [
-        (
+        },
+        async {
+            rs.step("resources listable");
+            let mut ns = rs.fork();
+            let (types, namespaces) = tokio::join!(
+                listable(&mut rs, kc),
+                kc.run(&mut ns, "resources", &["get", "namespaces", "-o", "name"]),
+            );
+            match types {
+                Ok((namespaced, cluster)) => {
+                    rs.join(ns);
+                    rs.step("resources");
+                    if let Err(e) = resources(&mut rs, kc, namespaces, &namespaced, &cluster).await
+                    {
+                        rs.fail("resources", e);
+                    }
+                }
+                Err(e) => {
+                    let skipped = StepError::skipped(format!(
+                        "not run: no listable resource types ({})",
+                        e.cause
+                    ));
+                    rs.fail("resources listable", e);
+                    rs.join(ns);
+                    rs.fail("resources", skipped);
+                }
+            }
+        },
+        volume_step(
+            &mut pv,
+            kc,
             "persistent volumes",
-            &["get", "persistentvolumes", "-o", "yaml"][..],
+            &["get", "persistentvolumes", "-o", "yaml"],
             "volumes/persistentvolumes.yaml",
         ),
-        (
+        volume_step(
+            &mut pvc,
+            kc,
             "persistent volume claims",
             &[
                 "get",
@@ -1324,14 +1393,18 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
                 "--all-namespaces",
                 "-o",
                 "yaml",
-            ][..],
+            ],
             "volumes/persistentvolumeclaims.yaml",
         ),
-    ] {
-        h.step(step);
-        if let Err(e) = kc.stream(h, step, args, rel).await {
-            h.fail(step, e);
-        }
+    );
+    h.join_all([ar, rs, pv, pvc]);
+}
+
+/// One step whose whole output is one entry (`persistent volumes`, ...).
+async fn volume_step(h: &mut HostCtx<'_>, kc: &Kubectl, step: &str, args: &[&str], rel: &str) {
+    h.step(step);
+    if let Err(e) = kc.stream(h, step, args, rel).await {
+        h.fail(step, e);
     }
 }
 
@@ -1345,16 +1418,36 @@ async fn listable(
     let skip = h.var("kubernetes_resources_skip").to_string();
     let mut lists = Vec::new();
     let mut last_err = String::new();
-    for namespaced in ["--namespaced=true", "--namespaced=false"] {
+    // both scopes at once
+    let (mut nb, mut cb) = (h.fork(), h.fork());
+    let (n, c) = tokio::join!(
+        kc.run(
+            &mut nb,
+            STEP,
+            &[
+                "api-resources",
+                "--verbs=list",
+                "--namespaced=true",
+                "-o",
+                "name"
+            ],
+        ),
+        kc.run(
+            &mut cb,
+            STEP,
+            &[
+                "api-resources",
+                "--verbs=list",
+                "--namespaced=false",
+                "-o",
+                "name"
+            ],
+        ),
+    );
+    h.join_all([nb, cb]);
+    for out in [n?, c?] {
         // exits 1 with a partial list when an API group is unavailable (the api resources step
         // names it): what it listed is used
-        let out = kc
-            .run(
-                h,
-                STEP,
-                &["api-resources", "--verbs=list", namespaced, "-o", "name"],
-            )
-            .await?;
         if !out.exit.success() {
             last_err = last_line(&out.exit.stderr_tail);
         }
@@ -1409,17 +1502,20 @@ async fn listable(
     Ok((namespaced, cluster))
 }
 
-/// One YAML List per namespace (`resources/<ns>.yaml`) and `resources/_cluster.yaml`.
+/// Namespace files written at the same time (each on its own channel).
+const NAMESPACES_AT_ONCE: usize = 4;
+
+/// One YAML List per namespace (`resources/<ns>.yaml`, up to [`NAMESPACES_AT_ONCE`] at a time)
+/// and `resources/_cluster.yaml`. `listed`: `kubectl get namespaces -o name`.
 async fn resources(
     h: &mut HostCtx<'_>,
     kc: &Kubectl,
+    listed: Result<crate::transport::Output, StepError>,
     namespaced: &[String],
     cluster: &[String],
 ) -> Result<(), StepError> {
-    const STEP: &str = "resources";
-    let out = kc
-        .run(h, STEP, &["get", "namespaces", "-o", "name"])
-        .await?;
+    use futures::StreamExt;
+    let out = listed?;
     if !out.exit.success() {
         return Err(StepError::new(
             FailureKind::CommandFailed,
@@ -1437,16 +1533,35 @@ async fn resources(
     let mut items: Vec<(String, &[String])> =
         namespaces.into_iter().map(|n| (n, namespaced)).collect();
     items.push(("_cluster".into(), cluster));
-    for (ns, types) in items {
-        if h.is_cancelled() {
-            break;
-        }
-        if types.is_empty() {
-            errors.push(format!("{ns}: no listable resource types"));
-            continue;
-        }
-        if let Err(e) = namespace_file(h, kc, &ns, types).await {
-            errors.push(format!("{ns}: {}", e.cause));
+    let jobs: Vec<_> = items
+        .into_iter()
+        .map(|(ns, types)| {
+            let mut b = h.fork();
+            async move {
+                let r = if b.is_cancelled() {
+                    None
+                } else if types.is_empty() {
+                    Some(Err(format!("{ns}: no listable resource types")))
+                } else {
+                    Some(
+                        namespace_file(&mut b, kc, &ns, types)
+                            .await
+                            .map_err(|e| format!("{ns}: {}", e.cause)),
+                    )
+                };
+                (b, r)
+            }
+        })
+        .collect();
+    // in namespace order, whichever finishes first
+    let done: Vec<_> = futures::stream::iter(jobs)
+        .buffered(NAMESPACES_AT_ONCE)
+        .collect()
+        .await;
+    for (b, r) in done {
+        h.join(b);
+        if let Some(Err(e)) = r {
+            errors.push(e);
         }
     }
     if errors.is_empty() {
