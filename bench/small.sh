@@ -19,7 +19,12 @@ DB=lsb_small
 trap 'rm -rf "$OUT"; su postgres -c "dropdb --if-exists $DB" >/dev/null 2>&1 || true' EXIT
 
 [ -f "$TB/env" ] || { echo "bench/small.sh: no test bed ($TB/env); run tests/testbed/up.sh" >&2; exit 1; }
-. "$TB/env"
+# The env file is KEY=value lines, some values not shell-safe: read only what is used here.
+for v in LSB_SSH_PORT LSB_SSH_USER LSB_CLIENT_KEY LSB_KNOWN_HOSTS LSB_BUILD_DIR LSB_ETCD_ENDPOINT \
+  LSB_ETCD_CACERT LSB_ETCD_CERT LSB_ETCD_KEY LSB_ETCD_DATA_DIR LSB_K8S_PKI LSB_KUBEADM_CONFIG \
+  LSB_HAPROXY_CFG; do
+  printf -v "$v" '%s' "$(sed -n "s/^$v=//p" "$TB/env")"
+done
 cargo build --release --locked -q
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/lsbackup
 SSH="ssh -q -i $LSB_CLIENT_KEY -o UserKnownHostsFile=$LSB_KNOWN_HOSTS -p $LSB_SSH_PORT -o BatchMode=yes"

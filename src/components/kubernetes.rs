@@ -736,9 +736,22 @@ impl Native for Kubernetes {
         let mut files = h.fork();
         tokio::join!(
             async {
-                // kubectl's own version and the API's, which every kubectl step needs
-                match api_check(&mut api, &tools).await {
-                    Ok(kc) => api_steps(&mut api, kc).await,
+                // kubectl's own version and the API's, which every kubectl step needs; at the
+                // same time a fresh discovery cache for the steps after it
+                let mut mk = api.fork();
+                let (check, cache) = tokio::join!(api_check(&mut api, &tools), async {
+                    if tools.contains_key("kubectl") {
+                        kubectl_cache(&mut mk).await
+                    } else {
+                        String::new()
+                    }
+                });
+                api.join(mk);
+                match check {
+                    Ok(mut kc) => {
+                        kc.cache = cache;
+                        api_steps(&mut api, &kc).await
+                    }
                     Err(cause) => {
                         for s in API_STEPS {
                             api.fail(
@@ -1259,15 +1272,38 @@ async fn kubernetes_config(h: &mut HostCtx<'_>) -> Result<(), StepError> {
     h.copy(STEP, &paths, false).await.map(|_| ())
 }
 
-/// Every step that needs the API, once it answered; those that do not need each other's
-/// answers at once, each on its own channel.
-async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
+/// A fresh kubectl discovery cache (a stale one would miss CRDs created since), kept for the
+/// cleanup, which removes it: its path, or "" (kubectl then uses its default cache).
+async fn kubectl_cache(h: &mut HostCtx<'_>) -> String {
+    match h
+        .run_ok("kubectl cache", &Script::new(MKTEMP_CACHE), None, None)
+        .await
+    {
+        Ok(out) => {
+            let dir = out.stdout_text();
+            let name = dir.strip_prefix(CACHE_PREFIX).unwrap_or("");
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                h.set_var("kubectl_cache", dir.clone());
+                return dir;
+            }
+            h.note(&format!(
+                "kubectl cache: mktemp printed {dir:?}; kubectl uses its default cache"
+            ));
+        }
+        Err(e) => h.optional_failed("kubectl cache", &e),
+    }
+    String::new()
+}
+
+/// Every step that needs the API, once it answered, at once (each on its own channel): the
+/// etcd image of each master's etcd pod (masters may differ), the kubeadm-config ConfigMap,
+/// api-resources, the listable types then the resources, the PVs, the PVCs.
+async fn api_steps(h: &mut HostCtx<'_>, kc: &Kubectl) {
     const CM: &str = "kubeadm-config ConfigMap";
-    // at once: the etcd image of each master's etcd pod (masters may differ), the kubeadm-config
-    // ConfigMap, and a fresh discovery cache (a stale one would miss CRDs created since;
-    // removed by cleanup) for the steps after these
-    let (mut img, mut cm, mut mk) = (h.fork(), h.fork(), h.fork());
-    let (images, config_map, cache) = tokio::join!(
+    let (mut img, mut cm) = (h.fork(), h.fork());
+    // at once: api-resources, the listable types then the resources, the PVs, the PVCs
+    let (mut ar, mut rs, mut pv, mut pvc) = (h.fork(), h.fork(), h.fork(), h.fork());
+    let (images, config_map, _, _, _, _) = tokio::join!(
         kc.run(
             &mut img,
             "kubernetes api",
@@ -1300,41 +1336,6 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
             )
             .await
         },
-        async {
-            mk.run_ok("kubectl cache", &Script::new(MKTEMP_CACHE), None, None)
-                .await
-        },
-    );
-    h.join_all([img, cm, mk]);
-    if let Ok(out) = images
-        && out.exit.success()
-        && let Some(v) = parse_etcd_images(&out.stdout)
-    {
-        h.version("etcd_images", &v);
-    }
-    if let Err(e) = config_map {
-        h.fail(CM, e);
-    }
-    match cache {
-        Ok(out) => {
-            let dir = out.stdout_text();
-            let name = dir.strip_prefix(CACHE_PREFIX).unwrap_or("");
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                h.set_var("kubectl_cache", dir.clone());
-                kc.cache = dir;
-            } else {
-                h.note(&format!(
-                    "kubectl cache: mktemp printed {dir:?}; kubectl uses its default cache"
-                ));
-            }
-        }
-        Err(e) => h.optional_failed("kubectl cache", &e),
-    }
-
-    // at once: api-resources, the listable types then the resources, the PVs, the PVCs
-    let kc = &kc;
-    let (mut ar, mut rs, mut pv, mut pvc) = (h.fork(), h.fork(), h.fork(), h.fork());
-    tokio::join!(
         async {
             ar.step("api resources");
             if let Err(e) = kc
@@ -1397,7 +1398,16 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
             "volumes/persistentvolumeclaims.yaml",
         ),
     );
-    h.join_all([ar, rs, pv, pvc]);
+    h.join_all([img, cm, ar, rs, pv, pvc]);
+    if let Ok(out) = images
+        && out.exit.success()
+        && let Some(v) = parse_etcd_images(&out.stdout)
+    {
+        h.version("etcd_images", &v);
+    }
+    if let Err(e) = config_map {
+        h.fail(CM, e);
+    }
 }
 
 /// One step whose whole output is one entry (`persistent volumes`, ...).
