@@ -31,14 +31,17 @@ SSH="ssh -q -i $LSB_CLIENT_KEY -o UserKnownHostsFile=$LSB_KNOWN_HOSTS -p $LSB_SS
 USER_AT=${LSB_SSH_USER}@
 PG_HOST=127.0.0.2 K8S_HOST=127.0.0.3 HAPROXY_HOST=127.0.0.4
 
-su postgres -c "dropdb --if-exists $DB && createdb $DB" >/dev/null
+su postgres -c "dropdb --if-exists $DB && createdb $DB" >/dev/null 2>&1
 su postgres -c "psql -Xq -d $DB -c \"CREATE TABLE t AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) AS v FROM generate_series(1, 10000) g\"" >/dev/null
+
+others=$(su postgres -c "psql -XtAc \"SELECT datname FROM pg_database WHERE datname <> '$DB' AND pg_database_size(datname) > 64 * 1024 * 1024\"")
+[ -z "$others" ] || echo "note: large databases present ($others): both sides dump them too; not the small workload" >&2
 
 # The serial OpenSSH script: one ssh call per step, one after another, output to files.
 baseline() {
   local d=$1 snap=$LSB_ETCD_DATA_DIR/lsbackup-bench-snapshot.db
   local tls="--endpoints=$LSB_ETCD_ENDPOINT --cacert=$LSB_ETCD_CACERT --cert=$LSB_ETCD_CERT --key=$LSB_ETCD_KEY"
-  $SSH "$USER_AT$K8S_HOST" "sudo ETCDCTL_API=3 etcdctl $tls snapshot save $snap" >/dev/null
+  $SSH "$USER_AT$K8S_HOST" "sudo ETCDCTL_API=3 etcdctl $tls snapshot save $snap" >/dev/null 2>&1
   $SSH "$USER_AT$K8S_HOST" "sudo cat $snap" > "$d/etcd-snapshot.db"
   $SSH "$USER_AT$K8S_HOST" "sudo rm -f $snap"
   $SSH "$USER_AT$K8S_HOST" "sudo tar -C / -cf - ${LSB_K8S_PKI#/}" > "$d/pki.tar"
@@ -49,7 +52,8 @@ baseline() {
 
 lsb() {
   "$BIN" backup -b "$LSB_BUILD_DIR" --only kubernetes,postgresql,haproxy -t "$1" \
-    --progress never -q --no-agent >/dev/null
+    --progress never -q --no-agent >/dev/null 2>"$OUT/lsb.err" ||
+    { echo "lsbackup failed:" >&2; cat "$OUT/lsb.err" >&2; exit 1; }
 }
 
 secs() { # command...: wall seconds (3 decimals)
