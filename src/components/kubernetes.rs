@@ -716,73 +716,30 @@ impl Native for Kubernetes {
     }
 
     async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
-        let tools = match h
-            .run(
-                "tools",
-                &Script::new(TOOLS),
-                None,
-                Some("command -v etcdctl crictl kubectl"),
-            )
-            .await
-        {
-            Ok(o) => tools_of(&o.stdout),
-            Err(e) => return Err(e.at("tools")),
-        };
-
-        // Three independent parts at once, each over its own channels of the host's session:
-        // the API (its check, then every step that needs it), the etcd snapshot, the files.
-        let mut api = h.fork();
-        let mut etcd = h.fork();
-        let mut files = h.fork();
+        // Independent parts at once, each over its own channels of the host's session: the
+        // files; and once the tools are known, the API and the etcd snapshot.
+        let (mut t, mut api, mut etcd, mut files) = (h.fork(), h.fork(), h.fork(), h.fork());
         tokio::join!(
             async {
-                // kubectl's own version and the API's, which every kubectl step needs; at the
-                // same time a fresh discovery cache for the steps after it
-                let mut mk = api.fork();
-                let (check, cache) = tokio::join!(api_check(&mut api, &tools), async {
-                    if tools.contains_key("kubectl") {
-                        kubectl_cache(&mut mk).await
-                    } else {
-                        String::new()
+                let tools = t
+                    .run(
+                        "tools",
+                        &Script::new(TOOLS),
+                        None,
+                        Some("command -v etcdctl crictl kubectl"),
+                    )
+                    .await;
+                match tools {
+                    Ok(o) => {
+                        let tools = tools_of(&o.stdout);
+                        tokio::join!(api_part(&mut api, &tools), etcd_part(&mut etcd, &tools));
                     }
-                });
-                api.join(mk);
-                match check {
-                    Ok(mut kc) => {
-                        kc.cache = cache;
-                        api_steps(&mut api, &kc).await
-                    }
-                    Err(cause) => {
-                        for s in API_STEPS {
-                            api.fail(
-                                s,
-                                StepError::skipped(format!(
-                                    "not run: {cause} (see step kubernetes api)"
-                                )),
-                            );
-                        }
-                    }
+                    Err(e) => t.fail("tools", e),
                 }
             },
-            async {
-                etcd.step("etcd snapshot");
-                if let Err(e) = etcd_snapshot(&mut etcd, &tools).await {
-                    etcd.fail("etcd snapshot", e);
-                }
-            },
-            async {
-                files.step("pki");
-                let pki = files.var("kubernetes_pki_dir").to_string();
-                if let Err(e) = files.copy("pki", &[pki], false).await {
-                    files.fail("pki", e);
-                }
-                files.step("kubernetes config");
-                if let Err(e) = kubernetes_config(&mut files).await {
-                    files.fail("kubernetes config", e);
-                }
-            },
+            files_part(&mut files),
         );
-        h.join_all([api, etcd, files]);
+        h.join_all([t, api, etcd, files]);
         Ok(())
     }
 
@@ -828,6 +785,54 @@ impl Native for Kubernetes {
             Some(f) => Err(f),
             None => Ok(()),
         }
+    }
+}
+
+/// The API: its check (kubectl's own version and the API's, which every kubectl step needs),
+/// with a fresh discovery cache made at the same time, then every step that needs it.
+async fn api_part(h: &mut HostCtx<'_>, tools: &BTreeMap<String, String>) {
+    let mut mk = h.fork();
+    let (check, cache) = tokio::join!(api_check(h, tools), async {
+        if tools.contains_key("kubectl") {
+            kubectl_cache(&mut mk).await
+        } else {
+            String::new()
+        }
+    });
+    h.join(mk);
+    match check {
+        Ok(mut kc) => {
+            kc.cache = cache;
+            api_steps(h, &kc).await
+        }
+        Err(cause) => {
+            for s in API_STEPS {
+                h.fail(
+                    s,
+                    StepError::skipped(format!("not run: {cause} (see step kubernetes api)")),
+                );
+            }
+        }
+    }
+}
+
+async fn etcd_part(h: &mut HostCtx<'_>, tools: &BTreeMap<String, String>) {
+    h.step("etcd snapshot");
+    if let Err(e) = etcd_snapshot(h, tools).await {
+        h.fail("etcd snapshot", e);
+    }
+}
+
+/// The PKI, then the kubeconfigs, manifests and kubeadm's files.
+async fn files_part(h: &mut HostCtx<'_>) {
+    h.step("pki");
+    let pki = h.var("kubernetes_pki_dir").to_string();
+    if let Err(e) = h.copy("pki", &[pki], false).await {
+        h.fail("pki", e);
+    }
+    h.step("kubernetes config");
+    if let Err(e) = kubernetes_config(h).await {
+        h.fail("kubernetes config", e);
     }
 }
 
