@@ -5,6 +5,7 @@
 # tar of the PKI, kubeadm config, pg_dumpall, haproxy.cfg, each to a file.
 #
 #   sudo bench/small.sh [RUNS]      # default 3: median of RUNS, lsbackup and baseline interleaved
+#   LSB_BIN=/path/to/lsbackup bench/small.sh     # another build (e.g. to compare two versions)
 #
 # Prints both medians and ratio = baseline / lsbackup (1.00 or more: lsbackup is as fast or
 # faster). Needs the test bed up (tests/testbed/up.sh) and a release build (built here).
@@ -26,7 +27,7 @@ for v in LSB_SSH_PORT LSB_SSH_USER LSB_CLIENT_KEY LSB_KNOWN_HOSTS LSB_BUILD_DIR 
   printf -v "$v" '%s' "$(sed -n "s/^$v=//p" "$TB/env")"
 done
 cargo build --release --locked -q
-BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/lsbackup
+BIN=${LSB_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/lsbackup}
 SSH="ssh -q -i $LSB_CLIENT_KEY -o UserKnownHostsFile=$LSB_KNOWN_HOSTS -p $LSB_SSH_PORT -o BatchMode=yes"
 USER_AT=${LSB_SSH_USER}@
 PG_HOST=127.0.0.2 K8S_HOST=127.0.0.3 HAPROXY_HOST=127.0.0.4

@@ -1484,14 +1484,45 @@ async fn listable(
         ));
     }
     let all: Vec<String> = namespaced.iter().chain(&cluster).cloned().collect();
-    let joined = all.join(",");
-    let out = kc
-        .run(h, STEP, &["get", &joined, "--all-namespaces", "-o", "name"])
-        .await?;
-    if out.exit.success() {
+    // whether every type lists: kubectl asks for one type after the other, so the types are
+    // split in LISTABLE_AT_ONCE groups asked at once; the types of a group that fails are
+    // then tried one by one
+    let per = all.len().div_ceil(LISTABLE_AT_ONCE).max(1);
+    let groups: Vec<&[String]> = all.chunks(per).collect();
+    let runs = groups.iter().map(|g| {
+        let mut b = h.fork();
+        let joined = g.join(",");
+        async move {
+            let r = kc
+                .run(
+                    &mut b,
+                    STEP,
+                    &["get", &joined, "--all-namespaces", "-o", "name"],
+                )
+                .await;
+            (b, r)
+        }
+    });
+    let done = futures::future::join_all(runs).await;
+    let mut unsure: Vec<String> = Vec::new();
+    let mut first_err = None;
+    for ((b, r), g) in done.into_iter().zip(&groups) {
+        h.join(b);
+        match r {
+            Ok(out) if out.exit.success() => {}
+            Ok(_) => unsure.extend(g.iter().cloned()),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    if unsure.is_empty() {
         return Ok((namespaced, cluster));
     }
-    let failed = kc.failing_types(h, STEP, "*", &all).await?;
+    let failed = kc.failing_types(h, STEP, "*", &unsure).await?;
     if failed.is_empty() {
         // the types list one by one: keep them all
         return Ok((namespaced, cluster));
@@ -1516,6 +1547,9 @@ async fn listable(
     );
     Ok((namespaced, cluster))
 }
+
+/// Groups of resource types whose listing is checked at the same time (each on its own channel).
+const LISTABLE_AT_ONCE: usize = 4;
 
 /// Namespace files written at the same time (each on its own channel).
 const NAMESPACES_AT_ONCE: usize = 4;
