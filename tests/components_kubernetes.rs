@@ -965,3 +965,72 @@ fn a_data_dir_with_shell_syntax_in_its_name_is_only_a_name() {
     assert!(!run.file("kubernetes/node2/etcd/snapshot.db").exists());
     assert!(run.file("kubernetes/node2/resources/shop.yaml").exists());
 }
+
+#[test]
+fn an_interrupt_while_the_api_hangs_still_removes_the_snapshot() {
+    let _s = serial();
+    let tb = common::testbed();
+    // an API that accepts connections and never answers: the API part waits (kubectl's 10s
+    // timeout) while the etcd part, at the same time, has saved its snapshot in the data dir
+    let hang = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let conf: String = std::fs::read_to_string("/etc/kubernetes/admin.conf")
+        .unwrap()
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("server: ") {
+            Some(_) => format!("    server: https://127.0.0.3:{port}"),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let path = dir.path().join("hanging.conf");
+    std::fs::write(&path, conf + "\n").unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let child = Command::new(support::bin())
+        .args(["backup", "--no-agent", "--only", "kubernetes", "--set"])
+        .arg(format!("kubernetes.kubeconfig={}", path.display()))
+        .arg("-b")
+        .arg(k8s_build_dir())
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .env("HOME", target.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // this run's snapshot file (its name ends with lsbackup's pid)
+    let data_dir = tb.var("LSB_ETCD_DATA_DIR");
+    let suffix = format!("-{}.db", child.id());
+    let ours = || -> Vec<String> {
+        std::fs::read_dir(data_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("lsbackup-etcd-snapshot") && n.ends_with(&suffix))
+            .collect()
+    };
+    let start = Instant::now();
+    while ours().is_empty() && start.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!ours().is_empty(), "no snapshot was written within 8s");
+    // the snapshot part is done well before the API's 10s timeout
+    std::thread::sleep(Duration::from_secs(1));
+    let status = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        ours().is_empty(),
+        "snapshot left in {data_dir}: {:?}\n{err}",
+        ours()
+    );
+    drop(hang);
+}
