@@ -891,12 +891,8 @@ fn a_missing_kubeconfig_is_one_error_and_the_steps_needing_it_are_skipped() {
     etcd_and_files_kept(&run);
 }
 
-#[test]
-fn an_api_that_does_not_answer_is_one_error_and_the_rest_is_kept() {
-    let _s = serial();
-    // admin.conf pointing at a port nothing listens on
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+/// The test bed's admin.conf with its server at 127.0.0.3:`port`, written in `dir`.
+fn kubeconfig_at(dir: &Path, port: u16) -> PathBuf {
     let conf: String = std::fs::read_to_string("/etc/kubernetes/admin.conf")
         .unwrap()
         .lines()
@@ -907,8 +903,18 @@ fn an_api_that_does_not_answer_is_one_error_and_the_rest_is_kept() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(conf.contains(&format!(":{port}")), "{conf}");
-    let path = dir.path().join("dead.conf");
+    let path = dir.join("admin-elsewhere.conf");
     std::fs::write(&path, conf + "\n").unwrap();
+    path
+}
+
+#[test]
+fn an_api_that_does_not_answer_is_one_error_and_the_rest_is_kept() {
+    let _s = serial();
+    // admin.conf pointing at a port nothing listens on
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = kubeconfig_at(dir.path(), port);
     let set = format!("kubernetes.kubeconfig={}", path.display());
     let run = support::backup(&k8s_build_dir(), &["--only", "kubernetes", "--set", &set]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
@@ -975,17 +981,7 @@ fn an_interrupt_while_the_api_hangs_still_removes_the_snapshot() {
     let hang = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
     let port = hang.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let conf: String = std::fs::read_to_string("/etc/kubernetes/admin.conf")
-        .unwrap()
-        .lines()
-        .map(|l| match l.trim_start().strip_prefix("server: ") {
-            Some(_) => format!("    server: https://127.0.0.3:{port}"),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = dir.path().join("hanging.conf");
-    std::fs::write(&path, conf + "\n").unwrap();
+    let path = kubeconfig_at(dir.path(), port);
     let target = tempfile::tempdir().unwrap();
     let child = Command::new(support::bin())
         .args(["backup", "--no-agent", "--only", "kubernetes", "--set"])

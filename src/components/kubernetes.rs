@@ -547,6 +547,17 @@ impl Etcdctl {
         }
     }
 
+    /// Run etcdctl with `args` as a step of `h` (recorded as [`Etcdctl::shown`]).
+    async fn run(
+        &self,
+        h: &mut HostCtx<'_>,
+        step: &str,
+        args: &[String],
+    ) -> Result<crate::transport::Output, StepError> {
+        h.run(step, &self.script(args), None, Some(&self.shown(args)))
+            .await
+    }
+
     fn how(&self) -> String {
         match self {
             Etcdctl::Host { path } => format!("host etcdctl {path}"),
@@ -1007,13 +1018,11 @@ async fn etcd_snapshot(
     let ca = format!("{pki}/etcd/ca.crt");
     let manifest_path = h.var("etcd_manifest").to_string();
     let version_args = ["version".to_string()];
-    let version_script = ectl.script(&version_args);
-    let version_shown = ectl.shown(&version_args);
     let ca_script = Script::new(IS_FILE).arg(ca.clone());
     let ca_shown = format!("test -f {}", quote(&ca));
     let (mut v, mut c, mut m) = (h.fork(), h.fork(), h.fork());
     let (version, ca_found, manifest) = tokio::join!(
-        v.run(STEP, &version_script, None, Some(&version_shown)),
+        ectl.run(&mut v, STEP, &version_args),
         c.run(STEP, &ca_script, None, Some(&ca_shown)),
         m.read_file(STEP, &manifest_path, None),
     );
@@ -1077,9 +1086,7 @@ async fn etcd_snapshot(
             let mut urls = Vec::new();
             for ep in &configured {
                 let args = with(ep, &["member", "list", "-w", "json"]);
-                let out = ml
-                    .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-                    .await?;
+                let out = ectl.run(&mut ml, STEP, &args).await?;
                 if out.exit.success() {
                     match parse_member_list(&out.stdout) {
                         Ok(u) => {
@@ -1092,15 +1099,7 @@ async fn etcd_snapshot(
             }
             Ok::<_, StepError>(urls)
         },
-        async {
-            fh.run(
-                STEP,
-                &ectl.script(&first_args),
-                None,
-                Some(&ectl.shown(&first_args)),
-            )
-            .await
-        },
+        async { ectl.run(&mut fh, STEP, &first_args).await },
     );
     h.join_all([ml, fh]);
     let mut cands = configured.clone();
@@ -1118,8 +1117,7 @@ async fn etcd_snapshot(
             Some(out) => out,
             None => {
                 let args = health(ep);
-                h.run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-                    .await?
+                ectl.run(h, STEP, &args).await?
             }
         };
         if out.exit.success() {
@@ -1163,24 +1161,8 @@ async fn etcd_snapshot(
     .collect::<Vec<_>>();
     let (mut es, mut sv) = (h.fork(), h.fork());
     let (status_out, saved) = tokio::join!(
-        async {
-            es.run(
-                STEP,
-                &ectl.script(&status_args),
-                None,
-                Some(&ectl.shown(&status_args)),
-            )
-            .await
-        },
-        async {
-            sv.run(
-                STEP,
-                &ectl.script(&save_args),
-                None,
-                Some(&ectl.shown(&save_args)),
-            )
-            .await
-        },
+        async { ectl.run(&mut es, STEP, &status_args).await },
+        async { ectl.run(&mut sv, STEP, &save_args).await },
     );
     h.join_all([es, sv]);
     if let Ok(out) = status_out
@@ -1206,9 +1188,7 @@ async fn etcd_snapshot(
         "-w".into(),
         "json".into(),
     ];
-    let out = h
-        .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-        .await?;
+    let out = ectl.run(h, STEP, &args).await?;
     if !out.exit.success() {
         // an empty file (etcdctl could not write into the data dir) says more than its error
         if !h
