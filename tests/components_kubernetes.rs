@@ -1049,12 +1049,8 @@ fn a_missing_kubeconfig_is_one_error_and_the_steps_needing_it_are_skipped() {
     etcd_and_files_kept(&run);
 }
 
-#[test]
-fn an_api_that_does_not_answer_is_one_error_and_the_rest_is_kept() {
-    let _s = serial();
-    // admin.conf pointing at a port nothing listens on
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+/// The test bed's admin.conf with its server at 127.0.0.3:`port`, written in `dir`.
+fn kubeconfig_at(dir: &Path, port: u16) -> PathBuf {
     let conf: String = std::fs::read_to_string("/etc/kubernetes/admin.conf")
         .unwrap()
         .lines()
@@ -1065,8 +1061,18 @@ fn an_api_that_does_not_answer_is_one_error_and_the_rest_is_kept() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(conf.contains(&format!(":{port}")), "{conf}");
-    let path = dir.path().join("dead.conf");
+    let path = dir.join("admin-elsewhere.conf");
     std::fs::write(&path, conf + "\n").unwrap();
+    path
+}
+
+#[test]
+fn an_api_that_does_not_answer_is_one_error_and_the_rest_is_kept() {
+    let _s = serial();
+    // admin.conf pointing at a port nothing listens on
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let path = kubeconfig_at(dir.path(), port);
     let set = format!("kubernetes.kubeconfig={}", path.display());
     let run = support::backup(&k8s_build_dir(), &["--only", "kubernetes", "--set", &set]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
@@ -1122,4 +1128,63 @@ fn a_data_dir_with_shell_syntax_in_its_name_is_only_a_name() {
     );
     assert!(!run.file("kubernetes/node2/etcd/snapshot.db").exists());
     assert!(run.file("kubernetes/node2/resources/shop.yaml").exists());
+}
+
+#[test]
+fn an_interrupt_while_the_api_hangs_still_removes_the_snapshot() {
+    let _s = serial();
+    let tb = common::testbed();
+    // an API that accepts connections and never answers: the API part waits (kubectl's 10s
+    // timeout) while the etcd part, at the same time, has saved its snapshot in the data dir
+    let hang = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let port = hang.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = kubeconfig_at(dir.path(), port);
+    let target = tempfile::tempdir().unwrap();
+    let child = Command::new(support::bin())
+        .args(["backup", "--no-agent", "--only", "kubernetes", "--set"])
+        .arg(format!("kubernetes.kubeconfig={}", path.display()))
+        .arg("-b")
+        .arg(k8s_build_dir())
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .env("HOME", target.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // this run's snapshot file (its name ends with lsbackup's pid)
+    let data_dir = tb.var("LSB_ETCD_DATA_DIR");
+    let suffix = format!("-{}.db", child.id());
+    let ours = || -> Vec<String> {
+        std::fs::read_dir(data_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("lsbackup-etcd-snapshot") && n.ends_with(&suffix))
+            .collect()
+    };
+    let start = Instant::now();
+    while ours().is_empty() && start.elapsed() < Duration::from_secs(8) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!ours().is_empty(), "no snapshot was written within 8s");
+    // the snapshot part is done well before the API's 10s timeout
+    std::thread::sleep(Duration::from_secs(1));
+    let status = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(
+        ours().is_empty(),
+        "snapshot left in {data_dir}: {:?}\n{err}",
+        ours()
+    );
+    drop(hang);
 }

@@ -425,7 +425,7 @@ impl Drop for StreamEntry {
 impl EntrySink {
     pub(crate) async fn queue(&self, p: Prepared) -> Result<(), ArchiveError> {
         self.tx
-            .send(Msg::Entry(p))
+            .send(Msg::Entry(Box::new(p)))
             .await
             .map_err(|_| self.shared.closed_error())
     }

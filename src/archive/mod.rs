@@ -179,7 +179,7 @@ pub(crate) struct EntryHeader {
 }
 
 enum Msg {
-    Entry(Prepared),
+    Entry(Box<Prepared>),
     Finish {
         manifest: Vec<u8>,
         done: oneshot::Sender<Result<(), ArchiveError>>,
@@ -472,7 +472,7 @@ async fn writer_task(mut backend: Backend, mut rx: mpsc::Receiver<Msg>, shared: 
         match msg {
             Msg::Entry(p) => {
                 let path = p.header.path.clone();
-                if let Err(e) = backend.write(p).await {
+                if let Err(e) = backend.write(*p).await {
                     *shared.fatal.lock().unwrap() = Some(format!("{e} (writing {path})"));
                     break;
                 }

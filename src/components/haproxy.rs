@@ -225,32 +225,31 @@ impl Native for Haproxy {
     }
 
     async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
-        h.step("version");
-        if let Ok(out) = h
-            .run("version", &Script::new("exec haproxy -v"), None, None)
-            .await
-            && out.exit.success()
-            && let Some(v) = parse_version(&String::from_utf8_lossy(&out.stdout))
-        {
-            h.version("haproxy", v);
-        }
-
-        h.step("certificates");
+        // at once (each on its own channel): the version, and the *.cfg files' names
         let conf = h
             .var("haproxy_config_dir")
             .trim_end_matches('/')
             .to_string();
         const LIST: &str =
             "for f in \"$1\"/*.cfg; do if [ -f \"$f\" ]; then printf '%s\\0' \"$f\"; fi; done";
-        let listed = h
-            .run_ok(
-                "certificates",
-                &Script::new(LIST).arg(conf.as_str()),
-                None,
-                None,
-            )
-            .await
-            .at("certificates")?;
+        let list = Script::new(LIST).arg(conf.as_str());
+        let mut v = h.fork();
+        h.step("certificates");
+        let (version, listed) = tokio::join!(
+            async {
+                v.run("version", &Script::new("exec haproxy -v"), None, None)
+                    .await
+            },
+            h.run_ok("certificates", &list, None, None),
+        );
+        h.join(v);
+        if let Ok(out) = version
+            && out.exit.success()
+            && let Some(v) = parse_version(&String::from_utf8_lossy(&out.stdout))
+        {
+            h.version("haproxy", v);
+        }
+        let listed = listed.at("certificates")?;
         let cfgs: Vec<String> = listed
             .stdout
             .split(|b| *b == 0)

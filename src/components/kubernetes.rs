@@ -692,6 +692,17 @@ impl Etcdctl {
         }
     }
 
+    /// Run etcdctl with `args` as a step of `h` (recorded as [`Etcdctl::shown`]).
+    async fn run(
+        &self,
+        h: &mut HostCtx<'_>,
+        step: &str,
+        args: &[String],
+    ) -> Result<crate::transport::Output, StepError> {
+        h.run(step, &self.script(args), None, Some(&self.shown(args)))
+            .await
+    }
+
     fn how(&self) -> String {
         match self {
             Etcdctl::Host { path } => format!("host etcdctl {path}"),
@@ -874,77 +885,66 @@ impl Native for Kubernetes {
     }
 
     async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
-        let tools = match h
-            .run(
-                "tools",
-                &Script::new(TOOLS),
-                None,
-                Some("command -v etcdctl crictl kubectl"),
-            )
-            .await
-        {
-            Ok(o) => tools_of(&o.stdout),
-            Err(e) => return Err(e.at("tools")),
-        };
-
-        // kubectl's own version and the API's, which every kubectl step needs
-        let api = api_check(h, &tools).await;
-
-        // etcd
-        h.step("etcd snapshot");
-        if let Err(e) = etcd_snapshot(h, &tools).await {
-            h.fail("etcd snapshot", e);
-        }
-
-        // files
-        h.step("pki");
-        let pki = h.var("kubernetes_pki_dir").to_string();
-        if let Err(e) = h.copy("pki", &[pki], false).await {
-            h.fail("pki", e);
-        }
-        h.step("kubernetes config");
-        if let Err(e) = kubernetes_config(h).await {
-            h.fail("kubernetes config", e);
-        }
-
-        // the API
-        match api {
-            Ok(kc) => api_steps(h, kc).await,
-            Err(cause) => {
-                for s in API_STEPS {
-                    h.fail(
-                        s,
-                        StepError::skipped(format!("not run: {cause} (see step kubernetes api)")),
-                    );
+        // Independent parts at once, each over its own channels of the host's session: the
+        // files; and once the tools are known, the API and the etcd snapshot.
+        let (mut t, mut api, mut etcd, mut files) = (h.fork(), h.fork(), h.fork(), h.fork());
+        tokio::join!(
+            async {
+                let tools = t
+                    .run(
+                        "tools",
+                        &Script::new(TOOLS),
+                        None,
+                        Some("command -v etcdctl crictl kubectl"),
+                    )
+                    .await;
+                match tools {
+                    Ok(o) => {
+                        let tools = tools_of(&o.stdout);
+                        tokio::join!(api_part(&mut api, &tools), etcd_part(&mut etcd, &tools));
+                    }
+                    Err(e) => t.fail("tools", e),
                 }
-            }
-        }
+            },
+            files_part(&mut files),
+        );
+        h.join_all([t, api, etcd, files]);
         Ok(())
     }
 
     async fn cleanup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
-        let mut errors: Vec<Failed> = Vec::new();
         let snap = h.var("etcd_snapshot").to_string();
-        if !snap.is_empty() {
-            let s = Script::new(RM_SNAPSHOT).arg(snap.clone());
-            let shown = format!("rm -f {} {}", quote(&snap), quote(&format!("{snap}.part")));
-            if let Err(e) = h
-                .run_ok("remove etcd snapshot", &s, None, Some(&shown))
-                .await
-            {
-                errors.push(e.at("remove etcd snapshot"));
-            }
-        }
         let cache = h.var("kubectl_cache").to_string();
-        if !cache.is_empty() {
-            let s = Script::new(RM_CACHE).arg(cache.clone());
-            let shown = format!("rm -rf {}", quote(&cache));
-            if let Err(e) = h
-                .run_ok("remove kubectl cache", &s, None, Some(&shown))
-                .await
-            {
-                errors.push(e.at("remove kubectl cache"));
-            }
+        let jobs = [
+            (!snap.is_empty()).then(|| {
+                (
+                    "remove etcd snapshot",
+                    Script::new(RM_SNAPSHOT).arg(snap.clone()),
+                    format!("rm -f {} {}", quote(&snap), quote(&format!("{snap}.part"))),
+                )
+            }),
+            (!cache.is_empty()).then(|| {
+                (
+                    "remove kubectl cache",
+                    Script::new(RM_CACHE).arg(cache.clone()),
+                    format!("rm -rf {}", quote(&cache)),
+                )
+            }),
+        ];
+        // at once, each on its own channel
+        let done =
+            futures::future::join_all(jobs.into_iter().flatten().map(|(step, script, shown)| {
+                let mut b = h.fork();
+                async move {
+                    let r = b.run_ok(step, &script, None, Some(&shown)).await;
+                    (b, r.err().map(|e| e.at(step)))
+                }
+            }))
+            .await;
+        let mut errors: Vec<Failed> = Vec::new();
+        for (b, e) in done {
+            h.join(b);
+            errors.extend(e);
         }
         let last = errors.pop();
         for f in errors {
@@ -954,6 +954,54 @@ impl Native for Kubernetes {
             Some(f) => Err(f),
             None => Ok(()),
         }
+    }
+}
+
+/// The API: its check (kubectl's own version and the API's, which every kubectl step needs),
+/// with a fresh discovery cache made at the same time, then every step that needs it.
+async fn api_part(h: &mut HostCtx<'_>, tools: &BTreeMap<String, String>) {
+    let mut mk = h.fork();
+    let (check, cache) = tokio::join!(api_check(h, tools), async {
+        if tools.contains_key("kubectl") {
+            kubectl_cache(&mut mk).await
+        } else {
+            String::new()
+        }
+    });
+    h.join(mk);
+    match check {
+        Ok(mut kc) => {
+            kc.cache = cache;
+            api_steps(h, &kc).await
+        }
+        Err(cause) => {
+            for s in API_STEPS {
+                h.fail(
+                    s,
+                    StepError::skipped(format!("not run: {cause} (see step kubernetes api)")),
+                );
+            }
+        }
+    }
+}
+
+async fn etcd_part(h: &mut HostCtx<'_>, tools: &BTreeMap<String, String>) {
+    h.step("etcd snapshot");
+    if let Err(e) = etcd_snapshot(h, tools).await {
+        h.fail("etcd snapshot", e);
+    }
+}
+
+/// The PKI, then the kubeconfigs, manifests and kubeadm's files.
+async fn files_part(h: &mut HostCtx<'_>) {
+    h.step("pki");
+    let pki = h.var("kubernetes_pki_dir").to_string();
+    if let Err(e) = h.copy("pki", &[pki], false).await {
+        h.fail("pki", e);
+    }
+    h.step("kubernetes config");
+    if let Err(e) = kubernetes_config(h).await {
+        h.fail("kubernetes config", e);
     }
 }
 
@@ -979,20 +1027,25 @@ async fn api_check(
         h.fail(STEP, e);
         return Err("kubectl is not installed".into());
     }
-    if let Ok(out) = kc
-        .run(h, STEP, &["version", "--client", "-o", "json"])
-        .await
-        && out.exit.success()
-        && let Ok(v) = parse_git_version(&out.stdout, true)
-    {
-        h.version("kubectl", &v);
-    }
+    // kubectl's version and the API's at once
     let script = Script::new(KUBE_API).arg(kc.kubeconfig.clone()).arg("10s");
     let shown = format!(
         "kubectl --kubeconfig {} --request-timeout 10s get --raw /version",
         quote(&kc.kubeconfig)
     );
-    let r = match h.run(STEP, &script, None, Some(&shown)).await {
+    let (mut cv, mut sv) = (h.fork(), h.fork());
+    let (client, server) = tokio::join!(
+        kc.run(&mut cv, STEP, &["version", "--client", "-o", "json"]),
+        sv.run(STEP, &script, None, Some(&shown)),
+    );
+    h.join_all([cv, sv]);
+    if let Ok(out) = client
+        && out.exit.success()
+        && let Ok(v) = parse_git_version(&out.stdout, true)
+    {
+        h.version("kubectl", &v);
+    }
+    let r = match server {
         Err(e) => Err(e),
         Ok(out) if out.exit.code == Some(3) => Err(StepError::config(format!(
             "no kubeconfig {} on this host (set kubernetes.kubeconfig)",
@@ -1104,7 +1157,8 @@ async fn etcdctl_for(
 }
 
 /// The etcd snapshot: the first healthy member, `snapshot save` into the data dir, `snapshot
-/// status`, then the file streamed into `etcd/snapshot.db` and removed.
+/// status`, then the file streamed into `etcd/snapshot.db` (the cleanup removes it). Steps that
+/// do not need each other's answers run at once, each on its own channel.
 async fn etcd_snapshot(
     h: &mut HostCtx<'_>,
     tools: &BTreeMap<String, String>,
@@ -1113,38 +1167,31 @@ async fn etcd_snapshot(
     let configured = configured_endpoints(h.var("etcd_endpoints")).map_err(StepError::config)?;
     let ectl = etcdctl_for(h, tools).await?;
 
-    // etcdctl's version, for the manifest
-    let out = h
-        .run(
-            STEP,
-            &ectl.script(&["version".into()]),
-            None,
-            Some(&ectl.shown(&["version".into()])),
-        )
-        .await?;
-    if out.exit.success()
-        && let Some(v) = parse_etcdctl_version(&String::from_utf8_lossy(&out.stdout))
-    {
-        h.version("etcdctl", &ectl.version_label(&v));
-    }
-
-    // TLS: kubeadm's etcd CA and healthcheck client, when present
+    // at once: etcdctl's version (for the manifest), whether kubeadm's etcd CA is there (TLS),
+    // and the static-pod manifest (data dir and the members of --initial-cluster)
     let pki = h
         .var("kubernetes_pki_dir")
         .trim_end_matches('/')
         .to_string();
     let ca = format!("{pki}/etcd/ca.crt");
-    let tls: Vec<String> = if h
-        .run(
-            STEP,
-            &Script::new(IS_FILE).arg(ca.clone()),
-            None,
-            Some(&format!("test -f {}", quote(&ca))),
-        )
-        .await?
-        .exit
-        .success()
+    let manifest_path = h.var("etcd_manifest").to_string();
+    let version_args = ["version".to_string()];
+    let ca_script = Script::new(IS_FILE).arg(ca.clone());
+    let ca_shown = format!("test -f {}", quote(&ca));
+    let (mut v, mut c, mut m) = (h.fork(), h.fork(), h.fork());
+    let (version, ca_found, manifest) = tokio::join!(
+        ectl.run(&mut v, STEP, &version_args),
+        c.run(STEP, &ca_script, None, Some(&ca_shown)),
+        m.read_file(STEP, &manifest_path, None),
+    );
+    h.join_all([v, c, m]);
+    let out = version?;
+    if out.exit.success()
+        && let Some(v) = parse_etcdctl_version(&String::from_utf8_lossy(&out.stdout))
     {
+        h.version("etcdctl", &ectl.version_label(&v));
+    }
+    let tls: Vec<String> = if ca_found?.exit.success() {
         vec![
             format!("--cacert={ca}"),
             format!("--cert={pki}/etcd/healthcheck-client.crt"),
@@ -1153,10 +1200,7 @@ async fn etcd_snapshot(
     } else {
         vec![]
     };
-
-    // the static-pod manifest: data dir and the members of --initial-cluster
-    let manifest_path = h.var("etcd_manifest").to_string();
-    let manifest = match h.read_file(STEP, &manifest_path, None).await? {
+    let manifest = match manifest? {
         None => EtcdManifest::default(),
         Some(bytes) => match parse_etcd_manifest(&String::from_utf8_lossy(&bytes)) {
             Ok(m) => m,
@@ -1178,45 +1222,62 @@ async fn etcd_snapshot(
         d => check_data_dir(d).map_err(|e| StepError::config(format!("etcd_data_dir {e}")))?,
     };
 
-    // candidates: the configured endpoints, every member's client URLs, --initial-cluster
+    // candidates: the configured endpoints, every member's client URLs, --initial-cluster; the
+    // first configured endpoint's health is asked at the same time as the member list
     let timeouts = [
         "--dial-timeout=5s".to_string(),
         "--command-timeout=10s".into(),
     ];
-    let mut cands = configured.clone();
-    for ep in &configured {
+    let with = |ep: &str, cmd: &[&str]| -> Vec<String> {
         let mut args = timeouts.to_vec();
         args.push(format!("--endpoints={ep}"));
         args.extend(tls.iter().cloned());
-        args.extend(["member".into(), "list".into(), "-w".into(), "json".into()]);
-        let out = h
-            .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-            .await?;
-        if out.exit.success() {
-            match parse_member_list(&out.stdout) {
-                Ok(urls) => {
-                    cands.extend(urls);
-                    break;
+        args.extend(cmd.iter().map(|s| s.to_string()));
+        args
+    };
+    let health = |ep: &str| with(ep, &["endpoint", "health"]);
+    let first = configured[0].clone();
+    let (mut ml, mut fh) = (h.fork(), h.fork());
+    let first_args = health(&first);
+    let (members, first_health) = tokio::join!(
+        async {
+            let mut urls = Vec::new();
+            for ep in &configured {
+                let args = with(ep, &["member", "list", "-w", "json"]);
+                let out = ectl.run(&mut ml, STEP, &args).await?;
+                if out.exit.success() {
+                    match parse_member_list(&out.stdout) {
+                        Ok(u) => {
+                            urls = u;
+                            break;
+                        }
+                        Err(e) => ml.note(&format!("etcd member list from {ep}: {e}")),
+                    }
                 }
-                Err(e) => h.note(&format!("etcd member list from {ep}: {e}")),
             }
-        }
-    }
+            Ok::<_, StepError>(urls)
+        },
+        async { ectl.run(&mut fh, STEP, &first_args).await },
+    );
+    h.join_all([ml, fh]);
+    let mut cands = configured.clone();
+    cands.extend(members?);
     if let Some(ic) = &manifest.initial_cluster {
         cands.extend(initial_cluster_endpoints(ic));
     }
     let cands = dedup(cands);
 
+    let mut first_health = Some(first_health?);
     let mut chosen = None;
     let mut last_err = String::new();
     for ep in &cands {
-        let mut args = timeouts.to_vec();
-        args.push(format!("--endpoints={ep}"));
-        args.extend(tls.iter().cloned());
-        args.extend(["endpoint".into(), "health".into()]);
-        let out = h
-            .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-            .await?;
+        let out = match first_health.take().filter(|_| *ep == first) {
+            Some(out) => out,
+            None => {
+                let args = health(ep);
+                ectl.run(h, STEP, &args).await?
+            }
+        };
         if out.exit.success() {
             chosen = Some(ep.clone());
             break;
@@ -1238,26 +1299,8 @@ async fn etcd_snapshot(
         ));
     };
 
-    // the server's version
-    let mut args = timeouts.to_vec();
-    args.push(format!("--endpoints={chosen}"));
-    args.extend(tls.iter().cloned());
-    args.extend([
-        "endpoint".into(),
-        "status".into(),
-        "-w".into(),
-        "json".into(),
-    ]);
-    if let Ok(out) = h
-        .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-        .await
-        && out.exit.success()
-        && let Some(v) = parse_endpoint_version(&out.stdout)
-    {
-        h.version("etcd", &v);
-    }
-
-    // snapshot save into the data dir (kubeadm mounts it into the etcd pod at the same path)
+    // at once: the server's version, and the snapshot saved into the data dir (kubeadm mounts
+    // it into the etcd pod at the same path)
     let ts = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
     let snap = format!(
         "{}/{SNAPSHOT_PREFIX}{ts}-{}.db",
@@ -1265,7 +1308,8 @@ async fn etcd_snapshot(
         std::process::id()
     );
     h.set_var("etcd_snapshot", snap.clone());
-    let args = vec![
+    let status_args = with(&chosen, &["endpoint", "status", "-w", "json"]);
+    let save_args = vec![
         "--dial-timeout=10s".to_string(),
         format!("--endpoints={chosen}"),
     ]
@@ -1273,9 +1317,19 @@ async fn etcd_snapshot(
     .chain(tls.iter().cloned())
     .chain(["snapshot".into(), "save".into(), snap.clone()])
     .collect::<Vec<_>>();
-    let out = h
-        .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-        .await?;
+    let (mut es, mut sv) = (h.fork(), h.fork());
+    let (status_out, saved) = tokio::join!(
+        async { ectl.run(&mut es, STEP, &status_args).await },
+        async { ectl.run(&mut sv, STEP, &save_args).await },
+    );
+    h.join_all([es, sv]);
+    if let Ok(out) = status_out
+        && out.exit.success()
+        && let Some(v) = parse_endpoint_version(&out.stdout)
+    {
+        h.version("etcd", &v);
+    }
+    let out = saved?;
     if !out.exit.success() {
         return Err(StepError::new(
             FailureKind::CommandFailed,
@@ -1285,21 +1339,6 @@ async fn etcd_snapshot(
             ),
         ));
     }
-    if !h
-        .run(
-            STEP,
-            &Script::new(NOT_EMPTY).arg(snap.clone()),
-            None,
-            Some(&format!("test -s {}", quote(&snap))),
-        )
-        .await?
-        .exit
-        .success()
-    {
-        return Err(StepError::bad_data(format!(
-            "snapshot save from {chosen} wrote nothing to {snap} (is {data_dir} mounted into the etcd pod?)"
-        )));
-    }
     let args: Vec<String> = vec![
         "snapshot".into(),
         "status".into(),
@@ -1307,10 +1346,24 @@ async fn etcd_snapshot(
         "-w".into(),
         "json".into(),
     ];
-    let out = h
-        .run(STEP, &ectl.script(&args), None, Some(&ectl.shown(&args)))
-        .await?;
+    let out = ectl.run(h, STEP, &args).await?;
     if !out.exit.success() {
+        // an empty file (etcdctl could not write into the data dir) says more than its error
+        if !h
+            .run(
+                STEP,
+                &Script::new(NOT_EMPTY).arg(snap.clone()),
+                None,
+                Some(&format!("test -s {}", quote(&snap))),
+            )
+            .await?
+            .exit
+            .success()
+        {
+            return Err(StepError::bad_data(format!(
+                "snapshot save from {chosen} wrote nothing to {snap} (is {data_dir} mounted into the etcd pod?)"
+            )));
+        }
         return Err(StepError::new(
             FailureKind::CommandFailed,
             format!(
@@ -1337,16 +1390,6 @@ async fn etcd_snapshot(
     );
     h.add_bytes("etcd/snapshot-status.txt", info.as_bytes())
         .await?;
-    // removed now (the cleanup removes it again whatever happened)
-    let shown = format!("rm -f {}", quote(&snap));
-    h.run_ok(
-        STEP,
-        &Script::new(RM_SNAPSHOT).arg(snap),
-        None,
-        Some(&shown),
-    )
-    .await?;
-    h.set_var("etcd_snapshot", "");
     Ok(())
 }
 
@@ -1372,12 +1415,40 @@ async fn kubernetes_config(h: &mut HostCtx<'_>) -> Result<(), StepError> {
     h.copy(STEP, &paths, false).await.map(|_| ())
 }
 
-/// Every step that needs the API, once it answered.
-async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
-    // the etcd image of each master's etcd pod (masters may differ)
-    if let Ok(out) = kc
-        .run(
-            h,
+/// A fresh kubectl discovery cache (a stale one would miss CRDs created since), kept for the
+/// cleanup, which removes it: its path, or "" (kubectl then uses its default cache).
+async fn kubectl_cache(h: &mut HostCtx<'_>) -> String {
+    match h
+        .run_ok("kubectl cache", &Script::new(MKTEMP_CACHE), None, None)
+        .await
+    {
+        Ok(out) => {
+            let dir = out.stdout_text();
+            let name = dir.strip_prefix(CACHE_PREFIX).unwrap_or("");
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                h.set_var("kubectl_cache", dir.clone());
+                return dir;
+            }
+            h.note(&format!(
+                "kubectl cache: mktemp printed {dir:?}; kubectl uses its default cache"
+            ));
+        }
+        Err(e) => h.optional_failed("kubectl cache", &e),
+    }
+    String::new()
+}
+
+/// Every step that needs the API, once it answered, at once (each on its own channel): the
+/// etcd image of each master's etcd pod (masters may differ), the kubeadm-config ConfigMap,
+/// api-resources, the listable types then the resources, the PVs, the PVCs.
+async fn api_steps(h: &mut HostCtx<'_>, kc: &Kubectl) {
+    const CM: &str = "kubeadm-config ConfigMap";
+    let (mut img, mut cm) = (h.fork(), h.fork());
+    // at once: api-resources, the listable types then the resources, the PVs, the PVCs
+    let (mut ar, mut rs, mut pv, mut pvc) = (h.fork(), h.fork(), h.fork(), h.fork());
+    let (images, config_map, _, _, _, _) = tokio::join!(
+        kc.run(
+            &mut img,
             "kubernetes api",
             &[
                 "-n",
@@ -1389,92 +1460,76 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
                 "-o",
                 "json",
             ],
-        )
-        .await
-        && out.exit.success()
-        && let Some(v) = parse_etcd_images(&out.stdout)
-    {
-        h.version("etcd_images", &v);
-    }
-
-    const CM: &str = "kubeadm-config ConfigMap";
-    h.step(CM);
-    if let Err(e) = kc
-        .stream(
-            h,
-            CM,
-            &[
-                "-n",
-                "kube-system",
-                "get",
-                "configmap",
-                "kubeadm-config",
-                "-o",
-                "yaml",
-            ],
-            "kubeadm/kubeadm-config-configmap.yaml",
-        )
-        .await
-    {
-        h.fail(CM, e);
-    }
-
-    // a fresh discovery cache (a stale one would miss CRDs created since), removed by cleanup
-    match h
-        .run_ok("kubectl cache", &Script::new(MKTEMP_CACHE), None, None)
-        .await
-    {
-        Ok(out) => {
-            let dir = out.stdout_text();
-            let name = dir.strip_prefix(CACHE_PREFIX).unwrap_or("");
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()) {
-                h.set_var("kubectl_cache", dir.clone());
-                kc.cache = dir;
-            } else {
-                h.note(&format!(
-                    "kubectl cache: mktemp printed {dir:?}; kubectl uses its default cache"
-                ));
+        ),
+        async {
+            cm.step(CM);
+            kc.stream(
+                &mut cm,
+                CM,
+                &[
+                    "-n",
+                    "kube-system",
+                    "get",
+                    "configmap",
+                    "kubeadm-config",
+                    "-o",
+                    "yaml",
+                ],
+                "kubeadm/kubeadm-config-configmap.yaml",
+            )
+            .await
+        },
+        async {
+            ar.step("api resources");
+            if let Err(e) = kc
+                .stream(
+                    &mut ar,
+                    "api resources",
+                    &["api-resources", "-o", "wide"],
+                    "resources/api-resources.txt",
+                )
+                .await
+            {
+                ar.fail("api resources", e);
             }
-        }
-        Err(e) => h.optional_failed("kubectl cache", &e),
-    }
-
-    h.step("api resources");
-    if let Err(e) = kc
-        .stream(
-            h,
-            "api resources",
-            &["api-resources", "-o", "wide"],
-            "resources/api-resources.txt",
-        )
-        .await
-    {
-        h.fail("api resources", e);
-    }
-
-    h.step("resources listable");
-    match listable(h, &kc).await {
-        Ok((namespaced, cluster)) => {
-            h.step("resources");
-            if let Err(e) = resources(h, &kc, &namespaced, &cluster).await {
-                h.fail("resources", e);
+        },
+        async {
+            rs.step("resources listable");
+            let mut ns = rs.fork();
+            let (types, namespaces) = tokio::join!(
+                listable(&mut rs, kc),
+                kc.run(&mut ns, "resources", &["get", "namespaces", "-o", "name"]),
+            );
+            match types {
+                Ok((namespaced, cluster)) => {
+                    rs.join(ns);
+                    rs.step("resources");
+                    if let Err(e) = resources(&mut rs, kc, namespaces, &namespaced, &cluster).await
+                    {
+                        rs.fail("resources", e);
+                    }
+                }
+                Err(e) => {
+                    let skipped = StepError::skipped(format!(
+                        "not run: no listable resource types ({})",
+                        e.cause
+                    ));
+                    rs.fail("resources listable", e);
+                    rs.join(ns);
+                    rs.fail("resources", skipped);
+                }
             }
-        }
-        Err(e) => {
-            let skipped =
-                StepError::skipped(format!("not run: no listable resource types ({})", e.cause));
-            h.fail("resources listable", e);
-            h.fail("resources", skipped);
-        }
-    }
-
-    for (step, args, rel) in [
-        (
+        },
+        volume_step(
+            &mut pv,
+            kc,
             "persistent volumes",
-            &["get", "persistentvolumes", "-o", "yaml"][..],
+            &["get", "persistentvolumes", "-o", "yaml"],
             "volumes/persistentvolumes.yaml",
         ),
-        (
+        volume_step(
+            &mut pvc,
+            kc,
             "persistent volume claims",
             &[
                 "get",
@@ -1482,14 +1537,27 @@ async fn api_steps(h: &mut HostCtx<'_>, mut kc: Kubectl) {
                 "--all-namespaces",
                 "-o",
                 "yaml",
-            ][..],
+            ],
             "volumes/persistentvolumeclaims.yaml",
         ),
-    ] {
-        h.step(step);
-        if let Err(e) = kc.stream(h, step, args, rel).await {
-            h.fail(step, e);
-        }
+    );
+    h.join_all([img, cm, ar, rs, pv, pvc]);
+    if let Ok(out) = images
+        && out.exit.success()
+        && let Some(v) = parse_etcd_images(&out.stdout)
+    {
+        h.version("etcd_images", &v);
+    }
+    if let Err(e) = config_map {
+        h.fail(CM, e);
+    }
+}
+
+/// One step whose whole output is one entry (`persistent volumes`, ...).
+async fn volume_step(h: &mut HostCtx<'_>, kc: &Kubectl, step: &str, args: &[&str], rel: &str) {
+    h.step(step);
+    if let Err(e) = kc.stream(h, step, args, rel).await {
+        h.fail(step, e);
     }
 }
 
@@ -1503,16 +1571,36 @@ async fn listable(
     let skip = h.var("kubernetes_resources_skip").to_string();
     let mut lists = Vec::new();
     let mut last_err = String::new();
-    for namespaced in ["--namespaced=true", "--namespaced=false"] {
+    // both scopes at once
+    let (mut nb, mut cb) = (h.fork(), h.fork());
+    let (n, c) = tokio::join!(
+        kc.run(
+            &mut nb,
+            LISTABLE,
+            &[
+                "api-resources",
+                "--verbs=list",
+                "--namespaced=true",
+                "-o",
+                "name"
+            ],
+        ),
+        kc.run(
+            &mut cb,
+            LISTABLE,
+            &[
+                "api-resources",
+                "--verbs=list",
+                "--namespaced=false",
+                "-o",
+                "name"
+            ],
+        ),
+    );
+    h.join_all([nb, cb]);
+    for out in [n?, c?] {
         // exits 1 with a partial list when an API group is unavailable (the api resources step
         // names it): what it listed is used
-        let out = kc
-            .run(
-                h,
-                LISTABLE,
-                &["api-resources", "--verbs=list", namespaced, "-o", "name"],
-            )
-            .await?;
         if !out.exit.success() {
             last_err = last_line(&out.exit.stderr_tail);
         }
@@ -1583,14 +1671,12 @@ async fn without_failing(
 async fn resources(
     h: &mut HostCtx<'_>,
     kc: &Kubectl,
+    listed: Result<crate::transport::Output, StepError>,
     namespaced: &[String],
     cluster: &[String],
 ) -> Result<(), StepError> {
-    const STEP: &str = "resources";
     let chunk = check_chunk_size(h.var("kubectl_chunk_size")).map_err(StepError::config)?;
-    let out = kc
-        .run(h, STEP, &["get", "namespaces", "-o", "name"])
-        .await?;
+    let out = listed?;
     if !out.exit.success() {
         return Err(StepError::new(
             FailureKind::CommandFailed,

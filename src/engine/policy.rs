@@ -128,10 +128,10 @@ async fn run_unit(u: &mut HostCtx<'_>) {
     match u.check_requires().await {
         Err(e) => u.fail("requires", e),
         Ok(()) => {
-            u.probe_versions().await;
             match u.pc.spec.native.clone() {
                 None => {
                     u.run_steps().await;
+                    u.adopt_set_vars();
                     u.run_cleanups().await;
                 }
                 Some(native) => {
@@ -143,6 +143,8 @@ async fn run_unit(u: &mut HostCtx<'_>) {
                     if let Err(f) = r {
                         u.fail(&f.step, f.error);
                     }
+                    // what branches set for the cleanup, also when they were cut off
+                    u.adopt_set_vars();
                     if let Err(f) = native.0.cleanup(u).await {
                         u.cleanup_failed = true;
                         u.fail(&format!("cleanup {}", f.step), f.error);

@@ -3,10 +3,15 @@
 
 use std::time::Instant;
 
+use futures::StreamExt;
+
 use super::unit::{CAPTURE_LIMIT, HostCtx, StepError, exit_text};
 use crate::archive::FailureKind;
 use crate::components::{Cleanup, SpecError, Step, StepKind, template};
 use crate::shell::Script;
+
+/// Items of a `foreach` step run at the same time.
+const FOREACH_AT_ONCE: usize = 4;
 
 impl HostCtx<'_> {
     /// A template error as a step error: a variable that a failed `capture` step should have
@@ -189,23 +194,38 @@ impl HostCtx<'_> {
                             .collect()
                     }
                 };
-                let mut errors: Vec<StepError> = Vec::new();
-                for item in items {
-                    if let Some(item) = &item {
-                        if item.contains('/') || item == ".." || item == "." {
-                            errors.push(StepError::bad_data(format!(
-                                "item {item:?} is not usable as a file name"
-                            )));
-                            continue;
+                // the items at once (at most FOREACH_AT_ONCE), each on its own channel and in
+                // its own branch of this unit; joined in the listed order
+                let jobs: Vec<_> = items
+                    .into_iter()
+                    .map(|item| {
+                        let mut b = self.fork();
+                        async move {
+                            if let Some(item) = &item {
+                                if item.contains('/') || item == ".." || item == "." {
+                                    let e = StepError::bad_data(format!(
+                                        "item {item:?} is not usable as a file name"
+                                    ));
+                                    return (b, Some(e));
+                                }
+                                b.vars.insert("item".into(), item.clone());
+                            }
+                            let r = b.run_output(step).await.err().map(|e| match &item {
+                                Some(i) => StepError::new(e.kind, format!("{i}: {}", e.cause)),
+                                None => e,
+                            });
+                            (b, r)
                         }
-                        self.vars.insert("item".into(), item.clone());
-                    }
-                    if let Err(e) = self.run_output(step).await {
-                        errors.push(match &item {
-                            Some(i) => StepError::new(e.kind, format!("{i}: {}", e.cause)),
-                            None => e,
-                        });
-                    }
+                    })
+                    .collect();
+                let done: Vec<_> = futures::stream::iter(jobs)
+                    .buffered(FOREACH_AT_ONCE)
+                    .collect()
+                    .await;
+                let mut errors: Vec<StepError> = Vec::new();
+                for (b, e) in done {
+                    self.join(b);
+                    errors.extend(e);
                 }
                 self.vars.remove("item");
                 match errors.len() {
@@ -285,20 +305,16 @@ impl HostCtx<'_> {
         Ok(())
     }
 
-    /// `requires:`: the binaries the component needs on the host.
+    /// `requires:`: the binaries the component needs on the host. With the `versions:` probes
+    /// at the same time (each on its own channel): their versions are recorded only when
+    /// nothing is missing.
     pub(crate) async fn check_requires(&mut self) -> Result<(), StepError> {
-        if self.pc.spec.requires.is_empty() {
-            return Ok(());
-        }
-        let script =
-            Script::new(r#"for b in "$@"; do command -v "$b" >/dev/null 2>&1 || echo "$b"; done"#)
-                .args(self.pc.spec.requires.iter().cloned());
-        let out = self.session.run(&script, None, 64 * 1024).await?;
-        let missing = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (requires, versions) = tokio::join!(self.missing_tools(), self.probe_versions());
+        let missing = requires?;
         if missing.is_empty() {
+            for (name, v) in versions {
+                self.version(&name, &v);
+            }
             Ok(())
         } else {
             Err(StepError::new(
@@ -308,20 +324,40 @@ impl HostCtx<'_> {
         }
     }
 
-    /// `versions:`: each probe's first line of stdout, when it succeeds.
-    pub(crate) async fn probe_versions(&mut self) {
-        for (vname, probe) in self.pc.spec.versions.clone() {
-            let Ok(script) = self.script(&probe.command) else {
-                continue;
-            };
-            let Ok(user) = self.user(&probe.become_user) else {
-                continue;
-            };
-            if let Ok(out) = self.session.run(&script, user.as_deref(), 64 * 1024).await
-                && out.exit.success()
-            {
-                self.version(&vname, &String::from_utf8_lossy(&out.stdout));
-            }
+    /// The binaries of `requires:` the host lacks, comma-separated ("" when none).
+    async fn missing_tools(&self) -> Result<String, StepError> {
+        if self.pc.spec.requires.is_empty() {
+            return Ok(String::new());
         }
+        let script =
+            Script::new(r#"for b in "$@"; do command -v "$b" >/dev/null 2>&1 || echo "$b"; done"#)
+                .args(self.pc.spec.requires.iter().cloned());
+        let out = self.session.run(&script, None, 64 * 1024).await?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(", "))
+    }
+
+    /// `versions:`: each probe's first line of stdout, when it succeeds; all at once.
+    async fn probe_versions(&self) -> Vec<(String, String)> {
+        let probes = self.pc.spec.versions.iter().filter_map(|(vname, probe)| {
+            let script = self.script(&probe.command).ok()?;
+            let user = self.user(&probe.become_user).ok()?;
+            Some(async move {
+                match self.session.run(&script, user.as_deref(), 64 * 1024).await {
+                    Ok(out) if out.exit.success() => Some((
+                        vname.clone(),
+                        String::from_utf8_lossy(&out.stdout).into_owned(),
+                    )),
+                    _ => None,
+                }
+            })
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }

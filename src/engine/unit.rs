@@ -351,6 +351,10 @@ pub struct HostCtx<'a> {
     pub(crate) seen: HashSet<String>,
     /// A cleanup failed (e.g. a stopped service did not start again): serial runs stop.
     pub(crate) cleanup_failed: bool,
+    /// What [`HostCtx::set_var`] set, in this unit or any of its branches ([`HostCtx::fork`]),
+    /// latest last: the cleanup sees a value a branch set even when the branch never joined
+    /// (an interrupted run drops it).
+    set_vars: Arc<std::sync::Mutex<BTreeMap<String, String>>>,
 }
 
 impl<'a> HostCtx<'a> {
@@ -370,6 +374,60 @@ impl<'a> HostCtx<'a> {
             report: host_report(h, role, Status::Ok),
             seen: HashSet::new(),
             cleanup_failed: false,
+            set_vars: Arc::default(),
+        }
+    }
+
+    /// A branch of this unit for steps that run at the same time as others on the host (over
+    /// their own channels of the same session): same host, component, session and variables,
+    /// and a report of its own that [`HostCtx::join`] adds to this one's. Branches run with
+    /// `tokio::join!` / `futures::future::join_all`; each records its commands, entries, notes,
+    /// versions and failures as a unit does, so a failing branch fails only its own steps.
+    pub fn fork(&self) -> HostCtx<'a> {
+        HostCtx {
+            ctx: self.ctx,
+            pc: self.pc,
+            h: self.h,
+            session: self.session.clone(),
+            vars: self.vars.clone(),
+            report: host_report(self.h, &self.report.role, Status::Ok),
+            seen: self.seen.clone(),
+            cleanup_failed: false,
+            set_vars: self.set_vars.clone(),
+        }
+    }
+
+    /// Add what a branch made by [`HostCtx::fork`] recorded, after what this unit recorded so
+    /// far: commands, entries, notes, versions, failures, and the variables it (or any
+    /// branch) set with [`HostCtx::set_var`] (e.g. a snapshot path the cleanup needs).
+    pub fn join(&mut self, branch: HostCtx<'a>) {
+        let r = branch.report;
+        self.report.commands.extend(r.commands);
+        self.report.entries.extend(r.entries);
+        for f in r.flags {
+            if !self.report.flags.contains(&f) {
+                self.report.flags.push(f);
+            }
+        }
+        self.report.versions.extend(r.versions);
+        self.report.errors.extend(r.errors);
+        self.seen.extend(branch.seen);
+        self.cleanup_failed |= branch.cleanup_failed;
+        self.adopt_set_vars();
+    }
+
+    /// Take the values set with [`HostCtx::set_var`] by branches (joined or not): before the
+    /// cleanup.
+    pub(crate) fn adopt_set_vars(&mut self) {
+        let set = self.set_vars.lock().unwrap().clone();
+        self.vars.extend(set);
+    }
+
+    /// Join several branches, in the order given (the manifest's order does not depend on
+    /// which finished first).
+    pub fn join_all(&mut self, branches: impl IntoIterator<Item = HostCtx<'a>>) {
+        for b in branches {
+            self.join(b);
         }
     }
 
@@ -468,7 +526,12 @@ impl<'a> HostCtx<'a> {
 
     /// Keep a value for later steps and the cleanup (e.g. the snapshot directory made).
     pub fn set_var(&mut self, name: &str, value: impl Into<String>) {
-        self.vars.insert(name.to_string(), value.into());
+        let value = value.into();
+        self.set_vars
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), value.clone());
+        self.vars.insert(name.to_string(), value);
     }
 
     pub fn vars(&self) -> &BTreeMap<String, String> {
