@@ -873,3 +873,53 @@ fn postgresql_database_named_like_a_connection_string() {
         "the dump is of the database named {db:?}:\n{listing}"
     );
 }
+
+/// A stream that stalls (a command that sends part of its output, then nothing) fails after
+/// `--idle-timeout` as `timeout`; it does not hold the other components back (they stream in
+/// parallel and are kept), and the spool directory is left empty.
+#[test]
+fn stalled_stream_times_out_and_others_are_kept() {
+    let tb = common::testbed();
+    let comps = tempfile::tempdir().unwrap();
+    std::fs::write(
+        comps.path().join("stalls.yaml"),
+        "name: stalls\ndescription: sends a little, then hangs\ngroups: [haproxy]\n\
+         steps:\n  - name: dump\n    run: \"head -c 100000 /dev/zero; sleep 60; echo never\"\n    output: dump\n",
+    )
+    .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let dir = comps.path().to_string_lossy().into_owned();
+    let spool_arg = spool.path().to_string_lossy().into_owned();
+    let started = std::time::Instant::now();
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--components-dir",
+            &dir,
+            "--only",
+            "stalls,postgresql,haproxy",
+            "--idle-timeout",
+            "3",
+            "--spool-dir",
+            &spool_arg,
+        ],
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "the stalled command was waited for: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.code(), 2, "{}", run.stderr());
+    let s = run.component("stalls");
+    assert_eq!(s.status, Status::Failed);
+    let f = &s.hosts[0].errors[0];
+    assert_eq!(f.kind, lsbackup::archive::FailureKind::Timeout, "{f:?}");
+    assert!(f.message.contains("no data for 3 s"), "{}", f.message);
+    // nothing of the stalled stream is in the archive
+    assert!(!run.file("stalls/node3/dump").exists());
+    assert_eq!(run.component("postgresql").status, Status::Ok);
+    assert_eq!(run.component("haproxy").status, Status::Ok);
+    assert!(run.file("haproxy/node3/etc/haproxy/haproxy.cfg").is_file());
+    // the spool never shows a file (anonymous, unlinked from the start)
+    assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
+}
