@@ -23,7 +23,7 @@ use super::{
 /// Chunks of one entry submitted for compression and not yet collected.
 const PIECES_IN_FLIGHT: usize = 2;
 /// Compressed bytes of an entry kept in memory before its spool moves to a file.
-const MEM_SPOOL: usize = 256 * 1024;
+const MEM_SPOOL: usize = 64 * 1024;
 /// Entries whose data is at most this size are compressed inline (header, data and padding in
 /// one piece) instead of on the pool.
 const INLINE: usize = 16 * 1024;
@@ -34,7 +34,7 @@ const INLINE: usize = 16 * 1024;
 pub(crate) struct Spool {
     shared: Arc<Shared>,
     mem: Vec<u8>,
-    file: Option<tokio::fs::File>,
+    file: Option<std::fs::File>,
     on_disk: u64,
 }
 
@@ -52,23 +52,30 @@ impl Spool {
         self.on_disk + self.mem.len() as u64
     }
 
-    async fn push(&mut self, piece: &[u8]) -> std::io::Result<()> {
+    async fn push(&mut self, piece: Vec<u8>) -> std::io::Result<()> {
         if self.file.is_none() && self.mem.len() + piece.len() <= MEM_SPOOL {
-            self.mem.extend_from_slice(piece);
+            self.mem.extend_from_slice(&piece);
             return Ok(());
         }
-        if self.file.is_none() {
-            let dir = self.shared.spool_dir.clone();
-            let f = tokio::task::spawn_blocking(move || tempfile::tempfile_in(&dir))
-                .await
-                .map_err(std::io::Error::other)??;
-            self.file = Some(tokio::fs::File::from_std(f));
-        }
+        // Written on a blocking thread that owns the piece: no copy into another buffer.
         let mem = std::mem::take(&mut self.mem);
-        let file = self.file.as_mut().expect("spool file");
-        file.write_all(&mem).await?;
-        file.write_all(piece).await?;
-        self.count((mem.len() + piece.len()) as u64);
+        let file = self.file.take();
+        let dir = self.shared.spool_dir.clone();
+        let n = (mem.len() + piece.len()) as u64;
+        let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            use std::io::Write;
+            let mut file = match file {
+                Some(f) => f,
+                None => tempfile::tempfile_in(&dir)?,
+            };
+            file.write_all(&mem)?;
+            file.write_all(&piece)?;
+            Ok(file)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        self.file = Some(file);
+        self.count(n);
         Ok(())
     }
 
@@ -83,8 +90,8 @@ impl Spool {
         &mut self,
         out: &mut W,
     ) -> std::io::Result<()> {
-        if let Some(file) = self.file.as_mut() {
-            file.flush().await?;
+        if let Some(file) = self.file.take() {
+            let mut file = tokio::fs::File::from_std(file);
             file.seek(SeekFrom::Start(0)).await?;
             let mut left = self.on_disk;
             let mut buf = vec![0u8; 256 * 1024];
@@ -292,6 +299,10 @@ impl StreamEntry {
         }
         let job = self.codec.submit(chunk).await;
         self.inflight.push_back(job);
+        // Pieces already done go to the spool now rather than wait in memory for the next chunk.
+        while self.inflight.front().is_some_and(|j| j.is_finished()) {
+            self.collect_one().await?;
+        }
         Ok(())
     }
 
@@ -304,7 +315,7 @@ impl StreamEntry {
             .map_err(|e| self.local("compressing", e))?
             .map_err(|e| self.local("compressing", e))?;
         self.spool
-            .push(&piece)
+            .push(piece)
             .await
             .map_err(|e| self.local("writing the spool file", e))
     }
@@ -343,7 +354,7 @@ impl StreamEntry {
                     self.collect_one().await?;
                 }
                 self.spool
-                    .push(&piece)
+                    .push(piece)
                     .await
                     .map_err(|e| self.local("writing the spool file", e))?;
             }

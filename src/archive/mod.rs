@@ -181,7 +181,6 @@ pub(crate) struct EntryHeader {
 enum Msg {
     Entry(Box<Prepared>),
     Finish {
-        manifest: Vec<u8>,
         done: oneshot::Sender<Result<(), ArchiveError>>,
     },
 }
@@ -281,18 +280,10 @@ impl Backend {
         }
     }
 
-    async fn finish(self, codec: &Codec, manifest: Vec<u8>) -> std::io::Result<()> {
-        let header = EntryHeader {
-            path: MANIFEST_PATH.to_string(),
-            kind: EntryKind::File,
-            size: manifest.len() as u64,
-            mode: 0o600,
-            mtime: jiff::Timestamp::now().as_second(),
-            link_target: None,
-        };
+    async fn finish(self, codec: &Codec) -> std::io::Result<()> {
         match self {
-            Backend::Tar(t) => t.finish(codec, &header, manifest).await,
-            Backend::Zip(z) => z.finish(codec, &header, manifest).await,
+            Backend::Tar(t) => t.finish(codec).await,
+            Backend::Zip(z) => z.finish().await,
         }
     }
 }
@@ -408,10 +399,6 @@ impl ArchiveWriter {
     /// write `manifest.json` as the last entry, finish the compressed stream and flush and shut
     /// down the sink. `add_*` calls started after this begins fail with [`ArchiveError::Closed`].
     pub async fn finish(mut self, manifest: &Manifest) -> Result<(), ArchiveError> {
-        let json = serde_json::to_vec_pretty(manifest).map_err(|e| ArchiveError::Entry {
-            path: MANIFEST_PATH.into(),
-            cause: format!("serializing: {e}"),
-        })?;
         self.shared.closing.store(true, Ordering::SeqCst);
         loop {
             let idle = self.shared.idle.notified();
@@ -422,16 +409,9 @@ impl ArchiveWriter {
             }
             idle.await;
         }
+        self.add_manifest(manifest).await?;
         let (done, done_rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Msg::Finish {
-                manifest: json,
-                done,
-            })
-            .await
-            .is_err()
-        {
+        if self.tx.send(Msg::Finish { done }).await.is_err() {
             return Err(self.shared.closed_error());
         }
         let result = match done_rx.await {
@@ -442,6 +422,45 @@ impl ArchiveWriter {
             let _ = task.await;
         }
         result
+    }
+}
+
+impl ArchiveWriter {
+    /// `manifest.json` as the last entry: serialized to a spool file (its size grows with the
+    /// number of entries: never a buffer in memory), then added like any other entry.
+    async fn add_manifest(&self, manifest: &Manifest) -> Result<(), ArchiveError> {
+        let bad = |cause: String| ArchiveError::Entry {
+            path: MANIFEST_PATH.into(),
+            cause,
+        };
+        // Written here, not on a blocking thread (which would need a copy of the manifest):
+        // nothing else runs at this point of the run.
+        let dir = &self.shared.spool_dir;
+        let file = (|| -> Result<std::fs::File, String> {
+            use std::io::{Seek, Write};
+            let file = tempfile::tempfile_in(dir)
+                .map_err(|e| format!("spool file in {}: {e}", dir.display()))?;
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
+            serde_json::to_writer_pretty(&mut w, manifest)
+                .map_err(|e| format!("serializing: {e}"))?;
+            w.flush().map_err(|e| format!("writing: {e}"))?;
+            let mut file = w.into_inner().map_err(|e| format!("writing: {e}"))?;
+            file.seek(std::io::SeekFrom::Start(0))
+                .map_err(|e| format!("writing: {e}"))?;
+            Ok(file)
+        })()
+        .map_err(bad)?;
+        // The reserved name, past the closed door: counted in flight like any entry.
+        self.shared.inflight.fetch_add(1, Ordering::SeqCst);
+        let guard = InflightGuard(self.shared.clone());
+        let mut entry = StreamEntry::new(self.sink(), MANIFEST_PATH.to_string(), guard, None);
+        let mut file = tokio::fs::File::from_std(file);
+        match entry.copy_from(&mut file, None).await {
+            Ok(_) => {}
+            Err(CopyError::Local(e)) => return Err(e),
+            Err(CopyError::Source(e)) => return Err(bad(format!("reading back: {e}"))),
+        }
+        entry.commit(0o600, now()).await.map(|_| ())
     }
 }
 
@@ -477,9 +496,9 @@ async fn writer_task(mut backend: Backend, mut rx: mpsc::Receiver<Msg>, shared: 
                     break;
                 }
             }
-            Msg::Finish { manifest, done } => {
+            Msg::Finish { done } => {
                 let r = backend
-                    .finish(&shared.codec, manifest)
+                    .finish(&shared.codec)
                     .await
                     .map_err(ArchiveError::Io);
                 if let Err(e) = &r {
@@ -565,6 +584,11 @@ impl EntrySink {
     /// Spool and output figures so far.
     pub fn stats(&self) -> WriterStats {
         stats(&self.shared)
+    }
+
+    /// Whether `path` is in the archive or being added.
+    pub fn is_taken(&self, path: &str) -> bool {
+        self.shared.paths.lock().unwrap().contains(path)
     }
 
     /// Where entries are spooled (also the place for other temporary files of the run).

@@ -103,18 +103,9 @@ impl TarBackend {
         self.out.write_all(&p.tail).await
     }
 
-    /// The manifest entry and the end-of-archive blocks in one last piece; then flush and shut
-    /// the sink down.
-    pub async fn finish(
-        mut self,
-        codec: &Codec,
-        manifest_header: &EntryHeader,
-        manifest: Vec<u8>,
-    ) -> std::io::Result<()> {
-        let mut last = tar_header_bytes(manifest_header);
-        last.extend_from_slice(&manifest);
-        last.resize(last.len() + padding(manifest.len() as u64) + 1024, 0);
-        let piece = codec.compress_blocking(&last)?;
+    /// The end-of-archive blocks in one last piece; then flush and shut the sink down.
+    pub async fn finish(mut self, codec: &Codec) -> std::io::Result<()> {
+        let piece = codec.compress_blocking(&[0u8; 1024])?;
         self.out.write_all(&piece).await?;
         self.out.flush().await?;
         self.out.shutdown().await

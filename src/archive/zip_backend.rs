@@ -9,7 +9,6 @@
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
 
-use super::codec::Codec;
 use super::entry::Prepared;
 use super::{EntryHeader, EntryKind};
 
@@ -218,25 +217,8 @@ impl ZipBackend {
         }
     }
 
-    /// The manifest entry, the central directory and the end records; then flush and shut
-    /// the sink down.
-    pub async fn finish(
-        mut self,
-        codec: &Codec,
-        manifest_header: &EntryHeader,
-        manifest: Vec<u8>,
-    ) -> std::io::Result<()> {
-        let mut data = codec.compress_blocking(&manifest)?;
-        data.extend_from_slice(codec.end_marker());
-        let c = Self::central_for(
-            manifest_header,
-            8,
-            crc32fast::hash(&manifest),
-            data.len() as u64,
-            manifest.len() as u64,
-        );
-        self.write_entry(c, None, &data).await?;
-
+    /// The central directory and the end records; then flush and shut the sink down.
+    pub async fn finish(mut self) -> std::io::Result<()> {
         let cd_offset = self.offset;
         let central = std::mem::take(&mut self.central);
         for c in &central {

@@ -41,8 +41,11 @@ pub fn main() -> i32 {
             return code;
         }
     };
+    // Blocking threads run compression (bounded by --zstd-workers) and spool and file I/O: a
+    // few dozen are plenty, and each one that ever ran keeps its stack and allocator cache.
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(16)
         .build()
     {
         Ok(rt) => rt,

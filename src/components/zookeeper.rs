@@ -371,7 +371,7 @@ impl ZooKeeper {
                 return;
             }
             let rel = path.trim_start_matches('/').to_string();
-            if h.seen.contains(&h.entry_path(&rel)) {
+            if h.is_taken(&rel) {
                 continue;
             }
             let report = Arc::new(Mutex::new(None));

@@ -99,7 +99,8 @@ pub(crate) async fn copy(
                         continue;
                     }
                     let path = format!("{prefix}/{rel}");
-                    if !u.seen.insert(path.clone()) {
+                    // a path the stream repeats (overlapping patterns) is taken once
+                    if u.ctx.sink.is_taken(&path) {
                         continue;
                     }
                     let mode = hdr.mode().unwrap_or(0o600);

@@ -11,7 +11,7 @@
 //! [`HostCtx::run_on`] (a script on one of them, through the run's session pool).
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -348,7 +348,6 @@ pub struct HostCtx<'a> {
     pub(crate) report: HostReport,
     /// Entry paths already added for this host: overlapping copy patterns (a directory and a
     /// file inside it) stream the same file twice; the first copy wins.
-    pub(crate) seen: HashSet<String>,
     /// A cleanup failed (e.g. a stopped service did not start again): serial runs stop.
     pub(crate) cleanup_failed: bool,
     /// What [`HostCtx::set_var`] set, in this unit or any of its branches ([`HostCtx::fork`]),
@@ -372,7 +371,6 @@ impl<'a> HostCtx<'a> {
             session,
             vars: h.vars.clone(),
             report: host_report(h, role, Status::Ok),
-            seen: HashSet::new(),
             cleanup_failed: false,
             set_vars: Arc::default(),
         }
@@ -391,7 +389,6 @@ impl<'a> HostCtx<'a> {
             session: self.session.clone(),
             vars: self.vars.clone(),
             report: host_report(self.h, &self.report.role, Status::Ok),
-            seen: self.seen.clone(),
             cleanup_failed: false,
             set_vars: self.set_vars.clone(),
         }
@@ -411,7 +408,6 @@ impl<'a> HostCtx<'a> {
         }
         self.report.versions.extend(r.versions);
         self.report.errors.extend(r.errors);
-        self.seen.extend(branch.seen);
         self.cleanup_failed |= branch.cleanup_failed;
         self.adopt_set_vars();
     }
@@ -769,6 +765,11 @@ impl<'a> HostCtx<'a> {
         r.map_err(StepError::from)
     }
 
+    /// Whether the entry `rel` of this component and host is in the archive (or being added).
+    pub fn is_taken(&self, rel: &str) -> bool {
+        self.ctx.sink.is_taken(&self.entry_path(rel))
+    }
+
     /// The archive path of an entry of this component and host.
     pub fn entry_path(&self, rel: &str) -> String {
         format!("{}/{}/{}", self.pc.spec.name, self.h.name, rel)
@@ -792,7 +793,6 @@ impl<'a> HostCtx<'a> {
             mtime: jiff::Timestamp::now().as_second(),
         };
         let rec = self.ctx.sink.add_sized(meta, bytes).await?;
-        self.seen.insert(rec.path.clone());
         self.report.entries.push(rec);
         Ok(())
     }
@@ -821,7 +821,6 @@ impl<'a> HostCtx<'a> {
         let rec = entry
             .commit(0o600, jiff::Timestamp::now().as_second())
             .await?;
-        self.seen.insert(rec.path.clone());
         self.report.entries.push(rec);
         Ok(())
     }

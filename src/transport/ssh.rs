@@ -32,7 +32,7 @@ const WINDOW: u32 = 16 * 1024 * 1024;
 /// Largest packet we accept; russh warns above 65535.
 const MAX_PACKET: u32 = 65535;
 /// Messages russh queues per channel before its receive loop waits for us (x MAX_PACKET bytes).
-const CHANNEL_QUEUE: usize = 8;
+const CHANNEL_QUEUE: usize = 4;
 /// Keepalive when the inventory sets no `ServerAliveInterval`: a dead peer is noticed after
 /// about interval x count instead of never.
 const DEFAULT_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
