@@ -19,8 +19,8 @@
 //!
 //! # Streams, backpressure and memory
 //!
-//! A command's stdout reaches [`RemoteProcess::stdout`] through a pipe of about 1-2 MiB. When the
-//! reader is slower than the host, the pipe fills, the task feeding it waits, and the wait
+//! A command's stdout reaches [`RemoteProcess::stdout`] through a bounded pipe (`pipe.rs`).
+//! When the reader is slower than the host, the pipe fills, the task feeding it waits, and the wait
 //! reaches the SSH connection: russh stops reading from the socket, the SSH window and the TCP
 //! window close, and the remote command blocks on write. Memory stays flat whatever the size of
 //! the stream. One consequence: russh has one receive loop per connection, so a command whose

@@ -3,9 +3,13 @@
 //! completion plumbing).
 //!
 //! The pipe holds at most [`PIPE_CHUNKS`] chunks (each at most one SSH packet or one 64 KiB
-//! local read), about 1-2 MiB: when the reader stops reading, the sender waits, and the wait
-//! propagates back to the SSH connection (and from there through the SSH window and TCP to the
-//! remote command), so memory stays flat whatever the stream's length. A stream that ends
+//! local read): when the reader stops reading, the sender waits, and the wait propagates back
+//! to the SSH connection (and from there through the SSH window and TCP to the remote
+//! command), so memory stays flat whatever the stream's length. Each pipe may always hold
+//! [`OWN_CHUNKS`]; beyond that it borrows from one budget of [`SHARED_CHUNKS`] all pipes share,
+//! so a lone stream gets a deep buffer and many streams at once stay within a fixed total
+//! (`OWN_CHUNKS` x streams + `SHARED_CHUNKS`). A pipe that finds the budget spent waits only for
+//! its own reader, never for another pipe, so no stream can starve another into a deadlock. A stream that ends
 //! abnormally (timeout, lost connection) ends with an error at the reader instead of a clean
 //! EOF, so a truncated stream can never pass for a complete one.
 
@@ -17,10 +21,21 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
-/// Chunks buffered between the receiving task and the reader.
+/// Chunks buffered between the receiving task and the reader, at most.
 pub(crate) const PIPE_CHUNKS: usize = 24;
+/// Chunks a pipe may always hold.
+pub(crate) const OWN_CHUNKS: usize = 8;
+/// Chunks beyond their own that all pipes together may hold.
+pub(crate) const SHARED_CHUNKS: usize = 48;
+
+static SHARED: std::sync::LazyLock<Arc<Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(Semaphore::new(SHARED_CHUNKS)));
+
+/// A chunk and, when it was queued beyond the pipe's own share, its place in the shared budget
+/// (given back once the reader has consumed the chunk).
+type Queued = (Bytes, Option<OwnedSemaphorePermit>);
 /// Bytes of stderr kept per command.
 pub(crate) const STDERR_TAIL: usize = 8 * 1024;
 
@@ -29,15 +44,19 @@ type Failure = Arc<Mutex<Option<(io::ErrorKind, String)>>>;
 pub(crate) fn pipe() -> (PipeWriter, PipeReader) {
     let (tx, rx) = mpsc::channel(PIPE_CHUNKS);
     let failure: Failure = Arc::new(Mutex::new(None));
+    let taken = Arc::new(Notify::new());
     (
         PipeWriter {
             tx: Some(tx),
             failure: failure.clone(),
+            taken: taken.clone(),
         },
         PipeReader {
             rx,
             cur: Bytes::new(),
+            cur_permit: None,
             failure,
+            taken,
         },
     )
 }
@@ -45,8 +64,10 @@ pub(crate) fn pipe() -> (PipeWriter, PipeReader) {
 /// The sending side. Once the reader is gone, sends are no-ops (the data is discarded) so the
 /// producer keeps draining its source.
 pub(crate) struct PipeWriter {
-    tx: Option<mpsc::Sender<Bytes>>,
+    tx: Option<mpsc::Sender<Queued>>,
     failure: Failure,
+    /// Signalled each time the reader takes a chunk.
+    taken: Arc<Notify>,
 }
 
 impl PipeWriter {
@@ -55,9 +76,26 @@ impl PipeWriter {
         if chunk.is_empty() {
             return;
         }
-        if let Some(tx) = &self.tx
-            && tx.send(chunk).await.is_err()
-        {
+        let Some(tx) = &self.tx else { return };
+        let permit = loop {
+            let queued = PIPE_CHUNKS - tx.capacity();
+            if queued < OWN_CHUNKS {
+                break None;
+            }
+            if let Ok(p) = SHARED.clone().try_acquire_owned() {
+                break Some(p);
+            }
+            // Budget spent: wait for our own reader (a stored notification covers a chunk
+            // taken since the check above).
+            tokio::select! {
+                _ = self.taken.notified() => {}
+                _ = tx.closed() => {
+                    self.tx = None;
+                    return;
+                }
+            }
+        };
+        if tx.send((chunk, permit)).await.is_err() {
             self.tx = None;
         }
     }
@@ -76,9 +114,12 @@ impl PipeWriter {
 
 /// The reading side, handed out as `RemoteProcess::stdout`.
 pub(crate) struct PipeReader {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Queued>,
     cur: Bytes,
+    /// The shared-budget place of `cur`, if it has one.
+    cur_permit: Option<OwnedSemaphorePermit>,
     failure: Failure,
+    taken: Arc<Notify>,
 }
 
 impl AsyncRead for PipeReader {
@@ -92,10 +133,17 @@ impl AsyncRead for PipeReader {
                 let n = self.cur.len().min(buf.remaining());
                 buf.put_slice(&self.cur[..n]);
                 self.cur.advance(n);
+                if self.cur.is_empty() {
+                    self.cur_permit = None;
+                }
                 return Poll::Ready(Ok(()));
             }
             match self.rx.poll_recv(cx) {
-                Poll::Ready(Some(chunk)) => self.cur = chunk,
+                Poll::Ready(Some((chunk, permit))) => {
+                    self.cur = chunk;
+                    self.cur_permit = permit;
+                    self.taken.notify_one();
+                }
                 Poll::Ready(None) => {
                     let failure = self
                         .failure
@@ -190,5 +238,39 @@ mod tests {
             w.send(Bytes::from_static(b"data")).await;
         }
         w.finish();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_pipes_share_one_budget_and_all_finish() {
+        const PIPES: usize = 10;
+        const SENDS: usize = 30;
+        let mut readers = Vec::new();
+        let mut senders = Vec::new();
+        for p in 0..PIPES {
+            let (mut w, r) = pipe();
+            readers.push(r);
+            senders.push(tokio::spawn(async move {
+                for i in 0..SENDS {
+                    w.send(Bytes::from(format!("{p}:{i};"))).await;
+                }
+                w.finish();
+            }));
+        }
+        // Nobody reads yet: the senders fill their own share, then the shared budget, and wait.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let queued: usize = readers.iter().map(|r| r.rx.len()).sum();
+        assert!(queued <= PIPES * OWN_CHUNKS + SHARED_CHUNKS, "{queued}");
+        assert!(queued >= PIPES * OWN_CHUNKS, "{queued}");
+        assert!(readers.iter().all(|r| r.rx.len() <= PIPE_CHUNKS));
+        // Reading the pipes one after another (each waits for nobody but its own reader).
+        for (p, mut r) in readers.into_iter().enumerate() {
+            let mut s = String::new();
+            r.read_to_string(&mut s).await.unwrap();
+            let want: String = (0..SENDS).map(|i| format!("{p}:{i};")).collect();
+            assert_eq!(s, want);
+        }
+        for s in senders {
+            s.await.unwrap();
+        }
     }
 }
