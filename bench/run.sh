@@ -187,6 +187,20 @@ lsb rss-100m b1 --only bench-100m
 lsb rss-4g b1 --only bench-4g
 lsb rss-8h b8 --only bench-256m
 
+# Where the time goes, stage by stage, on the files data (one run each): what the remote side and
+# SSH cost alone, then each local stage on a tar of the same tree read from the page cache.
+log "stages: ssh transfer, zstd, sha256, fsync'd write ..."
+raw=$OUT/raw.tar
+tar -C / -cf "$raw" "${D1G#/}"
+cat "$raw" >/dev/null
+pipe st-ssh "$SSH $LSB_SSH_USER@127.0.0.2 'sudo tar -C / -cf - ${D1G#/}' | wc -c >$OUT/t/n"
+pipe st-zstd "zstd -q -T0 -3 <$raw >$OUT/t/x.zst"
+pipe st-zstd1 "zstd -q -T1 -3 <$raw >$OUT/t/x.zst"
+pipe st-sha "sha256sum $raw >$OUT/t/sum"
+arch_bytes=$(field files-lsb 5)
+pipe st-disk "head -c $arch_bytes $raw | dd of=$OUT/t/w bs=1M conv=fsync status=none"
+rm -f "$raw"
+
 # --- report ---
 slowest=node1
 for h in node2 node3; do
@@ -263,7 +277,25 @@ $(rssrow "$(mibs "$in100m") MiB (mixed tree)" rss-100m "$in100m")
 $(rssrow "$(mibs "$in1g") MiB (mixed tree, the files runs)" files-lsb "$in1g")
 $(rssrow "$(mibs "$in4g") MiB (16-64 MiB files)" rss-4g "$in4g")
 $(rssrow "8 hosts at once × $(mibs "$in256m") MiB (mixed tree)" rss-8h "$((in256m * 8))")
+
+Where the time goes on the files data (one run each; the local stages read a tar of the same
+tree from the page cache):
+
+| stage | wall | CPU s (local) |
+|---|---|---|
+$(stagerow "remote \`tar c\` + sshd + ssh, output discarded" st-ssh)
+$(stagerow "zstd -3 of the tar, all CPUs (\`-T0\`)" st-zstd)
+$(stagerow "zstd -3 of the tar, one thread" st-zstd1)
+$(stagerow "sha256 of the tar" st-sha)
+$(stagerow "write + fsync of the archive's size" st-disk)
+$(stagerow "lsbackup, whole copy (median of the files runs)" files-lsb)
+
+The remote side's CPU (sshd encrypting, tar reading) is on this machine too and in no column:
+lsbackup and the pipeline both pay it, on the same $(nproc) CPUs as their own work.
 EOF
+}
+stagerow() { # label, key
+  printf '| %s | %s s | %s |\n' "$1" "$(field "$2" 1)" "$(med "$2" | awk '{ printf "%.2f", $3 + $4 }')"
 }
 
 extra() { # script: runs it and prints its output as a fenced block
