@@ -173,8 +173,8 @@ impl TempPrometheus {
     /// Samples of `query` over [start, end] (seconds), summed over all series.
     fn sample_count(&self, query: &str, start: i64, end: i64) -> usize {
         // Prometheus refuses more than 11,000 points per series: a longer-lived test bed needs
-        // a coarser step.
-        let step = ((end - start) / 10_000).max(5);
+        // a coarser step (rounded up: at most 10,001 points).
+        let step = ((end - start + 9_999) / 10_000).max(5);
         let url = format!(
             "{}/api/v1/query_range?query={}&start={start}&end={end}&step={step}",
             self.url,
