@@ -675,11 +675,28 @@ impl EntrySink {
         &self,
         slot: &Slot,
         meta: EntryMeta,
-        mut reader: R,
+        reader: R,
     ) -> Result<EntryRecord, ArchiveError> {
+        let (mode, mtime) = (meta.mode, meta.mtime);
+        self.receive_in(slot, meta, reader)
+            .await?
+            .commit(mode, mtime)
+            .await
+    }
+
+    /// Receive `meta.size` bytes from `reader` into a new entry under `slot`'s place, without
+    /// committing it: the caller commits it (possibly on another task, so that the last
+    /// piece's compression overlaps with receiving the next entry). A source that ends early
+    /// or fails adds nothing ([`ArchiveError::Truncated`] or a "reading source failed" error).
+    pub async fn receive_in<R: AsyncRead + Unpin + Send>(
+        &self,
+        slot: &Slot,
+        meta: EntryMeta,
+        mut reader: R,
+    ) -> Result<StreamEntry, ArchiveError> {
         let mut entry = self.begin_in(slot, &meta.path)?;
         match entry.copy_from(&mut reader, Some(meta.size)).await {
-            Ok(got) if got == meta.size => entry.commit(meta.mode, meta.mtime).await,
+            Ok(got) if got == meta.size => Ok(entry),
             Ok(got) => Err(ArchiveError::Truncated {
                 path: meta.path,
                 got,

@@ -6,14 +6,82 @@
 //! write through the link), special files are noted and skipped, and paths with `..` or
 //! absolute paths are refused by the archive writer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::shell::{copy_script, missing_patterns};
 use super::unit::{HostCtx, StepError, exit_text};
-use crate::archive::{ArchiveError, EntryMeta, FailureKind};
+use crate::archive::{ArchiveError, EntryMeta, EntryRecord, FailureKind};
+
+/// Received entries of one copy whose commit (compressing the last piece, queueing for the
+/// writer) may run while the next entries are received.
+const COMMITS_AHEAD: usize = 4;
+/// The same, across all copies at once: many hosts at once get less each (memory stays
+/// bounded), a lone copy gets [`COMMITS_AHEAD`].
+const COMMITS_AHEAD_ALL: usize = 4;
+
+static AHEAD: std::sync::LazyLock<Arc<Semaphore>> =
+    std::sync::LazyLock::new(|| Arc::new(Semaphore::new(COMMITS_AHEAD_ALL)));
+
+/// A place to commit the next entry on its own task, waiting for this copy's own earlier
+/// commits when it has too many or none is free (never for another copy's); `None`: commit
+/// inline, as none of this copy's commits is left to wait for.
+async fn commit_ahead(
+    commits: &mut Commits,
+    entries: &mut Vec<EntryRecord>,
+) -> Result<Option<OwnedSemaphorePermit>, StepError> {
+    loop {
+        if commits.0.len() < COMMITS_AHEAD
+            && let Ok(p) = AHEAD.clone().try_acquire_owned()
+        {
+            return Ok(Some(p));
+        }
+        if commits.0.is_empty() {
+            return Ok(None);
+        }
+        next_commit(&mut commits.0, entries).await?;
+    }
+}
+
+type Commit = tokio::task::JoinHandle<Result<EntryRecord, ArchiveError>>;
+
+/// The commits of one copy; those still running when the copy itself is dropped (cancelled)
+/// are aborted rather than left to add entries nobody records.
+#[derive(Default)]
+struct Commits(VecDeque<Commit>);
+
+impl Drop for Commits {
+    fn drop(&mut self) {
+        for job in &self.0 {
+            job.abort();
+        }
+    }
+}
+
+/// Wait for the oldest commit; its record goes to `entries`.
+async fn next_commit(
+    commits: &mut VecDeque<Commit>,
+    entries: &mut Vec<EntryRecord>,
+) -> Result<(), StepError> {
+    let Some(job) = commits.pop_front() else {
+        return Ok(());
+    };
+    match job.await {
+        Ok(Ok(rec)) => {
+            entries.push(rec);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(StepError::new(
+            FailureKind::Local,
+            format!("committing an entry: {e}"),
+        )),
+    }
+}
 
 /// True when `path` lies below one of `links` (a recorded symlink path).
 fn below_symlink(links: &BTreeSet<String>, path: &str) -> Option<String> {
@@ -62,6 +130,7 @@ pub(crate) async fn copy(
     let mut skipped_special = Vec::new();
     let mut refused_below_link = Vec::new();
     let mut links: BTreeSet<String> = BTreeSet::new();
+    let mut commits = Commits::default();
     let reader = u.watched(stdout);
     let stalled = reader.fired();
     {
@@ -114,8 +183,28 @@ pub(crate) async fn copy(
                             mode,
                             mtime,
                         };
-                        // An entry that does not arrive whole adds nothing.
-                        match u.ctx.sink.add_sized_in(&slot, meta, &mut entry).await {
+                        // An entry that does not arrive whole adds nothing. One that does is
+                        // committed on its own task, so that the compression of its last piece
+                        // overlaps with receiving the next entries.
+                        match u.ctx.sink.receive_in(&slot, meta, &mut entry).await {
+                            Ok(received) => {
+                                match commit_ahead(&mut commits, &mut u.report.entries).await {
+                                    Err(e) => {
+                                        stream_err = Some(e);
+                                        break;
+                                    }
+                                    Ok(Some(permit)) => {
+                                        commits.0.push_back(tokio::spawn(async move {
+                                            let r = received.commit(mode, mtime).await;
+                                            drop(permit);
+                                            r
+                                        }));
+                                        added += 1;
+                                        continue;
+                                    }
+                                    Ok(None) => received.commit(mode, mtime).await,
+                                }
+                            }
                             Err(ArchiveError::Truncated { got, expected, .. }) => {
                                 stream_err = Some(StepError::new(
                                     FailureKind::ConnectionLost,
@@ -134,7 +223,7 @@ pub(crate) async fn copy(
                                 ));
                                 break;
                             }
-                            r => r,
+                            Err(e) => Err(e),
                         }
                     } else if et.is_dir() {
                         u.ctx.sink.add_dir(&path, mode, mtime).await
@@ -163,6 +252,13 @@ pub(crate) async fn copy(
                     }
                 }
             }
+        }
+    }
+    // Every received entry's commit is awaited, whatever happened since: its record belongs in
+    // the report, its error in the step's.
+    while !commits.0.is_empty() {
+        if let Err(e) = next_commit(&mut commits.0, &mut u.report.entries).await {
+            stream_err.get_or_insert(e);
         }
     }
     if stalled.load(std::sync::atomic::Ordering::SeqCst) {
