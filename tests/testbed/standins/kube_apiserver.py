@@ -530,21 +530,36 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as e:  # never leave a client without an answer
             self.send_json(500, status_obj(500, "InternalError", f"stand-in error: {e}"))
 
+    def read_body(self):
+        """The request body, whole: by Content-Length, or chunked (kubectl's `create --raw -f`
+        sends chunks); left unread it would be taken for the next request on the connection."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after the chunk
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
     def do_POST(self):
-        if self.admin():
+        body = self.read_body()
+        if self.admin(body):
             return
         self.send_json(405, status_obj(405, "MethodNotAllowed",
                                        "the lsbackup test bed kube-apiserver stand-in is read-only"))
 
     do_PUT = do_PATCH = do_DELETE = do_POST
 
-    def admin(self):
+    def admin(self, body=b""):
         """/lsbackup-testbed/... (see the module's doc); False when the path is not one."""
         path = urllib.parse.urlsplit(self.path).path.rstrip("/")
         if not path.startswith("/lsbackup-testbed/"):
             return False
-        n = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(n) if n else b""
         try:
             if path == "/lsbackup-testbed/stats" and self.command == "GET":
                 return self.send_json(200, self.store.stats()) or True
