@@ -910,31 +910,48 @@ impl<'a> HostCtx<'a> {
             self.commit(entry).await?;
             return Ok(size);
         }
+        self.finish_read(step, &shown, user, t, proc, copied)
+            .await?;
+        let size = entry.size();
+        self.commit(entry).await?;
+        Ok(size)
+    }
+
+    /// After a command's stdout has been read (`copied`: what reading it gave): stop the command
+    /// if the read stalled, else wait for its exit; record it. A stall, a read error or a
+    /// non-zero exit is the step's error.
+    async fn finish_read<T>(
+        &mut self,
+        step: &str,
+        shown: &str,
+        user: Option<&str>,
+        t: Instant,
+        proc: crate::transport::RemoteProcess,
+        copied: std::io::Result<T>,
+    ) -> Result<T, StepError> {
         if let Err(e) = &copied
             && e.kind() == std::io::ErrorKind::TimedOut
         {
             // Stalled: stop it rather than wait for an exit that may never come.
             drop(proc);
-            self.record(step, &shown, user, None, t);
+            self.record(step, shown, user, None, t);
             return Err(StepError::new(FailureKind::Timeout, e.to_string()));
         }
         let exit = match proc.wait().await {
             Ok(e) => e,
             Err(e) => {
-                self.record(step, &shown, user, None, t);
+                self.record(step, shown, user, None, t);
                 return Err(e.into());
             }
         };
-        self.record(step, &shown, user, Some(&exit), t);
-        copied.map_err(|e| {
+        self.record(step, shown, user, Some(&exit), t);
+        let value = copied.map_err(|e| {
             StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
         })?;
         if !exit.success() {
             return Err(StepError::command(&exit));
         }
-        let size = entry.size();
-        self.commit(entry).await?;
-        Ok(size)
+        Ok(value)
     }
 
     /// Run `script` and keep its whole stdout in a spool file on this machine, not as an entry:
@@ -967,27 +984,9 @@ impl<'a> HostCtx<'a> {
         let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.watched(stdout));
         let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
         drop(reader);
-        if let Err(e) = &copied
-            && e.kind() == std::io::ErrorKind::TimedOut
-        {
-            drop(proc);
-            self.record(step, &shown, user, None, t);
-            return Err(StepError::new(FailureKind::Timeout, e.to_string()));
-        }
-        let exit = match proc.wait().await {
-            Ok(e) => e,
-            Err(e) => {
-                self.record(step, &shown, user, None, t);
-                return Err(e.into());
-            }
-        };
-        self.record(step, &shown, user, Some(&exit), t);
-        let size = copied.map_err(|e| {
-            StepError::new(FailureKind::ConnectionLost, format!("reading output: {e}"))
-        })?;
-        if !exit.success() {
-            return Err(StepError::command(&exit));
-        }
+        let size = self
+            .finish_read(step, &shown, user, t, proc, copied)
+            .await?;
         spool
             .seek(std::io::SeekFrom::Start(0))
             .await
