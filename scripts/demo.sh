@@ -10,16 +10,17 @@ if [ "$(id -u)" != 0 ]; then
 fi
 tests/testbed/up.sh
 cargo build --release --locked
+BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/lsbackup
 mkdir -p demo-backups
 set +e
-./target/release/lsbackup backup -b /tmp/lsbackup-testbed/build -t demo-backups "$@"
+"$BIN" backup -b /tmp/lsbackup-testbed/build -t demo-backups "$@"
 code=$?
 set -e
 latest=$(ls -1t demo-backups/lsbackup-* 2>/dev/null | head -n 1 || true)
 if [ -n "$latest" ]; then
   echo
   echo "== verify $latest"
-  ./target/release/lsbackup verify "$latest"
+  "$BIN" verify "$latest"
   echo
   echo "The manifest:  tar -xOf $latest manifest.json | less"
 fi
