@@ -30,6 +30,7 @@
 //! `docs/format.md`.
 
 mod codec;
+pub mod crypt;
 mod entry;
 pub mod manifest;
 pub mod read;
