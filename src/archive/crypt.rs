@@ -7,7 +7,7 @@
 //! Identities (for reading an encrypted archive) are age identity files (`AGE-SECRET-KEY-1...`
 //! lines, as `age-keygen` writes them) or unencrypted OpenSSH private keys.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -31,7 +31,7 @@ pub enum CryptError {
     Identity { path: PathBuf, cause: String },
     #[error("encrypting: {0}")]
     Encrypt(String),
-    #[error("decrypting: {0}")]
+    #[error("{0}")]
     Decrypt(String),
 }
 
@@ -144,8 +144,9 @@ impl Identities {
             };
             let data = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
             if data.starts_with(b"-----BEGIN") {
-                let id = age::ssh::Identity::from_buffer(&data[..], Some(path.display().to_string()))
-                    .map_err(|e| bad(format!("not a usable SSH private key: {e}")))?;
+                let id =
+                    age::ssh::Identity::from_buffer(&data[..], Some(path.display().to_string()))
+                        .map_err(|e| bad(format!("not a usable SSH private key: {e}")))?;
                 match id {
                     age::ssh::Identity::Unencrypted(_) => out.push(Box::new(id)),
                     age::ssh::Identity::Encrypted(_) => {
@@ -191,20 +192,18 @@ impl Identities {
     pub async fn decrypting_reader<R: AsyncRead + Send + Unpin + 'static>(
         &self,
         input: R,
-        archive: &Path,
     ) -> Result<Box<dyn AsyncRead + Send + Unpin>, CryptError> {
         if self.0.is_empty() {
-            return Err(CryptError::Decrypt(format!(
-                "{} is encrypted with age: give the key with --age-identity FILE",
-                archive.display()
-            )));
+            return Err(CryptError::Decrypt(
+                "encrypted with age: give the key with --age-identity FILE".into(),
+            ));
         }
         let d = age::Decryptor::new_async(input.compat())
             .await
-            .map_err(|e| CryptError::Decrypt(format!("{}: {e}", archive.display())))?;
+            .map_err(|e| CryptError::Decrypt(format!("not a readable age file: {e}")))?;
         let r = d
             .decrypt_async(self.0.iter().map(|i| i.as_ref() as _))
-            .map_err(|e| CryptError::Decrypt(format!("{}: {e}", archive.display())))?;
+            .map_err(|e| CryptError::Decrypt(format!("cannot decrypt: {e}")))?;
         Ok(Box::new(r.compat()))
     }
 }
@@ -221,7 +220,11 @@ mod tests {
         let id = age::x25519::Identity::generate();
         let other = age::x25519::Identity::generate();
         let key = dir.path().join("key.txt");
-        std::fs::write(&key, format!("# a comment\n{}\n", id.to_string().expose_secret())).unwrap();
+        std::fs::write(
+            &key,
+            format!("# a comment\n{}\n", id.to_string().expose_secret()),
+        )
+        .unwrap();
         let rfile = dir.path().join("recipients");
         std::fs::write(&rfile, format!("# team\n\n{}\n", id.to_public())).unwrap();
         let recipients = Recipients::load(&[], &[rfile]).unwrap().unwrap();
@@ -239,7 +242,7 @@ mod tests {
 
         let ids = Identities::load(&[key]).unwrap();
         let f = tokio::fs::File::open(&out).await.unwrap();
-        let mut r = ids.decrypting_reader(f, &out).await.unwrap();
+        let mut r = ids.decrypting_reader(f).await.unwrap();
         let mut back = Vec::new();
         r.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, data);
@@ -248,10 +251,10 @@ mod tests {
         std::fs::write(&wrong, other.to_string().expose_secret()).unwrap();
         let ids = Identities::load(&[wrong]).unwrap();
         let f = tokio::fs::File::open(&out).await.unwrap();
-        assert!(ids.decrypting_reader(f, &out).await.is_err());
+        assert!(ids.decrypting_reader(f).await.is_err());
         let f = tokio::fs::File::open(&out).await.unwrap();
         let e = Identities::default()
-            .decrypting_reader(f, &out)
+            .decrypting_reader(f)
             .await
             .err()
             .unwrap();

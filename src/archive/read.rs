@@ -7,7 +7,9 @@ use std::path::Path;
 
 use async_compression::tokio::bufread::{GzipDecoder, ZstdDecoder};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+
+use super::crypt::{AGE_MAGIC, Identities};
 
 use super::{ArchiveError, EntryKind, EntryRecord, Format, MANIFEST_PATH, Manifest};
 
@@ -100,7 +102,7 @@ pub fn detect_format(magic: &[u8]) -> Option<Format> {
 /// it also checks that the compressed stream ends cleanly.
 pub async fn read_manifest(path: impl AsRef<Path>) -> Result<Manifest, ArchiveError> {
     let path = path.as_ref();
-    let scan = scan(path, false).await?;
+    let scan = scan(path, false, &Identities::default()).await?;
     parse_manifest(path, &scan)
 }
 
@@ -108,8 +110,18 @@ pub async fn read_manifest(path: impl AsRef<Path>) -> Result<Manifest, ArchiveEr
 /// with the embedded manifest. `Err` means the archive could not be read at all (unknown
 /// format, corrupt or incomplete stream, no manifest); differences are in the report.
 pub async fn verify_archive(path: impl AsRef<Path>) -> Result<VerifyReport, ArchiveError> {
+    verify_archive_with(path, &Identities::default()).await
+}
+
+/// [`verify_archive`], for an archive that may be encrypted with age (`NAME.age`): `ids` holds
+/// the keys that can decrypt it; the plaintext is streamed, never written out (except for a
+/// zip, whose reader needs to seek: decrypted into an unlinked temporary file, mode 0600).
+pub async fn verify_archive_with(
+    path: impl AsRef<Path>,
+    ids: &Identities,
+) -> Result<VerifyReport, ArchiveError> {
     let path = path.as_ref();
-    let scan = scan(path, true).await?;
+    let scan = scan(path, true, ids).await?;
     let manifest = parse_manifest(path, &scan)?;
 
     let mut problems = Vec::new();
@@ -231,11 +243,11 @@ fn parse_manifest(path: &Path, scan: &Scan) -> Result<Manifest, ArchiveError> {
     })
 }
 
-async fn scan(path: &Path, hash: bool) -> Result<Scan, ArchiveError> {
+async fn scan(path: &Path, hash: bool, ids: &Identities) -> Result<Scan, ArchiveError> {
     let mut file = tokio::fs::File::open(path)
         .await
         .map_err(|e| read_err(path, format!("opening: {e}")))?;
-    let mut magic = [0u8; 4];
+    let mut magic = [0u8; AGE_MAGIC.len()];
     let mut got = 0;
     while got < magic.len() {
         match file
@@ -247,34 +259,66 @@ async fn scan(path: &Path, hash: bool) -> Result<Scan, ArchiveError> {
             n => got += n,
         }
     }
-    let format = detect_format(&magic[..got]).ok_or_else(|| {
+    drop(file);
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| read_err(path, format!("opening: {e}")))?;
+    if magic[..got] == *AGE_MAGIC {
+        let plain = ids
+            .decrypting_reader(file)
+            .await
+            .map_err(|e| read_err(path, e))?;
+        return scan_stream(path, BufReader::with_capacity(256 * 1024, plain), hash).await;
+    }
+    if detect_format(&magic[..got.min(4)]) == Some(Format::Zip) {
+        // Read in place (the zip reader seeks).
+        let file = file.into_std().await;
+        let p = path.to_path_buf();
+        return tokio::task::spawn_blocking(move || scan_zip(&p, file, hash))
+            .await
+            .map_err(|e| read_err(path, e))?;
+    }
+    scan_stream(path, BufReader::with_capacity(256 * 1024, file), hash).await
+}
+
+/// Scan an archive read from `input` (the file itself, or the plaintext of an encrypted one).
+async fn scan_stream<R: AsyncBufRead + Unpin + Send>(
+    path: &Path,
+    mut input: R,
+    hash: bool,
+) -> Result<Scan, ArchiveError> {
+    let head = input.fill_buf().await.map_err(|e| read_err(path, e))?;
+    let format = detect_format(&head[..head.len().min(4)]).ok_or_else(|| {
         read_err(
             path,
             "not a tar.zst, tar.gz or zip archive (unknown magic bytes)",
         )
     })?;
-    drop(file);
     match format {
         Format::Zip => {
+            // Only a decrypted stream gets here (a plain zip is read in place): the zip reader
+            // seeks, so the plaintext goes to an unlinked temporary file (0600) first.
+            let mut tmp = tokio::fs::File::from_std(
+                tempfile::tempfile().map_err(|e| read_err(path, format!("temporary file: {e}")))?,
+            );
+            tokio::io::copy_buf(&mut input, &mut tmp)
+                .await
+                .map_err(|e| read_err(path, format!("corrupt or incomplete stream: {e}")))?;
+            let tmp = tmp.into_std().await;
             let p = path.to_path_buf();
-            tokio::task::spawn_blocking(move || scan_zip(&p, hash))
+            tokio::task::spawn_blocking(move || scan_zip(&p, tmp, hash))
                 .await
                 .map_err(|e| read_err(path, e))?
         }
-        Format::TarZst | Format::TarGz => {
-            let file = tokio::fs::File::open(path)
-                .await
-                .map_err(|e| read_err(path, format!("opening: {e}")))?;
-            let buffered = BufReader::with_capacity(256 * 1024, file);
-            if format == Format::TarZst {
-                let mut d = ZstdDecoder::new(buffered);
-                d.multiple_members(true);
-                scan_tar(path, format, d, hash).await
-            } else {
-                let mut d = GzipDecoder::new(buffered);
-                d.multiple_members(true);
-                scan_tar(path, format, d, hash).await
-            }
+        Format::TarZst => {
+            let mut d = ZstdDecoder::new(input);
+            d.multiple_members(true);
+            scan_tar(path, format, d, hash).await
+        }
+        Format::TarGz => {
+            let mut d = GzipDecoder::new(input);
+            d.multiple_members(true);
+            scan_tar(path, format, d, hash).await
         }
     }
 }
@@ -379,10 +423,11 @@ async fn scan_tar<D: AsyncRead + Unpin + Send>(
     Ok(scan)
 }
 
-fn scan_zip(path: &Path, hash: bool) -> Result<Scan, ArchiveError> {
+fn scan_zip(path: &Path, mut file: std::fs::File, hash: bool) -> Result<Scan, ArchiveError> {
+    use std::io::Seek as _;
     let corrupt =
         |e: &dyn std::fmt::Display| read_err(path, format!("corrupt or incomplete zip: {e}"));
-    let file = std::fs::File::open(path).map_err(|e| read_err(path, format!("opening: {e}")))?;
+    file.rewind().map_err(|e| read_err(path, e))?;
     let mut zip = zip::ZipArchive::new(std::io::BufReader::with_capacity(256 * 1024, file))
         .map_err(|e| corrupt(&e))?;
     let mut scan = Scan {

@@ -31,7 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Back up every component present in the inventory into one archive in TARGET.
     #[command(after_help = AFTER)]
-    Backup(BackupArgs),
+    Backup(Box<BackupArgs>),
     /// Show what a backup would run, per component and host, without contacting any host.
     Plan(PlanArgs),
     /// Show the parsed inventory: groups, hosts and connection settings.
@@ -151,6 +151,14 @@ pub struct BackupArgs {
     /// Archive name prefix.
     #[arg(long, value_name = "NAME", default_value = "lsbackup")]
     pub name_prefix: String,
+    /// Encrypt the archive to this age recipient (`age1...`) or SSH public key line
+    /// (`ssh-ed25519 AAAA...`), on the way out: no plaintext byte reaches the target. The name
+    /// gets `.age`; decrypt with `age -d -i KEY`. Repeatable (any one key decrypts).
+    #[arg(long, value_name = "RECIPIENT")]
+    pub encrypt_to: Vec<String>,
+    /// Encrypt to every recipient in FILE (one per line, `#` comments). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub encrypt_to_file: Vec<PathBuf>,
     /// Log lines as text or JSON (JSON for schedulers and log shippers).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -202,4 +210,8 @@ pub struct ComponentsArgs {
 pub struct VerifyArgs {
     /// The archive file to check.
     pub archive: PathBuf,
+    /// Key for an encrypted archive (`.age`): an age identity file (`age-keygen` output) or an
+    /// unencrypted OpenSSH private key. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub age_identity: Vec<PathBuf>,
 }

@@ -14,11 +14,19 @@
 //!
 //! Its options are placed before those of the command line, so the command line wins: a
 //! single-valued option given in both takes the command line's value, and a list option (`only`,
-//! `skip`, `set`, `identity`) given on the command line replaces the file's list.
+//! `skip`, `set`, `identity`, `encrypt-to`, `encrypt-to-file`) given on the command line replaces
+//! the file's list.
 
 use std::ffi::OsString;
 
-const LISTS: &[&str] = &["only", "skip", "set", "identity"];
+const LISTS: &[&str] = &[
+    "only",
+    "skip",
+    "set",
+    "identity",
+    "encrypt-to",
+    "encrypt-to-file",
+];
 
 /// Expand `--config FILE` (or `LSBACKUP_CONFIG`) in `args` (program name first).
 pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {

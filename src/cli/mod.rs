@@ -71,7 +71,7 @@ type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<i32, AnyError> {
     match cli.command {
-        Command::Backup(a) => backup(a).await,
+        Command::Backup(a) => backup(*a).await,
         Command::Plan(a) => plan(a),
         Command::Inventory(a) => inventory(a),
         Command::Components(a) => components(a),
@@ -165,7 +165,8 @@ fn components(a: ComponentsArgs) -> Result<i32, AnyError> {
 }
 
 async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
-    let report = lsbackup::archive::verify_archive(&a.archive).await?;
+    let ids = lsbackup::archive::crypt::Identities::load(&a.age_identity)?;
+    let report = lsbackup::archive::read::verify_archive_with(&a.archive, &ids).await?;
     print!("{}", output::verify_text(&a.archive, &report));
     Ok(if report.is_ok() { EXIT_OK } else { EXIT_FAILED })
 }
@@ -190,7 +191,11 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
         );
     }
     let target = Target::parse(&a.target)?;
+    // Recipients are checked before any host is contacted.
+    let encrypt = lsbackup::archive::crypt::Recipients::load(&a.encrypt_to, &a.encrypt_to_file)?
+        .map(Arc::new);
     let opts = RunOptions {
+        encrypt,
         format: a.format.into(),
         level: a.level,
         zstd_workers: a.zstd_workers.unwrap_or_else(|| {

@@ -25,6 +25,8 @@ pub enum EngineError {
     Target(#[from] TargetError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Crypt(#[from] crate::archive::crypt::CryptError),
     #[error("interrupted: no archive was written")]
     Interrupted,
 }
@@ -52,6 +54,8 @@ pub struct RunOptions {
     pub build_dir: PathBuf,
     /// Archive names are `<prefix>-<UTC timestamp>.<ext>`.
     pub name_prefix: String,
+    /// Encrypt the archive stream to these age recipients (the name gets `.age`).
+    pub encrypt: Option<Arc<crate::archive::crypt::Recipients>>,
 }
 
 /// How a run ended.
@@ -96,10 +100,29 @@ pub async fn run_backup(
         opts.name_prefix,
         started.strftime("%Y%m%dT%H%M%SZ")
     );
-    let mut upload = target.create(&stem, opts.format.extension()).await?;
+    let ext = match &opts.encrypt {
+        Some(_) => format!(
+            "{}.{}",
+            opts.format.extension(),
+            crate::archive::crypt::AGE_EXT
+        ),
+        None => opts.format.extension().to_string(),
+    };
+    let mut upload = target.create(&stem, &ext).await?;
     let archive_name = upload.name.clone();
+    // Encrypted on the way out: no plaintext byte reaches the target.
+    let out = match &opts.encrypt {
+        Some(r) => match r.encrypting_writer(upload.writer()).await {
+            Ok(w) => w,
+            Err(e) => {
+                upload.abort().await;
+                return Err(e.into());
+            }
+        },
+        None => upload.writer(),
+    };
     let writer = match ArchiveWriter::new(
-        upload.writer(),
+        out,
         WriterOptions {
             format: opts.format,
             level: opts.level,

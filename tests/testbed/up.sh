@@ -53,8 +53,8 @@ tb_install prometheus prometheus-alertmanager
 tb_install rabbitmq-server
 tb_install python3 sqlite3
 tb_install shellcheck   # components::template hostile-value test (required under CI=true)
-# tests/archive_tools.rs: archives open with the standard tools (each required under CI=true)
-tb_install zstd gzip tar unzip libarchive-tools p7zip-full
+# tests/archive_tools.rs, tests/encryption.rs: archives open with the standard tools (each required under CI=true)
+tb_install zstd gzip tar unzip libarchive-tools p7zip-full age
 
 tb_up_ssh
 tb_write_inventory
