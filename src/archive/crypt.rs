@@ -247,6 +247,21 @@ mod tests {
         r.read_to_end(&mut back).await.unwrap();
         assert_eq!(back, data);
 
+        // A cut or altered payload fails age's authentication.
+        for bad in [enc[..enc.len() - 100].to_vec(), {
+            let mut b = enc.clone();
+            let i = b.len() / 2;
+            b[i] ^= 1;
+            b
+        }] {
+            let mut r = ids
+                .decrypting_reader(std::io::Cursor::new(bad))
+                .await
+                .unwrap();
+            let mut back = Vec::new();
+            assert!(r.read_to_end(&mut back).await.is_err());
+        }
+
         let wrong = dir.path().join("wrong.txt");
         std::fs::write(&wrong, other.to_string().expose_secret()).unwrap();
         let ids = Identities::load(&[wrong]).unwrap();
