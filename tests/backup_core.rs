@@ -58,11 +58,20 @@ fn full_backup_of_the_testbed_restores() {
     assert!(re.is_match(&name), "archive name {name}");
     let mode = std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "archive mode");
+    // the archive and, beside it, its manifest (for `lsbackup list`), both 0600
+    let sidecar = format!("{name}.manifest.json");
     assert_eq!(
         run.target_files(),
-        vec![name.clone()],
-        "only the archive in the target"
+        vec![name.clone(), sidecar.clone()],
+        "only the archive and its manifest sidecar in the target"
     );
+    let sidecar = run.target.path().join(&sidecar);
+    let mode = std::fs::metadata(&sidecar).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "sidecar mode");
+    let inside: serde_json::Value = serde_json::from_slice(&run.read("manifest.json")).unwrap();
+    let beside: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    assert_eq!(inside, beside, "the sidecar is the archive's manifest");
     assert_eq!(run.stdout().trim(), archive.display().to_string());
 
     let m = run.manifest();

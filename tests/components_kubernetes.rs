@@ -608,7 +608,10 @@ fn backup_without(masked: &[&str], args: &[&str]) -> support::Run {
     let archive = std::fs::read_dir(target.path())
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.is_file() && !p.to_string_lossy().ends_with(".partial"));
+        .find(|p| {
+            let n = p.to_string_lossy();
+            p.is_file() && !n.ends_with(".partial") && !n.ends_with(".manifest.json")
+        });
     let extracted = archive.as_deref().map(support::extract);
     let manifest: Option<Manifest> = extracted.as_ref().map(|d| {
         serde_json::from_slice(&std::fs::read(d.path().join("manifest.json")).unwrap()).unwrap()

@@ -40,6 +40,9 @@ pub enum Command {
     Components(ComponentsArgs),
     /// Check an archive: every entry against the sha256 in its manifest.
     Verify(VerifyArgs),
+    /// List the backups in a target: name, time, size, encrypted or not, and (unencrypted)
+    /// the status, components and hosts from each manifest.
+    List(ListArgs),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -204,6 +207,16 @@ pub struct InventoryArgs {
 pub struct ComponentsArgs {
     #[arg(long, value_name = "DIR", env = "LSBACKUP_COMPONENTS_DIR")]
     pub components_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Where the backups are (a local or mounted directory).
+    #[arg(short = 't', long, env = "LSBACKUP_TARGET", value_name = "TARGET")]
+    pub target: String,
+    /// One JSON array on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

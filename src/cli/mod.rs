@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
         Command::Inventory(a) => inventory(a),
         Command::Components(a) => components(a),
         Command::Verify(a) => verify(a).await,
+        Command::List(a) => list(a).await,
     }
 }
 
@@ -159,6 +160,52 @@ fn components(a: ComponentsArgs) -> Result<i32, AnyError> {
             c.name,
             c.groups.join(","),
             c.description
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+async fn list(a: ListArgs) -> Result<i32, AnyError> {
+    let target = Target::parse(&a.target)?;
+    let mut rows = Vec::new();
+    for l in target.list().await? {
+        // The manifest: from the sidecar, else (unencrypted, no sidecar) from the archive
+        // itself, which means reading it through.
+        let (manifest, source, problem) = if l.encrypted {
+            (None, None, None)
+        } else if let Some(sc) = &l.sidecar {
+            match target.get_small(sc).await.map(|b| {
+                serde_json::from_slice::<lsbackup::archive::Manifest>(&b).map_err(|e| e.to_string())
+            }) {
+                Ok(Ok(m)) => (Some(m), Some("sidecar"), None),
+                Ok(Err(e)) => (None, None, Some(format!("{sc}: {e}"))),
+                Err(e) => (None, None, Some(e.to_string())),
+            }
+        } else {
+            match target.local_dir() {
+                Some(dir) => match lsbackup::archive::read_manifest(dir.join(&l.name)).await {
+                    Ok(m) => (Some(m), Some("archive"), None),
+                    Err(e) => (None, None, Some(e.to_string())),
+                },
+                None => (None, None, None),
+            }
+        };
+        rows.push(output::Listed {
+            entry: l,
+            manifest,
+            source,
+            problem,
+        });
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&output::list_json(&rows))?
+        );
+    } else {
+        print!(
+            "{}",
+            output::list_text(&target.display(), &rows, output::term_width())
         );
     }
     Ok(EXIT_OK)

@@ -586,6 +586,110 @@ pub fn verify_text(path: &Path, r: &lsbackup::archive::VerifyReport) -> String {
     out
 }
 
+/// One archive found by `lsbackup list`, with its manifest when it could be read.
+pub struct Listed {
+    pub entry: lsbackup::target::Listed,
+    pub manifest: Option<lsbackup::archive::Manifest>,
+    /// `sidecar` or `archive`: where the manifest was read.
+    pub source: Option<&'static str>,
+    /// Why the manifest could not be read.
+    pub problem: Option<String>,
+}
+
+fn utc(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| secs.to_string())
+}
+
+/// `component@host` for every host of every component, with the status when not ok.
+fn parts(m: &lsbackup::archive::Manifest) -> Vec<String> {
+    let mut v = Vec::new();
+    for c in &m.components {
+        for h in &c.hosts {
+            match h.status {
+                Status::Ok => v.push(format!("{}@{}", c.name, h.host)),
+                s => v.push(format!("{}@{} ({})", c.name, h.host, status_word(s))),
+            }
+        }
+        if c.hosts.is_empty() {
+            v.push(format!("{} ({})", c.name, status_word(c.status)));
+        }
+    }
+    v
+}
+
+pub fn list_text(target: &str, rows: &[Listed], width: usize) -> String {
+    let mut out = String::new();
+    if rows.is_empty() {
+        let _ = writeln!(out, "no backups in {target}");
+        return out;
+    }
+    let width = width.clamp(60, 160);
+    let name_w = rows
+        .iter()
+        .map(|r| r.entry.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for r in rows {
+        let e = &r.entry;
+        let state = match (&r.manifest, e.encrypted) {
+            (_, true) => "encrypted".to_string(),
+            (Some(m), _) => status_word(m.status).to_string(),
+            (None, _) => "manifest unreadable".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "{:name_w$}  {}  {:>9}  {state}",
+            e.name,
+            utc(e.time),
+            human(e.size)
+        );
+        if let Some(m) = &r.manifest {
+            out.push_str(&wrap(&parts(m).join(", "), width, "    ", "    "));
+        }
+        if let Some(p) = &r.problem {
+            out.push_str(&wrap(p, width, "    ", "    "));
+        }
+    }
+    let _ = writeln!(out, "{} backup(s) in {target} (times in UTC)", rows.len());
+    out
+}
+
+pub fn list_json(rows: &[Listed]) -> serde_json::Value {
+    rows.iter()
+        .map(|r| {
+            let e = &r.entry;
+            let mut v = serde_json::json!({
+                "name": e.name,
+                "time": jiff::Timestamp::from_second(e.time).map(|t| t.to_string()).unwrap_or_default(),
+                "size": e.size,
+                "format": e.format,
+                "encrypted": e.encrypted,
+                "manifest": r.source,
+            });
+            if let Some(m) = &r.manifest {
+                v["status"] = serde_json::to_value(m.status).unwrap_or_default();
+                v["components"] = m
+                    .components
+                    .iter()
+                    .map(|c| {
+                        serde_json::json!({
+                            "name": c.name,
+                            "status": c.status,
+                            "hosts": c.hosts.iter().map(|h| serde_json::json!({"host": h.host, "status": h.status})).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+            }
+            if let Some(p) = &r.problem {
+                v["error"] = p.clone().into();
+            }
+            v
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

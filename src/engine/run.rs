@@ -245,6 +245,24 @@ pub async fn run_backup(
         return Err(e.into());
     }
     let location = upload.commit().await?;
+    // The manifest beside an unencrypted archive, for `lsbackup list` (an encrypted archive's
+    // manifest stays inside it: hosts, paths and checksums are not written in clear). The
+    // archive is complete without it: a failure is a warning.
+    if opts.encrypt.is_none() {
+        let sidecar = format!("{}{}", manifest.archive_name, crate::target::SIDECAR_SUFFIX);
+        let written = match serde_json::to_vec_pretty(&manifest) {
+            Ok(bytes) => target
+                .put_small(&sidecar, bytes)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(
+                "manifest sidecar {sidecar} not written (the archive holds the manifest): {e}"
+            );
+        }
+    }
     Ok(Outcome {
         manifest,
         location: Some(location),

@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -341,3 +341,56 @@ impl AsyncWrite for FailingWriter {
 
 #[cfg(test)]
 mod tests;
+
+/// Write `name` in `dir` whole or not at all: `name.partial` (0600, `O_EXCL`), fsync, a rename
+/// that never replaces an existing file, fsync of the directory.
+pub(super) async fn put_small(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<(), TargetError> {
+    let dir = dir.to_path_buf();
+    let name = name.to_string();
+    blocking(move || -> Result<(), TargetError> {
+        use std::io::Write as _;
+        let final_path = dir.join(&name);
+        let partial = dir.join(format!("{name}.partial"));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(|e| err(&dir, format!("cannot create {}: {e}", partial.display())))?;
+        let written = f.write_all(&bytes).and_then(|_| f.sync_all());
+        drop(f);
+        let done = written.and_then(|_| rename_noreplace(&partial, &final_path, true));
+        if let Err(e) = done {
+            let _ = std::fs::remove_file(&partial);
+            return Err(err(&dir, format!("writing {}: {e}", final_path.display())));
+        }
+        if let Err(e) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(target: "lsbackup::target", "fsync of directory {} failed: {e}", dir.display());
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Files of `dir` (name, size, modification time in seconds), `.partial` files left out.
+pub(super) async fn list(dir: &Path) -> Result<Vec<(String, u64, i64)>, TargetError> {
+    let d = dir.to_path_buf();
+    blocking(move || {
+        let rd = std::fs::read_dir(&d).map_err(|e| err(&d, format!("cannot list: {e}")))?;
+        let mut out = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| err(&d, format!("cannot list: {e}")))?;
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".partial") {
+                continue;
+            }
+            out.push((name, meta.len(), meta.mtime()));
+        }
+        Ok(out)
+    })
+    .await
+}

@@ -81,6 +81,37 @@ pub enum Target {
     Local(PathBuf),
 }
 
+/// Appended to an archive's name for its manifest sidecar (unencrypted archives only).
+pub const SIDECAR_SUFFIX: &str = ".manifest.json";
+
+/// An archive found on a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub size: u64,
+    /// When it was taken (seconds since the epoch, UTC): from the name's timestamp, else the
+    /// file's modification time.
+    pub time: i64,
+    /// `tar.zst`, `tar.gz` or `zip`.
+    pub format: String,
+    pub encrypted: bool,
+    /// The name of its manifest sidecar, when there is one.
+    pub sidecar: Option<String>,
+}
+
+/// The UTC time in an archive name `PREFIX-yyyymmddThhmmssZ[_N].EXT`.
+fn name_time(name: &str) -> Option<i64> {
+    let i = name.rfind('-')?;
+    let stamp = name.get(i + 1..i + 17)?;
+    if !stamp.ends_with('Z') {
+        return None;
+    }
+    let dt = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S", &stamp[..15]).ok()?;
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp().as_second())
+}
+
 impl Target {
     /// Parse a `-t` value: a path (relative or absolute) or a `file://` URL is a local
     /// directory; `s3://`, `azure://`, `az://` and any other `scheme://` are refused with
@@ -139,6 +170,60 @@ impl Target {
                     name: inner.name().to_string(),
                     location: inner.final_path().display().to_string(),
                     inner,
+                })
+            }
+        }
+    }
+
+    /// Write a small file (a manifest sidecar) under `name`, whole or not at all.
+    pub async fn put_small(&self, name: &str, bytes: Vec<u8>) -> Result<(), TargetError> {
+        match self {
+            Target::Local(dir) => local::put_small(dir, name, bytes).await,
+        }
+    }
+
+    /// The archives found on the target, newest first: every file whose name ends in an
+    /// archive extension (`.tar.zst`, `.tar.gz`, `.zip`, each optionally `.age`), `.partial`
+    /// files left out.
+    pub async fn list(&self) -> Result<Vec<Listed>, TargetError> {
+        let files = match self {
+            Target::Local(dir) => local::list(dir).await?,
+        };
+        let names: std::collections::BTreeSet<String> =
+            files.iter().map(|(n, _, _)| n.clone()).collect();
+        let mut out: Vec<Listed> = files
+            .into_iter()
+            .filter_map(|(name, size, mtime)| {
+                let (plain, encrypted) = match name.strip_suffix(".age") {
+                    Some(p) => (p, true),
+                    None => (name.as_str(), false),
+                };
+                let format = ["tar.zst", "tar.gz", "zip"]
+                    .into_iter()
+                    .find(|e| plain.ends_with(&format!(".{e}")))?;
+                let sidecar = format!("{name}{SIDECAR_SUFFIX}");
+                Some(Listed {
+                    time: name_time(plain).unwrap_or(mtime),
+                    sidecar: names.contains(&sidecar).then_some(sidecar),
+                    format: format.to_string(),
+                    name,
+                    size,
+                    encrypted,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.name.cmp(&a.name)));
+        Ok(out)
+    }
+
+    /// Read a small file (a sidecar) whole.
+    pub async fn get_small(&self, name: &str) -> Result<Vec<u8>, TargetError> {
+        match self {
+            Target::Local(dir) => {
+                let p = dir.join(name);
+                tokio::fs::read(&p).await.map_err(|e| TargetError::Local {
+                    path: dir.clone(),
+                    cause: format!("reading {}: {e}", p.display()),
                 })
             }
         }

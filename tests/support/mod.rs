@@ -146,7 +146,7 @@ pub fn backup_into(build_dir: &Path, target: tempfile::TempDir, args: &[&str]) -
         .map(|e| e.unwrap().path())
         .find(|p| {
             let n = p.to_string_lossy();
-            !n.ends_with(".partial") && p.is_file()
+            !n.ends_with(".partial") && !n.ends_with(".manifest.json") && p.is_file()
         });
     let extracted = archive.as_deref().map(extract);
     let manifest = extracted.as_ref().map(|d| {
