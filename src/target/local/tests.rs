@@ -368,3 +368,55 @@ async fn relative_target_path() {
     assert_eq!(loc, Path::new(&rel).join("rel.tar.zst"));
     assert_eq!(std::fs::read(tmp.path().join("rel.tar.zst")).unwrap(), b"x");
 }
+
+#[tokio::test]
+async fn small_files_are_whole_0600_and_never_replace() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::Local(dir.path().to_path_buf());
+    t.put_small("a.manifest.json", b"{}".to_vec())
+        .await
+        .unwrap();
+    let p = dir.path().join("a.manifest.json");
+    assert_eq!(std::fs::read(&p).unwrap(), b"{}");
+    assert_eq!(mode_of(&p), 0o600);
+    let e = t
+        .put_small("a.manifest.json", b"[]".to_vec())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("a.manifest.json"), "{e}");
+    assert_eq!(std::fs::read(&p).unwrap(), b"{}");
+    assert_eq!(names_in(dir.path()), vec!["a.manifest.json"]);
+    assert_eq!(t.get_small("a.manifest.json").await.unwrap(), b"{}");
+}
+
+#[tokio::test]
+async fn list_finds_archives_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    for n in [
+        "lsbackup-20261201T000000Z.tar.zst",
+        "lsbackup-20261203T000000Z_1.zip.age",
+        "nightly-20261202T120000Z.tar.gz",
+        "lsbackup-20261204T000000Z.tar.zst.partial",
+        "lsbackup-20261201T000000Z.tar.zst.manifest.json",
+        "readme.txt",
+    ] {
+        std::fs::write(dir.path().join(n), n).unwrap();
+    }
+    let t = Target::Local(dir.path().to_path_buf());
+    let l = t.list().await.unwrap();
+    let names: Vec<&str> = l.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "lsbackup-20261203T000000Z_1.zip.age",
+            "nightly-20261202T120000Z.tar.gz",
+            "lsbackup-20261201T000000Z.tar.zst",
+        ]
+    );
+    assert!(l[0].encrypted && l[0].format == "zip" && l[0].sidecar.is_none());
+    assert_eq!(l[1].time, 1_796_212_800); // 2026-12-02T12:00:00Z
+    assert_eq!(
+        l[2].sidecar.as_deref(),
+        Some("lsbackup-20261201T000000Z.tar.zst.manifest.json")
+    );
+}
