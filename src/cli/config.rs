@@ -77,6 +77,11 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
         if LISTS.contains(&name.as_str()) && given_on_cli(&name) {
             continue;
         }
+        // One file serves both commands: `plan` leaves out what only `backup` takes (target,
+        // encryption, ...); a key neither takes is still an error, from `backup`'s parser.
+        if strs[sub] == "plan" && !takes("plan", &name) && takes("backup", &name) {
+            continue;
+        }
         let flag = OsString::from(format!("--{name}"));
         match value {
             serde_json::Value::Bool(true) => from_file.push(flag),
@@ -97,6 +102,14 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     out.extend(from_file);
     out.extend(rest);
     Ok(out)
+}
+
+/// Whether the subcommand `sub` has the long option `--name`.
+fn takes(sub: &str, name: &str) -> bool {
+    use clap::CommandFactory;
+    super::Cli::command()
+        .find_subcommand(sub)
+        .is_some_and(|c| c.get_arguments().any(|a| a.get_long() == Some(name)))
 }
 
 fn scalar(file: &str, key: &str, v: &serde_json::Value) -> Result<String, String> {
@@ -164,6 +177,32 @@ mod tests {
                 "/other"
             ]
         );
+    }
+
+    #[test]
+    fn plan_leaves_out_what_only_backup_takes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "build-dir: /b\ntarget: /t\nencrypt-to: [age1x]\nskip: [haproxy]\n",
+        )
+        .unwrap();
+        let plan =
+            strs(expand(os(&["lsbackup", "plan", "--config", f.to_str().unwrap()])).unwrap());
+        assert_eq!(
+            plan,
+            ["lsbackup", "plan", "--build-dir", "/b", "--skip", "haproxy"]
+        );
+        let backup =
+            strs(expand(os(&["lsbackup", "backup", "--config", f.to_str().unwrap()])).unwrap());
+        assert!(backup.contains(&"--target".to_string()), "{backup:?}");
+        assert!(backup.contains(&"--encrypt-to".to_string()), "{backup:?}");
+        // a key neither command takes still reaches the parser (and fails there)
+        std::fs::write(&f, "build-dir: /b\ntargte: /t\n").unwrap();
+        let plan =
+            strs(expand(os(&["lsbackup", "plan", "--config", f.to_str().unwrap()])).unwrap());
+        assert!(plan.contains(&"--targte".to_string()), "{plan:?}");
     }
 
     #[test]
