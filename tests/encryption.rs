@@ -3,23 +3,15 @@
 //! with `lsbackup verify --age-identity`. Needs `tests/testbed/up.sh`.
 
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn lsbackup(args: &[&str], target: &Path) -> Output {
-    let tb = common::testbed();
-    Command::new(env!("CARGO_BIN_EXE_lsbackup"))
-        .arg("backup")
-        .arg("-b")
-        .arg(tb.build_dir())
-        .arg("-t")
-        .arg(target)
-        .arg("--known-hosts")
-        .arg(tb.known_hosts())
-        .args(["--no-agent", "--progress", "never", "--only", "haproxy"])
+    support::backup_command(&common::testbed().build_dir(), target)
+        .args(["--progress", "never", "--only", "haproxy"])
         .args(args)
-        .env("HOME", target)
         .output()
         .expect("running lsbackup")
 }

@@ -3,6 +3,7 @@
 //! from an encrypted archive. Needs `tests/testbed/up.sh`.
 
 mod common;
+mod support;
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -16,18 +17,9 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn backup(target: &Path, extra: &[&str]) {
-    let tb = common::testbed();
-    let out = Command::new(env!("CARGO_BIN_EXE_lsbackup"))
-        .arg("backup")
-        .arg("-b")
-        .arg(tb.build_dir())
-        .arg("-t")
-        .arg(target)
-        .arg("--known-hosts")
-        .arg(tb.known_hosts())
-        .args(["--no-agent", "--progress", "never", "-q"])
+    let out = support::backup_command(&common::testbed().build_dir(), target)
+        .args(["--progress", "never", "-q"])
         .args(extra)
-        .env("HOME", target)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");

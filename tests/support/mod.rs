@@ -126,19 +126,26 @@ pub fn backup(build_dir: &Path, args: &[&str]) -> Run {
     backup_into(build_dir, target, args)
 }
 
-pub fn backup_into(build_dir: &Path, target: tempfile::TempDir, args: &[&str]) -> Run {
+/// `lsbackup backup -b BUILD -t TARGET` with the test bed's known_hosts, no agent, and HOME in
+/// the target (never the real ~/.ssh): add arguments and run it.
+pub fn backup_command(build_dir: &Path, target: &Path) -> Command {
     let tb = crate::common::testbed();
-    let output = Command::new(bin())
-        .arg("backup")
+    let mut c = Command::new(bin());
+    c.arg("backup")
         .arg("-b")
         .arg(build_dir)
         .arg("-t")
-        .arg(target.path())
+        .arg(target)
         .arg("--known-hosts")
         .arg(tb.known_hosts())
         .arg("--no-agent")
+        .env("HOME", target);
+    c
+}
+
+pub fn backup_into(build_dir: &Path, target: tempfile::TempDir, args: &[&str]) -> Run {
+    let output = backup_command(build_dir, target.path())
         .args(args)
-        .env("HOME", target.path()) // never touch the real ~/.ssh
         .output()
         .expect("running lsbackup");
     let archive = std::fs::read_dir(target.path())
