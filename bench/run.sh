@@ -127,7 +127,8 @@ sample() { # key, command...
     log "$key failed:"; cat "$OUT/err" >&2; exit 1
   fi
   local out
-  out=$(du -cb "$OUT"/t/* | tail -n 1 | cut -f1)
+  # the archive (or the pipeline's file), not lsbackup's manifest sidecar
+  out=$(find "$OUT/t" -maxdepth 1 -type f ! -name '*.manifest.json' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
   echo "$(tail -n 1 "$OUT/time") $out" >>"$OUT/res/$key"
 }
 pipe() { sample "$1" bash -c "$2"; }

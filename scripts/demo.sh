@@ -13,11 +13,12 @@ cargo build --release --locked
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/lsbackup
 mkdir -p demo-backups
 set +e
-"$BIN" backup -b /tmp/lsbackup-testbed/build -t demo-backups "$@"
+# stdout carries the archive's path and nothing else (the summary goes to stderr)
+latest=$("$BIN" backup -b /tmp/lsbackup-testbed/build -t demo-backups "$@")
 code=$?
 set -e
-latest=$(ls -1t demo-backups/lsbackup-* 2>/dev/null | head -n 1 || true)
 if [ -n "$latest" ]; then
+  echo "$latest"
   echo
   echo "== verify $latest"
   "$BIN" verify "$latest"
