@@ -870,14 +870,7 @@ impl<'a> HostCtx<'a> {
             .map(str::to_string)
             .unwrap_or_else(|| script.to_shell());
         let mut entry = self.ctx.sink.begin_stream(&self.entry_path(rel)).await?;
-        let mut proc = match self.session.exec(script, user).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.record(step, &shown, user, None, t);
-                return Err(e.into());
-            }
-        };
-        let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+        let (proc, stdout) = self.start(step, script, user, &shown, t).await?;
         let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let watched = EndWatch {
             inner: self.watched(stdout),
@@ -915,6 +908,33 @@ impl<'a> HostCtx<'a> {
         let size = entry.size();
         self.commit(entry).await?;
         Ok(size)
+    }
+
+    /// Start `script` for a step whose output is read: the process and its stdout, taken out
+    /// of it. A failure to start is recorded and is the step's error.
+    async fn start(
+        &mut self,
+        step: &str,
+        script: &Script,
+        user: Option<&str>,
+        shown: &str,
+        t: Instant,
+    ) -> Result<
+        (
+            crate::transport::RemoteProcess,
+            Box<dyn AsyncRead + Send + Unpin>,
+        ),
+        StepError,
+    > {
+        let mut proc = match self.session.exec(script, user).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.record(step, shown, user, None, t);
+                return Err(e.into());
+            }
+        };
+        let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+        Ok((proc, stdout))
     }
 
     /// After a command's stdout has been read (`copied`: what reading it gave): stop the command
@@ -973,14 +993,7 @@ impl<'a> HostCtx<'a> {
             tempfile::tempfile_in(&dir)
                 .map_err(|e| StepError::local(format!("spool file in {}: {e}", dir.display())))?,
         );
-        let mut proc = match self.session.exec(script, user).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.record(step, &shown, user, None, t);
-                return Err(e.into());
-            }
-        };
-        let stdout = std::mem::replace(&mut proc.stdout, Box::new(tokio::io::empty()));
+        let (proc, stdout) = self.start(step, script, user, &shown, t).await?;
         let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.watched(stdout));
         let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
         drop(reader);
