@@ -118,7 +118,7 @@ async fn an_interrupted_backup_leaves_nothing() {
     sink.add_stream("c/h/a", 0o600, &vec![1u8; 1 << 20][..])
         .await
         .unwrap();
-    assert!(upload.partial_path().exists());
+    assert!(upload.partial_path().unwrap().exists());
     // What the engine does on Ctrl-C: drop the writer, abort the upload.
     drop(writer);
     upload.abort().await;

@@ -122,6 +122,65 @@ pub async fn verify_archive_with(
 ) -> Result<VerifyReport, ArchiveError> {
     let path = path.as_ref();
     let scan = scan(path, true, ids).await?;
+    report(path, scan)
+}
+
+/// [`verify_archive_with`] on a stream (an archive read from an object store): `label` names
+/// it in messages.
+pub async fn verify_reader<R: AsyncRead + Send + Unpin + 'static>(
+    label: &str,
+    reader: R,
+    ids: &Identities,
+) -> Result<VerifyReport, ArchiveError> {
+    let path = Path::new(label);
+    let scan = scan_reader(path, reader, true, ids).await?;
+    report(path, scan)
+}
+
+/// [`read_manifest`] on a stream.
+pub async fn read_manifest_reader<R: AsyncRead + Send + Unpin + 'static>(
+    label: &str,
+    reader: R,
+) -> Result<Manifest, ArchiveError> {
+    let path = Path::new(label);
+    let scan = scan_reader(path, reader, false, &Identities::default()).await?;
+    parse_manifest(path, &scan)
+}
+
+/// Scan a stream that is not seekable: age is told by its first bytes (which are then put
+/// back in front of the rest); a zip goes through an unlinked temporary file.
+async fn scan_reader<R: AsyncRead + Send + Unpin + 'static>(
+    path: &Path,
+    mut reader: R,
+    hash: bool,
+    ids: &Identities,
+) -> Result<Scan, ArchiveError> {
+    let mut magic = vec![0u8; AGE_MAGIC.len()];
+    let mut got = 0;
+    while got < magic.len() {
+        match reader
+            .read(&mut magic[got..])
+            .await
+            .map_err(|e| read_err(path, e))?
+        {
+            0 => break,
+            n => got += n,
+        }
+    }
+    magic.truncate(got);
+    let is_age = magic == *AGE_MAGIC;
+    let whole = AsyncReadExt::chain(std::io::Cursor::new(magic), reader);
+    if is_age {
+        let plain = ids
+            .decrypting_reader(whole)
+            .await
+            .map_err(|e| read_err(path, e))?;
+        return scan_stream(path, BufReader::with_capacity(256 * 1024, plain), hash).await;
+    }
+    scan_stream(path, BufReader::with_capacity(256 * 1024, whole), hash).await
+}
+
+fn report(path: &Path, scan: Scan) -> Result<VerifyReport, ArchiveError> {
     let manifest = parse_manifest(path, &scan)?;
 
     let mut problems = Vec::new();
@@ -296,8 +355,8 @@ async fn scan_stream<R: AsyncBufRead + Unpin + Send>(
     })?;
     match format {
         Format::Zip => {
-            // Only a decrypted stream gets here (a plain zip is read in place): the zip reader
-            // seeks, so the plaintext goes to an unlinked temporary file (0600) first.
+            // Only a stream gets here (a plain zip file is read in place): the zip reader
+            // seeks, so the stream goes to an unlinked temporary file (0600) first.
             let mut tmp = tokio::fs::File::from_std(
                 tempfile::tempfile().map_err(|e| read_err(path, format!("temporary file: {e}")))?,
             );

@@ -102,9 +102,19 @@ pub enum ProgressMode {
 pub struct BackupArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Where to write the archive: a directory (local or NFS-mounted).
+    /// Where to write the archive: a directory (local or NFS-mounted), s3://BUCKET/PREFIX or
+    /// az://CONTAINER/PREFIX (Azure Blob storage).
     #[arg(short = 't', long, value_name = "TARGET", env = "LSBACKUP_TARGET")]
     pub target: String,
+    /// Where an object-store target's endpoint or credentials come from, by reference:
+    /// `KEY=env:NAME` or `KEY=file:PATH` (secrets only so), or `KEY=VALUE` for region, profile,
+    /// account and endpoints. KEY is a variable name such as aws_access_key_id,
+    /// aws_secret_access_key, aws_region, aws_endpoint_url, aws_profile,
+    /// azure_storage_connection_string, azure_storage_account, azure_storage_key,
+    /// azure_storage_sas_token. Without it the same variables are read from the environment
+    /// (and ~/.aws/credentials, ~/.aws/config). Repeatable.
+    #[arg(long, value_name = "KEY=SOURCE")]
+    pub target_setting: Vec<String>,
     /// Archive format.
     #[arg(long, value_enum, default_value = "tar.zst")]
     pub format: FormatArg,
@@ -211,9 +221,18 @@ pub struct ComponentsArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Where the backups are (a local or mounted directory).
+    /// Where the backups are: a directory, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX.
     #[arg(short = 't', long, env = "LSBACKUP_TARGET", value_name = "TARGET")]
     pub target: String,
+    /// Where an object-store target's endpoint or credentials come from, by reference:
+    /// `KEY=env:NAME` or `KEY=file:PATH` (secrets only so), or `KEY=VALUE` for region, profile,
+    /// account and endpoints. KEY is a variable name such as aws_access_key_id,
+    /// aws_secret_access_key, aws_region, aws_endpoint_url, aws_profile,
+    /// azure_storage_connection_string, azure_storage_account, azure_storage_key,
+    /// azure_storage_sas_token. Without it the same variables are read from the environment
+    /// (and ~/.aws/credentials, ~/.aws/config). Repeatable.
+    #[arg(long, value_name = "KEY=SOURCE")]
+    pub target_setting: Vec<String>,
     /// One JSON array on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -221,8 +240,18 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The archive file to check.
+    /// The archive to check: a file, or s3://BUCKET/PREFIX/NAME, az://CONTAINER/PREFIX/NAME
+    /// (streamed from the store).
     pub archive: PathBuf,
+    /// Where an object-store target's endpoint or credentials come from, by reference:
+    /// `KEY=env:NAME` or `KEY=file:PATH` (secrets only so), or `KEY=VALUE` for region, profile,
+    /// account and endpoints. KEY is a variable name such as aws_access_key_id,
+    /// aws_secret_access_key, aws_region, aws_endpoint_url, aws_profile,
+    /// azure_storage_connection_string, azure_storage_account, azure_storage_key,
+    /// azure_storage_sas_token. Without it the same variables are read from the environment
+    /// (and ~/.aws/credentials, ~/.aws/config). Repeatable.
+    #[arg(long, value_name = "KEY=SOURCE")]
+    pub target_setting: Vec<String>,
     /// Key for an encrypted archive (`.age`): an age identity file (`age-keygen` output) or an
     /// unencrypted OpenSSH private key. Repeatable.
     #[arg(long, value_name = "FILE")]

@@ -26,6 +26,7 @@ const LISTS: &[&str] = &[
     "identity",
     "encrypt-to",
     "encrypt-to-file",
+    "target-setting",
 ];
 
 /// Expand `--config FILE` (or `LSBACKUP_CONFIG`) in `args` (program name first).

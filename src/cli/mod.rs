@@ -166,7 +166,8 @@ fn components(a: ComponentsArgs) -> Result<i32, AnyError> {
 }
 
 async fn list(a: ListArgs) -> Result<i32, AnyError> {
-    let target = Target::parse(&a.target)?;
+    let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
+    let target = Target::parse_with(&a.target, &settings)?;
     let mut rows = Vec::new();
     for l in target.list().await? {
         // The manifest: from the sidecar, else (unencrypted, no sidecar) from the archive
@@ -182,12 +183,20 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
                 Err(e) => (None, None, Some(e.to_string())),
             }
         } else {
-            match target.local_dir() {
-                Some(dir) => match lsbackup::archive::read_manifest(dir.join(&l.name)).await {
-                    Ok(m) => (Some(m), Some("archive"), None),
-                    Err(e) => (None, None, Some(e.to_string())),
+            let read = match target.local_dir() {
+                Some(dir) => lsbackup::archive::read_manifest(dir.join(&l.name))
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => match target.open_read(&l.name).await {
+                    Ok(r) => lsbackup::archive::read::read_manifest_reader(&l.name, r)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
                 },
-                None => (None, None, None),
+            };
+            match read {
+                Ok(m) => (Some(m), Some("archive"), None),
+                Err(e) => (None, None, Some(e)),
             }
         };
         rows.push(output::Listed {
@@ -213,7 +222,16 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
 
 async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
     let ids = lsbackup::archive::crypt::Identities::load(&a.age_identity)?;
-    let report = lsbackup::archive::read::verify_archive_with(&a.archive, &ids).await?;
+    let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
+    let url = a.archive.to_str().unwrap_or_default();
+    let report = match Target::split_archive_url(url, &settings) {
+        Some(split) => {
+            let (target, name) = split?;
+            let reader = target.open_read(&name).await?;
+            lsbackup::archive::read::verify_reader(url, reader, &ids).await?
+        }
+        None => lsbackup::archive::read::verify_archive_with(&a.archive, &ids).await?,
+    };
     print!("{}", output::verify_text(&a.archive, &report));
     Ok(if report.is_ok() { EXIT_OK } else { EXIT_FAILED })
 }
@@ -237,7 +255,8 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
             "--insecure-skip-host-key-check: host keys are NOT checked in this run; hosts with an unknown or changed key are connected to anyway, and the cluster's secrets may go to whoever answers"
         );
     }
-    let target = Target::parse(&a.target)?;
+    let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
+    let target = Target::parse_with(&a.target, &settings)?;
     // Recipients are checked before any host is contacted.
     let encrypt = lsbackup::archive::crypt::Recipients::load(&a.encrypt_to, &a.encrypt_to_file)?
         .map(Arc::new);

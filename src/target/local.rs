@@ -84,7 +84,7 @@ pub(super) async fn create(dir: &Path, stem: &str, ext: &str) -> Result<LocalUpl
     blocking(move || create_sync(&d, &stem, &ext)).await
 }
 
-fn candidate(stem: &str, ext: &str, n: u32) -> String {
+pub(super) fn candidate(stem: &str, ext: &str, n: u32) -> String {
     let base = if n == 0 {
         stem.to_string()
     } else {
@@ -321,7 +321,7 @@ impl AsyncWrite for TrackedWriter {
     }
 }
 
-struct FailingWriter(String);
+pub(super) struct FailingWriter(pub(super) String);
 
 impl AsyncWrite for FailingWriter {
     fn poll_write(
@@ -385,9 +385,6 @@ pub(super) async fn list(dir: &Path) -> Result<Vec<(String, u64, i64)>, TargetEr
                 continue;
             }
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".partial") {
-                continue;
-            }
             out.push((name, meta.len(), meta.mtime()));
         }
         Ok(out)

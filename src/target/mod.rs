@@ -1,17 +1,21 @@
-//! Where archives go. A target is chosen by the `-t` value: a path (local or NFS-mounted
-//! directory) today; `s3://` and `azure://` URLs are recognised and refused with a clear message
-//! until those backends land.
+//! Where archives go. A target is chosen by the `-t` value: a path (a local or NFS-mounted
+//! directory), `s3://BUCKET/PREFIX` (S3 and S3-compatible stores) or `az://CONTAINER/PREFIX`
+//! (Azure Blob storage); see [`object`] for the object stores and [`settings`] for where their
+//! endpoint and credentials come from.
 //!
 //! OWNER: archive helper.
 //!
-//! An archive is written as `NAME.partial` (created with `O_CREAT|O_EXCL`, mode 0600) and only
-//! [`Upload::commit`] gives it its final name: fsync of the file, a rename that never replaces
-//! an existing file, fsync of the directory. [`Upload::abort`], or dropping the upload without
-//! committing, removes the partial file, so a failed run leaves nothing under a final name and
-//! no `.partial` behind (a process killed with SIGKILL can still leave a `.partial`; the name
-//! says what it is).
+//! A local archive is written as `NAME.partial` (created with `O_CREAT|O_EXCL`, mode 0600) and
+//! only [`Upload::commit`] gives it its final name: fsync of the file, a rename that never
+//! replaces an existing file, fsync of the directory. [`Upload::abort`], or dropping the upload
+//! without committing, removes the partial file, so a failed run leaves nothing under a final
+//! name and no `.partial` behind (a process killed with SIGKILL can still leave a `.partial`;
+//! the name says what it is). An object-store archive keeps the same rules with a
+//! `NAME.partial` marker object and a multipart upload ([`object`]).
 
 mod local;
+pub mod object;
+pub mod settings;
 
 use std::path::PathBuf;
 
@@ -22,10 +26,16 @@ pub enum TargetError {
     #[error("target {path}: {cause}")]
     Local { path: PathBuf, cause: String },
     #[error(
-        "target {0}: {kind} targets are not supported yet; give a local or mounted (e.g. NFS) directory",
+        "target {0}: {kind} targets are not supported; give a directory, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX",
         kind = scheme_kind(.0)
     )]
     Unsupported(String),
+    /// An object store: the target URL and one line of cause (never a secret).
+    #[error("target {target}: {cause}")]
+    Store { target: String, cause: String },
+    /// A `--target-setting` that cannot be used.
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// `S3`, `Azure`, or the URL scheme as written, for messages.
@@ -48,7 +58,12 @@ pub struct Upload {
     pub name: String,
     /// Full final path/URL, for messages.
     pub location: String,
-    inner: local::LocalUpload,
+    inner: UploadInner,
+}
+
+enum UploadInner {
+    Local(local::LocalUpload),
+    Object(object::ObjectUpload),
 }
 
 impl Upload {
@@ -56,29 +71,42 @@ impl Upload {
     /// fails every write). Shut it down (`AsyncWriteExt::shutdown`, which
     /// [`crate::archive::ArchiveWriter::finish`] does) before [`commit`](Upload::commit).
     pub fn writer(&mut self) -> Box<dyn AsyncWrite + Send + Unpin> {
-        self.inner.writer()
+        match &mut self.inner {
+            UploadInner::Local(u) => u.writer(),
+            UploadInner::Object(u) => u.writer(),
+        }
     }
 
     /// fsync, rename `NAME.partial` to `NAME` (never over an existing file), fsync the directory.
     /// Returns the final location. On error the partial file is removed.
     pub async fn commit(mut self) -> Result<String, TargetError> {
-        self.inner.commit().await?;
+        match &mut self.inner {
+            UploadInner::Local(u) => u.commit().await?,
+            UploadInner::Object(u) => u.commit(&self.location).await?,
+        }
         Ok(self.location.clone())
     }
 
     /// Remove the partial file. Also done on drop if neither commit nor abort ran.
     pub async fn abort(mut self) {
-        self.inner.abort().await
+        match &mut self.inner {
+            UploadInner::Local(u) => u.abort().await,
+            UploadInner::Object(u) => u.abort().await,
+        }
     }
 
-    /// Path of the partial file being written (for messages and tests).
-    pub fn partial_path(&self) -> &std::path::Path {
-        self.inner.partial_path()
+    /// Path of the partial file being written, for a local target (messages and tests).
+    pub fn partial_path(&self) -> Option<&std::path::Path> {
+        match &self.inner {
+            UploadInner::Local(u) => Some(u.partial_path()),
+            UploadInner::Object(_) => None,
+        }
     }
 }
 
 pub enum Target {
     Local(PathBuf),
+    Object(Box<object::ObjectTarget>),
 }
 
 /// Appended to an archive's name for its manifest sidecar (unencrypted archives only).
@@ -113,10 +141,16 @@ fn name_time(name: &str) -> Option<i64> {
 }
 
 impl Target {
-    /// Parse a `-t` value: a path (relative or absolute) or a `file://` URL is a local
-    /// directory; `s3://`, `azure://`, `az://` and any other `scheme://` are refused with
-    /// [`TargetError::Unsupported`].
+    /// [`Target::parse_with`] with settings from the environment only.
     pub fn parse(s: &str) -> Result<Target, TargetError> {
+        Target::parse_with(s, &settings::Settings::default())
+    }
+
+    /// Parse a `-t` value: a path (relative or absolute) or a `file://` URL is a local
+    /// directory; `s3://` and `az://` (or `azure://`) are object stores, set up from
+    /// `settings` and the environment (no request yet: [`Target::check`] makes the first);
+    /// any other `scheme://` is refused with [`TargetError::Unsupported`].
+    pub fn parse_with(s: &str, settings: &settings::Settings) -> Result<Target, TargetError> {
         if s.is_empty() {
             return Err(TargetError::Local {
                 path: PathBuf::new(),
@@ -136,6 +170,11 @@ impl Target {
             };
             return Ok(Target::Local(PathBuf::from(path)));
         }
+        if object::parse_url(s).is_some() {
+            return Ok(Target::Object(Box::new(object::ObjectTarget::open(
+                s, settings,
+            )?)));
+        }
         if let Some((scheme, _)) = s.split_once("://")
             && !scheme.is_empty()
             && scheme
@@ -151,6 +190,7 @@ impl Target {
     pub fn local_dir(&self) -> Option<PathBuf> {
         match self {
             Target::Local(dir) => Some(dir.clone()),
+            Target::Object(_) => None,
         }
     }
 
@@ -158,6 +198,7 @@ impl Target {
     pub async fn check(&self) -> Result<(), TargetError> {
         match self {
             Target::Local(dir) => local::check(dir).await,
+            Target::Object(o) => o.check().await,
         }
     }
 
@@ -169,7 +210,15 @@ impl Target {
                 Ok(Upload {
                     name: inner.name().to_string(),
                     location: inner.final_path().display().to_string(),
-                    inner,
+                    inner: UploadInner::Local(inner),
+                })
+            }
+            Target::Object(o) => {
+                let inner = o.create(stem, ext).await?;
+                Ok(Upload {
+                    name: inner.name.clone(),
+                    location: inner.location.clone(),
+                    inner: UploadInner::Object(inner),
                 })
             }
         }
@@ -179,20 +228,24 @@ impl Target {
     pub async fn put_small(&self, name: &str, bytes: Vec<u8>) -> Result<(), TargetError> {
         match self {
             Target::Local(dir) => local::put_small(dir, name, bytes).await,
+            Target::Object(o) => o.put_small(name, bytes).await,
         }
     }
 
     /// The archives found on the target, newest first: every file whose name ends in an
     /// archive extension (`.tar.zst`, `.tar.gz`, `.zip`, each optionally `.age`), `.partial`
-    /// files left out.
+    /// files left out, and so is a name with a `NAME.partial` beside it (still being written,
+    /// or an object-store upload being aborted).
     pub async fn list(&self) -> Result<Vec<Listed>, TargetError> {
         let files = match self {
             Target::Local(dir) => local::list(dir).await?,
+            Target::Object(o) => o.list().await?,
         };
         let names: std::collections::BTreeSet<String> =
             files.iter().map(|(n, _, _)| n.clone()).collect();
         let mut out: Vec<Listed> = files
             .into_iter()
+            .filter(|(name, _, _)| !names.contains(&format!("{name}.partial")))
             .filter_map(|(name, size, mtime)| {
                 let (plain, encrypted) = match name.strip_suffix(".age") {
                     Some(p) => (p, true),
@@ -226,12 +279,54 @@ impl Target {
                     cause: format!("reading {}: {e}", p.display()),
                 })
             }
+            Target::Object(o) => o.get_small(name).await,
         }
+    }
+
+    /// Stream the archive `name` from the target.
+    pub async fn open_read(
+        &self,
+        name: &str,
+    ) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, TargetError> {
+        match self {
+            Target::Local(dir) => {
+                let p = dir.join(name);
+                let f = tokio::fs::File::open(&p)
+                    .await
+                    .map_err(|e| TargetError::Local {
+                        path: dir.clone(),
+                        cause: format!("opening {}: {e}", p.display()),
+                    })?;
+                Ok(Box::new(f))
+            }
+            Target::Object(o) => o.open_read(name).await,
+        }
+    }
+
+    /// Split an archive location into its target and name: `s3://b/p/NAME` into `s3://b/p`
+    /// and `NAME`; `None` for a plain path (read as a file).
+    pub fn split_archive_url(
+        s: &str,
+        settings: &settings::Settings,
+    ) -> Option<Result<(Target, String), TargetError>> {
+        if let Err(e) = object::parse_url(s)? {
+            return Some(Err(e));
+        }
+        let Some((dir, name)) = s.rsplit_once('/').filter(|(d, n)| {
+            !n.is_empty() && d.contains("://") && !d.ends_with(':') && !d.ends_with("//")
+        }) else {
+            return Some(Err(TargetError::Store {
+                target: s.to_string(),
+                cause: "expected URL/NAME naming one archive".into(),
+            }));
+        };
+        Some(Target::parse_with(dir, settings).map(|t| (t, name.to_string())))
     }
 
     pub fn display(&self) -> String {
         match self {
             Target::Local(p) => p.display().to_string(),
+            Target::Object(o) => o.url.clone(),
         }
     }
 }

@@ -7,7 +7,8 @@
 # Installs the Debian packages it needs with apt-get (only when missing), then starts, by hand and
 # without systemd: three OpenSSH sshd "hosts" on 127.0.0.2/3/4 and the services of the components.
 # What already runs (recorded pid alive) is kept; what is dead is restarted. Every started pid is
-# recorded in $LSB_TESTBED/pids/ and tests/testbed/down.sh stops exactly those.
+# recorded in $LSB_TESTBED/pids/ and tests/testbed/down.sh stops exactly those. The object-store
+# emulators (svc_objstore.sh) come from PyPI and npm into $LSB_TESTBED, not into the system.
 # Logs: $LSB_TESTBED/logs/. Prints one "ready" line per service.
 
 TB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,6 +44,8 @@ flock -n 9 || tb_die "another up.sh is running (lock $LSB_TESTBED/.up.lock)"
 . "$TB_DIR/svc_rabbitmq.sh"
 # shellcheck source=svc_standins.sh
 . "$TB_DIR/svc_standins.sh"
+# shellcheck source=svc_objstore.sh
+. "$TB_DIR/svc_objstore.sh"
 
 tb_install openssh-server openssh-client sudo openssl
 tb_install postgresql
@@ -72,6 +75,7 @@ tb_up_rabbitmq
 tb_up_elasticsearch
 tb_up_kibana
 tb_up_grafana
+tb_up_objstore
 
 tb_env_set LSB_TESTBED "$LSB_TESTBED"
 tb_env_set LSB_LOGS "$TB_LOGS"
