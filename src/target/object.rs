@@ -15,10 +15,11 @@
 //!
 //! **Failure.** An aborted upload (error, interrupt, or an [`ObjectUpload`] dropped without
 //! commit) aborts the multipart upload (S3 deletes its parts) and deletes the marker. Azure
-//! has no call that drops uncommitted blocks; Put Blob on the name discards them, so the abort
-//! writes an empty blob under the name (conditionally: never over an existing blob) and
-//! deletes it at once: for the time of those two requests an empty `NAME` exists beside its
-//! `NAME.partial`, which `lsbackup list` leaves out. A process killed with SIGKILL leaves the
+//! has no call that drops uncommitted blocks (object_store's abort leaves them to expire after
+//! a week); a Put Block List discards every block it does not name, so the abort commits an
+//! empty block list under the name and deletes the empty blob at once: for the time of those
+//! two requests an empty `NAME` exists beside its `NAME.partial`, which `lsbackup list` leaves
+//! out. A process killed with SIGKILL leaves the
 //! marker and, on S3, the parts: docs/format.md gives the lifecycle rule that expires them.
 
 use std::sync::{Arc, Mutex};
@@ -26,9 +27,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjPath;
 use object_store::{
     ClientOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
@@ -72,6 +73,8 @@ pub struct ObjectTarget {
     kind: Kind,
     prefix: String,
     store: Arc<dyn ObjectStore>,
+    /// Azure: the same client, for the empty Put Block List that drops uncommitted blocks.
+    blocks: Option<Arc<dyn MultipartStore>>,
 }
 
 /// Split `scheme://container/prefix` for the object-store schemes, `None` for others.
@@ -145,15 +148,19 @@ impl ObjectTarget {
             target: norm.clone(),
             cause,
         };
-        let store: Arc<dyn ObjectStore> = match kind {
-            Kind::S3 => Arc::new(s3(&container, settings).map_err(fail)?),
-            Kind::AzureBlob => Arc::new(azure(&container, settings).map_err(fail)?),
+        let (store, blocks): (Arc<dyn ObjectStore>, Option<Arc<dyn MultipartStore>>) = match kind {
+            Kind::S3 => (Arc::new(s3(&container, settings).map_err(fail)?), None),
+            Kind::AzureBlob => {
+                let a = Arc::new(azure(&container, settings).map_err(fail)?);
+                (a.clone(), Some(a))
+            }
         };
         Ok(ObjectTarget {
             url: norm,
             kind,
             prefix,
             store,
+            blocks,
         })
     }
 
@@ -250,6 +257,7 @@ impl ObjectTarget {
         let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
         let job = Job {
             store: self.store.clone(),
+            blocks: self.blocks.clone(),
             kind: self.kind,
             url: self.url.clone(),
             name: name.clone(),
@@ -469,8 +477,12 @@ pub fn describe(kind: Kind, e: &object_store::Error) -> String {
             | "TokenRefreshRequired" => {
                 format!("the store refused the credentials ({code})")
             }
-            "AccessDenied" | "AuthorizationFailure" | "AuthorizationPermissionMismatch" => {
+            "AccessDenied" | "AuthorizationPermissionMismatch" => {
                 format!("access denied ({code}): the credentials lack permission")
+            }
+            // Azure (and Azurite for a wrong key): not authorized to perform this request.
+            "AuthorizationFailure" => {
+                format!("the store refused the request ({code}): wrong key, or no permission")
             }
             other => format!("the store answered {other}"),
         };
@@ -504,6 +516,7 @@ pub fn describe(kind: Kind, e: &object_store::Error) -> String {
 /// The upload task's state.
 struct Job {
     store: Arc<dyn ObjectStore>,
+    blocks: Option<Arc<dyn MultipartStore>>,
     kind: Kind,
     url: String,
     name: String,
@@ -521,13 +534,23 @@ impl Job {
         commit: tokio::sync::oneshot::Receiver<()>,
     ) -> Result<(), String> {
         let mut parts = 0usize;
+        let mut inflight = tokio::task::JoinSet::new();
         let streamed = tokio::select! {
-            r = stream_parts(mp.as_mut(), &mut input, &mut parts, self.kind) => r,
+            r = stream_parts(mp.as_mut(), &mut input, &mut inflight, &mut parts, self.kind) => r,
             _ = cancel.cancelled() => Err("upload aborted".to_string()),
         };
         if let Err(cause) = streamed {
             *self.failure.lock().unwrap() = Some(cause.clone());
             drop(input);
+            // Parts already sent finish (or fail) first: one landing after the abort would
+            // stay behind as an S3 part or an uncommitted Azure block.
+            let settle = async { while inflight.join_next().await.is_some() {} };
+            if tokio::time::timeout(Duration::from_secs(120), settle)
+                .await
+                .is_err()
+            {
+                inflight.shutdown().await;
+            }
             self.discard(mp, parts).await;
             return Err(cause);
         }
@@ -566,15 +589,22 @@ impl Job {
                 describe(self.kind, &e)
             );
         }
-        if self.kind == Kind::AzureBlob && parts > 0 {
-            // Put Blob discards the name's uncommitted blocks; never over an existing blob.
-            if self
-                .store
-                .put_opts(&self.path, PutPayload::default(), PutMode::Create.into())
+        if let Some(blocks) = self.blocks.as_ref().filter(|_| parts > 0) {
+            // An empty block list drops the name's uncommitted blocks (the name is ours: our
+            // marker holds it), leaving an empty blob that goes at once.
+            match blocks
+                .complete_multipart(&self.path, &String::new(), Vec::new())
                 .await
-                .is_ok()
             {
-                let _ = self.store.delete(&self.path).await;
+                Ok(_) => {
+                    let _ = self.store.delete(&self.path).await;
+                }
+                Err(e) => tracing::warn!(
+                    "{}: the uncommitted blocks of {} were not dropped ({}); Azure removes them after a week",
+                    self.url,
+                    self.name,
+                    describe(self.kind, &e)
+                ),
             }
         }
         let _ = self.store.delete(&self.marker).await;
@@ -584,10 +614,16 @@ impl Job {
 async fn stream_parts(
     mp: &mut dyn MultipartUpload,
     input: &mut DuplexStream,
+    inflight: &mut tokio::task::JoinSet<object_store::Result<()>>,
     parts: &mut usize,
     kind: Kind,
 ) -> Result<(), String> {
-    let mut inflight: FuturesUnordered<object_store::UploadPart> = FuturesUnordered::new();
+    // Each part uploads on a task of its own while the next one fills.
+    let joined = |r: Result<object_store::Result<()>, tokio::task::JoinError>| match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("uploading: {}", describe(kind, &e))),
+        Err(e) => Err(format!("uploading: {e}")),
+    };
     loop {
         let size = part_size(*parts);
         let mut buf = BytesMut::with_capacity(size);
@@ -610,18 +646,18 @@ async fn stream_parts(
             ));
         }
         while inflight.len() >= INFLIGHT {
-            if let Some(r) = inflight.next().await {
-                r.map_err(|e| format!("uploading: {}", describe(kind, &e)))?;
+            if let Some(r) = inflight.join_next().await {
+                joined(r)?;
             }
         }
-        inflight.push(mp.put_part(PutPayload::from(buf.freeze())));
+        inflight.spawn(mp.put_part(PutPayload::from(buf.freeze())));
         *parts += 1;
         if eof {
             break;
         }
     }
-    while let Some(r) = inflight.next().await {
-        r.map_err(|e| format!("uploading: {}", describe(kind, &e)))?;
+    while let Some(r) = inflight.join_next().await {
+        joined(r)?;
     }
     Ok(())
 }
