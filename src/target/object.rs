@@ -442,8 +442,8 @@ fn azure(
 fn first_line(e: &dyn std::fmt::Display) -> String {
     let s = e.to_string();
     let line = s.lines().next().unwrap_or("").trim();
-    if line.len() > 300 {
-        format!("{}...", &line[..line.floor_char_boundary(300)])
+    if line.chars().count() > 300 {
+        format!("{}...", line.chars().take(300).collect::<String>())
     } else {
         line.to_string()
     }

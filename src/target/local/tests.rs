@@ -187,7 +187,7 @@ async fn create_commit_mode_and_content() {
         .unwrap();
     assert_eq!(up.name, "lsbackup-20261125T013904Z.tar.zst");
     assert_eq!(up.location, dir.path().join(&up.name).display().to_string());
-    let partial = up.partial_path().to_path_buf();
+    let partial = up.partial_path().unwrap().to_path_buf();
     assert_eq!(
         partial,
         dir.path().join("lsbackup-20261125T013904Z.tar.zst.partial")
