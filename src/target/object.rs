@@ -787,6 +787,6 @@ mod tests {
         assert_eq!(part_size(2000), 16 << 20);
         assert_eq!(part_size(9999), 128 << 20);
         let total: u64 = (0..MAX_PARTS).map(|n| part_size(n) as u64).sum();
-        assert_eq!(total, 2000 * (8 + 16 + 32 + 64 + 128) << 20);
+        assert_eq!(total, (2000 * (8 + 16 + 32 + 64 + 128)) << 20);
     }
 }
