@@ -1,7 +1,8 @@
 //! Where archives go. A target is chosen by the `-t` value: a path (a local or NFS-mounted
-//! directory), `s3://BUCKET/PREFIX` (S3 and S3-compatible stores) or `az://CONTAINER/PREFIX`
-//! (Azure Blob storage); see [`object`] for the object stores and [`settings`] for where their
-//! endpoint and credentials come from.
+//! directory), `s3://BUCKET/PREFIX` (S3 and S3-compatible stores), `az://CONTAINER/PREFIX`
+//! (Azure Blob storage) or `azfile://SHARE/DIR` (Azure Files); see [`object`] for the object
+//! stores, [`azfile`] for Azure Files and [`settings`] for where their endpoint and credentials
+//! come from.
 //!
 //! OWNER: archive helper.
 //!
@@ -13,6 +14,7 @@
 //! the name says what it is). An object-store archive keeps the same rules with a
 //! `NAME.partial` marker object and a multipart upload ([`object`]).
 
+pub mod azfile;
 mod local;
 pub mod object;
 pub mod settings;
@@ -26,7 +28,7 @@ pub enum TargetError {
     #[error("target {path}: {cause}")]
     Local { path: PathBuf, cause: String },
     #[error(
-        "target {0}: {kind} targets are not supported; give a directory, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX",
+        "target {0}: {kind} targets are not supported; give a directory, s3://BUCKET/PREFIX, az://CONTAINER/PREFIX or azfile://SHARE/DIR",
         kind = scheme_kind(.0)
     )]
     Unsupported(String),
@@ -64,6 +66,7 @@ pub struct Upload {
 enum UploadInner {
     Local(local::LocalUpload),
     Object(object::ObjectUpload),
+    AzFile(azfile::AzFileUpload),
 }
 
 impl Upload {
@@ -74,6 +77,7 @@ impl Upload {
         match &mut self.inner {
             UploadInner::Local(u) => u.writer(),
             UploadInner::Object(u) => u.writer(),
+            UploadInner::AzFile(u) => u.writer(),
         }
     }
 
@@ -83,6 +87,7 @@ impl Upload {
         match &mut self.inner {
             UploadInner::Local(u) => u.commit().await?,
             UploadInner::Object(u) => u.commit(&self.location).await?,
+            UploadInner::AzFile(u) => return u.commit().await,
         }
         Ok(self.location.clone())
     }
@@ -92,6 +97,7 @@ impl Upload {
         match &mut self.inner {
             UploadInner::Local(u) => u.abort().await,
             UploadInner::Object(u) => u.abort().await,
+            UploadInner::AzFile(u) => u.abort().await,
         }
     }
 
@@ -99,7 +105,7 @@ impl Upload {
     pub fn partial_path(&self) -> Option<&std::path::Path> {
         match &self.inner {
             UploadInner::Local(u) => Some(u.partial_path()),
-            UploadInner::Object(_) => None,
+            UploadInner::Object(_) | UploadInner::AzFile(_) => None,
         }
     }
 }
@@ -107,6 +113,7 @@ impl Upload {
 pub enum Target {
     Local(PathBuf),
     Object(Box<object::ObjectTarget>),
+    AzFile(Box<azfile::AzFileTarget>),
 }
 
 /// Appended to an archive's name for its manifest sidecar (unencrypted archives only).
@@ -170,6 +177,11 @@ impl Target {
             };
             return Ok(Target::Local(PathBuf::from(path)));
         }
+        if azfile::parse_url(s).is_some() {
+            return Ok(Target::AzFile(Box::new(azfile::AzFileTarget::open(
+                s, settings,
+            )?)));
+        }
         if object::parse_url(s).is_some() {
             return Ok(Target::Object(Box::new(object::ObjectTarget::open(
                 s, settings,
@@ -190,7 +202,7 @@ impl Target {
     pub fn local_dir(&self) -> Option<PathBuf> {
         match self {
             Target::Local(dir) => Some(dir.clone()),
-            Target::Object(_) => None,
+            Target::Object(_) | Target::AzFile(_) => None,
         }
     }
 
@@ -199,6 +211,7 @@ impl Target {
         match self {
             Target::Local(dir) => local::check(dir).await,
             Target::Object(o) => o.check().await,
+            Target::AzFile(a) => a.check().await,
         }
     }
 
@@ -221,6 +234,14 @@ impl Target {
                     inner: UploadInner::Object(inner),
                 })
             }
+            Target::AzFile(a) => {
+                let inner = a.create(stem, ext).await?;
+                Ok(Upload {
+                    name: inner.name.clone(),
+                    location: inner.location.clone(),
+                    inner: UploadInner::AzFile(inner),
+                })
+            }
         }
     }
 
@@ -229,6 +250,7 @@ impl Target {
         match self {
             Target::Local(dir) => local::put_small(dir, name, bytes).await,
             Target::Object(o) => o.put_small(name, bytes).await,
+            Target::AzFile(a) => a.put_small(name, bytes).await,
         }
     }
 
@@ -240,6 +262,7 @@ impl Target {
         let files = match self {
             Target::Local(dir) => local::list(dir).await?,
             Target::Object(o) => o.list().await?,
+            Target::AzFile(a) => a.list().await?,
         };
         let names: std::collections::BTreeSet<String> =
             files.iter().map(|(n, _, _)| n.clone()).collect();
@@ -280,6 +303,7 @@ impl Target {
                 })
             }
             Target::Object(o) => o.get_small(name).await,
+            Target::AzFile(a) => a.get_small(name).await,
         }
     }
 
@@ -300,6 +324,7 @@ impl Target {
                 Ok(Box::new(f))
             }
             Target::Object(o) => o.open_read(name).await,
+            Target::AzFile(a) => a.open_read(name).await,
         }
     }
 
@@ -309,7 +334,11 @@ impl Target {
         s: &str,
         settings: &settings::Settings,
     ) -> Option<Result<(Target, String), TargetError>> {
-        if let Err(e) = object::parse_url(s)? {
+        let known = match azfile::parse_url(s) {
+            Some(r) => Some(r.map(|_| ())),
+            None => object::parse_url(s).map(|r| r.map(|_| ())),
+        };
+        if let Err(e) = known? {
             return Some(Err(e));
         }
         let Some((dir, name)) = s.rsplit_once('/').filter(|(d, n)| {
@@ -327,6 +356,7 @@ impl Target {
         match self {
             Target::Local(p) => p.display().to_string(),
             Target::Object(o) => o.url.clone(),
+            Target::AzFile(a) => a.url.clone(),
         }
     }
 }
