@@ -725,3 +725,80 @@ fn settings_from_profiles_and_environment() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A `--config` file names the target and its settings by reference; an inline secret in it is
+/// refused before anything runs; neither the sidecar nor the archive's manifest holds a secret.
+#[test]
+fn config_file_settings_by_reference() {
+    let tb = common::testbed();
+    let prefix = support::unique("cfg");
+    let c = creds(Store::S3);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lsbackup.yaml");
+    let mut yaml = format!(
+        "build-dir: {}\ntarget: {}\nonly: [haproxy]\nknown-hosts: {}\nno-agent: true\nprogress: never\nquiet: true\ntarget-setting:\n",
+        tb.build_dir().display(),
+        Store::S3.url(&prefix),
+        tb.known_hosts().display()
+    );
+    for s in &c.settings {
+        yaml.push_str(&format!("  - \"{s}\"\n"));
+    }
+    std::fs::write(&config, &yaml).unwrap();
+    let none = Creds {
+        _dir: tempfile::tempdir().unwrap(),
+        settings: vec![],
+    };
+    let out = lsbackup_cmd(&none, &["backup", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let location = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let name = location.rsplit('/').next().unwrap().to_string();
+    for object in [name.clone(), format!("{name}.manifest.json")] {
+        let local = dir.path().join(&object);
+        probe(&[
+            "s3-get",
+            Store::S3.container(),
+            &format!("{prefix}/{object}"),
+            local.to_str().unwrap(),
+        ]);
+        let bytes = std::fs::read(&local).unwrap();
+        for secret in [
+            tb.var("LSB_S3_SECRET_ACCESS_KEY"),
+            tb.var("LSB_S3_ACCESS_KEY_ID"),
+        ] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{object} holds a credential"
+            );
+        }
+    }
+    // The archive's own manifest (zstd-compressed in the tar) holds none either.
+    let extracted = support::extract(&dir.path().join(&name));
+    let manifest = std::fs::read_to_string(extracted.path().join("manifest.json")).unwrap();
+    assert!(!manifest.contains(tb.var("LSB_S3_SECRET_ACCESS_KEY")));
+    empty(Store::S3, &prefix);
+
+    std::fs::write(
+        &config,
+        yaml.replace(
+            &c.settings[1],
+            &format!(
+                "aws_secret_access_key={}",
+                tb.var("LSB_S3_SECRET_ACCESS_KEY")
+            ),
+        ),
+    )
+    .unwrap();
+    let out = lsbackup_cmd(&none, &["backup", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("by reference only"), "{}", text(&out));
+    assert!(
+        !text(&out).contains(tb.var("LSB_S3_SECRET_ACCESS_KEY")),
+        "the refused secret is not echoed: {}",
+        text(&out)
+    );
+}
