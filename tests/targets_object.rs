@@ -714,6 +714,15 @@ fn settings_from_profiles_and_environment() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("no backups in s3://"), "{}", text(&out));
+    // No credentials anywhere (the instance metadata service pointed at a closed port).
+    let out = lsbackup_cmd(&none, &["list", "-t", &Store::S3.url(&prefix)])
+        .env("HOME", "/nonexistent")
+        .env("AWS_ENDPOINT_URL", tb.var("LSB_S3_ENDPOINT"))
+        .env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no credentials"), "{}", text(&out));
     let out = lsbackup_cmd(&none, &["list", "-t", &Store::Azure.url(&prefix)])
         .env("AZURE_STORAGE_ACCOUNT", tb.var("LSB_AZURE_ACCOUNT"))
         .env("AZURE_STORAGE_KEY", tb.var("LSB_AZURE_KEY"))

@@ -488,6 +488,13 @@ pub fn describe(kind: Kind, e: &object_store::Error) -> String {
         };
     }
     let lower = chain.to_ascii_lowercase();
+    if lower.contains("169.254.169.254")
+        || lower.contains("169.254.170.2")
+        || lower.contains("/latest/api/token")
+        || lower.contains("/latest/meta-data")
+    {
+        return "no credentials: none in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE's files, --target-setting or the web identity and container variables, and the instance metadata service gave none (not on EC2, or no role attached)".into();
+    }
     if lower.contains("connection refused")
         || lower.contains("dns error")
         || lower.contains("error sending request")
