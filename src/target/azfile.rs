@@ -388,7 +388,7 @@ struct FileEntry {
 struct FileProps {
     #[serde(rename = "Content-Length")]
     content_length: u64,
-    #[serde(rename = "LastModified", default)]
+    #[serde(rename = "Last-Modified", alias = "LastModified", default)]
     last_modified: Option<String>,
 }
 
@@ -937,7 +937,7 @@ mod tests {
   <Marker>m0</Marker><MaxResults>2</MaxResults>
   <Entries>
     <Directory><Name>sub</Name><Properties /></Directory>
-    <File><Name>lsbackup-20261206T000000Z.tar.zst</Name><Properties><Content-Length>1234</Content-Length><LastModified>Sun, 06 Dec 2026 09:00:00 GMT</LastModified></Properties></File>
+    <File><Name>lsbackup-20261206T000000Z.tar.zst</Name><Properties><Content-Length>1234</Content-Length><Last-Modified>Sun, 06 Dec 2026 09:00:00 GMT</Last-Modified></Properties></File>
     <File><Name>x.partial</Name><Properties><Content-Length>0</Content-Length></Properties></File>
   </Entries>
   <NextMarker>m1</NextMarker>

@@ -29,9 +29,9 @@ tb_down() {
     fi
 }
 
-# reverse start order first (the object stores first, rabbitmq before its epmd, kafka before
-# zookeeper, services before the sshd hosts), then any other pid file
-order=(azurite moto grafana kibana elasticsearch rabbitmq epmd alertmanager prometheus-noadmin
+# reverse start order first (the Azure Files stand-in and the object stores first, rabbitmq before
+# its epmd, kafka before zookeeper, services before the sshd hosts), then any other pid file
+order=(azfile azurite moto grafana kibana elasticsearch rabbitmq epmd alertmanager prometheus-noadmin
     prometheus kafka zookeeper haproxy kubeapi-workers kubeapi etcd postgresql sshd-node4 sshd-node3
     sshd-node2 sshd-node1)
 for name in "${order[@]}"; do

@@ -1,15 +1,19 @@
 # shellcheck shell=bash
 # Object-store emulators for the S3 and Azure blob targets: moto (S3, 127.0.0.1:4566, in memory) and
 # azurite (blob service only, 127.0.0.1:10000, data in $LSB_TESTBED/azurite-data), both with their
-# authentication enforced. Nothing is installed system-wide: moto, boto3 and azure-storage-blob go
-# into the venv $LSB_TESTBED/objstore-venv, azurite into $LSB_TESTBED/azurite (npm --prefix).
+# authentication enforced. Nothing is installed system-wide: moto, boto3, azure-storage-blob and
+# azure-storage-file-share go into the venv $LSB_TESTBED/objstore-venv, azurite into
+# $LSB_TESTBED/azurite (npm --prefix).
 # tests/testbed/objstore_probe.py (run with the venv python) inspects the stores for the tests.
+# Plus a STAND-IN for the Azure Files REST API (no emulator serves Azure Files):
+# tests/testbed/standins/azfile.py on 127.0.0.1:10004, files under $LSB_TESTBED/azfile-data, Shared
+# Key enforced (tb_up_azfile); tests/testbed/standins/azfile_check.py checks it with the real SDK.
 # Sourced by up.sh (needs lib.sh).
 
 TB_OBJSTORE_VENV="$LSB_TESTBED/objstore-venv"
 TB_OBJSTORE_PY="$TB_OBJSTORE_VENV/bin/python"
 TB_OBJSTORE_PROBE="$TB_DIR/objstore_probe.py"
-TB_OBJSTORE_PIP_PKGS=('moto[server]>=5,<6' azure-storage-blob boto3)
+TB_OBJSTORE_PIP_PKGS=('moto[server]>=5,<6' azure-storage-blob azure-storage-file-share boto3)
 TB_OBJSTORE_INSTALL_LOG="$TB_LOGS/objstore-install.log"
 
 TB_S3_PORT=4566
@@ -35,13 +39,23 @@ TB_AZURE_BLOB_ENDPOINT="http://127.0.0.1:$TB_AZURITE_PORT/$TB_AZURE_ACCOUNT"
 TB_AZURE_CONTAINER=lsbackup-test
 TB_AZURE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$TB_AZURE_ACCOUNT;AccountKey=$TB_AZURE_KEY;BlobEndpoint=$TB_AZURE_BLOB_ENDPOINT;"
 
+# STAND-IN Azure Files (standins/azfile.py): same account and key as azurite, path-style URLs
+TB_AZFILE_PY="$TB_DIR/standins/azfile.py"
+TB_AZFILE_PORT=10004
+TB_AZFILE_ENDPOINT="http://127.0.0.1:$TB_AZFILE_PORT/$TB_AZURE_ACCOUNT"
+TB_AZFILE_DATA="$LSB_TESTBED/azfile-data"
+TB_AZFILE_SHARE=lsbackup-test
+TB_AZFILE_DIR=backups
+TB_AZFILE_LOG="$TB_LOGS/azfile-requests.jsonl"
+TB_AZFILE_CONNECTION_STRING="DefaultEndpointsProtocol=http;AccountName=$TB_AZURE_ACCOUNT;AccountKey=$TB_AZURE_KEY;FileEndpoint=$TB_AZFILE_ENDPOINT;"
+
 # keys of moto's IAM user (set by tb_up_moto)
 TB_S3_KEY_ID=""
 TB_S3_SECRET=""
 
 tb_objstore_venv_ok() {
     [ -x "$TB_OBJSTORE_PY" ] &&
-        "$TB_OBJSTORE_PY" -c 'import moto.server, boto3, azure.storage.blob' >/dev/null 2>&1
+        "$TB_OBJSTORE_PY" -c 'import moto.server, boto3, azure.storage.blob, azure.storage.fileshare' >/dev/null 2>&1
 }
 
 tb_objstore_install() {
@@ -56,7 +70,7 @@ tb_objstore_install() {
         } >>"$TB_OBJSTORE_INSTALL_LOG" 2>&1 ||
             tb_die "objstore: creating the venv $TB_OBJSTORE_VENV or pip install failed (see $TB_OBJSTORE_INSTALL_LOG; rm -rf the venv to start over)"
         tb_objstore_venv_ok ||
-            tb_die "objstore: the venv $TB_OBJSTORE_VENV cannot import moto/boto3/azure.storage.blob (rm -rf it and re-run up.sh)"
+            tb_die "objstore: the venv $TB_OBJSTORE_VENV cannot import moto/boto3/azure.storage.blob/azure.storage.fileshare (rm -rf it and re-run up.sh)"
     fi
     if [ ! -s "$TB_AZURITE_MAIN" ]; then
         if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -152,4 +166,36 @@ tb_up_objstore() {
     tb_up_azurite
     tb_env_set LSB_OBJSTORE_PYTHON "$TB_OBJSTORE_PY"
     tb_env_set LSB_OBJSTORE_PROBE "$TB_OBJSTORE_PROBE"
+}
+
+# tb_azfile_check: a signed Get Directory Properties of the share's directory gets 200, a wrong key 403
+tb_azfile_check() {
+    /usr/bin/python3 "$TB_AZFILE_PY" check --endpoint "$TB_AZFILE_ENDPOINT" --account "$TB_AZURE_ACCOUNT" \
+        --key "$TB_AZURE_KEY" --share "$TB_AZFILE_SHARE" --dir "$TB_AZFILE_DIR"
+}
+
+tb_up_azfile() {
+    local log="$TB_LOGS/azfile.log"
+    [ -x /usr/bin/python3 ] || tb_install python3
+    install -d -m 0755 "$TB_AZFILE_DATA"
+    # a changed stand-in replaces the running one (its state is only the files under the data dir)
+    if tb_pid azfile >/dev/null && [ "$TB_AZFILE_PY" -nt "$TB_PIDS/azfile.pid" ]; then
+        tb_log "azfile: $TB_AZFILE_PY changed, restarting it"
+        tb_stop azfile
+    fi
+    if ! tb_pid azfile >/dev/null; then
+        tb_spawn azfile "$log" /usr/bin/python3 "$TB_AZFILE_PY" serve --host 127.0.0.1 --port "$TB_AZFILE_PORT" \
+            --data "$TB_AZFILE_DATA" --account "$TB_AZURE_ACCOUNT" --key "$TB_AZURE_KEY" \
+            --share "$TB_AZFILE_SHARE" --dir "$TB_AZFILE_DIR" --request-log "$TB_AZFILE_LOG"
+    fi
+    tb_wait_svc azfile "$log" 20 tb_azfile_check
+    tb_azfile_check >>"$log" 2>&1 ||
+        tb_die "azfile: the Shared Key check failed (right key refused or wrong key accepted): $(tail -n1 "$log")"
+    tb_ready azfile "STAND-IN Azure Files $TB_AZFILE_ENDPOINT share $TB_AZFILE_SHARE dir $TB_AZFILE_DIR (SharedKey enforced), data $TB_AZFILE_DATA, pid $(tb_pid azfile)"
+    tb_env_set LSB_AZFILE_ENDPOINT "$TB_AZFILE_ENDPOINT"
+    tb_env_set LSB_AZFILE_SHARE "$TB_AZFILE_SHARE"
+    tb_env_set LSB_AZFILE_DIR "$TB_AZFILE_DIR"
+    tb_env_set LSB_AZFILE_CONNECTION_STRING "$TB_AZFILE_CONNECTION_STRING"
+    tb_env_set LSB_AZFILE_LOG "$TB_AZFILE_LOG"
+    tb_env_set LSB_AZFILE_DATA "$TB_AZFILE_DATA"
 }

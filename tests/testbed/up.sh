@@ -76,6 +76,7 @@ tb_up_elasticsearch
 tb_up_kibana
 tb_up_grafana
 tb_up_objstore
+tb_up_azfile
 
 tb_env_set LSB_TESTBED "$LSB_TESTBED"
 tb_env_set LSB_LOGS "$TB_LOGS"
