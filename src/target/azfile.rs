@@ -50,6 +50,8 @@ struct Client {
     /// Directory inside the share, `""` for its root; segments checked by [`parse_url`].
     dir: String,
     cred: Credential,
+    /// The SAS token when that is the credential: a rename's source URL carries it too.
+    sas: Option<String>,
     http: reqwest::Client,
 }
 
@@ -173,6 +175,7 @@ impl AzFileTarget {
             .cloned()
             .or_else(|| settings.get("azure_storage_account"))
             .ok_or_else(|| fail("no storage account: set AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT with AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN"))?;
+        let mut sas_token = None;
         let cred = if let Some(key) = cs
             .get("AccountKey")
             .cloned()
@@ -184,7 +187,9 @@ impl AzFileTarget {
             .cloned()
             .or_else(|| settings.get("azure_storage_sas_token"))
         {
-            Credential::with_sas_token(sas.trim_start_matches('?'))
+            let sas = sas.trim_start_matches('?').to_string();
+            sas_token = Some(sas.clone());
+            Credential::with_sas_token(&sas)
         } else {
             return Err(fail(
                 "no key: set AZURE_STORAGE_KEY or AZURE_STORAGE_SAS_TOKEN (or a connection string with AccountKey or SharedAccessSignature)",
@@ -217,6 +222,7 @@ impl AzFileTarget {
                 share,
                 dir,
                 cred,
+                sas: sas_token,
                 http,
             }),
         })
@@ -627,7 +633,13 @@ impl Client {
             Method::PUT,
             &format!("{}?comp=rename", self.file_url(Some(to))),
             &[
-                ("x-ms-file-rename-source", self.file_url(Some(from))),
+                (
+                    "x-ms-file-rename-source",
+                    match &self.sas {
+                        Some(sas) => format!("{}?{sas}", self.file_url(Some(from))),
+                        None => self.file_url(Some(from)),
+                    },
+                ),
                 ("x-ms-file-rename-replace-if-exists", replace.to_string()),
             ],
             Bytes::new(),
