@@ -303,7 +303,8 @@ fn cli_backup_list_verify() {
         vec![name.clone(), format!("{name}.manifest.json")]
     );
     let out = run(&d, &d.settings, &["list", "--json", "-t", &d.url()]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text(&out));
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("{}", text(&out)));
     assert_eq!(v[0]["name"], name.as_str());
     assert_eq!(v[0]["manifest"], "sidecar");
     let out = run(&d, &d.settings, &["verify", &location]);
