@@ -102,8 +102,8 @@ pub enum ProgressMode {
 pub struct BackupArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Where to write the archive: a directory (local or NFS-mounted), s3://BUCKET/PREFIX or
-    /// az://CONTAINER/PREFIX (Azure Blob storage).
+    /// Where to write the archive: a directory (local or NFS-mounted), s3://BUCKET/PREFIX,
+    /// az://CONTAINER/PREFIX (Azure Blob storage) or azfile://SHARE/DIR (Azure Files).
     #[arg(short = 't', long, value_name = "TARGET", env = "LSBACKUP_TARGET")]
     pub target: String,
     /// Where an object-store target's endpoint or credentials come from, by reference:
@@ -221,7 +221,8 @@ pub struct ComponentsArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Where the backups are: a directory, s3://BUCKET/PREFIX or az://CONTAINER/PREFIX.
+    /// Where the backups are: a directory, s3://BUCKET/PREFIX, az://CONTAINER/PREFIX or
+    /// azfile://SHARE/DIR.
     #[arg(short = 't', long, env = "LSBACKUP_TARGET", value_name = "TARGET")]
     pub target: String,
     /// Where an object-store target's endpoint or credentials come from, by reference:
@@ -240,8 +241,8 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The archive to check: a file, or s3://BUCKET/PREFIX/NAME, az://CONTAINER/PREFIX/NAME
-    /// (streamed from the store).
+    /// The archive to check: a file, or s3://BUCKET/PREFIX/NAME, az://CONTAINER/PREFIX/NAME,
+    /// azfile://SHARE/DIR/NAME (streamed from the store).
     pub archive: PathBuf,
     /// Where an object-store target's endpoint or credentials come from, by reference:
     /// `KEY=env:NAME` or `KEY=file:PATH` (secrets only so), or `KEY=VALUE` for region, profile,

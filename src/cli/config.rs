@@ -10,11 +10,14 @@
 //! log-format: json
 //! accept-new-host-keys: false
 //! set: ["postgresql.postgresql_port=5433"]
+//! # an object-store target: its secrets by reference only (env:NAME or file:PATH)
+//! # target: s3://backups/prod
+//! # target-setting: ["aws_secret_access_key=file:/etc/lsbackup/s3-secret", "aws_region=eu-west-1"]
 //! ```
 //!
 //! Its options are placed before those of the command line, so the command line wins: a
 //! single-valued option given in both takes the command line's value, and a list option (`only`,
-//! `skip`, `set`, `identity`, `encrypt-to`, `encrypt-to-file`) given on the command line replaces
+//! `skip`, `set`, `identity`, `encrypt-to`, `encrypt-to-file`, `target-setting`) given on the command line replaces
 //! the file's list.
 
 use std::ffi::OsString;
