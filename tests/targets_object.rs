@@ -610,6 +610,24 @@ fn encrypted(store: Store) {
     assert!(text(&out).contains("--age-identity"), "{}", text(&out));
     let out = lsbackup_cmd(&c, &["list", "-t", &url]).output().unwrap();
     assert!(text(&out).contains("encrypted"), "{}", text(&out));
+    // With the key, list decrypts the archive through to show its manifest.
+    let out = lsbackup_cmd(
+        &c,
+        &[
+            "list",
+            "--json",
+            "-t",
+            &url,
+            "--age-identity",
+            key.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["encrypted"], true, "{v}");
+    assert_eq!(v[0]["manifest"], "archive", "{v}");
+    assert_eq!(v[0]["components"][0]["name"], "haproxy", "{v}");
     empty(store, &prefix);
 }
 

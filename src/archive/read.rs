@@ -137,13 +137,14 @@ pub async fn verify_reader<R: AsyncRead + Send + Unpin + 'static>(
     report(path, scan)
 }
 
-/// [`read_manifest`] on a stream.
+/// [`read_manifest`] on a stream (decrypted with `ids` when it is encrypted).
 pub async fn read_manifest_reader<R: AsyncRead + Send + Unpin + 'static>(
     label: &str,
     reader: R,
+    ids: &Identities,
 ) -> Result<Manifest, ArchiveError> {
     let path = Path::new(label);
-    let scan = scan_reader(path, reader, false, &Identities::default()).await?;
+    let scan = scan_reader(path, reader, false, ids).await?;
     parse_manifest(path, &scan)
 }
 

@@ -237,6 +237,10 @@ pub struct ListArgs {
     /// One JSON array on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Key for encrypted archives (`.age`): their manifests are read (the whole archive is
+    /// decrypted through) to show their status, components and hosts. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub age_identity: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -168,11 +168,12 @@ fn components(a: ComponentsArgs) -> Result<i32, AnyError> {
 async fn list(a: ListArgs) -> Result<i32, AnyError> {
     let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
     let target = Target::parse_with(&a.target, &settings)?;
+    let ids = lsbackup::archive::crypt::Identities::load(&a.age_identity)?;
     let mut rows = Vec::new();
     for l in target.list().await? {
-        // The manifest: from the sidecar, else (unencrypted, no sidecar) from the archive
-        // itself, which means reading it through.
-        let (manifest, source, problem) = if l.encrypted {
+        // The manifest: from the sidecar, else from the archive itself, which means reading it
+        // through (an encrypted one only with --age-identity).
+        let (manifest, source, problem) = if l.encrypted && a.age_identity.is_empty() {
             (None, None, None)
         } else if let Some(sc) = &l.sidecar {
             match target.get_small(sc).await.map(|b| {
@@ -184,11 +185,11 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
             }
         } else {
             let read = match target.local_dir() {
-                Some(dir) => lsbackup::archive::read_manifest(dir.join(&l.name))
+                Some(dir) if !l.encrypted => lsbackup::archive::read_manifest(dir.join(&l.name))
                     .await
                     .map_err(|e| e.to_string()),
-                None => match target.open_read(&l.name).await {
-                    Ok(r) => lsbackup::archive::read::read_manifest_reader(&l.name, r)
+                _ => match target.open_read(&l.name).await {
+                    Ok(r) => lsbackup::archive::read::read_manifest_reader(&l.name, r, &ids)
                         .await
                         .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),

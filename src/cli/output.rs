@@ -634,8 +634,9 @@ pub fn list_text(target: &str, rows: &[Listed], width: usize) -> String {
     for r in rows {
         let e = &r.entry;
         let state = match (&r.manifest, e.encrypted) {
-            (_, true) => "encrypted".to_string(),
-            (Some(m), _) => status_word(m.status).to_string(),
+            (Some(m), true) => format!("{}, encrypted", status_word(m.status)),
+            (None, true) => "encrypted".to_string(),
+            (Some(m), false) => status_word(m.status).to_string(),
             (None, _) => "manifest unreadable".to_string(),
         };
         let _ = writeln!(
