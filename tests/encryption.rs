@@ -34,23 +34,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn keygen(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("key.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .expect("age-keygen (apt install age)");
-    assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read_to_string(&key).unwrap();
-    let public = text
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .expect("public key line")
-        .to_string();
-    (key, public)
-}
-
 /// `age -d -i KEY ARCHIVE | zstd -d | tar -t`: the entries, as the standard tools see them.
 fn age_tar_list(archive: &Path, key: &Path) -> String {
     let out = Command::new("bash")
@@ -68,7 +51,7 @@ fn age_tar_list(archive: &Path, key: &Path) -> String {
 #[test]
 fn encrypted_to_an_age_key_decrypts_with_age_and_verifies() {
     let keys = tempfile::tempdir().unwrap();
-    let (key, public) = keygen(keys.path());
+    let (key, public) = support::keygen(keys.path());
     let target = tempfile::tempdir().unwrap();
     let out = lsbackup(&["--encrypt-to", &public], target.path());
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -121,7 +104,7 @@ fn encrypted_to_an_age_key_decrypts_with_age_and_verifies() {
         String::from_utf8_lossy(&v.stderr).contains("--age-identity"),
         "{v:?}"
     );
-    let (other, _) = keygen(tempfile::tempdir().unwrap().path());
+    let (other, _) = support::keygen(tempfile::tempdir().unwrap().path());
     let v = verify(archive, &[&other]);
     assert_eq!(v.status.code(), Some(1), "{v:?}");
 }
@@ -181,7 +164,7 @@ fn recipients_file_with_an_ssh_key_and_a_wrong_recipient_refused_first() {
 #[test]
 fn encrypted_zip_verifies() {
     let keys = tempfile::tempdir().unwrap();
-    let (key, public) = keygen(keys.path());
+    let (key, public) = support::keygen(keys.path());
     let target = tempfile::tempdir().unwrap();
     let out = lsbackup(&["--encrypt-to", &public, "--format", "zip"], target.path());
     assert_eq!(out.status.code(), Some(0), "{out:?}");

@@ -81,33 +81,14 @@ fn requests(needle: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// 21 MiB streamed: only the run's own `.partial` exists while it is written, every Put Range is
 /// at most 4 MiB, the file is trimmed to its length and renamed without replace; the bytes read
 /// back are the bytes written.
 #[test]
 fn streamed_upload_round_trip() {
     let d = dir("rt");
-    let data = noise((21 << 20) + 12345, 11);
-    rt().block_on(async {
+    let data = support::noise((21 << 20) + 12345, 11);
+    support::rt().block_on(async {
         let t = d.target();
         t.check().await.unwrap();
         let mut up = t
@@ -181,7 +162,7 @@ fn streamed_upload_round_trip() {
 #[test]
 fn names_never_replace() {
     let d = dir("names");
-    rt().block_on(async {
+    support::rt().block_on(async {
         let t = d.target();
         std::fs::write(d.path.join("lsbackup-A.tar.zst"), b"older").unwrap();
         let up = t.create("lsbackup-A", "tar.zst").await.unwrap();
@@ -224,12 +205,12 @@ fn names_never_replace() {
 #[test]
 fn abort_leaves_nothing() {
     let d = dir("abort");
-    rt().block_on(async {
+    support::rt().block_on(async {
         let t = d.target();
         for explicit in [true, false] {
             let mut up = t.create("lsbackup-C", "tar.zst").await.unwrap();
             let mut w = up.writer();
-            w.write_all(&noise(9 << 20, 5)).await.unwrap();
+            w.write_all(&support::noise(9 << 20, 5)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(300)).await;
             assert_eq!(d.files().len(), 1);
             drop(w);

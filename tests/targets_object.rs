@@ -7,7 +7,6 @@ mod common;
 mod support;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -147,33 +146,13 @@ fn empty(store: Store, prefix: &str) {
     ]);
 }
 
-/// Deterministic incompressible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// 20 MiB (three parts or blocks): nothing under the name while it uploads, only the marker;
 /// after commit the object is whole (sha256), the marker is gone and no upload is left.
 fn multipart_round_trip(store: Store) {
     let prefix = support::unique("mp");
     let c = creds(store);
-    let data = noise(20 << 20, 7);
-    rt().block_on(async {
+    let data = support::noise(20 << 20, 7);
+    support::rt().block_on(async {
         let t = target(store, &prefix, &c);
         t.check().await.unwrap();
         let mut up = t
@@ -238,7 +217,7 @@ fn azure_block_upload_round_trip() {
 fn collisions(store: Store) {
     let prefix = support::unique("col");
     let c = creds(store);
-    rt().block_on(async {
+    support::rt().block_on(async {
         let t = target(store, &prefix, &c);
         t.put_small("lsbackup-X.tar.zst", b"x".to_vec())
             .await
@@ -303,12 +282,12 @@ fn azure_names_are_claimed_once() {
 fn abort_leaves_nothing(store: Store) {
     let prefix = support::unique("ab");
     let c = creds(store);
-    rt().block_on(async {
+    support::rt().block_on(async {
         let t = target(store, &prefix, &c);
         for explicit in [true, false] {
             let mut up = t.create("lsbackup-Z", "tar.zst").await.unwrap();
             let mut w = up.writer();
-            w.write_all(&noise(12 << 20, 3)).await.unwrap();
+            w.write_all(&support::noise(12 << 20, 3)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(500)).await;
             assert!(!unfinished(store, &prefix).is_empty(), "parts uploaded");
             if explicit {
@@ -529,22 +508,6 @@ fn azure_bad_targets_fail_first() {
     bad_targets(Store::Azure);
 }
 
-fn keygen(dir: &Path) -> (PathBuf, String) {
-    let key = dir.join("key.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&key)
-        .output()
-        .expect("age-keygen (apt install age)");
-    assert!(out.status.success(), "{out:?}");
-    let public = std::fs::read_to_string(&key)
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: ").map(String::from))
-        .unwrap();
-    (key, public)
-}
-
 /// Encrypted to the store: what lies there is age ciphertext, not a readable archive; `age -d`
 /// gives back an archive that verifies, and so does `lsbackup verify URL --age-identity`.
 fn encrypted(store: Store) {
@@ -552,7 +515,7 @@ fn encrypted(store: Store) {
     let c = creds(store);
     let url = store.url(&prefix);
     let dir = tempfile::tempdir().unwrap();
-    let (key, public) = keygen(dir.path());
+    let (key, public) = support::keygen(dir.path());
     let out = backup(
         &c,
         &url,

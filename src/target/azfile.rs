@@ -13,7 +13,7 @@
 //! replaced (if another run took `NAME` meanwhile, the next free `_N` is used and a warning says
 //! so). Abort deletes the partial file. Memory: [`INFLIGHT`] + 1 ranges.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -23,10 +23,10 @@ use reqsign_azure_storage::{Credential, RequestSigner};
 use reqsign_core::{Context, SignRequest};
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
-use tokio_util::sync::CancellationToken;
 
 use super::TargetError;
 use super::settings::{Settings, connection_string};
+use super::stream::{Streamed, TaskEnd};
 
 /// Largest Put Range body Azure Files accepts.
 pub const RANGE: usize = 4 << 20;
@@ -279,10 +279,6 @@ impl AzFileTarget {
             .create_file(&partial, 0)
             .await
             .map_err(|f| self.err(&format!("creating {partial}"), f))?;
-        let (write_half, read_half) = tokio::io::duplex(256 * 1024);
-        let failure = Arc::new(Mutex::new(None));
-        let cancel = CancellationToken::new();
-        let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
         let job = Job {
             client: self.inner.clone(),
             name: name.clone(),
@@ -290,20 +286,12 @@ impl AzFileTarget {
             ext: ext.to_string(),
             n,
             partial,
-            failure: failure.clone(),
         };
-        let task = tokio::spawn(job.run(read_half, cancel.clone(), commit_rx));
         Ok(AzFileUpload {
             location: format!("{}/{name}", self.url),
             url: self.url.clone(),
             name,
-            writer: Some(UploadWriter {
-                inner: write_half,
-                failure,
-            }),
-            cancel,
-            commit: Some(commit_tx),
-            task: Some(task),
+            stream: Streamed::start(&self.url, move |end| job.run(end)),
         })
     }
 
@@ -697,16 +685,16 @@ struct Job {
     ext: String,
     n: u32,
     partial: String,
-    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Job {
-    async fn run(
-        self,
-        mut input: DuplexStream,
-        cancel: CancellationToken,
-        commit: tokio::sync::oneshot::Receiver<()>,
-    ) -> Result<String, String> {
+    async fn run(self, end: TaskEnd) -> Result<String, String> {
+        let TaskEnd {
+            mut input,
+            cancel,
+            commit,
+            failure,
+        } = end;
         let mut inflight = tokio::task::JoinSet::new();
         let streamed = tokio::select! {
             r = self.stream(&mut input, &mut inflight) => r,
@@ -715,7 +703,7 @@ impl Job {
         let total = match streamed {
             Ok(total) => total,
             Err(cause) => {
-                *self.failure.lock().unwrap() = Some(cause.clone());
+                *failure.lock().unwrap() = Some(cause.clone());
                 drop(input);
                 while inflight.join_next().await.is_some() {}
                 self.discard().await;
@@ -824,96 +812,27 @@ impl Job {
     }
 }
 
-struct UploadWriter {
-    inner: DuplexStream,
-    failure: Arc<Mutex<Option<String>>>,
-}
-
-impl UploadWriter {
-    fn map(&self, e: std::io::Error) -> std::io::Error {
-        match self.failure.lock().unwrap().as_ref() {
-            Some(cause) => std::io::Error::other(cause.clone()),
-            None => e,
-        }
-    }
-}
-
-impl AsyncWrite for UploadWriter {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        r.map_err(|e| self.map(e))
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
-        r.map_err(|e| self.map(e))
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
-        r.map_err(|e| self.map(e))
-    }
-}
-
 /// An archive being written to Azure Files; see the module docs.
 pub struct AzFileUpload {
     pub name: String,
     pub location: String,
     url: String,
-    writer: Option<UploadWriter>,
-    cancel: CancellationToken,
-    commit: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<String, String>>>,
+    stream: Streamed<String>,
 }
 
 impl AzFileUpload {
     pub fn writer(&mut self) -> Box<dyn AsyncWrite + Send + Unpin> {
-        match self.writer.take() {
-            Some(w) => Box::new(w),
-            None => Box::new(super::local::FailingWriter(
-                "the archive writer was already taken".into(),
-            )),
-        }
-    }
-
-    async fn join(&mut self) -> Result<String, String> {
-        match self.task.take() {
-            Some(t) => t.await.unwrap_or_else(|e| Err(format!("upload task: {e}"))),
-            None => Err("upload already finished".into()),
-        }
+        self.stream.writer()
     }
 
     /// Rename the partial file to its name; returns the final location.
     pub async fn commit(&mut self) -> Result<String, TargetError> {
-        self.writer.take();
-        if let Some(tx) = self.commit.take() {
-            let _ = tx.send(());
-        }
-        let name = self.join().await.map_err(|cause| TargetError::Store {
-            target: self.url.clone(),
-            cause,
-        })?;
+        let name = self.stream.commit().await?;
         Ok(format!("{}/{name}", self.url))
     }
 
     pub async fn abort(&mut self) {
-        self.writer.take();
-        self.cancel.cancel();
-        let _ = self.join().await;
-    }
-}
-
-impl Drop for AzFileUpload {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+        self.stream.abort().await
     }
 }
 

@@ -18,6 +18,7 @@ pub mod azfile;
 mod local;
 pub mod object;
 pub mod settings;
+mod stream;
 
 use std::path::PathBuf;
 
@@ -86,7 +87,7 @@ impl Upload {
     pub async fn commit(mut self) -> Result<String, TargetError> {
         match &mut self.inner {
             UploadInner::Local(u) => u.commit().await?,
-            UploadInner::Object(u) => u.commit(&self.location).await?,
+            UploadInner::Object(u) => u.commit().await?,
             UploadInner::AzFile(u) => return u.commit().await,
         }
         Ok(self.location.clone())

@@ -22,7 +22,7 @@
 //! out. A process killed with SIGKILL leaves the
 //! marker and, on S3, the parts: docs/format.md gives the lifecycle rule that expires them.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -35,10 +35,10 @@ use object_store::{
     ClientOptions, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode, PutPayload, RetryConfig,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
-use tokio_util::sync::CancellationToken;
 
 use super::TargetError;
 use super::settings::{Settings, aws_profile, connection_string};
+use super::stream::{Streamed, TaskEnd};
 
 /// Parts being uploaded at once (plus the one being filled).
 pub const INFLIGHT: usize = 2;
@@ -251,10 +251,6 @@ impl ObjectTarget {
                 return Err(self.err(&format!("starting the upload of {name}"), e));
             }
         };
-        let (write_half, read_half) = tokio::io::duplex(256 * 1024);
-        let failure = Arc::new(Mutex::new(None));
-        let cancel = CancellationToken::new();
-        let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
         let job = Job {
             store: self.store.clone(),
             blocks: self.blocks.clone(),
@@ -263,19 +259,12 @@ impl ObjectTarget {
             name: name.clone(),
             path,
             marker,
-            failure: failure.clone(),
         };
-        let task = tokio::spawn(job.run(mp, read_half, cancel.clone(), commit_rx));
+        let location = format!("{}/{name}", self.url);
         Ok(ObjectUpload {
-            location: format!("{}/{name}", self.url),
+            stream: Streamed::start(&location, move |end| job.run(mp, end)),
+            location,
             name,
-            writer: Some(UploadWriter {
-                inner: write_half,
-                failure,
-            }),
-            cancel,
-            commit: Some(commit_tx),
-            task: Some(task),
         })
     }
 
@@ -529,17 +518,16 @@ struct Job {
     name: String,
     path: ObjPath,
     marker: ObjPath,
-    failure: Arc<Mutex<Option<String>>>,
 }
 
 impl Job {
-    async fn run(
-        self,
-        mut mp: Box<dyn MultipartUpload>,
-        mut input: DuplexStream,
-        cancel: CancellationToken,
-        commit: tokio::sync::oneshot::Receiver<()>,
-    ) -> Result<(), String> {
+    async fn run(self, mut mp: Box<dyn MultipartUpload>, end: TaskEnd) -> Result<(), String> {
+        let TaskEnd {
+            mut input,
+            cancel,
+            commit,
+            failure,
+        } = end;
         let mut parts = 0usize;
         let mut inflight = tokio::task::JoinSet::new();
         let streamed = tokio::select! {
@@ -547,7 +535,7 @@ impl Job {
             _ = cancel.cancelled() => Err("upload aborted".to_string()),
         };
         if let Err(cause) = streamed {
-            *self.failure.lock().unwrap() = Some(cause.clone());
+            *failure.lock().unwrap() = Some(cause.clone());
             drop(input);
             // Parts already sent finish (or fail) first: one landing after the abort would
             // stay behind as an S3 part or an uncommitted Azure block.
@@ -669,98 +657,26 @@ async fn stream_parts(
     Ok(())
 }
 
-/// The archive bytes' way into the upload task. A write after the upload failed reports the
-/// upload's cause rather than a broken pipe.
-struct UploadWriter {
-    inner: DuplexStream,
-    failure: Arc<Mutex<Option<String>>>,
-}
-
-impl UploadWriter {
-    fn map(&self, e: std::io::Error) -> std::io::Error {
-        match self.failure.lock().unwrap().as_ref() {
-            Some(cause) => std::io::Error::other(cause.clone()),
-            None => e,
-        }
-    }
-}
-
-impl AsyncWrite for UploadWriter {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
-        r.map_err(|e| self.map(e))
-    }
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
-        r.map_err(|e| self.map(e))
-    }
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_shutdown(cx);
-        r.map_err(|e| self.map(e))
-    }
-}
-
 /// An archive being uploaded; see the module docs.
 pub struct ObjectUpload {
     pub name: String,
     pub location: String,
-    writer: Option<UploadWriter>,
-    cancel: CancellationToken,
-    commit: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    stream: Streamed<()>,
 }
 
 impl ObjectUpload {
     pub fn writer(&mut self) -> Box<dyn AsyncWrite + Send + Unpin> {
-        match self.writer.take() {
-            Some(w) => Box::new(w),
-            None => Box::new(super::local::FailingWriter(
-                "the archive writer was already taken".into(),
-            )),
-        }
-    }
-
-    async fn join(&mut self) -> Result<(), String> {
-        match self.task.take() {
-            Some(t) => t.await.unwrap_or_else(|e| Err(format!("upload task: {e}"))),
-            None => Err("upload already finished".into()),
-        }
+        self.stream.writer()
     }
 
     /// Complete the upload (the object appears under its name), then remove the marker.
-    pub async fn commit(&mut self, url: &str) -> Result<(), TargetError> {
-        self.writer.take();
-        if let Some(tx) = self.commit.take() {
-            let _ = tx.send(());
-        }
-        self.join().await.map_err(|cause| TargetError::Store {
-            target: url.to_string(),
-            cause,
-        })
+    pub async fn commit(&mut self) -> Result<(), TargetError> {
+        self.stream.commit().await
     }
 
     /// Abort the upload and wait until it is cleaned up.
     pub async fn abort(&mut self) {
-        self.writer.take();
-        self.cancel.cancel();
-        let _ = self.join().await;
-    }
-}
-
-impl Drop for ObjectUpload {
-    fn drop(&mut self) {
-        // The task aborts on its own (it cannot be awaited here).
-        self.cancel.cancel();
+        self.stream.abort().await
     }
 }
 

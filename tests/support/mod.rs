@@ -269,3 +269,42 @@ impl Drop for UnprivilegedProcess {
         let _ = self.child.wait();
     }
 }
+
+/// `age-keygen -o DIR/key.txt`: the identity file and its public key (`age1...`).
+pub fn keygen(dir: &Path) -> (PathBuf, String) {
+    let key = dir.join("key.txt");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .expect("age-keygen (apt install age)");
+    assert!(out.status.success(), "{out:?}");
+    let text = std::fs::read_to_string(&key).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .expect("public key line")
+        .to_string();
+    (key, public)
+}
+
+/// `len` deterministic, incompressible bytes (xorshift from `seed`).
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A multi-threaded tokio runtime for a test that drives the library directly.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
