@@ -604,8 +604,9 @@ fn azure_encrypted_archive() {
     encrypted(Store::Azure);
 }
 
-/// A backup interrupted with SIGINT while its archive streams to the store: lsbackup exits
-/// 1 saying so, and the store holds no object, no marker, no parts or blocks.
+/// A backup interrupted with SIGINT while its archive streams to the store (a first entry's
+/// 12 MiB already uploaded as parts or blocks, a second still streaming): lsbackup stops within
+/// seconds, exits 1 saying so, and the store holds no object, no marker, no parts or blocks.
 fn interrupted(store: Store) {
     let tb = common::testbed();
     let prefix = support::unique("int");
@@ -613,8 +614,9 @@ fn interrupted(store: Store) {
     let comps = tempfile::tempdir().unwrap();
     std::fs::write(
         comps.path().join("slow.yaml"),
-        "name: slow\ndescription: a slow stream\ngroups: [haproxy]\n\
-         steps:\n  - name: stream\n    run: for i in $(seq 1 600); do head -c 1048576 /dev/urandom; sleep 0.05; done\n    output: big\n",
+        "name: slow\ndescription: a burst, then a slow stream\ngroups: [haproxy]\n\
+         steps:\n  - name: burst\n    run: head -c 12582912 /dev/urandom\n    output: burst\n\
+         \x20 - name: stream\n    run: for i in $(seq 1 600); do head -c 1048576 /dev/urandom; sleep 0.05; done\n    output: big\n",
     )
     .unwrap();
     let mut cmd = lsbackup_cmd(&c, &["backup", "--progress", "never", "--no-agent"]);
@@ -640,8 +642,14 @@ fn interrupted(store: Store) {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
+    let signalled = Instant::now();
     let out = child.wait_with_output().unwrap();
     let all = text(&out);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "stopped {:?} after SIGINT: {all}",
+        signalled.elapsed()
+    );
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(all.contains("interrupted"), "{all}");
     let (o, u) = (objects(store, &prefix), unfinished(store, &prefix));
