@@ -950,9 +950,13 @@ async fn options_are_checked() {
 fn the_documented_manifest_example_parses() {
     // docs/format.md's example must stay in step with the schema.
     let doc = include_str!("../../docs/format.md");
-    let start = doc
-        .find("```json\n")
-        .expect("json example in docs/format.md")
+    let section = doc
+        .find("## Manifest (`manifest.json`)")
+        .expect("manifest section in docs/format.md");
+    let start = section
+        + doc[section..]
+            .find("```json\n")
+            .expect("json example in docs/format.md")
         + "```json\n".len();
     let end = start + doc[start..].find("```").unwrap();
     let m: Manifest = serde_json::from_str(&doc[start..end]).unwrap();
