@@ -120,7 +120,7 @@ s3 = boto3.client("s3", endpoint_url=os.environ["EP"], region_name=os.environ["R
 s3.upload_fileobj(sys.stdin.buffer, os.environ["BK"], os.environ["KY"],
                   Config=TransferConfig(multipart_chunksize=8 << 20, max_concurrency=2))
 EOF
-run "ssh tar | zstd -T0 | boto3 → S3" env EP="$(tbvar LSB_S3_ENDPOINT)" RG="$(tbvar LSB_S3_REGION)" \
+run "ssh tar, zstd -T0, boto3 → S3" env EP="$(tbvar LSB_S3_ENDPOINT)" RG="$(tbvar LSB_S3_REGION)" \
   ID="$OUT/s3-id" SK="$OUT/s3-secret" BK="$(tbvar LSB_S3_BUCKET)" KY="$PREFIX/pipeline.tar.zst" \
   bash -c "ssh -q -i $KEY -o UserKnownHostsFile=$KNOWN -p $SSH_PORT -o BatchMode=yes $SSH_USER@127.0.0.2 'sudo tar -C / -cf - ${DATA#/}' | zstd -q -T0 -3 | $PY $OUT/upload.py"
 sizes+=("$("$PY" "$PROBE" s3-objects "$(tbvar LSB_S3_BUCKET)" "$PREFIX/pipeline" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["size"])')")
