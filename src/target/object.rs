@@ -376,7 +376,10 @@ fn s3(bucket: &str, settings: &Settings) -> Result<object_store::aws::AmazonS3, 
     // Over TLS the payload is not hashed into the signature (UNSIGNED-PAYLOAD, as the AWS CLI
     // does on https): TLS guards it on the way and the manifest's sha256 after. A plain-http
     // endpoint (an in-house MinIO, an emulator) keeps the signed payload hash.
-    if endpoint.as_deref().is_none_or(|e| e.starts_with("https://")) {
+    if endpoint
+        .as_deref()
+        .is_none_or(|e| e.starts_with("https://"))
+    {
         b = b.with_unsigned_payload(true);
     }
     b.with_client_options(client_options(endpoint.as_deref()))
