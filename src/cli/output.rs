@@ -619,6 +619,20 @@ fn parts(m: &lsbackup::archive::Manifest) -> Vec<String> {
     v
 }
 
+/// `s` with control characters (an object name in a bucket others write to may carry terminal
+/// escape sequences) shown escaped instead of sent to the terminal.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 pub fn list_text(target: &str, rows: &[Listed], width: usize) -> String {
     let mut out = String::new();
     if rows.is_empty() {
@@ -628,7 +642,7 @@ pub fn list_text(target: &str, rows: &[Listed], width: usize) -> String {
     let width = width.clamp(60, 160);
     let name_w = rows
         .iter()
-        .map(|r| r.entry.name.chars().count())
+        .map(|r| printable(&r.entry.name).chars().count())
         .max()
         .unwrap_or(0);
     for r in rows {
@@ -642,15 +656,20 @@ pub fn list_text(target: &str, rows: &[Listed], width: usize) -> String {
         let _ = writeln!(
             out,
             "{:name_w$}  {}  {:>9}  {state}",
-            e.name,
+            printable(&e.name),
             utc(e.time),
             human(e.size)
         );
         if let Some(m) = &r.manifest {
-            out.push_str(&wrap(&parts(m).join(", "), width, "    ", "    "));
+            out.push_str(&wrap(
+                &printable(&parts(m).join(", ")),
+                width,
+                "    ",
+                "    ",
+            ));
         }
         if let Some(p) = &r.problem {
-            out.push_str(&wrap(p, width, "    ", "    "));
+            out.push_str(&wrap(&printable(p), width, "    ", "    "));
         }
     }
     let _ = writeln!(out, "{} backup(s) in {target} (times in UTC)", rows.len());
@@ -770,6 +789,37 @@ mod tests {
         assert_eq!(
             w.split_whitespace().collect::<Vec<_>>(),
             text.split_whitespace().collect::<Vec<_>>()
+        );
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn names_with_control_characters_are_escaped() {
+        let rows = vec![Listed {
+            entry: lsbackup::target::Listed {
+                name: "lsbackup-x\u{1b}[2J\u{7}.tar.zst".into(),
+                size: 10,
+                time: 0,
+                format: "tar.zst".into(),
+                encrypted: true,
+                sidecar: None,
+            },
+            manifest: None,
+            source: None,
+            problem: Some("bad\u{1b}]0;title\u{7}".into()),
+        }];
+        let text = list_text("s3://b/p", &rows, 80);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("lsbackup-x\\u{1b}[2J\\u{7}.tar.zst"),
+            "{text}"
         );
     }
 }
