@@ -317,18 +317,6 @@ impl AzFileTarget {
         r.map_err(|f| self.err(&format!("writing {name}"), f))
     }
 
-    pub async fn get_small(&self, name: &str) -> Result<Vec<u8>, TargetError> {
-        let resp = self
-            .inner
-            .get(name)
-            .await
-            .map_err(|f| self.err(&format!("reading {name}"), f))?;
-        resp.bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| self.err(&format!("reading {name}"), Failed::io(e)))
-    }
-
     pub async fn open_read(
         &self,
         name: &str,

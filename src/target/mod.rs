@@ -117,6 +117,9 @@ pub enum Target {
     AzFile(Box<azfile::AzFileTarget>),
 }
 
+/// The most [`Target::get_small`] reads.
+pub const SMALL_MAX: u64 = 64 << 20;
+
 /// Appended to an archive's name for its manifest sidecar (unencrypted archives only).
 pub const SIDECAR_SUFFIX: &str = ".manifest.json";
 
@@ -294,18 +297,35 @@ impl Target {
     }
 
     /// Read a small file (a sidecar) whole.
+    /// At most [`SMALL_MAX`] bytes: a sidecar larger than that (put there by someone else) is
+    /// refused rather than read into memory.
     pub async fn get_small(&self, name: &str) -> Result<Vec<u8>, TargetError> {
-        match self {
-            Target::Local(dir) => {
-                let p = dir.join(name);
-                tokio::fs::read(&p).await.map_err(|e| TargetError::Local {
-                    path: dir.clone(),
-                    cause: format!("reading {}: {e}", p.display()),
-                })
-            }
-            Target::Object(o) => o.get_small(name).await,
-            Target::AzFile(a) => a.get_small(name).await,
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        let read = self
+            .open_read(name)
+            .await?
+            .take(SMALL_MAX + 1)
+            .read_to_end(&mut out)
+            .await;
+        let fail = |cause: String| match self {
+            Target::Local(dir) => TargetError::Local {
+                path: dir.clone(),
+                cause,
+            },
+            _ => TargetError::Store {
+                target: self.display(),
+                cause,
+            },
+        };
+        read.map_err(|e| fail(format!("reading {name}: {e}")))?;
+        if out.len() as u64 > SMALL_MAX {
+            return Err(fail(format!(
+                "{name} is larger than {} MiB: not a manifest sidecar",
+                SMALL_MAX >> 20
+            )));
         }
+        Ok(out)
     }
 
     /// Stream the archive `name` from the target.

@@ -277,18 +277,6 @@ impl ObjectTarget {
             .map_err(|e| self.err(&format!("writing {name}"), e))
     }
 
-    pub async fn get_small(&self, name: &str) -> Result<Vec<u8>, TargetError> {
-        let r = self
-            .store
-            .get(&self.path(name))
-            .await
-            .map_err(|e| self.err(&format!("reading {name}"), e))?;
-        r.bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|e| self.err(&format!("reading {name}"), e))
-    }
-
     /// Stream the object `name`.
     pub async fn open_read(
         &self,

@@ -415,3 +415,20 @@ async fn list_finds_archives_newest_first() {
         Some("lsbackup-20261201T000000Z.tar.zst.manifest.json")
     );
 }
+
+#[tokio::test]
+async fn an_oversized_sidecar_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = std::fs::File::create(dir.path().join("x.tar.zst.manifest.json")).unwrap();
+    f.set_len(super::super::SMALL_MAX + 1).unwrap(); // sparse
+    let t = Target::Local(dir.path().into());
+    let e = t
+        .get_small("x.tar.zst.manifest.json")
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("larger than 64 MiB"), "{e}");
+    std::fs::write(dir.path().join("small.json"), b"{}").unwrap();
+    assert_eq!(t.get_small("small.json").await.unwrap(), b"{}");
+}
