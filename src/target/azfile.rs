@@ -26,7 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 
 use super::TargetError;
 use super::settings::{Settings, connection_string};
-use super::stream::{Streamed, TaskEnd};
+use super::stream::{Streamed, TaskEnd, error_chain, unreachable};
 
 /// Largest Put Range body Azure Files accepts.
 pub const RANGE: usize = 4 << 20;
@@ -101,27 +101,17 @@ struct Failed {
 
 impl Failed {
     fn io(e: reqwest::Error) -> Failed {
-        let mut chain = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            src = s.source();
-        }
-        let lower = chain.to_ascii_lowercase();
-        let why = if lower.contains("connection refused") {
-            "connection refused"
-        } else if lower.contains("dns error") {
-            "name not resolved"
-        } else if e.is_timeout() || lower.contains("timed out") {
-            "timed out"
-        } else {
-            "no answer"
+        // Never the chain itself: reqwest's messages carry the URL, which holds a SAS token
+        // when that is the credential.
+        let cause = match unreachable(&error_chain(&e)) {
+            Some(c) => c,
+            None if e.is_timeout() => "cannot reach the endpoint (timed out)".into(),
+            None => "cannot reach the endpoint (no answer)".into(),
         };
         Failed {
             status: None,
             code: None,
-            cause: format!("cannot reach the endpoint ({why})"),
+            cause,
         }
     }
 

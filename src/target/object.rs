@@ -38,7 +38,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, DuplexStream};
 
 use super::TargetError;
 use super::settings::{Settings, aws_profile, connection_string};
-use super::stream::{Streamed, TaskEnd};
+use super::stream::{Streamed, TaskEnd, error_chain, unreachable};
 
 /// Parts being uploaded at once (plus the one being filled).
 pub const INFLIGHT: usize = 2;
@@ -438,13 +438,7 @@ fn first_line(e: &dyn std::fmt::Display) -> String {
 /// One line saying what went wrong, from an object_store error: the store's error code where
 /// the response carried one (S3 `<Code>`, Azure `x-ms-error-code`/`<Code>`), said in words.
 pub fn describe(kind: Kind, e: &object_store::Error) -> String {
-    let mut chain = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        chain.push_str(": ");
-        chain.push_str(&s.to_string());
-        src = s.source();
-    }
+    let chain = error_chain(e);
     let code = chain
         .split("<Code>")
         .nth(1)
@@ -481,22 +475,8 @@ pub fn describe(kind: Kind, e: &object_store::Error) -> String {
     {
         return "no credentials: none in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE's files, --target-setting or the web identity and container variables, and the instance metadata service gave none (not on EC2, or no role attached)".into();
     }
-    if lower.contains("connection refused")
-        || lower.contains("dns error")
-        || lower.contains("error sending request")
-        || lower.contains("timed out")
-        || lower.contains("tcp connect error")
-    {
-        let why = if lower.contains("connection refused") {
-            "connection refused"
-        } else if lower.contains("dns error") {
-            "name not resolved"
-        } else if lower.contains("timed out") {
-            "timed out"
-        } else {
-            "no answer"
-        };
-        return format!("cannot reach the endpoint ({why})");
+    if let Some(c) = unreachable(&chain) {
+        return c;
     }
     match e {
         object_store::Error::NotFound { .. } => format!("not found (or the {word} does not exist)"),

@@ -9,6 +9,35 @@ use tokio_util::sync::CancellationToken;
 
 use super::TargetError;
 
+/// An error and its sources, `: `-joined, for classifying it.
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    chain
+}
+
+/// `cannot reach the endpoint (why)` when an error chain says the connection failed.
+pub(super) fn unreachable(chain: &str) -> Option<String> {
+    let lower = chain.to_ascii_lowercase();
+    let why = if lower.contains("connection refused") {
+        "connection refused"
+    } else if lower.contains("dns error") {
+        "name not resolved"
+    } else if lower.contains("timed out") {
+        "timed out"
+    } else if lower.contains("error sending request") || lower.contains("tcp connect error") {
+        "no answer"
+    } else {
+        return None;
+    };
+    Some(format!("cannot reach the endpoint ({why})"))
+}
+
 /// Bytes between the archive writer and the upload task.
 const PIPE: usize = 256 * 1024;
 
