@@ -33,6 +33,7 @@ pub mod components;
 pub mod engine;
 pub mod http;
 pub mod inventory;
+pub mod retention;
 pub mod secret;
 pub mod shell;
 pub mod target;
