@@ -43,6 +43,63 @@ pub enum Command {
     /// List the backups in a target: name, time, size, encrypted or not, and (unencrypted)
     /// the status, components and hosts from each manifest.
     List(ListArgs),
+    /// Delete old backups from a target by a retention policy (restic's `forget` rules).
+    Prune(PruneArgs),
+}
+
+/// Retention rules (restic's `forget` semantics; times in UTC).
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeepArgs {
+    /// Keep the N newest backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// For the N most recent hours that have backups, keep the newest of each.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// For the N most recent days that have backups, keep the newest of each.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// For the N most recent ISO weeks that have backups, keep the newest of each.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// For the N most recent months that have backups, keep the newest of each.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// For the N most recent years that have backups, keep the newest of each.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+}
+
+impl KeepArgs {
+    pub fn policy(&self) -> lsbackup::retention::Policy {
+        lsbackup::retention::Policy {
+            last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Where the backups are: a directory, s3://BUCKET/PREFIX, az://CONTAINER/PREFIX or
+    /// azfile://SHARE/DIR.
+    #[arg(short = 't', long, env = "LSBACKUP_TARGET", value_name = "TARGET")]
+    pub target: String,
+    /// Settings of an object-store target, as for `backup` (KEY=env:NAME, KEY=file:PATH).
+    #[arg(long, value_name = "KEY=SOURCE")]
+    pub target_setting: Vec<String>,
+    #[command(flatten)]
+    pub keep: KeepArgs,
+    /// Only backups named PREFIX-<time>... are considered (default: lsbackup).
+    #[arg(long, value_name = "NAME", default_value = "lsbackup")]
+    pub name_prefix: String,
+    /// Say what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -172,6 +229,12 @@ pub struct BackupArgs {
     /// Encrypt to every recipient in FILE (one per line, `#` comments). Repeatable.
     #[arg(long, value_name = "FILE")]
     pub encrypt_to_file: Vec<PathBuf>,
+    /// After a backup that wrote an archive, prune the target with the --keep-* rules (as
+    /// `lsbackup prune`, over this --name-prefix).
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub keep: KeepArgs,
     /// Log lines as text or JSON (JSON for schedulers and log shippers).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

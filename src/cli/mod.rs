@@ -77,6 +77,17 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
         Command::Components(a) => components(a),
         Command::Verify(a) => verify(a).await,
         Command::List(a) => list(a).await,
+        Command::Prune(a) => {
+            let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
+            let target = Target::parse_with(&a.target, &settings)?;
+            let policy = a.keep.policy();
+            if policy.is_empty() {
+                return Err("prune: give at least one --keep-* rule (nothing is removed without one)".into());
+            }
+            target.check().await?;
+            let ok = prune(&target, &policy, &a.name_prefix, a.dry_run, &mut std::io::stdout()).await?;
+            Ok(if ok { EXIT_OK } else { EXIT_FAILED })
+        }
     }
 }
 
@@ -221,6 +232,99 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
     Ok(EXIT_OK)
 }
 
+/// Apply `policy` to the backups named `PREFIX-<time>...` in `target`: print every decision
+/// with its reasons, delete what goes (archive, then sidecar) unless `dry_run`. `Ok(false)` when
+/// a deletion failed (each said once).
+async fn prune(
+    target: &Target,
+    policy: &lsbackup::retention::Policy,
+    prefix: &str,
+    dry_run: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<bool, AnyError> {
+    use lsbackup::retention::{Candidate, apply};
+    let listed: Vec<_> = target
+        .list()
+        .await?
+        .into_iter()
+        .filter(|l| {
+            l.name.starts_with(&format!("{prefix}-"))
+                && lsbackup::target::name_time(l.name.trim_end_matches(".age")).is_some()
+        })
+        .collect();
+    let mut candidates = Vec::new();
+    for l in &listed {
+        let complete = match &l.sidecar {
+            Some(sc) => target.get_small(sc).await.ok().and_then(|b| {
+                serde_json::from_slice::<lsbackup::archive::Manifest>(&b)
+                    .ok()
+                    .map(|m| m.status == lsbackup::archive::Status::Ok)
+            }),
+            None => None,
+        };
+        candidates.push(Candidate {
+            name: l.name.clone(),
+            time: l.time,
+            complete,
+        });
+    }
+    let decisions = apply(policy, &candidates);
+    let name_w = decisions
+        .iter()
+        .map(|d| d.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut ok = true;
+    let (mut kept, mut removed) = (0, 0);
+    for d in &decisions {
+        let when = jiff::Timestamp::from_second(d.time)
+            .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_default();
+        if d.keep {
+            kept += 1;
+            writeln!(
+                out,
+                "{:<12}  {:name_w$}  {when}  ({})",
+                "keep",
+                d.name,
+                d.reasons.join(", ")
+            )?;
+            continue;
+        }
+        if dry_run {
+            removed += 1;
+            writeln!(out, "{:<12}  {:name_w$}  {when}", "would remove", d.name)?;
+            continue;
+        }
+        let sidecar = listed
+            .iter()
+            .find(|l| l.name == d.name)
+            .and_then(|l| l.sidecar.clone());
+        match target.delete(&d.name).await {
+            Ok(()) => {
+                removed += 1;
+                writeln!(out, "{:<12}  {:name_w$}  {when}", "remove", d.name)?;
+                if let Some(sc) = sidecar
+                    && let Err(e) = target.delete(&sc).await
+                {
+                    tracing::warn!("{e}");
+                }
+            }
+            Err(e) => {
+                ok = false;
+                tracing::error!("{e}");
+            }
+        }
+    }
+    writeln!(
+        out,
+        "{kept} kept, {removed} {} in {} (times in UTC)",
+        if dry_run { "would be removed" } else { "removed" },
+        target.display(),
+    )?;
+    Ok(ok)
+}
+
 async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
     let ids = lsbackup::archive::crypt::Identities::load(&a.age_identity)?;
     let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
@@ -258,6 +362,13 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     }
     let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
     let target = Target::parse_with(&a.target, &settings)?;
+    let policy = a.keep.policy();
+    if a.prune && policy.is_empty() {
+        return Err("--prune needs at least one --keep-* rule".into());
+    }
+    if !a.prune && !policy.is_empty() {
+        return Err("--keep-* rules are used with --prune (or by `lsbackup prune`)".into());
+    }
     // Recipients are checked before any host is contacted.
     let encrypt = lsbackup::archive::crypt::Recipients::load(&a.encrypt_to, &a.encrypt_to_file)?
         .map(Arc::new);
@@ -322,6 +433,17 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     }
     if let Some(loc) = &outcome.location {
         println!("{loc}");
+    }
+    // Pruning after a run that wrote its archive; its lines go to stderr (stdout is the path).
+    // The archive stands whatever happens here; a prune that failed makes the run partial.
+    if a.prune && outcome.location.is_some() {
+        let pruned = prune(&target, &policy, &a.name_prefix, false, &mut std::io::stderr()).await;
+        if let Err(e) = &pruned {
+            tracing::error!("prune: {e}");
+        }
+        if !matches!(pruned, Ok(true)) {
+            return Ok(EXIT_PARTIAL);
+        }
     }
     Ok(match code {
         0 => EXIT_OK,

@@ -139,7 +139,7 @@ pub struct Listed {
 }
 
 /// The UTC time in an archive name `PREFIX-yyyymmddThhmmssZ[_N].EXT`.
-fn name_time(name: &str) -> Option<i64> {
+pub fn name_time(name: &str) -> Option<i64> {
     let i = name.rfind('-')?;
     let stamp = name.get(i + 1..i + 17)?;
     if !stamp.ends_with('Z') {
@@ -326,6 +326,21 @@ impl Target {
             )));
         }
         Ok(out)
+    }
+
+    /// Delete `name` (an archive or a sidecar); one that is already gone is no error.
+    pub async fn delete(&self, name: &str) -> Result<(), TargetError> {
+        match self {
+            Target::Local(dir) => match tokio::fs::remove_file(dir.join(name)).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TargetError::Local {
+                    path: dir.clone(),
+                    cause: format!("deleting {name}: {e}"),
+                }),
+                _ => Ok(()),
+            },
+            Target::Object(o) => o.delete(name).await,
+            Target::AzFile(a) => a.delete(name).await,
+        }
     }
 
     /// Stream the archive `name` from the target.
