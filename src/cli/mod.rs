@@ -82,10 +82,20 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
             let target = Target::parse_with(&a.target, &settings)?;
             let policy = a.keep.policy();
             if policy.is_empty() {
-                return Err("prune: give at least one --keep-* rule (nothing is removed without one)".into());
+                return Err(
+                    "prune: give at least one --keep-* rule (nothing is removed without one)"
+                        .into(),
+                );
             }
             target.check().await?;
-            let ok = prune(&target, &policy, &a.name_prefix, a.dry_run, &mut std::io::stdout()).await?;
+            let ok = prune(
+                &target,
+                &policy,
+                &a.name_prefix,
+                a.dry_run,
+                &mut std::io::stdout(),
+            )
+            .await?;
             Ok(if ok { EXIT_OK } else { EXIT_FAILED })
         }
     }
@@ -319,7 +329,11 @@ async fn prune(
     writeln!(
         out,
         "{kept} kept, {removed} {} in {} (times in UTC)",
-        if dry_run { "would be removed" } else { "removed" },
+        if dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        },
         target.display(),
     )?;
     Ok(ok)
@@ -437,7 +451,14 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     // Pruning after a run that wrote its archive; its lines go to stderr (stdout is the path).
     // The archive stands whatever happens here; a prune that failed makes the run partial.
     if a.prune && outcome.location.is_some() {
-        let pruned = prune(&target, &policy, &a.name_prefix, false, &mut std::io::stderr()).await;
+        let pruned = prune(
+            &target,
+            &policy,
+            &a.name_prefix,
+            false,
+            &mut std::io::stderr(),
+        )
+        .await;
         if let Err(e) = &pruned {
             tracing::error!("prune: {e}");
         }
