@@ -55,6 +55,7 @@ fn fill(put: &mut dyn FnMut(&str, Vec<u8>)) -> Vec<String> {
         }
     }
     put("other-20261101T010000Z.tar.zst", b"x".to_vec());
+    put("lsbackup-prod-20261101T010000Z.tar.zst", b"x".to_vec());
     put("lsbackup-20261111T010000Z.tar.zst.partial", b"x".to_vec());
     put("notes.txt", b"x".to_vec());
     all
@@ -79,7 +80,7 @@ fn prune_a_local_directory() {
         .output()
         .unwrap();
     assert!(dry.status.success(), "{}", text(&dry));
-    assert_eq!(names(dir.path()).len(), 63, "dry run removes nothing");
+    assert_eq!(names(dir.path()).len(), 64, "dry run removes nothing");
     let out = common::lsbackup()
         .args(["prune", "-t", t, "--keep-last", "2", "--keep-daily", "3"])
         .output()
@@ -102,7 +103,7 @@ fn prune_a_local_directory() {
     // complete is 10T09, kept already.
     let kept: Vec<String> = names(dir.path())
         .into_iter()
-        .filter(|n| n.starts_with("lsbackup-") && n.ends_with(".tar.zst"))
+        .filter(|n| n.starts_with("lsbackup-2") && n.ends_with(".tar.zst"))
         .collect();
     assert_eq!(
         kept,
@@ -114,9 +115,10 @@ fn prune_a_local_directory() {
         ]
     );
     let all = names(dir.path());
-    assert_eq!(all.len(), 4 * 2 + 3, "{all:?}"); // sidecars of the removed ones went too
+    assert_eq!(all.len(), 4 * 2 + 4, "{all:?}"); // sidecars of the removed ones went too
     for untouched in [
         "other-20261101T010000Z.tar.zst",
+        "lsbackup-prod-20261101T010000Z.tar.zst",
         "lsbackup-20261111T010000Z.tar.zst.partial",
         "notes.txt",
     ] {
@@ -232,6 +234,7 @@ fn prune_an_s3_prefix() {
             "lsbackup-20261110T170000Z.tar.zst",
             "lsbackup-20261110T090000Z.tar.zst",
             "other-20261101T010000Z.tar.zst",
+            "lsbackup-prod-20261101T010000Z.tar.zst",
         ]
     );
     rt.block_on(async {

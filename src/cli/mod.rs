@@ -257,9 +257,16 @@ async fn prune(
         .list()
         .await?
         .into_iter()
+        // PREFIX-<stamp>..., the stamp right after the prefix: `lsbackup-prod-<stamp>` is not
+        // one of `lsbackup`'s.
         .filter(|l| {
-            l.name.starts_with(&format!("{prefix}-"))
-                && lsbackup::target::name_time(l.name.trim_end_matches(".age")).is_some()
+            l.name
+                .strip_prefix(&format!("{prefix}-"))
+                .and_then(|rest| rest.get(..16))
+                .is_some_and(|stamp| {
+                    !stamp.contains('-')
+                        && lsbackup::target::name_time(&format!("-{stamp}")).is_some()
+                })
         })
         .collect();
     let mut candidates = Vec::new();
