@@ -156,19 +156,7 @@ async fn scan_reader<R: AsyncRead + Send + Unpin + 'static>(
     hash: bool,
     ids: &Identities,
 ) -> Result<Scan, ArchiveError> {
-    let mut magic = vec![0u8; AGE_MAGIC.len()];
-    let mut got = 0;
-    while got < magic.len() {
-        match reader
-            .read(&mut magic[got..])
-            .await
-            .map_err(|e| read_err(path, e))?
-        {
-            0 => break,
-            n => got += n,
-        }
-    }
-    magic.truncate(got);
+    let magic = peek(path, &mut reader, AGE_MAGIC.len()).await?;
     let is_age = magic == *AGE_MAGIC;
     let whole = AsyncReadExt::chain(std::io::Cursor::new(magic), reader);
     if is_age {
@@ -304,41 +292,43 @@ fn parse_manifest(path: &Path, scan: &Scan) -> Result<Manifest, ArchiveError> {
 }
 
 async fn scan(path: &Path, hash: bool, ids: &Identities) -> Result<Scan, ArchiveError> {
-    let mut file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| read_err(path, format!("opening: {e}")))?;
-    let mut magic = [0u8; AGE_MAGIC.len()];
-    let mut got = 0;
-    while got < magic.len() {
-        match file
-            .read(&mut magic[got..])
+    let open = || async {
+        tokio::fs::File::open(path)
             .await
-            .map_err(|e| read_err(path, e))?
-        {
-            0 => break,
-            n => got += n,
-        }
-    }
-    drop(file);
-    let file = tokio::fs::File::open(path)
-        .await
-        .map_err(|e| read_err(path, format!("opening: {e}")))?;
-    if magic[..got] == *AGE_MAGIC {
-        let plain = ids
-            .decrypting_reader(file)
-            .await
-            .map_err(|e| read_err(path, e))?;
-        return scan_stream(path, BufReader::with_capacity(256 * 1024, plain), hash).await;
-    }
-    if detect_format(&magic[..got.min(4)]) == Some(Format::Zip) {
+            .map_err(|e| read_err(path, format!("opening: {e}")))
+    };
+    let magic = peek(path, &mut open().await?, 4).await?;
+    if detect_format(&magic) == Some(Format::Zip) {
         // Read in place (the zip reader seeks).
-        let file = file.into_std().await;
+        let file = open().await?.into_std().await;
         let p = path.to_path_buf();
         return tokio::task::spawn_blocking(move || scan_zip(&p, file, hash))
             .await
             .map_err(|e| read_err(path, e))?;
     }
-    scan_stream(path, BufReader::with_capacity(256 * 1024, file), hash).await
+    scan_reader(path, open().await?, hash, ids).await
+}
+
+/// Up to `n` first bytes of `reader` (fewer only at its end).
+async fn peek<R: AsyncRead + Unpin>(
+    path: &Path,
+    reader: &mut R,
+    n: usize,
+) -> Result<Vec<u8>, ArchiveError> {
+    let mut buf = vec![0u8; n];
+    let mut got = 0;
+    while got < n {
+        match reader
+            .read(&mut buf[got..])
+            .await
+            .map_err(|e| read_err(path, e))?
+        {
+            0 => break,
+            k => got += k,
+        }
+    }
+    buf.truncate(got);
+    Ok(buf)
 }
 
 /// Scan an archive read from `input` (the file itself, or the plaintext of an encrypted one).
