@@ -26,7 +26,7 @@ fn manifest(format: Format, name: &str, entries: Vec<lsbackup::archive::EntryRec
         inventory: InventoryInfo {
             path: "/build/inventory".into(),
             groups: BTreeMap::new(),
-            hosts: BTreeMap::new(),
+            hosts: BTreeMap::from([("node3".to_string(), "127.0.0.4:2222".to_string())]),
         },
         selection: vec!["haproxy".into()],
         host_key_checking: String::new(),

@@ -152,7 +152,7 @@ fn manifest(format: Format, entries: Vec<EntryRecord>) -> Manifest {
         inventory: InventoryInfo {
             path: "/build/inventory".into(),
             groups: BTreeMap::new(),
-            hosts: BTreeMap::new(),
+            hosts: BTreeMap::from([("node1".to_string(), "127.0.0.2:2222".to_string())]),
         },
         selection: vec!["postgresql".into()],
         host_key_checking: String::new(),

@@ -220,6 +220,47 @@ impl EntryRecord {
     }
 }
 
+impl ComponentReport {
+    /// The component's status as its hosts and its own errors give it: failed when the
+    /// component as a whole failed or no host ran it, ok when every host that ran is ok,
+    /// failed when every one failed, partial otherwise. The engine sets `status` with this
+    /// and `verify` checks a manifest against it.
+    pub fn derived_status(&self) -> Status {
+        let ran: Vec<Status> = self
+            .hosts
+            .iter()
+            .map(|h| h.status)
+            .filter(|s| *s != Status::Skipped)
+            .collect();
+        if !self.errors.is_empty() || ran.is_empty() {
+            Status::Failed
+        } else if ran.iter().all(|s| *s == Status::Ok) {
+            Status::Ok
+        } else if ran.iter().all(|s| *s == Status::Failed) {
+            Status::Failed
+        } else {
+            Status::Partial
+        }
+    }
+}
+
+/// A backup's status from its components': ok when all are ok, failed when none is usable
+/// (ok or partial), partial otherwise.
+pub fn overall_status(components: &[ComponentReport]) -> Status {
+    let ok = components.iter().filter(|c| c.status == Status::Ok).count();
+    let usable = components
+        .iter()
+        .filter(|c| matches!(c.status, Status::Ok | Status::Partial))
+        .count();
+    if ok == components.len() {
+        Status::Ok
+    } else if usable == 0 {
+        Status::Failed
+    } else {
+        Status::Partial
+    }
+}
+
 impl Manifest {
     /// Every entry record of every component and host, in manifest order.
     pub fn entries(&self) -> impl Iterator<Item = &EntryRecord> {

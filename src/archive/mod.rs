@@ -32,6 +32,7 @@
 mod codec;
 pub mod crypt;
 mod entry;
+pub mod extract;
 pub mod manifest;
 pub mod read;
 mod tar_backend;
@@ -132,6 +133,11 @@ pub enum ArchiveError {
     /// Reading an existing archive failed (bad magic, corrupt or incomplete stream, no manifest).
     #[error("archive {archive}: {cause}")]
     Read { archive: String, cause: String },
+    /// Extracting refused the archive (a hostile or damaged entry, a mismatch with the
+    /// manifest); `cause` holds one line per problem. Nothing was written outside the
+    /// destination, nothing was moved into it.
+    #[error("archive {archive}: {cause}")]
+    Refused { archive: String, cause: String },
 }
 
 #[derive(Debug, Clone)]

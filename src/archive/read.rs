@@ -11,7 +11,9 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReade
 
 use super::crypt::{AGE_MAGIC, Identities};
 
-use super::{ArchiveError, EntryKind, EntryRecord, Format, MANIFEST_PATH, Manifest};
+use super::{
+    ArchiveError, EntryKind, EntryRecord, Format, MANIFEST_FORMAT, MANIFEST_PATH, Manifest,
+};
 
 /// Largest manifest accepted when reading (a guard against garbage, not a real limit).
 const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
@@ -32,6 +34,9 @@ struct Scan {
     manifest: Option<Vec<u8>>,
     /// Entries found after `manifest.json` (there should be none).
     after_manifest: Vec<String>,
+    /// Entries whose data could not be read back (a zip entry failing its CRC): named, and the
+    /// scan goes on with the next one.
+    corrupt: Vec<String>,
 }
 
 /// A difference between an entry's record in the manifest and what the archive holds.
@@ -148,14 +153,35 @@ pub async fn read_manifest_reader<R: AsyncRead + Send + Unpin + 'static>(
     parse_manifest(path, &scan)
 }
 
-/// Scan a stream that is not seekable: age is told by its first bytes (which are then put
-/// back in front of the rest); a zip goes through an unlinked temporary file.
+/// Scan a stream that is not seekable (see [`plain_reader`]).
 async fn scan_reader<R: AsyncRead + Send + Unpin + 'static>(
     path: &Path,
-    mut reader: R,
+    reader: R,
     hash: bool,
     ids: &Identities,
 ) -> Result<Scan, ArchiveError> {
+    match plain_reader(path, reader, ids).await? {
+        Plain::Zip(file) => scan_zip_file(path, file, hash).await,
+        Plain::Tar(format, tar) => scan_tar(path, format, tar, hash).await,
+    }
+}
+
+/// An archive's plaintext, ready to read: a decompressed tar stream, or a zip in a file (its
+/// reader seeks).
+pub(crate) enum Plain {
+    Tar(Format, Box<dyn AsyncRead + Send + Unpin>),
+    Zip(std::fs::File),
+}
+
+/// The plaintext of an archive read from a stream that is not seekable: age is told by its
+/// first bytes (which are then put back in front of the rest) and decrypted with `ids`; the
+/// format by the magic bytes of the (decrypted) stream. A zip goes to an unlinked temporary
+/// file (0600) first, since its reader seeks.
+pub(crate) async fn plain_reader<R: AsyncRead + Send + Unpin + 'static>(
+    path: &Path,
+    mut reader: R,
+    ids: &Identities,
+) -> Result<Plain, ArchiveError> {
     let magic = peek(path, &mut reader, AGE_MAGIC.len()).await?;
     let is_age = magic == *AGE_MAGIC;
     let whole = AsyncReadExt::chain(std::io::Cursor::new(magic), reader);
@@ -164,9 +190,23 @@ async fn scan_reader<R: AsyncRead + Send + Unpin + 'static>(
             .decrypting_reader(whole)
             .await
             .map_err(|e| read_err(path, e))?;
-        return scan_stream(path, BufReader::with_capacity(256 * 1024, plain), hash).await;
+        return plain_stream(path, BufReader::with_capacity(256 * 1024, plain)).await;
     }
-    scan_stream(path, BufReader::with_capacity(256 * 1024, whole), hash).await
+    plain_stream(path, BufReader::with_capacity(256 * 1024, whole)).await
+}
+
+/// [`plain_reader`] for a file: a plain zip is read in place.
+pub(crate) async fn plain_file(path: &Path, ids: &Identities) -> Result<Plain, ArchiveError> {
+    let open = || async {
+        tokio::fs::File::open(path)
+            .await
+            .map_err(|e| read_err(path, format!("opening: {e}")))
+    };
+    let magic = peek(path, &mut open().await?, 4).await?;
+    if detect_format(&magic) == Some(Format::Zip) {
+        return Ok(Plain::Zip(open().await?.into_std().await));
+    }
+    plain_reader(path, open().await?, ids).await
 }
 
 fn report(path: &Path, scan: Scan) -> Result<VerifyReport, ArchiveError> {
@@ -178,6 +218,8 @@ fn report(path: &Path, scan: Scan) -> Result<VerifyReport, ArchiveError> {
             "{p}: entry after {MANIFEST_PATH} (the manifest must be last)"
         ));
     }
+    problems.extend(scan.corrupt.iter().cloned());
+    problems.extend(manifest_problems(&manifest, Some(scan.format)));
     let mut found: BTreeMap<&str, &Found> = BTreeMap::new();
     for (p, f) in &scan.entries {
         if found.insert(p.as_str(), f).is_some() {
@@ -276,6 +318,66 @@ fn read_err(path: &Path, cause: impl std::fmt::Display) -> ArchiveError {
     }
 }
 
+/// What is wrong with a manifest on its own terms (one line each): an entry recorded outside
+/// its component's and host's directory, a status that does not follow from its components',
+/// a host that is not in the recorded inventory, a format that is not the archive's.
+pub fn manifest_problems(m: &Manifest, format: Option<Format>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(f) = format
+        && f != m.archive_format
+    {
+        out.push(format!(
+            "{MANIFEST_PATH}: says the archive is {}, it is {f}",
+            m.archive_format
+        ));
+    }
+    for c in &m.components {
+        for h in &c.hosts {
+            if !m.inventory.hosts.contains_key(&h.host) {
+                out.push(format!(
+                    "{MANIFEST_PATH}: component {} names host {:?}, which is not in its inventory",
+                    c.name, h.host
+                ));
+            }
+            let prefix = format!("{}/{}/", c.name, h.host);
+            for e in &h.entries {
+                let own_dir = e.kind == EntryKind::Dir
+                    && e.path.trim_end_matches('/') == prefix.trim_end_matches('/');
+                if !own_dir && !e.path.starts_with(&prefix) {
+                    out.push(format!(
+                        "{MANIFEST_PATH}: entry {} is recorded under {} on {} but lies outside {prefix}",
+                        e.path, c.name, h.host
+                    ));
+                }
+                if e.kind == EntryKind::File
+                    && let Some(sha) = &e.sha256
+                    && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+                {
+                    out.push(format!(
+                        "{MANIFEST_PATH}: entry {} has a malformed sha256 {sha:?}",
+                        e.path
+                    ));
+                }
+            }
+        }
+        let d = c.derived_status();
+        if d != c.status {
+            out.push(format!(
+                "{MANIFEST_PATH}: component {} is recorded as {:?} but its hosts say {d:?}",
+                c.name, c.status
+            ));
+        }
+    }
+    let derived = super::overall_status(&m.components);
+    if derived != m.status {
+        out.push(format!(
+            "{MANIFEST_PATH}: the backup is recorded as {:?}, its components' statuses give {derived:?}",
+            m.status
+        ));
+    }
+    out
+}
+
 fn parse_manifest(path: &Path, scan: &Scan) -> Result<Manifest, ArchiveError> {
     let Some(bytes) = &scan.manifest else {
         return Err(read_err(
@@ -283,30 +385,47 @@ fn parse_manifest(path: &Path, scan: &Scan) -> Result<Manifest, ArchiveError> {
             format!("no {MANIFEST_PATH}: the archive is incomplete"),
         ));
     };
-    serde_json::from_slice(bytes).map_err(|e| {
+    parse_manifest_bytes(path, bytes)
+}
+
+/// Parse a manifest, refusing a format version this build does not know (before the rest of
+/// it: a newer format may not parse as this one).
+pub(crate) fn parse_manifest_bytes(path: &Path, bytes: &[u8]) -> Result<Manifest, ArchiveError> {
+    #[derive(serde::Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let bad = |e: serde_json::Error| {
         read_err(
             path,
             format!("{MANIFEST_PATH} is not a valid manifest: {e}"),
         )
-    })
+    };
+    let v: Version = serde_json::from_slice(bytes).map_err(bad)?;
+    if v.format_version == 0 || v.format_version > MANIFEST_FORMAT {
+        return Err(read_err(
+            path,
+            format!(
+                "{MANIFEST_PATH} has format version {}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup",
+                v.format_version
+            ),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(bad)
 }
 
 async fn scan(path: &Path, hash: bool, ids: &Identities) -> Result<Scan, ArchiveError> {
-    let open = || async {
-        tokio::fs::File::open(path)
-            .await
-            .map_err(|e| read_err(path, format!("opening: {e}")))
-    };
-    let magic = peek(path, &mut open().await?, 4).await?;
-    if detect_format(&magic) == Some(Format::Zip) {
-        // Read in place (the zip reader seeks).
-        let file = open().await?.into_std().await;
-        let p = path.to_path_buf();
-        return tokio::task::spawn_blocking(move || scan_zip(&p, file, hash))
-            .await
-            .map_err(|e| read_err(path, e))?;
+    match plain_file(path, ids).await? {
+        Plain::Zip(file) => scan_zip_file(path, file, hash).await,
+        Plain::Tar(format, tar) => scan_tar(path, format, tar, hash).await,
     }
-    scan_reader(path, open().await?, hash, ids).await
+}
+
+async fn scan_zip_file(path: &Path, file: std::fs::File, hash: bool) -> Result<Scan, ArchiveError> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || scan_zip(&p, file, hash))
+        .await
+        .map_err(|e| read_err(path, e))?
 }
 
 /// Up to `n` first bytes of `reader` (fewer only at its end).
@@ -331,12 +450,11 @@ async fn peek<R: AsyncRead + Unpin>(
     Ok(buf)
 }
 
-/// Scan an archive read from `input` (the file itself, or the plaintext of an encrypted one).
-async fn scan_stream<R: AsyncBufRead + Unpin + Send>(
+/// The plaintext stream `input` as a tar stream or a zip file, by its magic bytes.
+async fn plain_stream<R: AsyncBufRead + Unpin + Send + 'static>(
     path: &Path,
     mut input: R,
-    hash: bool,
-) -> Result<Scan, ArchiveError> {
+) -> Result<Plain, ArchiveError> {
     let head = input.fill_buf().await.map_err(|e| read_err(path, e))?;
     let format = detect_format(&head[..head.len().min(4)]).ok_or_else(|| {
         read_err(
@@ -344,7 +462,7 @@ async fn scan_stream<R: AsyncBufRead + Unpin + Send>(
             "not a tar.zst, tar.gz or zip archive (unknown magic bytes)",
         )
     })?;
-    match format {
+    Ok(match format {
         Format::Zip => {
             // Only a stream gets here (a plain zip file is read in place): the zip reader
             // seeks, so the stream goes to an unlinked temporary file (0600) first.
@@ -354,23 +472,19 @@ async fn scan_stream<R: AsyncBufRead + Unpin + Send>(
             tokio::io::copy_buf(&mut input, &mut tmp)
                 .await
                 .map_err(|e| read_err(path, format!("corrupt or incomplete stream: {e}")))?;
-            let tmp = tmp.into_std().await;
-            let p = path.to_path_buf();
-            tokio::task::spawn_blocking(move || scan_zip(&p, tmp, hash))
-                .await
-                .map_err(|e| read_err(path, e))?
+            Plain::Zip(tmp.into_std().await)
         }
         Format::TarZst => {
             let mut d = ZstdDecoder::new(input);
             d.multiple_members(true);
-            scan_tar(path, format, d, hash).await
+            Plain::Tar(format, Box::new(d))
         }
         Format::TarGz => {
             let mut d = GzipDecoder::new(input);
             d.multiple_members(true);
-            scan_tar(path, format, d, hash).await
+            Plain::Tar(format, Box::new(d))
         }
-    }
+    })
 }
 
 async fn hash_reader<R: AsyncRead + Unpin>(
@@ -401,24 +515,41 @@ async fn scan_tar<D: AsyncRead + Unpin + Send>(
 ) -> Result<Scan, ArchiveError> {
     let corrupt =
         |e: std::io::Error| read_err(path, format!("corrupt or incomplete {format} stream: {e}"));
+    // Where the stream broke: inside an entry's data, or after one (a header).
+    let inside = |name: &str, e: std::io::Error| {
+        read_err(
+            path,
+            format!("entry {name}: corrupt or incomplete {format} stream: {e}"),
+        )
+    };
+    let after = |last: &Option<String>, e: std::io::Error| match last {
+        Some(name) => read_err(
+            path,
+            format!("corrupt or incomplete {format} stream after entry {name}: {e}"),
+        ),
+        None => corrupt(e),
+    };
+    let mut last: Option<String> = None;
     let mut archive = tokio_tar::Archive::new(decoder);
     let mut scan = Scan {
         format,
         entries: Vec::new(),
         manifest: None,
         after_manifest: Vec::new(),
+        corrupt: Vec::new(),
     };
     {
         let mut entries = archive.entries().map_err(corrupt)?;
         use futures::StreamExt;
         while let Some(entry) = entries.next().await {
-            let mut entry = entry.map_err(corrupt)?;
+            let mut entry = entry.map_err(|e| after(&last, e))?;
             let name = entry
                 .path()
-                .map_err(corrupt)?
+                .map_err(|e| after(&last, e))?
                 .to_string_lossy()
                 .trim_end_matches('/')
                 .to_string();
+            last = Some(name.clone());
             if scan.manifest.is_some() {
                 scan.after_manifest.push(name.clone());
             }
@@ -439,20 +570,23 @@ async fn scan_tar<D: AsyncRead + Unpin + Send>(
                     ));
                 }
                 let mut bytes = Vec::with_capacity(size as usize);
-                entry.read_to_end(&mut bytes).await.map_err(corrupt)?;
+                entry
+                    .read_to_end(&mut bytes)
+                    .await
+                    .map_err(|e| inside(&name, e))?;
                 scan.manifest = Some(bytes);
                 continue;
             }
             let link_target = match kind {
                 Some(EntryKind::Symlink) => entry
                     .link_name()
-                    .map_err(corrupt)?
+                    .map_err(|e| inside(&name, e))?
                     .map(|l| l.to_string_lossy().into_owned()),
                 _ => None,
             };
             let (size, sha256) = hash_reader(&mut entry, hash && kind == Some(EntryKind::File))
                 .await
-                .map_err(corrupt)?;
+                .map_err(|e| inside(&name, e))?;
             scan.entries.push((
                 name,
                 Found {
@@ -469,7 +603,7 @@ async fn scan_tar<D: AsyncRead + Unpin + Send>(
         .into_inner()
         .map_err(|_| read_err(path, "tar reader still in use"))?;
     let mut sink = vec![0u8; 64 * 1024];
-    while rest.read(&mut sink).await.map_err(corrupt)? != 0 {}
+    while rest.read(&mut sink).await.map_err(|e| after(&last, e))? != 0 {}
     Ok(scan)
 }
 
@@ -485,6 +619,7 @@ fn scan_zip(path: &Path, mut file: std::fs::File, hash: bool) -> Result<Scan, Ar
         entries: Vec::new(),
         manifest: None,
         after_manifest: Vec::new(),
+        corrupt: Vec::new(),
     };
     let mut buf = vec![0u8; 256 * 1024];
     for i in 0..zip.len() {
@@ -524,7 +659,13 @@ fn scan_zip(path: &Path, mut file: std::fs::File, hash: bool) -> Result<Scan, Ar
             size = f.size();
         } else {
             loop {
-                let n = f.read(&mut buf).map_err(|e| corrupt(&e))?;
+                let n = match f.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        scan.corrupt.push(format!("{name}: corrupt zip entry: {e}"));
+                        break;
+                    }
+                };
                 if n == 0 {
                     break;
                 }
@@ -536,7 +677,12 @@ fn scan_zip(path: &Path, mut file: std::fs::File, hash: bool) -> Result<Scan, Ar
                 size += n as u64;
             }
         }
+        let broken = scan
+            .corrupt
+            .last()
+            .is_some_and(|c| c.starts_with(&format!("{name}: ")));
         let (size, sha256, link_target) = match kind {
+            EntryKind::File if broken => (size, None, None),
             EntryKind::File => (size, hash.then(|| hex::encode(hasher.finalize())), None),
             EntryKind::Dir => (0, None, None),
             EntryKind::Symlink => (

@@ -56,7 +56,29 @@ impl Gen {
     }
 }
 
+/// A consistent manifest for `entries`: an entry `C/H/...` belongs to component `C` on host
+/// `H`, and every such host is in the inventory.
 fn manifest_with(format: Format, entries: Vec<EntryRecord>) -> Manifest {
+    let mut by_component: BTreeMap<String, BTreeMap<String, Vec<EntryRecord>>> = BTreeMap::new();
+    for e in entries {
+        let mut parts = e.path.split('/');
+        let c = parts.next().unwrap_or_default().to_string();
+        let h = parts.next().unwrap_or("h").to_string();
+        by_component
+            .entry(c)
+            .or_default()
+            .entry(h)
+            .or_default()
+            .push(e);
+    }
+    if by_component.is_empty() {
+        by_component.insert("test".into(), BTreeMap::from([("h".into(), vec![])]));
+    }
+    let hosts: BTreeMap<String, String> = by_component
+        .values()
+        .flat_map(|hs| hs.keys())
+        .map(|h| (h.clone(), "127.0.0.1:22".to_string()))
+        .collect();
     Manifest {
         format_version: MANIFEST_FORMAT,
         tool: ToolInfo {
@@ -72,28 +94,34 @@ fn manifest_with(format: Format, entries: Vec<EntryRecord>) -> Manifest {
         inventory: InventoryInfo {
             path: "/build/inventory".into(),
             groups: BTreeMap::new(),
-            hosts: BTreeMap::new(),
+            hosts,
         },
-        selection: vec!["test".into()],
+        selection: by_component.keys().cloned().collect(),
         host_key_checking: String::new(),
-        components: vec![ComponentReport {
-            name: "test".into(),
-            description: "test entries".into(),
-            groups: vec![],
-            status: Status::Ok,
-            hosts: vec![HostReport {
-                host: "h".into(),
-                address: "127.0.0.1:22".into(),
-                role: "all".into(),
+        components: by_component
+            .into_iter()
+            .map(|(name, hosts)| ComponentReport {
+                name,
+                description: "test entries".into(),
+                groups: vec![],
                 status: Status::Ok,
-                versions: BTreeMap::new(),
-                commands: vec![],
-                entries,
-                flags: vec![],
+                hosts: hosts
+                    .into_iter()
+                    .map(|(host, entries)| HostReport {
+                        host,
+                        address: "127.0.0.1:22".into(),
+                        role: "all".into(),
+                        status: Status::Ok,
+                        versions: BTreeMap::new(),
+                        commands: vec![],
+                        entries,
+                        flags: vec![],
+                        errors: vec![],
+                    })
+                    .collect(),
                 errors: vec![],
-            }],
-            errors: vec![],
-        }],
+            })
+            .collect(),
     }
 }
 

@@ -45,6 +45,28 @@ pub enum Command {
     List(ListArgs),
     /// Delete old backups from a target by a retention policy (restic's `forget` rules).
     Prune(PruneArgs),
+    /// Unpack an archive into a directory, for recovery by hand: every entry is checked against
+    /// the manifest before anything is moved into DIR; hostile entries are refused.
+    Extract(ExtractArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// The archive: a file, or s3://BUCKET/PREFIX/NAME, az://CONTAINER/PREFIX/NAME,
+    /// azfile://SHARE/DIR/NAME (streamed from the store).
+    pub archive: PathBuf,
+    /// Where to unpack (created when missing; names already in it are never replaced).
+    pub dir: PathBuf,
+    /// Only these components (comma-separated or repeated); the manifest always comes along.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Settings of an object-store target, as for `backup` (KEY=env:NAME, KEY=file:PATH).
+    #[arg(long, value_name = "KEY=SOURCE")]
+    pub target_setting: Vec<String>,
+    /// Key for an encrypted archive (`.age`): an age identity file or an unencrypted OpenSSH
+    /// private key. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub age_identity: Vec<PathBuf>,
 }
 
 /// Retention rules (restic's `forget` semantics; times in UTC).

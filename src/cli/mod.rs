@@ -77,6 +77,7 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
         Command::Components(a) => components(a),
         Command::Verify(a) => verify(a).await,
         Command::List(a) => list(a).await,
+        Command::Extract(a) => extract(a).await,
         Command::Prune(a) => {
             let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
             let target = Target::parse_with(&a.target, &settings)?;
@@ -360,6 +361,84 @@ async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
     };
     print!("{}", output::verify_text(&a.archive, &report));
     Ok(if report.is_ok() { EXIT_OK } else { EXIT_FAILED })
+}
+
+async fn extract(a: ExtractArgs) -> Result<i32, AnyError> {
+    use lsbackup::archive::extract::{Filter, extract_file, extract_reader};
+    let ids = lsbackup::archive::crypt::Identities::load(&a.age_identity)?;
+    let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
+    let url = a.archive.to_str().unwrap_or_default();
+    let filter = Filter {
+        components: split_list(&a.only),
+    };
+    let done = match Target::split_archive_url(url, &settings) {
+        Some(split) => {
+            let (target, name) = split?;
+            let reader = target.open_read(&name).await?;
+            extract_reader(url, reader, &a.dir, &filter, &ids).await
+        }
+        None => extract_file(&a.archive, &a.dir, &filter, &ids).await,
+    };
+    let x = match done {
+        Ok(x) => x,
+        Err(lsbackup::archive::ArchiveError::Refused { archive, cause }) => {
+            for line in cause.lines() {
+                eprintln!("lsbackup: error: {archive}: {}", output::printable(line));
+            }
+            eprintln!(
+                "lsbackup: extract refused; nothing was written to {}",
+                a.dir.display()
+            );
+            return Ok(EXIT_FAILED);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if !filter.components.is_empty() {
+        let known: Vec<&str> = x
+            .manifest
+            .components
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        for c in &filter.components {
+            if !known.contains(&c.as_str()) {
+                eprintln!(
+                    "lsbackup: warning: the archive has no component {c} (it has: {})",
+                    known.join(", ")
+                );
+            }
+        }
+    }
+    for (path, target) in &x.links_outside {
+        println!(
+            "not created (points outside {}): {} -> {}",
+            a.dir.display(),
+            output::printable(path),
+            output::printable(target)
+        );
+    }
+    for path in &x.unverified {
+        println!(
+            "recorded as failed during the backup, content unchecked: {}",
+            output::printable(path)
+        );
+    }
+    println!(
+        "{}: {} files ({}), {} directories, {} symlinks extracted into {}{}; backup status {:?}",
+        a.archive.display(),
+        x.files,
+        output::human(x.bytes),
+        x.dirs,
+        x.links,
+        a.dir.display(),
+        if x.skipped > 0 {
+            format!(" ({} entries of other components left out)", x.skipped)
+        } else {
+            String::new()
+        },
+        x.manifest.status,
+    );
+    Ok(EXIT_OK)
 }
 
 async fn backup(a: BackupArgs) -> Result<i32, AnyError> {

@@ -621,7 +621,7 @@ fn parts(m: &lsbackup::archive::Manifest) -> Vec<String> {
 
 /// `s` with control characters (an object name in a bucket others write to may carry terminal
 /// escape sequences) shown escaped instead of sent to the terminal.
-fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() {

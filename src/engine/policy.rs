@@ -276,20 +276,7 @@ pub(crate) async fn run_component(ctx: &Ctx, pc: &PlannedComponent) -> Component
             }
         }
     }
-    let ran: Vec<&HostReport> = report
-        .hosts
-        .iter()
-        .filter(|h| h.status != Status::Skipped)
-        .collect();
-    report.status = if !report.errors.is_empty() || ran.is_empty() {
-        Status::Failed
-    } else if ran.iter().all(|h| h.status == Status::Ok) {
-        Status::Ok
-    } else if ran.iter().all(|h| h.status == Status::Failed) {
-        Status::Failed
-    } else {
-        Status::Partial
-    };
+    report.status = report.derived_status();
     report
 }
 

@@ -194,7 +194,7 @@ pub async fn run_backup(
     };
     ctx.sessions.close_all().await;
 
-    let status = overall_status(&reports);
+    let status = crate::archive::overall_status(&reports);
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT,
         tool: ToolInfo {
@@ -269,21 +269,6 @@ pub async fn run_backup(
         stats: sink.stats(),
         spool_dir,
     })
-}
-
-fn overall_status(reports: &[ComponentReport]) -> Status {
-    let ok = reports.iter().filter(|r| r.status == Status::Ok).count();
-    let usable = reports
-        .iter()
-        .filter(|r| matches!(r.status, Status::Ok | Status::Partial))
-        .count();
-    if ok == reports.len() {
-        Status::Ok
-    } else if usable == 0 {
-        Status::Failed
-    } else {
-        Status::Partial
-    }
 }
 
 fn inventory_info(plan: &Plan) -> InventoryInfo {
