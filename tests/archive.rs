@@ -48,6 +48,7 @@ fn manifest(format: Format, name: &str, entries: Vec<lsbackup::archive::EntryRec
             }],
             errors: vec![],
         }],
+        archive: None,
     }
 }
 

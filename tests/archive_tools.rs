@@ -174,6 +174,7 @@ fn manifest(format: Format, entries: Vec<EntryRecord>) -> Manifest {
             }],
             errors: vec![],
         }],
+        archive: None,
     }
 }
 

@@ -27,6 +27,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::crypt::Identities;
+use super::digest::Digesting;
 use super::read::{Plain, parse_manifest_bytes, plain_file, plain_reader};
 use super::{ArchiveError, EntryKind, MANIFEST_PATH, Manifest};
 
@@ -37,7 +38,8 @@ const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct Extracted {
     pub manifest: Manifest,
-    /// Files, directories and symlinks written into DIR (`manifest.json` included).
+    /// Files, directories and symlinks of the backup written into DIR (`manifest.json`, also
+    /// written, not counted).
     pub files: u64,
     pub dirs: u64,
     pub links: u64,
@@ -81,7 +83,7 @@ pub async fn extract_file(
     ids: &Identities,
 ) -> Result<Extracted, ArchiveError> {
     let label = path.display().to_string();
-    let plain = plain_file(path, ids).await?;
+    let plain = plain_file(path, ids, &Digesting::off()).await?;
     extract_plain(&label, plain, dir, filter).await
 }
 
@@ -93,7 +95,7 @@ pub async fn extract_reader<R: AsyncRead + Send + Unpin + 'static>(
     filter: &Filter,
     ids: &Identities,
 ) -> Result<Extracted, ArchiveError> {
-    let plain = plain_reader(Path::new(label), reader, ids).await?;
+    let plain = plain_reader(Path::new(label), reader, ids, &Digesting::off()).await?;
     extract_plain(label, plain, dir, filter).await
 }
 
@@ -165,7 +167,6 @@ async fn extract_plain(
     stage.write_manifest(&bytes)?;
     stage.apply_dir_modes();
     out.top = stage.move_into(dir)?;
-    out.files += 1;
     drop(staging);
     Ok(Extracted { manifest, ..out })
 }

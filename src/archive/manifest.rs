@@ -201,6 +201,10 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host_key_checking: String,
     pub components: Vec<ComponentReport>,
+    /// The archive file's own size and sha256 as stored: only in the sidecar beside it (the
+    /// manifest inside cannot hold the digest of the file that holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<super::digest::ArchiveDigest>,
 }
 
 impl EntryRecord {

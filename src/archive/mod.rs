@@ -31,6 +31,7 @@
 
 mod codec;
 pub mod crypt;
+pub mod digest;
 mod entry;
 pub mod extract;
 pub mod manifest;
@@ -41,6 +42,7 @@ mod zip_backend;
 pub use codec::CHUNK;
 pub use entry::{CopyError, StreamEntry};
 
+pub use digest::ArchiveDigest;
 pub use manifest::*;
 pub use read::{Mismatch, VerifyReport, read_manifest, verify_archive};
 

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
 use super::crypt::{AGE_MAGIC, Identities};
+use super::digest::{ArchiveDigest, Digesting};
 
 use super::{
     ArchiveError, EntryKind, EntryRecord, Format, MANIFEST_FORMAT, MANIFEST_PATH, Manifest,
@@ -77,6 +78,12 @@ pub struct VerifyReport {
     pub unverified: Vec<String>,
     /// Structural problems: entries after the manifest, duplicate paths.
     pub problems: Vec<String>,
+    /// The archive file's size and sha256 as read (compressed, encrypted when it is).
+    pub stored: ArchiveDigest,
+    /// The sidecar the archive was checked against ([`VerifyReport::check_sidecar`]), if any.
+    pub sidecar: Option<String>,
+    /// What was not checked, and why (not problems).
+    pub notes: Vec<String>,
 }
 
 impl VerifyReport {
@@ -86,6 +93,43 @@ impl VerifyReport {
             && self.extra.is_empty()
             && self.mismatches.is_empty()
             && self.problems.is_empty()
+    }
+}
+
+impl VerifyReport {
+    /// Check the archive against its manifest sidecar `name` (the bytes read from beside it):
+    /// the file's size and sha256 must be the ones recorded when it was written (this catches
+    /// a damaged byte outside any entry's content: a header, padding, compression framing), and
+    /// the sidecar's manifest must be the one inside.
+    pub fn check_sidecar(&mut self, name: &str, bytes: &[u8]) {
+        let beside = match parse_manifest_bytes(Path::new(name), bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.problems.push(format!("{name}: {e}"));
+                return;
+            }
+        };
+        match &beside.archive {
+            None => self.notes.push(format!(
+                "{name} records no size and sha256 of the archive (written before lsbackup recorded them): bytes outside entries not compared"
+            )),
+            Some(d) if *d != self.stored => self.problems.push(format!(
+                "the archive differs from what {name} records: {} bytes with sha256 {}, the file has {} bytes with sha256 {} (damaged, or not the archive that sidecar describes)",
+                d.size, d.sha256, self.stored.size, self.stored.sha256
+            )),
+            Some(_) => self.sidecar = Some(name.to_string()),
+        }
+        let inside = serde_json::to_value(&self.manifest).ok();
+        let outside = serde_json::to_value(Manifest {
+            archive: None,
+            ..beside
+        })
+        .ok();
+        if inside != outside {
+            self.problems.push(format!(
+                "{name}: differs from the {MANIFEST_PATH} inside the archive"
+            ));
+        }
     }
 }
 
@@ -107,7 +151,7 @@ pub fn detect_format(magic: &[u8]) -> Option<Format> {
 /// it also checks that the compressed stream ends cleanly.
 pub async fn read_manifest(path: impl AsRef<Path>) -> Result<Manifest, ArchiveError> {
     let path = path.as_ref();
-    let scan = scan(path, false, &Identities::default()).await?;
+    let scan = scan(path, false, &Identities::default(), &Digesting::off()).await?;
     parse_manifest(path, &scan)
 }
 
@@ -126,8 +170,9 @@ pub async fn verify_archive_with(
     ids: &Identities,
 ) -> Result<VerifyReport, ArchiveError> {
     let path = path.as_ref();
-    let scan = scan(path, true, ids).await?;
-    report(path, scan)
+    let stored = Digesting::new();
+    let scan = scan(path, true, ids, &stored).await?;
+    report(path, scan, stored.digest())
 }
 
 /// [`verify_archive_with`] on a stream (an archive read from an object store): `label` names
@@ -138,8 +183,9 @@ pub async fn verify_reader<R: AsyncRead + Send + Unpin + 'static>(
     ids: &Identities,
 ) -> Result<VerifyReport, ArchiveError> {
     let path = Path::new(label);
-    let scan = scan_reader(path, reader, true, ids).await?;
-    report(path, scan)
+    let stored = Digesting::new();
+    let scan = scan_reader(path, reader, true, ids, &stored).await?;
+    report(path, scan, stored.digest())
 }
 
 /// [`read_manifest`] on a stream (decrypted with `ids` when it is encrypted).
@@ -149,7 +195,7 @@ pub async fn read_manifest_reader<R: AsyncRead + Send + Unpin + 'static>(
     ids: &Identities,
 ) -> Result<Manifest, ArchiveError> {
     let path = Path::new(label);
-    let scan = scan_reader(path, reader, false, ids).await?;
+    let scan = scan_reader(path, reader, false, ids, &Digesting::off()).await?;
     parse_manifest(path, &scan)
 }
 
@@ -159,8 +205,9 @@ async fn scan_reader<R: AsyncRead + Send + Unpin + 'static>(
     reader: R,
     hash: bool,
     ids: &Identities,
+    stored: &Digesting,
 ) -> Result<Scan, ArchiveError> {
-    match plain_reader(path, reader, ids).await? {
+    match plain_reader(path, reader, ids, stored).await? {
         Plain::Zip(file) => scan_zip_file(path, file, hash).await,
         Plain::Tar(format, tar) => scan_tar(path, format, tar, hash).await,
     }
@@ -176,12 +223,14 @@ pub(crate) enum Plain {
 /// The plaintext of an archive read from a stream that is not seekable: age is told by its
 /// first bytes (which are then put back in front of the rest) and decrypted with `ids`; the
 /// format by the magic bytes of the (decrypted) stream. A zip goes to an unlinked temporary
-/// file (0600) first, since its reader seeks.
+/// file (0600) first, since its reader seeks. Every byte read as stored feeds `stored`.
 pub(crate) async fn plain_reader<R: AsyncRead + Send + Unpin + 'static>(
     path: &Path,
-    mut reader: R,
+    reader: R,
     ids: &Identities,
+    stored: &Digesting,
 ) -> Result<Plain, ArchiveError> {
+    let mut reader = stored.reader(reader);
     let magic = peek(path, &mut reader, AGE_MAGIC.len()).await?;
     let is_age = magic == *AGE_MAGIC;
     let whole = AsyncReadExt::chain(std::io::Cursor::new(magic), reader);
@@ -196,7 +245,11 @@ pub(crate) async fn plain_reader<R: AsyncRead + Send + Unpin + 'static>(
 }
 
 /// [`plain_reader`] for a file: a plain zip is read in place.
-pub(crate) async fn plain_file(path: &Path, ids: &Identities) -> Result<Plain, ArchiveError> {
+pub(crate) async fn plain_file(
+    path: &Path,
+    ids: &Identities,
+    stored: &Digesting,
+) -> Result<Plain, ArchiveError> {
     let open = || async {
         tokio::fs::File::open(path)
             .await
@@ -204,12 +257,18 @@ pub(crate) async fn plain_file(path: &Path, ids: &Identities) -> Result<Plain, A
     };
     let magic = peek(path, &mut open().await?, 4).await?;
     if detect_format(&magic) == Some(Format::Zip) {
-        return Ok(Plain::Zip(open().await?.into_std().await));
+        let mut file = open().await?.into_std().await;
+        let d = stored.clone();
+        let file = tokio::task::spawn_blocking(move || d.feed_file(&mut file).map(|()| file))
+            .await
+            .map_err(|e| read_err(path, e))?
+            .map_err(|e| read_err(path, format!("reading: {e}")))?;
+        return Ok(Plain::Zip(file));
     }
-    plain_reader(path, open().await?, ids).await
+    plain_reader(path, open().await?, ids, stored).await
 }
 
-fn report(path: &Path, scan: Scan) -> Result<VerifyReport, ArchiveError> {
+fn report(path: &Path, scan: Scan, stored: ArchiveDigest) -> Result<VerifyReport, ArchiveError> {
     let manifest = parse_manifest(path, &scan)?;
 
     let mut problems = Vec::new();
@@ -308,6 +367,9 @@ fn report(path: &Path, scan: Scan) -> Result<VerifyReport, ArchiveError> {
         mismatches,
         unverified,
         problems,
+        stored,
+        sidecar: None,
+        notes: Vec::new(),
     })
 }
 
@@ -414,8 +476,13 @@ pub(crate) fn parse_manifest_bytes(path: &Path, bytes: &[u8]) -> Result<Manifest
     serde_json::from_slice(bytes).map_err(bad)
 }
 
-async fn scan(path: &Path, hash: bool, ids: &Identities) -> Result<Scan, ArchiveError> {
-    match plain_file(path, ids).await? {
+async fn scan(
+    path: &Path,
+    hash: bool,
+    ids: &Identities,
+    stored: &Digesting,
+) -> Result<Scan, ArchiveError> {
+    match plain_file(path, ids, stored).await? {
         Plain::Zip(file) => scan_zip_file(path, file, hash).await,
         Plain::Tar(format, tar) => scan_tar(path, format, tar, hash).await,
     }

@@ -122,6 +122,7 @@ fn manifest_with(format: Format, entries: Vec<EntryRecord>) -> Manifest {
                 errors: vec![],
             })
             .collect(),
+        archive: None,
     }
 }
 

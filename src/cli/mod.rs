@@ -351,13 +351,42 @@ async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
     let ids = lsbackup::archive::crypt::Identities::load(&a.age_identity)?;
     let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
     let url = a.archive.to_str().unwrap_or_default();
+    let suffix = lsbackup::target::SIDECAR_SUFFIX;
     let report = match Target::split_archive_url(url, &settings) {
         Some(split) => {
             let (target, name) = split?;
             let reader = target.open_read(&name).await?;
-            lsbackup::archive::read::verify_reader(url, reader, &ids).await?
+            let mut report = lsbackup::archive::read::verify_reader(url, reader, &ids).await?;
+            let listed = target.list().await?;
+            if let Some(sidecar) = listed
+                .iter()
+                .find(|l| l.name == name)
+                .and_then(|l| l.sidecar.clone())
+            {
+                let bytes = target.get_small(&sidecar).await?;
+                report.check_sidecar(&sidecar, &bytes);
+            }
+            report
         }
-        None => lsbackup::archive::read::verify_archive_with(&a.archive, &ids).await?,
+        None => {
+            let mut report = lsbackup::archive::read::verify_archive_with(&a.archive, &ids).await?;
+            let mut sidecar = a.archive.clone().into_os_string();
+            sidecar.push(suffix);
+            let sidecar = std::path::PathBuf::from(sidecar);
+            match std::fs::metadata(&sidecar) {
+                Ok(m) if m.is_file() && m.len() <= lsbackup::target::SMALL_MAX => {
+                    let bytes = std::fs::read(&sidecar)
+                        .map_err(|e| format!("reading {}: {e}", sidecar.display()))?;
+                    report.check_sidecar(&sidecar.display().to_string(), &bytes);
+                }
+                Ok(_) => report.problems.push(format!(
+                    "{}: not a manifest sidecar (not a file, or too large)",
+                    sidecar.display()
+                )),
+                Err(_) => {}
+            }
+            report
+        }
     };
     print!("{}", output::verify_text(&a.archive, &report));
     Ok(if report.is_ok() { EXIT_OK } else { EXIT_FAILED })
@@ -391,7 +420,14 @@ async fn extract(a: ExtractArgs) -> Result<i32, AnyError> {
             );
             return Ok(EXIT_FAILED);
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            eprintln!("lsbackup: error: {}", output::printable(&e.to_string()));
+            eprintln!(
+                "lsbackup: extract refused; nothing was written to {}",
+                a.dir.display()
+            );
+            return Ok(EXIT_FAILED);
+        }
     };
     if !filter.components.is_empty() {
         let known: Vec<&str> = x

@@ -574,10 +574,24 @@ pub fn verify_text(path: &Path, r: &lsbackup::archive::VerifyReport) -> String {
     for m in &r.unverified {
         let _ = writeln!(out, "{p}: recorded as failed, not checked: {m}");
     }
+    for m in &r.notes {
+        let _ = writeln!(out, "{p}: note: {m}");
+    }
     if r.is_ok() {
+        let whole = match &r.sidecar {
+            Some(s) => format!("; the file's sha256 {} matches {s}", r.stored.sha256),
+            None if p.to_string().ends_with(".age") => {
+                "; every byte authenticated by age".to_string()
+            }
+            None if !r.notes.is_empty() => String::new(),
+            None => format!(
+                "; no sidecar beside it, so bytes outside entries were not compared (file sha256 {})",
+                r.stored.sha256
+            ),
+        };
         let _ = writeln!(
             out,
-            "{p}: ok ({} entries, {} bytes checked against the manifest; backup status {:?})",
+            "{p}: ok ({} entries, {} bytes checked against the manifest{whole}; backup status {:?})",
             r.entries, r.bytes, r.manifest.status
         );
     } else {

@@ -110,16 +110,20 @@ pub async fn run_backup(
     };
     let mut upload = target.create(&stem, &ext).await?;
     let archive_name = upload.name.clone();
+    // The archive's own digest, over the bytes as stored, for the sidecar.
+    let stored = crate::archive::digest::Digesting::new();
+    let raw: Box<dyn tokio::io::AsyncWrite + Send + Unpin> =
+        Box::new(stored.writer(upload.writer()));
     // Encrypted on the way out: no plaintext byte reaches the target.
     let out = match &opts.encrypt {
-        Some(r) => match r.encrypting_writer(upload.writer()).await {
+        Some(r) => match r.encrypting_writer(raw).await {
             Ok(w) => w,
             Err(e) => {
                 upload.abort().await;
                 return Err(e.into());
             }
         },
-        None => upload.writer(),
+        None => raw,
     };
     let writer = match ArchiveWriter::new(
         out,
@@ -219,6 +223,7 @@ pub async fn run_backup(
             "known_hosts".into()
         },
         components: reports,
+        archive: None,
     };
     let spool_dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     if status == Status::Failed {
@@ -250,7 +255,11 @@ pub async fn run_backup(
     // archive is complete without it: a failure is a warning.
     if opts.encrypt.is_none() {
         let sidecar = format!("{}{}", manifest.archive_name, crate::target::SIDECAR_SUFFIX);
-        let written = match serde_json::to_vec_pretty(&manifest) {
+        let beside = Manifest {
+            archive: Some(stored.digest()),
+            ..manifest.clone()
+        };
+        let written = match serde_json::to_vec_pretty(&beside) {
             Ok(bytes) => target
                 .put_small(&sidecar, bytes)
                 .await
