@@ -768,6 +768,38 @@ fn verify_command() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains(": ok ("), "{text}");
+    // The sidecar records the file's own size and sha256, and verify compares them.
+    let data = std::fs::read(&archive).unwrap();
+    let sidecar = format!("{}.manifest.json", archive.display());
+    let beside: lsbackup::archive::Manifest =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    let digest = beside.archive.expect("the sidecar records the archive's digest");
+    assert_eq!(digest.size, data.len() as u64);
+    assert!(text.contains(&format!("the file's sha256 {} matches", digest.sha256)), "{text}");
+    // Some flipped bits (in a zstd frame header's size fields) change no entry's content: every
+    // frame still decodes. Find the first such one; only the file's digest catches it.
+    let flipped = run.target.path().join("flipped.tar.zst");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let silent = (0..data.len()).find(|&i| {
+        let mut bad = data.clone();
+        bad[i] ^= 0x01;
+        std::fs::write(&flipped, &bad).unwrap();
+        rt.block_on(lsbackup::archive::verify_archive(&flipped))
+            .is_ok_and(|r| r.is_ok())
+    });
+    let i = silent.expect("a flip that leaves every entry intact");
+    let mut bad = data.clone();
+    bad[i] ^= 0x01;
+    std::fs::write(&flipped, &bad).unwrap();
+    std::fs::copy(&sidecar, format!("{}.manifest.json", flipped.display())).unwrap();
+    let out = Command::new(support::bin())
+        .arg("verify")
+        .arg(&flipped)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("the archive differs from what"), "{text}");
     // cut the archive short: the stream no longer ends cleanly
     let data = std::fs::read(&archive).unwrap();
     let cut = run.target.path().join("cut.tar.zst");
