@@ -773,9 +773,14 @@ fn verify_command() {
     let sidecar = format!("{}.manifest.json", archive.display());
     let beside: lsbackup::archive::Manifest =
         serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
-    let digest = beside.archive.expect("the sidecar records the archive's digest");
+    let digest = beside
+        .archive
+        .expect("the sidecar records the archive's digest");
     assert_eq!(digest.size, data.len() as u64);
-    assert!(text.contains(&format!("the file's sha256 {} matches", digest.sha256)), "{text}");
+    assert!(
+        text.contains(&format!("the file's sha256 {} matches", digest.sha256)),
+        "{text}"
+    );
     // Some flipped bits (in a zstd frame header's size fields) change no entry's content: every
     // frame still decodes. Find the first such one; only the file's digest catches it.
     let flipped = run.target.path().join("flipped.tar.zst");

@@ -1,6 +1,6 @@
 //! `lsbackup extract` and `lsbackup verify` against crafted archives: hostile entries (traversal,
 //! absolute names, links out, paths through an earlier symlink, duplicates, hard links, devices,
-//! FIFOs, unknown manifest versions, a manifest that lies) are refused with one
+//! FIFOs, huge PAX or long-name headers, unknown manifest versions, a manifest that lies) are refused with one
 //! clear line each and nothing is written outside (or inside) DIR; a truncated or bit-flipped
 //! archive is caught and the broken entry named, in every format.
 //!
@@ -591,6 +591,37 @@ fn manifests_of_unknown_versions_or_that_lie_are_refused() {
             &write(&sb, &unrecorded),
             &format!("entry {}: not recorded in the manifest", p("etc/other.cfg")),
         );
+    }
+}
+
+#[test]
+fn huge_extension_headers_are_refused_with_bounded_memory() {
+    // A 64 MiB PAX record, and a 64 MiB GNU long name: a reader that buffers extension headers
+    // whole would take them (or 8 GiB ones) into memory.
+    for kind in [b'x', b'L'] {
+        let sb = Sandbox::new();
+        let body = if kind == b'x' {
+            pax_record("comment", &"a".repeat(64 << 20))
+        } else {
+            vec![b'n'; 64 << 20]
+        };
+        let mut raw = header("././@LongLink", kind, body.len() as u64, "", 0o644).to_vec();
+        raw.extend_from_slice(&body);
+        pad(&mut raw);
+        let x = file(&p("x"), b"x");
+        let m = manifest_for(Format::TarZst, std::slice::from_ref(&x));
+        raw.extend_from_slice(&tar_bytes(&[x, manifest_member(&m)]));
+        let path = sb.src().join("crafted.tar.zst");
+        std::fs::write(&path, zstd::encode_all(raw.as_slice(), 1).unwrap()).unwrap();
+        let what = if kind == b'x' {
+            "PAX extended header of"
+        } else {
+            "GNU long-name header of"
+        };
+        assert_refused(&sb, &path, what);
+        let v = lsbackup(&["verify", path.to_str().unwrap()]);
+        assert_eq!(v.code, 1, "{}", v.stderr);
+        assert!(v.stderr.contains(what), "{}", v.stderr);
     }
 }
 

@@ -37,6 +37,7 @@ pub mod extract;
 pub mod manifest;
 pub mod read;
 mod tar_backend;
+mod targuard;
 mod zip_backend;
 
 pub use codec::CHUNK;

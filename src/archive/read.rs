@@ -544,12 +544,12 @@ async fn plain_stream<R: AsyncBufRead + Unpin + Send + 'static>(
         Format::TarZst => {
             let mut d = ZstdDecoder::new(input);
             d.multiple_members(true);
-            Plain::Tar(format, Box::new(d))
+            Plain::Tar(format, Box::new(super::targuard::TarGuard::new(d)))
         }
         Format::TarGz => {
             let mut d = GzipDecoder::new(input);
             d.multiple_members(true);
-            Plain::Tar(format, Box::new(d))
+            Plain::Tar(format, Box::new(super::targuard::TarGuard::new(d)))
         }
     })
 }
