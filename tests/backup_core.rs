@@ -69,8 +69,16 @@ fn full_backup_of_the_testbed_restores() {
     let mode = std::fs::metadata(&sidecar).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "sidecar mode");
     let inside: serde_json::Value = serde_json::from_slice(&run.read("manifest.json")).unwrap();
-    let beside: serde_json::Value =
+    let mut beside: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    // The sidecar adds the archive file's own size and sha256.
+    let digest = beside.as_object_mut().unwrap().remove("archive").unwrap();
+    let bytes = std::fs::read(&archive).unwrap();
+    assert_eq!(digest["size"], bytes.len() as u64);
+    assert_eq!(
+        digest["sha256"].as_str().unwrap(),
+        format!("{:x}", <sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
     assert_eq!(inside, beside, "the sidecar is the archive's manifest");
     assert_eq!(run.stdout().trim(), archive.display().to_string());
 
