@@ -366,7 +366,7 @@ fn text(o: &Output) -> String {
 }
 
 /// The CLI end to end: backup to the store, `list` reads the sidecar, `verify` streams the
-/// archive from the store.
+/// archive from the store (and checks it against the sidecar there), `extract` unpacks it.
 fn cli_round_trip(store: Store) {
     let prefix = support::unique("cli");
     let c = creds(store);
@@ -393,7 +393,27 @@ fn cli_round_trip(store: Store) {
     assert_eq!(v[0]["components"][0]["name"], "haproxy");
     let out = lsbackup_cmd(&c, &["verify", &location]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains(": ok ("), "{}", text(&out));
+    // The sidecar on the store was found and the archive's own sha256 compared with it.
+    assert!(
+        text(&out).contains(": ok (")
+            && text(&out).contains(&format!("matches {name}.manifest.json")),
+        "{}",
+        text(&out)
+    );
+    // extract streams it from the store too.
+    let dir = tempfile::tempdir().unwrap();
+    let out = lsbackup_cmd(&c, &["extract", &location, dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        dir.path()
+            .join("haproxy/node3/etc/haproxy/haproxy.cfg")
+            .is_file(),
+        "{}",
+        text(&out)
+    );
+    assert!(dir.path().join("manifest.json").is_file());
     // Without the sidecar, list reads the manifest from the archive itself.
     probe(&[
         &format!("{}-empty", store.probe_prefix()),

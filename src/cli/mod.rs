@@ -459,13 +459,14 @@ async fn extract(a: ExtractArgs) -> Result<i32, AnyError> {
             output::printable(path)
         );
     }
+    let n = |k: u64, one: &str, many: &str| format!("{k} {}", if k == 1 { one } else { many });
     println!(
-        "{}: {} files ({}), {} directories, {} symlinks extracted into {}{}; backup status {:?}",
+        "{}: {} ({}), {}, {} extracted into {}{}; backup status {:?}",
         a.archive.display(),
-        x.files,
+        n(x.files, "file", "files"),
         output::human(x.bytes),
-        x.dirs,
-        x.links,
+        n(x.dirs, "directory", "directories"),
+        n(x.links, "symlink", "symlinks"),
         a.dir.display(),
         if x.skipped > 0 {
             format!(" ({} entries of other components left out)", x.skipped)
