@@ -450,10 +450,18 @@ impl Stage {
                 )));
             }
         }
-        for name in &top {
-            std::fs::rename(self.root.join(name), dir.join(name)).map_err(|e| {
-                self.refuse(format!("moving {} into place: {e}", name.to_string_lossy()))
-            })?;
+        for (i, name) in top.iter().enumerate() {
+            if let Err(e) =
+                crate::target::local::rename_noreplace(&self.root.join(name), &dir.join(name), true)
+            {
+                // Put back what was moved, so that DIR is as it was.
+                for done in &top[..i] {
+                    let _ = std::fs::rename(dir.join(done), self.root.join(done));
+                }
+                return Err(
+                    self.refuse(format!("moving {} into place: {e}", name.to_string_lossy()))
+                );
+            }
         }
         Ok(top
             .into_iter()

@@ -15,7 +15,7 @@
 //! `NAME.partial` marker object and a multipart upload ([`object`]).
 
 pub mod azfile;
-mod local;
+pub(crate) mod local;
 pub mod object;
 pub mod settings;
 mod stream;
