@@ -1167,3 +1167,73 @@ async fn script_contents_never_reach_a_command_line() {
         assert!(exit.success(), "{user:?}: {exit:?}");
     }
 }
+
+/// Data streamed to a command on fd 3 (`Session::exec_with_input`, used by restore): large
+/// binary data arrives intact, as another user through sudo too; the script's own commands do
+/// not read it unless they ask; a local read error fails the command instead of looking like a
+/// clean end of data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_streams_to_fd3_intact_and_a_read_error_is_not_an_eof() {
+    use sha2::Digest;
+    let s = connect("node2").await;
+    // 24 MiB of non-repeating bytes (every byte value, newlines, NULs).
+    let size: usize = 24 << 20;
+    let mut data = Vec::with_capacity(size);
+    let mut x: u32 = 1;
+    while data.len() < size {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        data.extend_from_slice(&x.to_le_bytes());
+    }
+    let want = hex::encode(Sha256::digest(&data));
+    for user in [None, Some("postgres")] {
+        // `cat` without <&3 reads /dev/null: the data is only where the script asks for it.
+        let script = Script::new(r#"cat; id -un; sha256sum <&3 | cut -d' ' -f1; printf '%s' "$1""#)
+            .arg("it's $x");
+        let mut p = s
+            .exec_with_input(&script, user, Box::new(std::io::Cursor::new(data.clone())))
+            .await
+            .unwrap();
+        let mut out = String::new();
+        p.stdout.read_to_string(&mut out).await.unwrap();
+        let exit = p.wait().await.unwrap();
+        assert!(exit.success(), "{exit:?}");
+        let who = user.unwrap_or("operations");
+        assert_eq!(out, format!("{who}\n{want}\nit's $x"));
+    }
+    assert!(
+        s.input_command_line(Some("postgres"))
+            .starts_with("sudo -n -H -u postgres -- sh -c 'IFS= read -r n"),
+        "{}",
+        s.input_command_line(Some("postgres"))
+    );
+
+    // A reader that fails half-way: the command is not reported as a success.
+    struct Failing(usize);
+    impl tokio::io::AsyncRead for Failing {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.0 == 0 {
+                return std::task::Poll::Ready(Err(std::io::Error::other("disk read failed")));
+            }
+            let n = self.0.min(buf.remaining()).min(65536);
+            buf.put_slice(&vec![b'a'; n]);
+            self.0 -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+    let p = s
+        .exec_with_input(
+            &Script::new("cat <&3 >/dev/null"),
+            None,
+            Box::new(Failing(1 << 20)),
+        )
+        .await
+        .unwrap();
+    let err = p.wait().await.unwrap_err().to_string();
+    assert!(err.contains("disk read failed"), "{err}");
+}

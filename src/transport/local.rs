@@ -94,7 +94,7 @@ async fn pump_stderr<R: AsyncRead + Unpin>(mut err: R, tail: &mut Tail) {
 /// Start `command` locally; the returned task feeds `writer` and reports the exit.
 pub(super) fn exec(
     host: &str,
-    script: Vec<u8>,
+    stdin: super::Stdin,
     become_user: Option<&str>,
     timeout: Option<Duration>,
     mut writer: PipeWriter,
@@ -107,15 +107,16 @@ pub(super) fn exec(
             if user != "root" {
                 c.arg("-u").arg(user);
             }
-            c.arg("--").arg("sh").arg("-s");
+            c.arg("--").arg("sh");
             c
         }
-        None => {
-            let mut c = Command::new("sh");
-            c.arg("-s");
-            c
-        }
+        None => Command::new("sh"),
     };
+    if stdin.input.is_some() {
+        cmd.arg("-c").arg(super::INPUT_COMMAND);
+    } else {
+        cmd.arg("-s");
+    }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -129,12 +130,25 @@ pub(super) fn exec(
     let host = host.to_string();
     // The script on stdin (written by its own task: a script larger than the pipe buffer must
     // not block the reader of stdout), then EOF.
-    if let Some(mut stdin) = child.stdin.take() {
-        tokio::spawn(async move {
+    let has_input = stdin.input.is_some();
+    let super::Stdin { script, input } = stdin;
+    let mut feed = None;
+    if let Some(mut pipe) = child.stdin.take() {
+        let task = tokio::spawn(async move {
             use tokio::io::AsyncWriteExt;
-            let _ = stdin.write_all(&script).await;
-            let _ = stdin.shutdown().await;
+            pipe.write_all(&script).await?;
+            let n = match input {
+                Some(mut input) => tokio::io::copy(&mut input, &mut pipe).await?,
+                None => 0,
+            };
+            pipe.shutdown().await?;
+            Ok::<u64, std::io::Error>(n)
         });
+        // Without input, a script the shell did not read to its end is the shell's business
+        // (its exit says what happened).
+        if has_input {
+            feed = Some(task);
+        }
     }
     let pgid = child.id();
     let stdout = child.stdout.take();
@@ -183,6 +197,11 @@ pub(super) fn exec(
                     host: host.clone(),
                     cause: format!("waiting for local command: {e}"),
                 })?;
+                if let Some(cause) = super::feed_result(feed.take(), status.success()).await {
+                    let cause = format!("sending data to the command: {cause}");
+                    writer.fail(std::io::ErrorKind::BrokenPipe, format!("{host}: {cause}"));
+                    return Err(TransportError::Other { host, cause });
+                }
                 if let Err(e) = read {
                     writer.fail(
                         e.kind(),
@@ -201,6 +220,9 @@ pub(super) fn exec(
                 })
             }
             End::Timeout | End::Abort => {
+                if let Some(f) = feed.take() {
+                    f.abort();
+                }
                 kill_group(pgid, libc::SIGTERM);
                 if tokio::time::timeout(KILL_GRACE, child.wait())
                     .await

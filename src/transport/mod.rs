@@ -386,17 +386,67 @@ impl Session {
         script: &Script,
         become_user: Option<&str>,
     ) -> Result<RemoteProcess, TransportError> {
+        self.start(script, become_user, None).await
+    }
+
+    /// Start `script` with `input` streamed to it: the script reads the data on file
+    /// descriptor 3 (its commands get `/dev/null` as stdin unless they redirect `<&3`), e.g.
+    /// `cat <&3 >"$1"`. The command line is constant (see [`INPUT_COMMAND`]): the script travels
+    /// first on the channel's stdin, length-prefixed, then the data, then EOF.
+    ///
+    /// The data's end is an EOF, which the host cannot tell from a cut connection or a local
+    /// read error: a script that installs what it received must check it (size and sha256)
+    /// before using it. A local read error stops the command and is returned by `wait()`.
+    pub async fn exec_with_input(
+        &self,
+        script: &Script,
+        become_user: Option<&str>,
+        input: Input,
+    ) -> Result<RemoteProcess, TransportError> {
+        self.start(script, become_user, Some(input)).await
+    }
+
+    /// The command line of [`Session::exec_with_input`] (shown in plans and records).
+    pub fn input_command_line(&self, become_user: Option<&str>) -> String {
+        let base = format!("sh -c {}", shell_quote(INPUT_COMMAND));
+        match self.become_target(become_user) {
+            Some(user) => sudo_command_line(user).replace("sh -s", &base),
+            None => base,
+        }
+    }
+
+    async fn start(
+        &self,
+        script: &Script,
+        become_user: Option<&str>,
+        input: Option<Input>,
+    ) -> Result<RemoteProcess, TransportError> {
         let inner = &self.inner;
         let become_target = self.become_target(become_user);
         let (writer, reader) = pipe::pipe();
         let (keep_tx, keep_rx) = oneshot::channel();
+        let stdin = match input {
+            None => Stdin {
+                script: script_stdin(script),
+                input: None,
+            },
+            Some(input) => Stdin {
+                script: input_script_stdin(script),
+                input: Some(input),
+            },
+        };
+        let with_input = stdin.input.is_some();
         let done = match &inner.backend {
             Backend::Ssh(conn) => {
-                let line = self.command_line(become_user);
+                let line = if with_input {
+                    self.input_command_line(become_user)
+                } else {
+                    self.command_line(become_user)
+                };
                 conn.exec(
                     &inner.host,
                     line,
-                    script_stdin(script),
+                    stdin,
                     inner.command_timeout,
                     writer,
                     keep_rx,
@@ -405,7 +455,7 @@ impl Session {
             }
             Backend::Local => local::exec(
                 &inner.host,
-                script_stdin(script),
+                stdin,
                 become_target,
                 inner.command_timeout,
                 writer,
@@ -482,6 +532,64 @@ fn sudo_command_line(user: &str) -> String {
 /// in the script can never read (and run) the rest of the script as its input.
 pub fn script_stdin(script: &Script) -> Vec<u8> {
     format!("{{\n{}\n}} </dev/null\n", script.to_shell()).into_bytes()
+}
+
+/// Data streamed to a command's file descriptor 3 ([`Session::exec_with_input`]).
+pub type Input = Box<dyn AsyncRead + Send + Unpin>;
+
+/// What a command's stdin carries: the script, then (with input) the data.
+pub(crate) struct Stdin {
+    pub script: Vec<u8>,
+    pub input: Option<Input>,
+}
+
+/// The constant command of [`Session::exec_with_input`]: read the script's length (one line),
+/// exactly that many bytes of script (`dd bs=1` never reads ahead, so the data after it stays
+/// on stdin), and run it. No value is ever part of this line.
+pub const INPUT_COMMAND: &str =
+    r#"IFS= read -r n && s=$(dd bs=1 count="$n" 2>/dev/null) && eval "$s""#;
+
+/// What [`INPUT_COMMAND`] reads: the length, a newline, the script as one compound command
+/// that gets the data on fd 3 and `/dev/null` as stdin.
+fn input_script_stdin(script: &Script) -> Vec<u8> {
+    let body = format!("{{\n{}\n}} 3<&0 </dev/null\n", script.to_shell());
+    let mut out = format!("{}\n", body.len()).into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// How the task streaming a command's input ended, once the command has ended: an error when
+/// the command `succeeded` yet its data was not all read and sent (a read error here, a cut
+/// connection, or a command that ended without reading it all). When the command failed, its
+/// own exit is the cause unless the feed failed first (which stops the command).
+pub(crate) async fn feed_result(
+    feed: Option<JoinHandle<std::io::Result<u64>>>,
+    succeeded: bool,
+) -> Option<String> {
+    let mut feed = feed?;
+    if !succeeded {
+        // A feed that failed stopped the command: its error is the cause. One still running
+        // (the command ended without reading everything) is just stopped.
+        return match tokio::time::timeout(Duration::from_secs(1), &mut feed).await {
+            Ok(Ok(Err(e))) => Some(e.to_string()),
+            Ok(_) => None,
+            Err(_) => {
+                feed.abort();
+                None
+            }
+        };
+    }
+    tokio::select! {
+        r = &mut feed => match r {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        },
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {
+            feed.abort();
+            Some("the command ended before it read all of the data".to_string())
+        }
+    }
 }
 
 /// First line of a command, shortened, for error messages.

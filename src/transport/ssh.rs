@@ -946,7 +946,7 @@ impl SshConn {
         &self,
         host: &str,
         line: String,
-        stdin: Vec<u8>,
+        stdin: super::Stdin,
         timeout: Option<Duration>,
         mut writer: PipeWriter,
         mut keep: oneshot::Receiver<()>,
@@ -979,16 +979,40 @@ impl SshConn {
             .exec(true, line.into_bytes())
             .await
             .map_err(|e| lost(ssh_cause(&e)))?;
-        // The script on stdin, then EOF (`sh -s` runs it; its commands read /dev/null).
+        // The script on stdin, then EOF (`sh -s` runs it; its commands read /dev/null); or the
+        // script, then the data streamed by its own task, then EOF.
         channel
-            .data(&stdin[..])
+            .data(&stdin.script[..])
             .await
             .map_err(|e| lost(ssh_cause(&e)))?;
-        channel.eof().await.map_err(|e| lost(ssh_cause(&e)))?;
+        let (mut rx, tx) = channel.split();
+        let tx = Arc::new(tx);
+        let feed = match stdin.input {
+            None => {
+                tx.eof().await.map_err(|e| lost(ssh_cause(&e)))?;
+                None
+            }
+            Some(mut input) => {
+                let tx = tx.clone();
+                Some(tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let mut w = tx.make_writer();
+                    let sent = async {
+                        let n = tokio::io::copy(&mut input, &mut w).await?;
+                        w.shutdown().await?;
+                        Ok::<u64, io::Error>(n)
+                    }
+                    .await;
+                    // An error: no EOF (data that did not all arrive must not look complete); the
+                    // command task sees the error and stops the command.
+                    sent
+                }))
+            }
+        };
         let host = host.to_string();
         Ok(tokio::spawn(async move {
             let _permit = permit;
-            let mut channel = channel;
+            let mut feed = feed;
             let mut tail = Tail::default();
             let mut code: Option<u32> = None;
             let mut signal: Option<String> = None;
@@ -997,10 +1021,12 @@ impl SshConn {
                 Closed,
                 Timeout,
                 Abort,
+                Feed(String),
             }
+            let mut feed_ok = false;
             let end = {
                 let work = async {
-                    while let Some(msg) = channel.wait().await {
+                    while let Some(msg) = rx.wait().await {
                         match msg {
                             ChannelMsg::Data { data } => writer.send(data).await,
                             ChannelMsg::ExtendedData { data, ext: 1 } => tail.push(&data),
@@ -1037,15 +1063,50 @@ impl SshConn {
                         None => std::future::pending().await,
                     }
                 };
+                let feed_failed = async {
+                    let cause = match feed.as_mut() {
+                        Some(f) => match f.await {
+                            Ok(Ok(_)) => {
+                                feed_ok = true;
+                                return std::future::pending().await;
+                            }
+                            Ok(Err(e)) => e.to_string(),
+                            Err(e) => e.to_string(),
+                        },
+                        None => return std::future::pending().await,
+                    };
+                    End::Feed(cause)
+                };
                 tokio::select! {
                     end = work => end,
                     _ = deadline => End::Timeout,
                     _ = &mut keep => End::Abort,
+                    end = feed_failed => end,
                 }
             };
+            if feed_ok {
+                feed = None;
+            }
+            if let End::Feed(cause) = &end {
+                let _ = tx.signal(Sig::TERM).await;
+                let _ = tx.close().await;
+                let cause = format!("sending data to the command: {cause}");
+                writer.fail(io::ErrorKind::BrokenPipe, format!("{host}: {cause}"));
+                return Err(TransportError::Other { host, cause });
+            }
+            // Data that could not be read or sent: the command got an early EOF, whatever it
+            // reported; its result is not trusted.
+            let feed_error =
+                super::feed_result(feed.take(), matches!(end, End::Closed) && code == Some(0))
+                    .await;
+            if let Some(cause) = feed_error {
+                let cause = format!("sending data to the command: {cause}");
+                writer.fail(io::ErrorKind::BrokenPipe, format!("{host}: {cause}"));
+                return Err(TransportError::Other { host, cause });
+            }
             match end {
                 End::Closed if refused => {
-                    let _ = channel.close().await;
+                    let _ = tx.close().await;
                     writer.fail(
                         io::ErrorKind::Other,
                         format!("{host}: the server refused to run the command"),
@@ -1072,9 +1133,10 @@ impl SshConn {
                     );
                     Err(TransportError::Lost { host, cause })
                 }
+                End::Feed(_) => unreachable!("handled above"),
                 End::Timeout | End::Abort => {
-                    let _ = channel.signal(Sig::TERM).await;
-                    let _ = channel.close().await;
+                    let _ = tx.signal(Sig::TERM).await;
+                    let _ = tx.close().await;
                     if matches!(end, End::Timeout) {
                         let secs = timeout
                             .map(|d| d.as_secs_f64().ceil() as u64)
