@@ -41,3 +41,4 @@ pub mod transport;
 
 /// The tool's version, recorded in every manifest.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub mod restore;

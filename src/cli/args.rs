@@ -48,6 +48,9 @@ pub enum Command {
     /// Unpack an archive into a directory, for recovery by hand: every entry is checked against
     /// the manifest before anything is moved into DIR; hostile entries are refused.
     Extract(ExtractArgs),
+    /// Put a backup back on the cluster's hosts, component by component (PostgreSQL databases,
+    /// configuration files with the current ones kept beside them, ...). `--dry-run` first.
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Debug, Args)]
@@ -207,34 +210,8 @@ pub struct BackupArgs {
     /// At most this many hosts worked on at once.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
-    /// Seconds to wait for a host to accept the connection.
-    #[arg(long, value_name = "SECS", default_value_t = 15)]
-    pub connect_timeout: u64,
-    /// Seconds one remote command may run (default: no limit).
-    #[arg(long, value_name = "SECS")]
-    pub command_timeout: Option<u64>,
-    /// Seconds a streaming command (a dump, a snapshot, a file copy) may send nothing before it
-    /// is stopped as stalled (0: no limit).
-    #[arg(long, value_name = "SECS", default_value_t = 600)]
-    pub idle_timeout: u64,
-    /// known_hosts file to check host keys against (default ~/.ssh/known_hosts); wins over
-    /// the inventory's UserKnownHostsFile.
-    #[arg(long, value_name = "FILE")]
-    pub known_hosts: Option<PathBuf>,
-    /// Record host keys not yet known (a changed key is always refused).
-    #[arg(long)]
-    pub accept_new_host_keys: bool,
-    /// DANGEROUS: do not check host keys. Hosts whose key is unknown or CHANGED are connected
-    /// to anyway (a warning per host), nothing is recorded; @revoked keys are still refused.
-    /// The inventory cannot do this (its StrictHostKeyChecking=no means accept-new).
-    #[arg(long)]
-    pub insecure_skip_host_key_check: bool,
-    /// Private key to try after the inventory's (repeatable).
-    #[arg(long, value_name = "FILE")]
-    pub identity: Vec<PathBuf>,
-    /// Don't use ssh-agent even when SSH_AUTH_SOCK is set.
-    #[arg(long)]
-    pub no_agent: bool,
+    #[command(flatten)]
+    pub ssh: SshArgs,
     /// Directory for the compressed spool of entries being received (default: the target
     /// directory for a local target, else $TMPDIR). Holds compressed bytes only, 0600, removed
     /// on every exit.
@@ -269,6 +246,108 @@ pub struct BackupArgs {
     /// Only errors.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// How hosts are reached (SSH), for `backup` and `restore`.
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Seconds to wait for a host to accept the connection.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    pub connect_timeout: u64,
+    /// Seconds one remote command may run (default: no limit).
+    #[arg(long, value_name = "SECS")]
+    pub command_timeout: Option<u64>,
+    /// Seconds a streaming command (a dump, a snapshot, a file copy) may send nothing before it
+    /// is stopped as stalled (0: no limit).
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    pub idle_timeout: u64,
+    /// known_hosts file to check host keys against (default ~/.ssh/known_hosts); wins over
+    /// the inventory's UserKnownHostsFile.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// Record host keys not yet known (a changed key is always refused).
+    #[arg(long)]
+    pub accept_new_host_keys: bool,
+    /// DANGEROUS: do not check host keys. Hosts whose key is unknown or CHANGED are connected
+    /// to anyway (a warning per host), nothing is recorded; @revoked keys are still refused.
+    /// The inventory cannot do this (its StrictHostKeyChecking=no means accept-new).
+    #[arg(long)]
+    pub insecure_skip_host_key_check: bool,
+    /// Private key to try after the inventory's (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub identity: Vec<PathBuf>,
+    /// Don't use ssh-agent even when SSH_AUTH_SOCK is set.
+    #[arg(long)]
+    pub no_agent: bool,
+}
+
+impl SshArgs {
+    pub fn transport(&self) -> lsbackup::transport::TransportConfig {
+        use lsbackup::transport::TransportConfig;
+        use std::time::Duration;
+        TransportConfig {
+            known_hosts: self
+                .known_hosts
+                .clone()
+                .unwrap_or_else(TransportConfig::default_known_hosts),
+            known_hosts_overrides_inventory: self.known_hosts.is_some(),
+            accept_new_host_keys: self.accept_new_host_keys,
+            insecure_skip_host_key_check: self.insecure_skip_host_key_check,
+            identities: self.identity.clone(),
+            use_agent: !self.no_agent,
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+            command_timeout: self.command_timeout.map(Duration::from_secs),
+            idle_timeout: match self.idle_timeout {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive: a file, or s3://BUCKET/PREFIX/NAME, az://CONTAINER/PREFIX/NAME,
+    /// azfile://SHARE/DIR/NAME (streamed from the store).
+    pub archive: PathBuf,
+    /// The build directory whose inventory names the hosts now (the backup's hosts are looked
+    /// up there by name).
+    #[arg(short = 'b', long, value_name = "DIR", env = "LSBACKUP_BUILD_DIR")]
+    pub build_dir: PathBuf,
+    /// Inventory file or directory (default: found in the build directory).
+    #[arg(short = 'i', long, value_name = "PATH")]
+    pub inventory: Option<PathBuf>,
+    /// Only these components (comma-separated or repeated).
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Not these components.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Override a component variable: NAME=VALUE (all components) or COMPONENT.NAME=VALUE.
+    #[arg(long, value_name = "VAR=VALUE")]
+    pub set: Vec<String>,
+    /// Extra component specs, as for backup (their variables' defaults).
+    #[arg(long, value_name = "DIR", env = "LSBACKUP_COMPONENTS_DIR")]
+    pub components_dir: Option<PathBuf>,
+    /// Say every step per host and change nothing (queries that only read still run).
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do it without asking, and replace what exists (PostgreSQL databases).
+    #[arg(long)]
+    pub yes: bool,
+    /// Where the archive is unpacked and checked before anything is restored (a private
+    /// directory created there, removed at the end; default $TMPDIR). Needs room for the
+    /// selected components.
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
+    /// Settings of an object-store target, as for `backup` (KEY=env:NAME, KEY=file:PATH).
+    #[arg(long, value_name = "KEY=SOURCE")]
+    pub target_setting: Vec<String>,
+    /// Key for an encrypted archive (`.age`). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub age_identity: Vec<PathBuf>,
+    #[command(flatten)]
+    pub ssh: SshArgs,
 }
 
 #[derive(Debug, Args)]

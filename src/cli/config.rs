@@ -225,12 +225,12 @@ mod tests {
         else {
             panic!("not backup");
         };
-        assert!(a.insecure_skip_host_key_check);
+        assert!(a.ssh.insecure_skip_host_key_check);
         assert_eq!(
-            a.known_hosts.as_deref(),
+            a.ssh.known_hosts.as_deref(),
             Some(std::path::Path::new("/etc/lsbackup/known_hosts"))
         );
-        assert!(!a.accept_new_host_keys);
+        assert!(!a.ssh.accept_new_host_keys);
     }
 
     #[test]

@@ -16,7 +16,6 @@ use lsbackup::components::Catalog;
 use lsbackup::engine::{Interrupt, Plan, Progress, RunOptions, Selection, run_backup};
 use lsbackup::inventory::Inventory;
 use lsbackup::target::Target;
-use lsbackup::transport::TransportConfig;
 
 pub use args::*;
 
@@ -78,6 +77,7 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
         Command::Verify(a) => verify(a).await,
         Command::List(a) => list(a).await,
         Command::Extract(a) => extract(a).await,
+        Command::Restore(a) => restore(*a).await,
         Command::Prune(a) => {
             let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
             let target = Target::parse_with(&a.target, &settings)?;
@@ -492,7 +492,7 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     for w in &plan.inventory.warnings {
         tracing::warn!("{w}");
     }
-    if a.insecure_skip_host_key_check {
+    if a.ssh.insecure_skip_host_key_check {
         tracing::warn!(
             "--insecure-skip-host-key-check: host keys are NOT checked in this run; hosts with an unknown or changed key are connected to anyway, and the cluster's secrets may go to whoever answers"
         );
@@ -521,23 +521,7 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
         // Beside the archive when the target is local: same disk, already checked writable.
         spool_dir: a.spool_dir.clone().or_else(|| target.local_dir()),
         concurrency: a.concurrency,
-        transport: TransportConfig {
-            known_hosts: a
-                .known_hosts
-                .clone()
-                .unwrap_or_else(TransportConfig::default_known_hosts),
-            known_hosts_overrides_inventory: a.known_hosts.is_some(),
-            accept_new_host_keys: a.accept_new_host_keys,
-            insecure_skip_host_key_check: a.insecure_skip_host_key_check,
-            identities: a.identity.clone(),
-            use_agent: !a.no_agent,
-            connect_timeout: Duration::from_secs(a.connect_timeout),
-            command_timeout: a.command_timeout.map(Duration::from_secs),
-            idle_timeout: match a.idle_timeout {
-                0 => None,
-                s => Some(Duration::from_secs(s)),
-            },
-        },
+        transport: a.ssh.transport(),
         build_dir: a.select.build_dir.clone(),
         name_prefix: a.name_prefix.clone(),
     };
@@ -623,4 +607,173 @@ impl From<FormatArg> for Format {
             FormatArg::Zip => Format::Zip,
         }
     }
+}
+
+async fn restore(a: RestoreArgs) -> Result<i32, AnyError> {
+    use lsbackup::archive::extract::{Filter, extract_file, extract_reader};
+    use lsbackup::restore::{Options, prepare, run, staging_dir};
+    let ids = lsbackup::archive::crypt::Identities::load(&a.age_identity)?;
+    let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
+    let inv = load_inventory(&a.build_dir, a.inventory.as_deref())?;
+    for w in &inv.warnings {
+        eprintln!("lsbackup: warning: {}", output::printable(w));
+    }
+    let catalog = Catalog::load(a.components_dir.as_deref())?;
+    let mut opts = Options {
+        only: split_list(&a.only),
+        skip: split_list(&a.skip),
+        sets: a.set.clone(),
+        yes: a.yes,
+        dry_run: true,
+        keep_suffix: format!(
+            "lsbackup-{}",
+            jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+        ),
+    };
+    // Unpacked and checked against the manifest before any host is contacted.
+    let staging = staging_dir(a.work_dir.as_deref())
+        .map_err(|e| format!("cannot create a work directory for restore: {e}"))?;
+    let dir = staging.path().join("archive");
+    let filter = Filter {
+        components: opts.only.clone(),
+    };
+    let url = a.archive.to_str().unwrap_or_default();
+    let done = match Target::split_archive_url(url, &settings) {
+        Some(split) => {
+            let (target, name) = split?;
+            let reader = target.open_read(&name).await?;
+            extract_reader(url, reader, &dir, &filter, &ids).await
+        }
+        None => extract_file(&a.archive, &dir, &filter, &ids).await,
+    };
+    let x = match done {
+        Ok(x) => x,
+        Err(lsbackup::archive::ArchiveError::Refused { archive, cause }) => {
+            for line in cause.lines() {
+                eprintln!("lsbackup: error: {archive}: {}", output::printable(line));
+            }
+            eprintln!("lsbackup: restore refused; no host was contacted");
+            return Ok(EXIT_FAILED);
+        }
+        Err(e) => {
+            eprintln!("lsbackup: error: {}", output::printable(&e.to_string()));
+            eprintln!("lsbackup: restore refused; no host was contacted");
+            return Ok(EXIT_FAILED);
+        }
+    };
+    let m = &x.manifest;
+    println!(
+        "{}: backup of {} taken {}, status {:?}",
+        a.archive.display(),
+        output::printable(&m.build_dir),
+        m.started_at,
+        m.status
+    );
+    if let Some(line) = lsbackup::restore::archive_status_line(m) {
+        println!("{line}");
+    }
+    let prepared = match prepare(m, inv, &catalog, &opts) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("lsbackup: error: {}", output::printable(&e.to_string()));
+            eprintln!("lsbackup: restore refused; no host was contacted");
+            return Ok(EXIT_FAILED);
+        }
+    };
+    for (c, why) in &prepared.left_out {
+        println!("left out: {c}: {why}");
+    }
+    if prepared.units.is_empty() {
+        eprintln!("lsbackup: error: nothing to restore");
+        return Ok(EXIT_FAILED);
+    }
+    let transport = a.ssh.transport();
+    let say = |l: &str| println!("{}", output::printable(l));
+    let ask = !a.yes && !a.dry_run;
+    if ask && !std::io::stdin().is_terminal() {
+        eprintln!(
+            "lsbackup: error: restore changes the hosts and there is no terminal to ask on: see what it would do with --dry-run, then run it with --yes"
+        );
+        return Ok(EXIT_FAILED);
+    }
+    if a.dry_run || ask {
+        if ask {
+            println!("What this restore would do (nothing is changed yet):");
+        }
+        let results = run(&prepared.units, m, &dir, &transport, &opts, &say).await;
+        let failed = results.iter().filter(|r| r.error.is_some()).count();
+        if a.dry_run {
+            println!(
+                "dry run: nothing was changed{}",
+                if failed > 0 {
+                    format!("; {failed} of {} could not be planned", results.len())
+                } else {
+                    String::new()
+                }
+            );
+            return Ok(if failed == 0 { EXIT_OK } else { EXIT_FAILED });
+        }
+        if failed > 0 {
+            eprintln!(
+                "lsbackup: error: {failed} of {} could not be planned (above): nothing was changed",
+                results.len()
+            );
+            return Ok(EXIT_FAILED);
+        }
+        eprint!(
+            "Restore now? Replaced files are kept beside the new ones as FILE.{}. [y/N] ",
+            opts.keep_suffix
+        );
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
+            println!("nothing was changed");
+            return Ok(EXIT_FAILED);
+        }
+    }
+    opts.dry_run = false;
+    let results = run(&prepared.units, m, &dir, &transport, &opts, &say).await;
+    drop(staging);
+    let failed: Vec<_> = results.iter().filter(|r| r.error.is_some()).collect();
+    let notes: Vec<_> = results
+        .iter()
+        .flat_map(|r| r.notes.iter().map(move |n| (r, n)))
+        .collect();
+    for (r, n) in &notes {
+        println!(
+            "note: {} on {}: {}",
+            r.component,
+            r.host,
+            output::printable(n)
+        );
+    }
+    println!(
+        "restore {}: {} of {} restored{}",
+        if failed.is_empty() {
+            "complete"
+        } else {
+            "incomplete"
+        },
+        results.len() - failed.len(),
+        results.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; failed: {}",
+                failed
+                    .iter()
+                    .map(|r| format!("{} on {}", r.component, r.host))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    );
+    Ok(if failed.is_empty() {
+        EXIT_OK
+    } else if failed.len() < results.len() {
+        EXIT_PARTIAL
+    } else {
+        EXIT_FAILED
+    })
 }
