@@ -308,3 +308,23 @@ pub fn rt() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// `lsbackup restore ARCHIVE -b BUILD` with the test bed's known_hosts, no agent, HOME in a temp
+/// dir, stdin not a terminal: add arguments (`--yes`, `--dry-run`, `--only ...`) and run it.
+pub fn restore(build_dir: &Path, archive: &Path, args: &[&str]) -> Output {
+    let tb = crate::common::testbed();
+    let home = tempfile::tempdir().unwrap();
+    Command::new(bin())
+        .arg("restore")
+        .arg(archive)
+        .arg("-b")
+        .arg(build_dir)
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .arg("--no-agent")
+        .args(args)
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running lsbackup restore")
+}
