@@ -254,6 +254,15 @@ impl<'a> HostRestore<'a> {
     /// the new one takes its owner and mode; a new file gets the recorded mode, owned by the
     /// user running the restore.
     pub async fn put_file(&mut self, rel: &str, dest: &str) -> Result<Put, RestoreError> {
+        self.put_file_said(rel, dest, true).await
+    }
+
+    async fn put_file_said(
+        &mut self,
+        rel: &str,
+        dest: &str,
+        say_unchanged: bool,
+    ) -> Result<Put, RestoreError> {
         let step = "put file";
         let Some(e) = self.entry(rel) else {
             return Err(self.failed(step, format!("{rel}: not in the backup")));
@@ -285,7 +294,9 @@ impl<'a> HostRestore<'a> {
         let kept = format!("{dest}.{}", self.keep_suffix);
         match state {
             State::Same => {
-                self.say(format!("unchanged {dest}"));
+                if say_unchanged {
+                    self.say(format!("unchanged {dest}"));
+                }
                 return Ok(Put::Unchanged);
             }
             State::Differs => self.say(format!(
@@ -408,13 +419,27 @@ impl<'a> HostRestore<'a> {
                 ));
                 continue;
             }
-            match self.put_file(&rel, &dest).await {
+            match self.put_file_said(&rel, &dest, false).await {
                 Ok(p) => done.push((dest, p)),
                 Err(e) => {
                     self.undo(&done).await;
                     return Err(e);
                 }
             }
+        }
+        let same: Vec<&str> = done
+            .iter()
+            .filter(|(_, p)| *p == Put::Unchanged)
+            .map(|(d, _)| d.as_str())
+            .collect();
+        match same.len() {
+            0 => {}
+            1 => self.say(format!("unchanged {}", same[0])),
+            n => self.say(format!(
+                "unchanged: {n} files ({}{})",
+                same.iter().take(3).copied().collect::<Vec<_>>().join(", "),
+                if n > 3 { ", ..." } else { "" }
+            )),
         }
         for (link, target) in self.links() {
             self.say(format!(

@@ -64,8 +64,8 @@ pub fn dump_dbname(b: &[u8]) -> Option<String> {
     String::from_utf8(name.to_vec()).ok()
 }
 
-/// Drop database `$2` (its sessions ended).
-const DROP: &str = r#"exec psql -p "$1" -X -q -v ON_ERROR_STOP=1 -v name="$2" -d postgres <<'EOF'
+/// Drop database `$2` (its sessions ended; connected to template1, so `postgres` can go too).
+const DROP: &str = r#"exec psql -p "$1" -X -q -v ON_ERROR_STOP=1 -v name="$2" -d template1 <<'EOF'
 DROP DATABASE IF EXISTS :"name" WITH (FORCE)
 EOF"#;
 

@@ -105,3 +105,16 @@ tb_up_haproxy() {
     tb_env_set LSB_HAPROXY_CERT "$TB_HAPROXY_CERT"
     tb_env_set LSB_HAPROXY_URL "https://127.0.0.1:$TB_HAPROXY_HTTPS_PORT"
 }
+
+# HAProxy may have been soft-restarted since up.sh (`lsbackup restore` reloads it with
+# `haproxy -sf`): the pid file names the process that runs now.
+tb_down_haproxy() {
+    local pid
+    pid="$(head -n1 "$TB_HAPROXY_PIDFILE" 2>/dev/null || true)"
+    if [[ "$pid" =~ ^[0-9]+$ ]] && tb_alive "$pid" &&
+        [ "$(readlink "/proc/$pid/exe")" = /usr/sbin/haproxy ]; then
+        tb_record_pid haproxy "$pid"
+    fi
+    tb_stop haproxy
+    rm -f "$TB_HAPROXY_PIDFILE"
+}

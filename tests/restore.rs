@@ -1,0 +1,426 @@
+//! `lsbackup restore` on the real test bed: PostgreSQL 15, HAProxy 2.6 and Alertmanager. Each
+//! test backs up, changes or destroys what was backed up, restores, and compares with what was
+//! there before. Also: the dry run changes nothing, no terminal and no --yes changes nothing,
+//! hosts missing from the current inventory and hostile archives are refused before any host is
+//! contacted. Needs `tests/testbed/up.sh`.
+
+mod common;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn archive_of(run: &support::Run) -> PathBuf {
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.archive.clone().expect("an archive")
+}
+
+fn psql(db: &str, sql: &str) -> String {
+    let out = Command::new("sudo")
+        .args([
+            "-u",
+            "postgres",
+            "psql",
+            "-XqAt",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+        ])
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Rows of every table of the test bed's databases, with a checksum of their content.
+fn pg_state() -> Vec<String> {
+    let mut out = Vec::new();
+    for (db, table) in [
+        ("shop", "customers"),
+        ("shop", "orders"),
+        ("inventory_db", "items"),
+    ] {
+        out.push(format!(
+            "{db}.{table}: {}",
+            psql(
+                db,
+                &format!("SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t")
+            )
+        ));
+    }
+    out
+}
+
+/// Kept copies (`FILE.lsbackup-*`) left beside `path` by restores: removed by the test.
+fn kept_copies(path: &Path) -> Vec<PathBuf> {
+    let dir = path.parent().unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{name}.lsbackup-"))
+        })
+        .collect()
+}
+
+#[test]
+fn postgresql_databases_dropped_and_changed_come_back() {
+    let tb = common::testbed();
+    let before = pg_state();
+    let run = support::backup(&tb.build_dir(), &["--only", "postgresql"]);
+    let archive = archive_of(&run);
+
+    // Destroy one database, change another.
+    psql("postgres", "DROP DATABASE inventory_db WITH (FORCE)");
+    psql("shop", "DELETE FROM orders WHERE id % 2 = 0");
+    psql("shop", "UPDATE customers SET name = 'changed'");
+    let exists = || {
+        psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'inventory_db'",
+        ) == "1"
+    };
+    let shop = || {
+        psql(
+            "shop",
+            "SELECT count(*) || ' ' || md5(string_agg(t::text, ',' ORDER BY t::text)) FROM orders t",
+        )
+    };
+    let shop_changed = shop();
+    assert!(!exists());
+
+    // The dry run says what it would do and changes nothing.
+    let dry = support::restore(&tb.build_dir(), &archive, &["--dry-run"]);
+    let t = text(&dry);
+    assert_eq!(dry.status.code(), Some(0), "{t}");
+    assert!(t.contains("would create database \"inventory_db\""), "{t}");
+    assert!(t.contains("left alone: database \"shop\" exists"), "{t}");
+    assert!(t.contains("dry run: nothing was changed"), "{t}");
+    assert!(!t.contains("left out: postgresql"), "{t}");
+    assert!(!exists());
+    assert_eq!(shop(), shop_changed);
+
+    // No terminal and no --yes: refused, nothing changed.
+    let no = support::restore(&tb.build_dir(), &archive, &["--only", "postgresql"]);
+    assert_eq!(no.status.code(), Some(1), "{}", text(&no));
+    assert!(text(&no).contains("no terminal to ask on"), "{}", text(&no));
+    assert!(!exists());
+    assert_eq!(shop(), shop_changed);
+
+    // --yes: the missing database is created, the existing one replaced.
+    let yes = support::restore(
+        &tb.build_dir(),
+        &archive,
+        &["--only", "postgresql", "--yes"],
+    );
+    let t = text(&yes);
+    assert_eq!(yes.status.code(), Some(0), "{t}");
+    assert!(t.contains("create database \"inventory_db\""), "{t}");
+    assert!(t.contains("drop database \"shop\""), "{t}");
+    assert!(t.contains("restore complete: 1 of 1 restored"), "{t}");
+    assert_eq!(pg_state(), before);
+    // The roles of globals.sql that exist were left as they are (and said so).
+    assert!(t.contains("statement(s) of globals.sql failed"), "{t}");
+}
+
+#[test]
+fn haproxy_config_and_certificate_come_back_and_haproxy_reloads() {
+    let tb = common::testbed();
+    let cfg = PathBuf::from(tb.var("LSB_HAPROXY_CFG"));
+    let cert = PathBuf::from(tb.var("LSB_HAPROXY_CERT"));
+    let cfg_before = std::fs::read(&cfg).unwrap();
+    let cert_before = std::fs::read(&cert).unwrap();
+    let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
+    let archive = archive_of(&run);
+    let pid_before = std::fs::read_to_string("/run/haproxy-lsbackup-testbed.pid").unwrap();
+
+    // A changed config (still valid) and a lost certificate.
+    let mut changed = cfg_before.clone();
+    changed.extend_from_slice(b"\n# changed after the backup\n");
+    std::fs::write(&cfg, &changed).unwrap();
+    std::fs::remove_file(&cert).unwrap();
+
+    let out = support::restore(&tb.build_dir(), &archive, &["--only", "haproxy", "--yes"]);
+    let t = text(&out);
+    // put the certificate back whatever happened, for the other tests
+    if !cert.exists() {
+        std::fs::write(&cert, &cert_before).unwrap();
+    }
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(std::fs::read(&cfg).unwrap(), cfg_before);
+    assert_eq!(std::fs::read(&cert).unwrap(), cert_before);
+    let kept = kept_copies(&cfg);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), changed);
+    for k in kept {
+        std::fs::remove_file(k).unwrap();
+    }
+    assert!(t.contains(&format!("create {}", cert.display())), "{t}");
+    assert!(t.contains("checked the configuration (haproxy -c"), "{t}");
+    assert!(t.contains("reload HAProxy (haproxy -f"), "{t}");
+    // a new process took over (soft restart) and answers
+    let pid_after = std::fs::read_to_string("/run/haproxy-lsbackup-testbed.pid").unwrap();
+    assert_ne!(pid_before.trim(), pid_after.trim());
+    let url = tb.var("LSB_HAPROXY_URL");
+    let mut ok = false;
+    for _ in 0..50 {
+        let c = Command::new("curl")
+            .args(["-ksf", "--max-time", "2"])
+            .arg(format!("{url}/healthz"))
+            .output()
+            .unwrap();
+        if c.status.success() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ok, "HAProxy answers after the reload");
+
+    // Restoring again: everything unchanged, nothing reloaded.
+    let again = support::restore(&tb.build_dir(), &archive, &["--only", "haproxy", "--yes"]);
+    let t = text(&again);
+    assert_eq!(again.status.code(), Some(0), "{t}");
+    assert!(t.contains("nothing to reload"), "{t}");
+    assert!(kept_copies(&cfg).is_empty());
+
+    haproxy_config_refused_by_haproxy_is_rolled_back();
+}
+
+/// Part of the test above (both change HAProxy's files: not at the same time).
+fn haproxy_config_refused_by_haproxy_is_rolled_back() {
+    let tb = common::testbed();
+    let cfg = PathBuf::from(tb.var("LSB_HAPROXY_CFG"));
+    let good = std::fs::read(&cfg).unwrap();
+    // A backup of a broken configuration (built by hand from a real backup: the archive's
+    // config replaced, manifest updated), restored over the good one: haproxy -c refuses it.
+    let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
+    let _ = archive_of(&run);
+    let x = run.extracted.as_ref().unwrap().path();
+    let bad = b"global\n    this-is-not-a-keyword\n".to_vec();
+    let entry = "haproxy/node3/etc/haproxy/haproxy.cfg";
+    std::fs::write(x.join(entry), &bad).unwrap();
+    let mpath = x.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    use sha2::Digest;
+    for h in m["components"][0]["hosts"].as_array_mut().unwrap() {
+        for e in h["entries"].as_array_mut().unwrap() {
+            if e["path"] == entry {
+                e["size"] = bad.len().into();
+                e["sha256"] = hex::encode(sha2::Sha256::digest(&bad)).into();
+            }
+        }
+    }
+    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    let recorded: Vec<String> = m["components"][0]["hosts"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_string())
+        .collect();
+    let work = tempfile::tempdir().unwrap();
+    let crafted = work.path().join("lsbackup-20260101T000000Z.tar.gz");
+    let st = Command::new("tar")
+        .arg("-czf")
+        .arg(&crafted)
+        .arg("-C")
+        .arg(x)
+        .arg("--no-recursion")
+        .args(&recorded)
+        .arg("manifest.json")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = support::restore(&tb.build_dir(), &crafted, &["--only", "haproxy", "--yes"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("haproxy -c refused the restored configuration"),
+        "{t}"
+    );
+    assert!(t.contains("put back the previous"), "{t}");
+    assert_eq!(std::fs::read(&cfg).unwrap(), good);
+    assert!(kept_copies(&cfg).is_empty(), "the kept copy went back");
+}
+
+#[test]
+fn alertmanager_config_template_and_silence_come_back() {
+    let tb = common::testbed();
+    let url = tb.var("LSB_ALERTMANAGER_URL");
+    let config = PathBuf::from(tb.var("LSB_ALERTMANAGER_CONFIG"));
+    let tmpl_dir = PathBuf::from(tb.var("LSB_ALERTMANAGER_TEMPLATES"));
+    let tmpl = std::fs::read_dir(&tmpl_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "tmpl"))
+        .unwrap();
+    let config_before = std::fs::read(&config).unwrap();
+    let tmpl_before = std::fs::read(&tmpl).unwrap();
+    // A silence active at backup time.
+    let comment = format!("lsbackup restore test {}", std::process::id());
+    let now = jiff::Timestamp::now();
+    let body = serde_json::json!({
+        "matchers": [{"name": "alertname", "value": "LsbackupRestore", "isRegex": false, "isEqual": true}],
+        "startsAt": now.to_string(),
+        "endsAt": (now + jiff::SignedDuration::from_secs(3600)).to_string(),
+        "createdBy": "lsbackup tests",
+        "comment": comment,
+    });
+    let created = Command::new("curl")
+        .args([
+            "-fsS",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data",
+        ])
+        .arg(body.to_string())
+        .arg(format!("{url}/api/v2/silences"))
+        .output()
+        .unwrap();
+    assert!(created.status.success());
+    let id: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+    let id = id["silenceID"].as_str().unwrap().to_string();
+
+    let run = support::backup(&tb.build_dir(), &["--only", "alertmanager"]);
+    let archive = archive_of(&run);
+
+    // The silence expired, the template lost, the config changed (still valid).
+    let del = Command::new("curl")
+        .args(["-fsS", "-X", "DELETE"])
+        .arg(format!("{url}/api/v2/silence/{id}"))
+        .status()
+        .unwrap();
+    assert!(del.success());
+    std::fs::remove_file(&tmpl).unwrap();
+    let mut changed = config_before.clone();
+    changed.extend_from_slice(b"\n# changed after the backup\n");
+    std::fs::write(&config, &changed).unwrap();
+
+    let out = support::restore(
+        &tb.build_dir(),
+        &archive,
+        &["--only", "alertmanager", "--yes"],
+    );
+    let t = text(&out);
+    if !tmpl.exists() {
+        std::fs::write(&tmpl, &tmpl_before).unwrap();
+    }
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(std::fs::read(&config).unwrap(), config_before);
+    assert_eq!(std::fs::read(&tmpl).unwrap(), tmpl_before);
+    assert!(t.contains("reloaded Alertmanager"), "{t}");
+    assert!(
+        t.contains("create silence {alertname=\"LsbackupRestore\"}"),
+        "{t}"
+    );
+    for k in kept_copies(&config) {
+        assert_eq!(std::fs::read(&k).unwrap(), changed);
+        std::fs::remove_file(k).unwrap();
+    }
+    // The silence is active again (a new one with the same matchers, end and comment).
+    let list = Command::new("curl")
+        .args(["-fsS"])
+        .arg(format!("{url}/api/v2/silences"))
+        .output()
+        .unwrap();
+    let list: Vec<serde_json::Value> = serde_json::from_slice(&list.stdout).unwrap();
+    let again: Vec<&serde_json::Value> = list
+        .iter()
+        .filter(|s| s["comment"] == comment.as_str() && s["status"]["state"] == "active")
+        .collect();
+    assert_eq!(again.len(), 1, "{list:#?}");
+    let new_id = again[0]["id"].as_str().unwrap().to_string();
+    let _ = Command::new("curl")
+        .args(["-fsS", "-X", "DELETE"])
+        .arg(format!("{url}/api/v2/silence/{new_id}"))
+        .status();
+}
+
+#[test]
+fn a_host_gone_from_the_inventory_is_named_and_nothing_is_contacted() {
+    let tb = common::testbed();
+    let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
+    let archive = archive_of(&run);
+    // The current inventory where node3 (HAProxy's host) was replaced by node9.
+    let inv = std::fs::read_to_string(tb.inventory()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("inventory"), inv.replace("node3", "node9")).unwrap();
+    let out = support::restore(d.path(), &archive, &["--yes"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("haproxy: host node3 (recorded by the backup, address"),
+        "{t}"
+    );
+    assert!(t.contains("no host was contacted"), "{t}");
+}
+
+#[test]
+fn hostile_archive_is_refused_before_any_host() {
+    let tb = common::testbed();
+    let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
+    let _ = archive_of(&run);
+    let x = run.extracted.as_ref().unwrap().path();
+    // An entry the manifest does not record, aimed at /etc/cron.d through a `..` path.
+    let work = tempfile::tempdir().unwrap();
+    let crafted = work.path().join("lsbackup-20260101T000000Z.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&crafted)
+        .arg("-C")
+        .arg(x)
+        .arg("haproxy")
+        .arg("manifest.json")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // append an unrecorded entry after the manifest
+    let evil = work.path().join("evil");
+    std::fs::write(&evil, "* * * * * root touch /tmp/pwned\n").unwrap();
+    let st = Command::new("tar")
+        .arg("-rf")
+        .arg(&crafted)
+        .arg("-C")
+        .arg(work.path())
+        .arg("--transform=s,^evil,haproxy/node3/../../etc/cron.d/evil,")
+        .arg("evil")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let gz = work.path().join("lsbackup-20260101T000000Z.tar.gz");
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg("gzip -c \"$1\" > \"$2\"")
+        .arg("sh")
+        .arg(&crafted)
+        .arg(&gz)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = support::restore(&tb.build_dir(), &gz, &["--yes"]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("restore refused; no host was contacted"), "{t}");
+    assert!(!Path::new("/etc/cron.d/evil").exists());
+}
