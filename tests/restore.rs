@@ -424,3 +424,136 @@ fn hostile_archive_is_refused_before_any_host() {
     assert!(t.contains("restore refused; no host was contacted"), "{t}");
     assert!(!Path::new("/etc/cron.d/evil").exists());
 }
+
+fn etcdctl(endpoint_args: &[String], args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(endpoint_args)
+        .args(args)
+        .output()
+        .expect("running etcdctl");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Keys and values under `prefix`, as etcdctl prints them (key line, value line).
+fn etcd_pairs(endpoint_args: &[String], prefix: &str) -> Vec<String> {
+    etcdctl(endpoint_args, &["get", "--prefix", prefix])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn etcd_snapshot_restored_into_a_new_data_dir_and_the_static_pod_switched_to_it() {
+    let tb = common::testbed();
+    let live: Vec<String> = vec![
+        format!("--endpoints={}", tb.var("LSB_ETCD_ENDPOINT")),
+        format!("--cacert={}", tb.var("LSB_ETCD_CACERT")),
+        format!("--cert={}", tb.var("LSB_ETCD_CERT")),
+        format!("--key={}", tb.var("LSB_ETCD_KEY")),
+    ];
+    let prefix = tb.var("LSB_ETCD_KEY_PREFIX");
+    let before = etcd_pairs(&live, prefix);
+    assert!(before.len() >= 4, "{before:?}");
+    let manifest = PathBuf::from("/etc/kubernetes/manifests/etcd.yaml");
+    let manifest_before = std::fs::read(&manifest).unwrap();
+    let old_dir = tb.var("LSB_ETCD_DATA_DIR").trim_end_matches('/').to_string();
+
+    let run = support::backup(&tb.build_dir(), &["--only", "kubernetes"]);
+    let archive = archive_of(&run);
+    // Keys lost after the backup (put back at the end: the live etcd is shared by other tests).
+    let lost_key = before[0].clone();
+    let lost_value = before[1].clone();
+    etcdctl(&live, &["del", &lost_key]);
+
+    let out = support::restore(&tb.build_dir(), &archive, &["--only", "kubernetes", "--yes"]);
+    let t = text(&out);
+    // whatever happened: the live etcd gets its key back
+    etcdctl(&live, &["put", &lost_key, &lost_value]);
+    // Where the restore put the data: the manifest's etcd-data hostPath now.
+    let switched = std::fs::read_to_string(&manifest).unwrap();
+    let new_dir = switched
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("path: ").filter(|p| p.starts_with(&format!("{old_dir}-lsbackup-"))))
+        .map(str::to_string);
+    let kept_dir = std::fs::read_dir("/etc/kubernetes")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().starts_with("/etc/kubernetes/manifests.lsbackup-"));
+    // Put the test bed back before asserting.
+    std::fs::write(&manifest, &manifest_before).unwrap();
+    let cleanup = |new_dir: &Option<String>| {
+        if let Some(d) = new_dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        if let Some(k) = &kept_dir {
+            let _ = std::fs::remove_dir_all(k);
+        }
+    };
+    if out.status.code() != Some(0) || new_dir.is_none() {
+        cleanup(&new_dir);
+        panic!("restore failed or the manifest was not switched:\n{t}\n{switched}");
+    }
+    let new_dir_s = new_dir.clone().unwrap();
+    assert!(t.contains("restore the etcd snapshot into"), "{t}");
+    assert!(t.contains("switch the etcd-data hostPath"), "{t}");
+    // Only the hostPath line changed; the previous manifest kept outside the manifest dir.
+    assert_eq!(
+        switched,
+        String::from_utf8_lossy(&manifest_before).replace(
+            &format!("path: {old_dir}\n"),
+            &format!("path: {new_dir_s}\n")
+        )
+    );
+    let kept = kept_dir.clone().expect("the previous manifest kept");
+    let kept_files: Vec<_> = std::fs::read_dir(&kept).unwrap().collect();
+    assert_eq!(kept_files.len(), 1);
+    assert!(
+        std::fs::read_dir("/etc/kubernetes/manifests")
+            .unwrap()
+            .all(|e| !e.unwrap().file_name().to_string_lossy().contains("lsbackup")),
+        "nothing kubelet would run was left in the manifest dir"
+    );
+    // What kubelet would do: etcd on the new data dir (own ports here, the live one runs on).
+    let mut etcd = Command::new("etcd")
+        .arg("--name=node2")
+        .arg(format!("--data-dir={new_dir_s}"))
+        .args([
+            "--listen-client-urls=http://127.0.0.1:23791",
+            "--advertise-client-urls=http://127.0.0.1:23791",
+            "--listen-peer-urls=http://127.0.0.1:23801",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let restored_ep = vec!["--endpoints=http://127.0.0.1:23791".to_string()];
+    let mut restored = Vec::new();
+    for _ in 0..100 {
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(&restored_ep)
+            .args(["get", "--prefix", prefix])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            restored = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_string)
+                .collect();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = etcd.kill();
+    let _ = etcd.wait();
+    cleanup(&new_dir);
+    assert_eq!(restored, before, "the restored etcd holds the keys of the backup");
+    // The live etcd (old data dir) was not touched by the restore.
+    assert_eq!(etcd_pairs(&live, prefix), before);
+}

@@ -47,6 +47,9 @@ pub struct HostRestore<'a> {
     pub(crate) say: &'a (dyn Fn(&str) + Sync),
     /// Set when a component put back something that stays unused until done by hand (a note).
     pub(crate) notes: Vec<String>,
+    /// Directories whose replaced files are kept elsewhere (dir, where), e.g. a static pod
+    /// manifest dir whose every file kubelet would run.
+    pub(crate) keep_dirs: Vec<(String, String)>,
 }
 
 impl<'a> HostRestore<'a> {
@@ -89,6 +92,22 @@ impl<'a> HostRestore<'a> {
         let line = line.into();
         (self.say)(&format!("  note: {line}"));
         self.notes.push(line);
+    }
+
+    /// Keep the replaced files of directory `dir` in `elsewhere` instead of beside them.
+    pub fn keep_elsewhere(&mut self, dir: &str, elsewhere: &str) {
+        self.keep_dirs
+            .push((dir.trim_end_matches('/').to_string(), elsewhere.to_string()));
+    }
+
+    /// Where the current `dest` is kept when it is replaced.
+    pub fn kept_path(&self, dest: &str) -> String {
+        if let Some((dir, name)) = dest.rsplit_once('/')
+            && let Some((_, to)) = self.keep_dirs.iter().find(|(d, _)| d == dir)
+        {
+            return format!("{}/{name}.{}", to.trim_end_matches('/'), self.keep_suffix);
+        }
+        format!("{dest}.{}", self.keep_suffix)
     }
 
     /// "would " in a dry run, "" otherwise: `format!("{}replace ...", r.would())`.
@@ -254,25 +273,46 @@ impl<'a> HostRestore<'a> {
     /// the new one takes its owner and mode; a new file gets the recorded mode, owned by the
     /// user running the restore.
     pub async fn put_file(&mut self, rel: &str, dest: &str) -> Result<Put, RestoreError> {
-        self.put_file_said(rel, dest, true).await
+        self.put_file_said(Source::Entry(rel), dest, true).await
+    }
+
+    /// [`HostRestore::put_file`] of content made here (e.g. an edited manifest), mode `mode`
+    /// when the file is new.
+    pub async fn put_bytes(
+        &mut self,
+        bytes: Vec<u8>,
+        mode: u32,
+        dest: &str,
+    ) -> Result<Put, RestoreError> {
+        self.put_file_said(Source::Bytes(bytes, mode), dest, true)
+            .await
     }
 
     async fn put_file_said(
         &mut self,
-        rel: &str,
+        src: Source<'_>,
         dest: &str,
         say_unchanged: bool,
     ) -> Result<Put, RestoreError> {
+        use sha2::Digest;
         let step = "put file";
-        let Some(e) = self.entry(rel) else {
-            return Err(self.failed(step, format!("{rel}: not in the backup")));
+        let (size, sha, mode) = match &src {
+            Source::Entry(rel) => {
+                let Some(e) = self.entry(rel) else {
+                    return Err(self.failed(step, format!("{rel}: not in the backup")));
+                };
+                let sha = e.sha256.clone().ok_or_else(|| {
+                    self.failed(step, format!("{rel}: recorded without a sha256"))
+                })?;
+                (e.size, sha, e.mode)
+            }
+            Source::Bytes(b, mode) => (
+                b.len() as u64,
+                hex::encode(sha2::Sha256::digest(b)),
+                *mode,
+            ),
         };
-        let sha = e
-            .sha256
-            .clone()
-            .ok_or_else(|| self.failed(step, format!("{rel}: recorded without a sha256")))?;
-        let size = e.size;
-        let mode = format!("{:o}", e.mode & 0o7777);
+        let mode = format!("{:o}", mode & 0o7777);
         let state = self
             .query_status(
                 step,
@@ -291,7 +331,7 @@ impl<'a> HostRestore<'a> {
                 ));
             }
         };
-        let kept = format!("{dest}.{}", self.keep_suffix);
+        let kept = self.kept_path(dest);
         match state {
             State::Same => {
                 if say_unchanged {
@@ -313,18 +353,21 @@ impl<'a> HostRestore<'a> {
                 Put::Created
             });
         }
-        let file = tokio::fs::File::open(self.local(rel))
-            .await
-            .map_err(|err| self.failed(step, format!("{rel}: {err}")))?;
+        let input: crate::transport::Input = match src {
+            Source::Entry(rel) => Box::new(
+                tokio::fs::File::open(self.local(rel))
+                    .await
+                    .map_err(|err| self.failed(step, format!("{rel}: {err}")))?,
+            ),
+            Source::Bytes(b, _) => Box::new(std::io::Cursor::new(b)),
+        };
         let script = Script::new(PUT_FILE)
             .arg(dest)
             .arg(size.to_string())
             .arg(sha)
             .arg(mode)
-            .arg(self.keep_suffix);
-        let out = self
-            .run_with_input(step, &script, None, Box::new(file))
-            .await?;
+            .arg(kept);
+        let out = self.run_with_input(step, &script, None, input).await?;
         if !out.exit.success() {
             return Err(self.failed(
                 step,
@@ -419,7 +462,7 @@ impl<'a> HostRestore<'a> {
                 ));
                 continue;
             }
-            match self.put_file_said(&rel, &dest, false).await {
+            match self.put_file_said(Source::Entry(&rel), &dest, false).await {
                 Ok(p) => done.push((dest, p)),
                 Err(e) => {
                     self.undo(&done).await;
@@ -458,9 +501,9 @@ impl<'a> HostRestore<'a> {
         for (dest, put) in done.iter().rev() {
             let script = match put {
                 Put::Unchanged => continue,
-                Put::Replaced => Script::new(r#"mv -f -- "$1.$2" "$1""#)
+                Put::Replaced => Script::new(r#"mv -f -- "$2" "$1""#)
                     .arg(dest.as_str())
-                    .arg(self.keep_suffix),
+                    .arg(self.kept_path(dest)),
                 Put::Created => Script::new(r#"rm -f -- "$1""#).arg(dest.as_str()),
             };
             match self.query_status("undo", &script, None).await {
@@ -526,6 +569,12 @@ impl<'a> HostRestore<'a> {
     }
 }
 
+/// What [`HostRestore::put_file_said`] puts: an extracted entry, or bytes with a mode.
+enum Source<'b> {
+    Entry(&'b str),
+    Bytes(Vec<u8>, u32),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Same,
@@ -544,8 +593,8 @@ s=$(sha256sum -- "$1") || exit 1
 [ "${s%% *}" = "$2" ] && exit 0
 exit 3"#;
 
-/// Put the data on fd 3 at `$1` (size `$2`, sha256 `$3`, mode `$4` for a new file, `$5` the
-/// suffix of the kept copy). Checked before anything is replaced; `mv` within the directory is
+/// Put the data on fd 3 at `$1` (size `$2`, sha256 `$3`, mode `$4` for a new file, `$5` where
+/// the current file is kept). Checked before anything is replaced; `mv` within the directory is
 /// atomic.
 const PUT_FILE: &str = r#"d=$1
 case $d in /*) ;; *) echo "not an absolute path: $d" >&2; exit 2 ;; esac
@@ -567,7 +616,8 @@ if [ -f "$d" ]; then
   if cmp -s -- "$t" "$d"; then echo unchanged; exit 0; fi
   chown --reference="$d" -- "$t" || exit 1
   chmod --reference="$d" -- "$t" || exit 1
-  cp -p -- "$d" "$d.$5" || exit 1
+  if [ ! -d "${5%/*}" ]; then mkdir -p -m 0700 -- "${5%/*}" || exit 1; fi
+  cp -p -- "$d" "$5" || exit 1
   mv -f -- "$t" "$d" || exit 1
   trap - EXIT
   echo replaced

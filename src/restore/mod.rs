@@ -25,6 +25,7 @@ use crate::transport::{Session, TransportConfig};
 pub mod alertmanager;
 pub mod haproxy;
 pub mod host;
+pub mod kubernetes;
 pub mod postgresql;
 
 pub use host::{HostRestore, Put};
@@ -74,6 +75,7 @@ pub const ORDER: &[&str] = &[
 pub fn restorer(name: &str) -> Option<Box<dyn Restore>> {
     match name {
         "postgresql" => Some(Box::new(postgresql::PostgreSql)),
+        "kubernetes" => Some(Box::new(kubernetes::Kubernetes)),
         "alertmanager" => Some(Box::new(alertmanager::Alertmanager)),
         "haproxy" => Some(Box::new(haproxy::HaProxy)),
         _ => None,
@@ -286,6 +288,7 @@ pub async fn run(
             lines: Vec::new(),
             say,
             notes: Vec::new(),
+            keep_dirs: Vec::new(),
         };
         let restorer = restorer(&u.component).expect("prepare chose components with a restore");
         let done = restorer.restore_host(&mut r).await;
