@@ -462,7 +462,10 @@ fn etcd_snapshot_restored_into_a_new_data_dir_and_the_static_pod_switched_to_it(
     assert!(before.len() >= 4, "{before:?}");
     let manifest = PathBuf::from("/etc/kubernetes/manifests/etcd.yaml");
     let manifest_before = std::fs::read(&manifest).unwrap();
-    let old_dir = tb.var("LSB_ETCD_DATA_DIR").trim_end_matches('/').to_string();
+    let old_dir = tb
+        .var("LSB_ETCD_DATA_DIR")
+        .trim_end_matches('/')
+        .to_string();
 
     let run = support::backup(&tb.build_dir(), &["--only", "kubernetes"]);
     let archive = archive_of(&run);
@@ -471,7 +474,11 @@ fn etcd_snapshot_restored_into_a_new_data_dir_and_the_static_pod_switched_to_it(
     let lost_value = before[1].clone();
     etcdctl(&live, &["del", &lost_key]);
 
-    let out = support::restore(&tb.build_dir(), &archive, &["--only", "kubernetes", "--yes"]);
+    let out = support::restore(
+        &tb.build_dir(),
+        &archive,
+        &["--only", "kubernetes", "--yes"],
+    );
     let t = text(&out);
     // whatever happened: the live etcd gets its key back
     etcdctl(&live, &["put", &lost_key, &lost_value]);
@@ -479,12 +486,19 @@ fn etcd_snapshot_restored_into_a_new_data_dir_and_the_static_pod_switched_to_it(
     let switched = std::fs::read_to_string(&manifest).unwrap();
     let new_dir = switched
         .lines()
-        .find_map(|l| l.trim().strip_prefix("path: ").filter(|p| p.starts_with(&format!("{old_dir}-lsbackup-"))))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("path: ")
+                .filter(|p| p.starts_with(&format!("{old_dir}-lsbackup-")))
+        })
         .map(str::to_string);
     let kept_dir = std::fs::read_dir("/etc/kubernetes")
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().starts_with("/etc/kubernetes/manifests.lsbackup-"));
+        .find(|p| {
+            p.to_string_lossy()
+                .starts_with("/etc/kubernetes/manifests.lsbackup-")
+        });
     // Put the test bed back before asserting.
     std::fs::write(&manifest, &manifest_before).unwrap();
     let cleanup = |new_dir: &Option<String>| {
@@ -516,7 +530,11 @@ fn etcd_snapshot_restored_into_a_new_data_dir_and_the_static_pod_switched_to_it(
     assert!(
         std::fs::read_dir("/etc/kubernetes/manifests")
             .unwrap()
-            .all(|e| !e.unwrap().file_name().to_string_lossy().contains("lsbackup")),
+            .all(|e| !e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("lsbackup")),
         "nothing kubelet would run was left in the manifest dir"
     );
     // What kubelet would do: etcd on the new data dir (own ports here, the live one runs on).
@@ -553,7 +571,101 @@ fn etcd_snapshot_restored_into_a_new_data_dir_and_the_static_pod_switched_to_it(
     let _ = etcd.kill();
     let _ = etcd.wait();
     cleanup(&new_dir);
-    assert_eq!(restored, before, "the restored etcd holds the keys of the backup");
+    assert_eq!(
+        restored, before,
+        "the restored etcd holds the keys of the backup"
+    );
     // The live etcd (old data dir) was not touched by the restore.
     assert_eq!(etcd_pairs(&live, prefix), before);
+}
+
+/// Files (relative path, content) under `dir`, sorted.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().to_string();
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Directories `DIR.lsbackup-*` beside `dir` (kept by a restore), removed.
+fn remove_kept_dirs(dir: &Path) -> usize {
+    let name = dir.file_name().unwrap().to_string_lossy().to_string();
+    let mut n = 0;
+    for e in std::fs::read_dir(dir.parent().unwrap()).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&format!("{name}.lsbackup-"))
+        {
+            std::fs::remove_dir_all(&p).unwrap();
+            n += 1;
+        }
+    }
+    n
+}
+
+#[test]
+fn persistent_volume_data_comes_back_on_its_node_hostile_path_included() {
+    let tb = common::testbed();
+    // The test bed's k8s inventory with node4 (the worker) and node names, as in
+    // tests/components_kubernetes_volumes.rs.
+    let base =
+        std::fs::read_to_string(Path::new(tb.var("LSB_K8S_BUILD_DIR")).join("inventory")).unwrap();
+    let all_vars = &base[base.find("[all:vars]").unwrap()..];
+    let inv = format!(
+        "[kubernetes_master]\nnode2 ansible_host={} kubeconfig={}\n\n\
+         [kubernetes_node]\nnode1 ansible_host={}\nnode3 ansible_host={} kubernetes_node_name=node3\n\
+         {} ansible_host={}\n\n{all_vars}",
+        tb.host_of("node2"),
+        tb.var("LSB_KUBECONFIG_WORKERS"),
+        tb.host_of("node1"),
+        tb.host_of("node3"),
+        tb.var("LSB_WORKER_NODE"),
+        tb.var("LSB_WORKER_HOST"),
+    );
+    let build = tempfile::tempdir().unwrap();
+    std::fs::write(build.path().join("inventory"), inv).unwrap();
+    let dirs: Vec<PathBuf> = [
+        "LSB_K8S_PV_LOCAL_DIR",
+        "LSB_K8S_PV_HOSTPATH_DIR",
+        "LSB_K8S_PV_HOSTILE_DIR",
+    ]
+    .iter()
+    .map(|v| PathBuf::from(tb.var(v)))
+    .collect();
+    let before: Vec<_> = dirs.iter().map(|d| tree(d)).collect();
+    assert!(before.iter().all(|t| !t.is_empty()), "{before:?}");
+    let run = support::backup(build.path(), &["--only", "kubernetes_volumes"]);
+    let archive = archive_of(&run);
+
+    // Data lost and changed after the backup.
+    let first = dirs[0].join(&before[0][0].0);
+    std::fs::remove_file(&first).unwrap();
+    std::fs::write(dirs[1].join("added-after-the-backup"), b"x").unwrap();
+    let out = support::restore(
+        build.path(),
+        &archive,
+        &["--only", "kubernetes_volumes", "--yes"],
+    );
+    let t = text(&out);
+    let after: Vec<_> = dirs.iter().map(|d| tree(d)).collect();
+    let kept: Vec<usize> = dirs.iter().map(|d| remove_kept_dirs(d)).collect();
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert_eq!(after, before, "{t}");
+    assert_eq!(kept, vec![1, 1, 1], "{t}");
+    assert!(t.contains("replace directory"), "{t}");
+    assert!(t.contains("see the restored data once they restart"), "{t}");
+    assert!(!Path::new(tb.var("LSB_K8S_PV_MARKER")).exists());
 }

@@ -60,11 +60,7 @@ pub fn parse_etcd_pod(text: &str) -> Result<EtcdPod, String> {
         serde_saphyr::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
     let container = v["spec"]["containers"]
         .as_array()
-        .and_then(|c| {
-            c.iter()
-                .find(|c| c["name"] == "etcd")
-                .or_else(|| c.first())
-        })
+        .and_then(|c| c.iter().find(|c| c["name"] == "etcd").or_else(|| c.first()))
         .ok_or("no containers")?;
     let args: Vec<&str> = ["command", "args"]
         .iter()
@@ -87,13 +83,15 @@ pub fn parse_etcd_pod(text: &str) -> Result<EtcdPod, String> {
     let data_dir = flag("data-dir").unwrap_or_else(|| "/var/lib/etcd".to_string());
     let name = flag("name").ok_or("no --name")?;
     let initial_cluster = flag("initial-cluster").ok_or("no --initial-cluster")?;
-    let peer_urls = flag("initial-advertise-peer-urls").ok_or("no --initial-advertise-peer-urls")?;
+    let peer_urls =
+        flag("initial-advertise-peer-urls").ok_or("no --initial-advertise-peer-urls")?;
     let mount = container["volumeMounts"]
         .as_array()
         .and_then(|m| {
-            m.iter()
-                .find(|m| m["mountPath"].as_str().map(|p| p.trim_end_matches('/'))
-                    == Some(data_dir.trim_end_matches('/')))
+            m.iter().find(|m| {
+                m["mountPath"].as_str().map(|p| p.trim_end_matches('/'))
+                    == Some(data_dir.trim_end_matches('/'))
+            })
         })
         .and_then(|m| m["name"].as_str())
         .ok_or_else(|| format!("no volume is mounted at the data dir {data_dir}"))?;
@@ -129,7 +127,11 @@ pub fn switch_host_path(text: &str, old: &str, new: &str) -> Result<String, Stri
         if wanted.iter().any(|w| w == trimmed) {
             hits += 1;
             let indent = &body[..body.len() - body.trim_start().len()];
-            let dash = if body.trim_start().starts_with("- ") { "- " } else { "" };
+            let dash = if body.trim_start().starts_with("- ") {
+                "- "
+            } else {
+                ""
+            };
             out.push_str(&format!("{indent}{dash}path: {new}"));
             out.push_str(&line[body.len()..]);
         } else {
@@ -178,8 +180,13 @@ impl Restore for Kubernetes {
             .await?;
         let text = String::from_utf8(text.stdout)
             .map_err(|_| r.failed("etcd", format!("{manifest_path}: not UTF-8")))?;
-        let pod = parse_etcd_pod(&text).map_err(|e| r.failed("etcd", format!("{manifest_path}: {e}")))?;
-        let members = pod.initial_cluster.split(',').filter(|m| !m.is_empty()).count();
+        let pod =
+            parse_etcd_pod(&text).map_err(|e| r.failed("etcd", format!("{manifest_path}: {e}")))?;
+        let members = pod
+            .initial_cluster
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .count();
         if members > 1 {
             return Err(r.failed(
                 "etcd",

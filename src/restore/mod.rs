@@ -26,6 +26,7 @@ pub mod alertmanager;
 pub mod haproxy;
 pub mod host;
 pub mod kubernetes;
+pub mod kubernetes_volumes;
 pub mod postgresql;
 
 pub use host::{HostRestore, Put};
@@ -60,6 +61,7 @@ pub trait Restore: Send + Sync {
 pub const ORDER: &[&str] = &[
     "postgresql",
     "kubernetes",
+    "kubernetes_volumes",
     "zookeeper",
     "kafka",
     "prometheus",
@@ -76,6 +78,7 @@ pub fn restorer(name: &str) -> Option<Box<dyn Restore>> {
     match name {
         "postgresql" => Some(Box::new(postgresql::PostgreSql)),
         "kubernetes" => Some(Box::new(kubernetes::Kubernetes)),
+        "kubernetes_volumes" => Some(Box::new(kubernetes_volumes::KubernetesVolumes)),
         "alertmanager" => Some(Box::new(alertmanager::Alertmanager)),
         "haproxy" => Some(Box::new(haproxy::HaProxy)),
         _ => None,
