@@ -113,7 +113,10 @@ fn postgresql_databases_dropped_and_changed_come_back() {
     let t = text(&dry);
     assert_eq!(dry.status.code(), Some(0), "{t}");
     assert!(t.contains("would create database \"inventory_db\""), "{t}");
-    assert!(t.contains("left alone: database \"shop\" exists"), "{t}");
+    assert!(
+        t.contains("left alone, they exist: \"postgres\", \"shop\" (--yes replaces them)"),
+        "{t}"
+    );
     assert!(t.contains("dry run: nothing was changed"), "{t}");
     assert!(!t.contains("left out: postgresql"), "{t}");
     assert!(!exists());

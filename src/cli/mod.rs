@@ -662,12 +662,16 @@ async fn restore(a: RestoreArgs) -> Result<i32, AnyError> {
         }
     };
     let m = &x.manifest;
+    let taken = m
+        .started_at
+        .parse::<jiff::Timestamp>()
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|_| m.started_at.clone());
+    println!("{}", a.archive.display());
     println!(
-        "{}: backup of {} taken {}, status {:?}",
-        a.archive.display(),
+        "  backup of {}, taken {taken}, status {}",
         output::printable(&m.build_dir),
-        m.started_at,
-        m.status
+        format!("{:?}", m.status).to_lowercase()
     );
     if let Some(line) = lsbackup::restore::archive_status_line(m) {
         println!("{line}");
@@ -688,7 +692,16 @@ async fn restore(a: RestoreArgs) -> Result<i32, AnyError> {
         return Ok(EXIT_FAILED);
     }
     let transport = a.ssh.transport();
-    let say = |l: &str| println!("{}", output::printable(l));
+    let width = std::io::stdout()
+        .is_terminal()
+        .then(|| {
+            console::Term::stdout()
+                .size_checked()
+                .map(|(_, w)| w as usize)
+        })
+        .flatten()
+        .filter(|w| *w >= 40);
+    let say = |l: &str| print!("{}", output::report_line(l, width));
     let ask = !a.yes && !a.dry_run;
     if ask && !std::io::stdin().is_terminal() {
         eprintln!(
@@ -721,7 +734,7 @@ async fn restore(a: RestoreArgs) -> Result<i32, AnyError> {
             return Ok(EXIT_FAILED);
         }
         eprint!(
-            "Restore now? Replaced files are kept beside the new ones as FILE.{}. [y/N] ",
+            "Restore now? Replaced files are kept as FILE.{}. [y/N] ",
             opts.keep_suffix
         );
         let mut answer = String::new();

@@ -244,6 +244,20 @@ pub fn term_width() -> usize {
         .unwrap_or(100)
 }
 
+/// One line of restore's report: as is, or on a terminal folded to its width under its own
+/// indentation (continuation lines 4 columns further in).
+pub(crate) fn report_line(line: &str, width: Option<usize>) -> String {
+    let line = printable(line);
+    match width {
+        None => format!("{line}\n"),
+        Some(w) => {
+            let body = line.trim_start_matches(' ');
+            let lead = " ".repeat(line.len() - body.len());
+            wrap(body, w, &lead, &format!("{lead}    "))
+        }
+    }
+}
+
 /// `cause` without a leading `exit status N: `.
 fn without_exit_status(cause: &str) -> &str {
     cause
@@ -273,7 +287,7 @@ fn cause_of<'a>(f: &'a Failure, component: &str, host: &str) -> &'a str {
 
 /// `text` in lines of at most `width` columns, the first starting with `first`, the others with
 /// `indent` (a word longer than a line gets a line of its own).
-fn wrap(text: &str, width: usize, first: &str, indent: &str) -> String {
+pub(crate) fn wrap(text: &str, width: usize, first: &str, indent: &str) -> String {
     let mut out = String::new();
     let mut line = first.to_string();
     let mut fresh = true;

@@ -105,7 +105,7 @@ impl<'a> HostRestore<'a> {
         if let Some((dir, name)) = dest.rsplit_once('/')
             && let Some((_, to)) = self.keep_dirs.iter().find(|(d, _)| d == dir)
         {
-            return format!("{}/{name}.{}", to.trim_end_matches('/'), self.keep_suffix);
+            return format!("{}/{name}", to.trim_end_matches('/'));
         }
         format!("{dest}.{}", self.keep_suffix)
     }
@@ -306,11 +306,7 @@ impl<'a> HostRestore<'a> {
                 })?;
                 (e.size, sha, e.mode)
             }
-            Source::Bytes(b, mode) => (
-                b.len() as u64,
-                hex::encode(sha2::Sha256::digest(b)),
-                *mode,
-            ),
+            Source::Bytes(b, mode) => (b.len() as u64, hex::encode(sha2::Sha256::digest(b)), *mode),
         };
         let mode = format!("{:o}", mode & 0o7777);
         let state = self

@@ -165,9 +165,6 @@ impl Restore for PostgreSql {
                 }
             };
             if exists && !r.yes() {
-                r.say(format!(
-                    "left alone: database {name:?} exists (--yes drops it and restores the backup)"
-                ));
                 left.push(name);
                 continue;
             }
@@ -195,13 +192,15 @@ impl Restore for PostgreSql {
         }
         if !left.is_empty() {
             r.note(format!(
-                "{} database(s) not restored because they exist: {} (run again with --yes to replace them)",
-                left.len(),
-                left.join(", ")
+                "left alone, they exist: {} (--yes replaces them)",
+                left.iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         if !r.files_under("etc/").is_empty() {
-            r.say("not restored: the server's configuration files (`lsbackup extract --only postgresql` has them)");
+            r.say("not restored: the server's config files (`lsbackup extract` has them)");
         }
         Ok(())
     }
