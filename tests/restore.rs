@@ -10,6 +10,14 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The tests that back up or change HAProxy's files take turns (the test threads of this file
+/// run at once).
+static HAPROXY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn haproxy_turn() -> std::sync::MutexGuard<'static, ()> {
+    HAPROXY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -147,6 +155,7 @@ fn postgresql_databases_dropped_and_changed_come_back() {
 
 #[test]
 fn haproxy_config_and_certificate_come_back_and_haproxy_reloads() {
+    let _turn = haproxy_turn();
     let tb = common::testbed();
     let cfg = PathBuf::from(tb.var("LSB_HAPROXY_CFG"));
     let cert = PathBuf::from(tb.var("LSB_HAPROXY_CERT"));
@@ -362,6 +371,7 @@ fn alertmanager_config_template_and_silence_come_back() {
 
 #[test]
 fn a_host_gone_from_the_inventory_is_named_and_nothing_is_contacted() {
+    let _turn = haproxy_turn();
     let tb = common::testbed();
     let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
     let archive = archive_of(&run);
@@ -381,6 +391,7 @@ fn a_host_gone_from_the_inventory_is_named_and_nothing_is_contacted() {
 
 #[test]
 fn hostile_archive_is_refused_before_any_host() {
+    let _turn = haproxy_turn();
     let tb = common::testbed();
     let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
     let _ = archive_of(&run);
