@@ -683,3 +683,81 @@ fn persistent_volume_data_comes_back_on_its_node_hostile_path_included() {
     assert!(t.contains("see the restored data once they restart"), "{t}");
     assert!(!Path::new(tb.var("LSB_K8S_PV_MARKER")).exists());
 }
+
+/// `lsbackup restore ...` on a terminal (util-linux `script` gives it one), `answer` typed.
+fn restore_on_a_terminal(build: &Path, archive: &Path, args: &[&str], answer: &str) -> String {
+    use std::io::Write;
+    let tb = common::testbed();
+    let home = tempfile::tempdir().unwrap();
+    let mut words: Vec<String> = vec![
+        support::bin().to_string(),
+        "restore".into(),
+        archive.display().to_string(),
+        "-b".into(),
+        build.display().to_string(),
+        "--known-hosts".into(),
+        tb.known_hosts().display().to_string(),
+        "--no-agent".into(),
+    ];
+    words.extend(args.iter().map(|a| a.to_string()));
+    let line = words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", home.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // typed once the question is on the screen (script forwards it to the terminal)
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(answer.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    text(&out)
+}
+
+#[test]
+fn on_a_terminal_the_restore_is_shown_then_confirmed() {
+    let _turn = haproxy_turn();
+    let tb = common::testbed();
+    let cfg = PathBuf::from(tb.var("LSB_HAPROXY_CFG"));
+    let good = std::fs::read(&cfg).unwrap();
+    let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
+    let archive = archive_of(&run);
+    let mut changed = good.clone();
+    changed.extend_from_slice(b"\n# changed after the backup (terminal test)\n");
+    std::fs::write(&cfg, &changed).unwrap();
+
+    let no = restore_on_a_terminal(&tb.build_dir(), &archive, &["--only", "haproxy"], "n\n");
+    assert!(
+        no.contains("What this restore would do (nothing is changed yet):"),
+        "{no}"
+    );
+    assert!(
+        no.contains("would replace /etc/haproxy/haproxy.cfg"),
+        "{no}"
+    );
+    assert!(no.contains("Restore now?"), "{no}");
+    assert!(no.contains("nothing was changed"), "{no}");
+    assert_eq!(std::fs::read(&cfg).unwrap(), changed);
+
+    let yes = restore_on_a_terminal(&tb.build_dir(), &archive, &["--only", "haproxy"], "y\n");
+    let restored = std::fs::read(&cfg).unwrap();
+    for k in kept_copies(&cfg) {
+        std::fs::remove_file(k).unwrap();
+    }
+    if restored != good {
+        std::fs::write(&cfg, &good).unwrap();
+    }
+    assert!(yes.contains("restore complete: 1 of 1 restored"), "{yes}");
+    assert_eq!(restored, good);
+}
