@@ -16,6 +16,7 @@ Examples:
   lsbackup plan -b ~/clusters/prod
   lsbackup inventory -b ~/clusters/prod --list
   lsbackup verify /mnt/backups/lsbackup-20261125T013904Z.tar.zst
+  lsbackup restore /mnt/backups/lsbackup-20261125T013904Z.tar.zst -b ~/clusters/prod --dry-run
 
 Exit codes: 0 everything backed up; 2 partial (archive kept, failures in its manifest);
 1 nothing usable, bad input or interrupted (no archive left behind).";
