@@ -725,7 +725,7 @@ fn interrupt_while_the_broker_is_stopped_starts_it_again() {
     assert!(killed.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert!(
         std::fs::read_dir(target.path()).unwrap().next().is_none(),

@@ -19,7 +19,8 @@ Examples:
   lsbackup restore /mnt/backups/lsbackup-20261125T013904Z.tar.zst -b ~/clusters/prod --dry-run
 
 Exit codes: 0 everything backed up; 2 partial (archive kept, failures in its manifest);
-1 nothing usable, bad input or interrupted (no archive left behind).";
+1 nothing usable or bad input; 130/143/129 interrupted by SIGINT/SIGTERM/SIGHUP (no archive
+left behind).";
 
 #[derive(Debug, Parser)]
 #[command(name = "lsbackup", version, about = ABOUT, after_help = AFTER, args_override_self = true)]

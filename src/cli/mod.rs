@@ -23,6 +23,10 @@ pub use args::*;
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 pub const EXIT_PARTIAL: i32 = 2;
+/// Interrupted: 128 + the signal's number, as shells report a process killed by it.
+pub const EXIT_SIGHUP: i32 = 129;
+pub const EXIT_SIGINT: i32 = 130;
+pub const EXIT_SIGTERM: i32 = 143;
 
 pub fn main() -> i32 {
     let argv = match config::expand(std::env::args_os().collect()) {
@@ -526,11 +530,31 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
         name_prefix: a.name_prefix.clone(),
     };
     let interrupt = Interrupt::default();
-    spawn_signal_handler(interrupt.clone());
+    let signalled = spawn_signal_handler(interrupt.clone());
     let progress_dyn: Arc<dyn Progress> = progress.clone();
     let outcome = run_backup(&plan, &target, &opts, progress_dyn, interrupt).await;
     progress.clear();
-    let outcome = outcome?;
+    let outcome = match outcome {
+        Err(lsbackup::engine::EngineError::Interrupted) => {
+            let code = signalled.load(std::sync::atomic::Ordering::SeqCst);
+            let name = match code {
+                EXIT_SIGHUP => "SIGHUP",
+                EXIT_SIGTERM => "SIGTERM",
+                _ => "SIGINT",
+            };
+            if a.log_format == LogFormat::Json {
+                tracing::error!(
+                    signal = name,
+                    exit_code = code,
+                    "interrupted: no archive was written"
+                );
+            } else {
+                eprintln!("lsbackup: interrupted ({name}): no archive was written");
+            }
+            return Ok(if code == 0 { EXIT_SIGINT } else { code });
+        }
+        other => other?,
+    };
     let code = outcome.exit_code();
     if a.log_format == LogFormat::Json {
         tracing::info!(
@@ -580,23 +604,36 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     })
 }
 
-/// First Ctrl-C / SIGTERM: stop, let hosts clean up, remove the partial archive. Second: stop
-/// waiting for the cleanups.
-fn spawn_signal_handler(interrupt: Interrupt) {
+/// First Ctrl-C / SIGTERM / SIGHUP: stop, let hosts clean up, remove the partial archive.
+/// Second: stop waiting for the cleanups. Returns where the exit code of the first signal is set
+/// (130, 143 or 129; 0 until then).
+fn spawn_signal_handler(interrupt: Interrupt) -> Arc<std::sync::atomic::AtomicI32> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let code = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let set = code.clone();
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
         for token in [interrupt.stop, interrupt.abort] {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+            let got = tokio::select! {
+                _ = tokio::signal::ctrl_c() => EXIT_SIGINT,
+                _ = term.recv() => EXIT_SIGTERM,
+                _ = hup.recv() => EXIT_SIGHUP,
+            };
+            let _ = set.compare_exchange(
+                0,
+                got,
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+            );
             token.cancel();
         }
     });
+    code
 }
 
 impl From<FormatArg> for Format {
