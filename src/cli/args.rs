@@ -23,7 +23,7 @@ Exit codes: 0 everything backed up; 2 partial (archive kept, failures in its man
 left behind).";
 
 #[derive(Debug, Parser)]
-#[command(name = "lsbackup", version, about = ABOUT, after_help = AFTER, args_override_self = true)]
+#[command(name = "lsbackup", version = env!("LSBACKUP_VERSION"), about = ABOUT, after_help = AFTER, args_override_self = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -53,6 +53,24 @@ pub enum Command {
     /// Put a backup back on the cluster's hosts, component by component (PostgreSQL databases,
     /// configuration files with the current ones kept beside them, ...). `--dry-run` first.
     Restore(Box<RestoreArgs>),
+    /// Print a shell completion script: `lsbackup completions bash > /etc/bash_completion.d/lsbackup`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// bash, zsh, fish, elvish or powershell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write lsbackup.1 and lsbackup-COMMAND.1 for every command into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -82,6 +82,29 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
         Command::List(a) => list(a).await,
         Command::Extract(a) => extract(a).await,
         Command::Restore(a) => restore(*a).await,
+        Command::Completions(a) => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(a.shell, &mut cmd, "lsbackup", &mut std::io::stdout());
+            Ok(EXIT_OK)
+        }
+        Command::Man(a) => {
+            use clap::CommandFactory;
+            let cmd = Cli::command();
+            match a.dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                    clap_mangen::generate_to(cmd, &dir)
+                        .map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                None => match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                    // `lsbackup man | head`: the reader is gone, nothing more to say
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                    other => other?,
+                },
+            }
+            Ok(EXIT_OK)
+        }
         Command::Prune(a) => {
             let settings = lsbackup::target::settings::Settings::parse(&a.target_setting)?;
             let target = Target::parse_with(&a.target, &settings)?;
