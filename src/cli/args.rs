@@ -254,6 +254,17 @@ pub struct BackupArgs {
     pub prune: bool,
     #[command(flatten)]
     pub keep: KeepArgs,
+    /// Write a JSON report of the run to FILE (status and exit code; per component and host:
+    /// status, failures with kind and cause, duration, bytes, entries; the archive's name, place
+    /// and size). Written atomically, 0600, whatever the outcome.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write Prometheus textfile-collector metrics to FILE (e.g. in node_exporter's
+    /// --collector.textfile.directory, named *.prom): last run and last success timestamps,
+    /// exit code, duration, archive size, per component status, duration, bytes and failures.
+    /// Written atomically; the last success is carried over from the file's previous content.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
     /// Log lines as text or JSON (JSON for schedulers and log shippers).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

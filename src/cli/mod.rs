@@ -3,6 +3,7 @@
 mod args;
 mod config;
 mod output;
+mod report;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -554,7 +555,9 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     };
     let interrupt = Interrupt::default();
     let signalled = spawn_signal_handler(interrupt.clone());
-    let progress_dyn: Arc<dyn Progress> = progress.clone();
+    let started = jiff::Timestamp::now();
+    let timing = Arc::new(report::Timing::new(progress.clone()));
+    let progress_dyn: Arc<dyn Progress> = timing.clone();
     let outcome = run_backup(&plan, &target, &opts, progress_dyn, interrupt).await;
     progress.clear();
     let outcome = match outcome {
@@ -574,11 +577,13 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
             } else {
                 eprintln!("lsbackup: interrupted ({name}): no archive was written");
             }
-            return Ok(if code == 0 { EXIT_SIGINT } else { code });
+            let code = if code == 0 { EXIT_SIGINT } else { code };
+            write_run_files(&a, &report::interrupted(&a.target, code, started));
+            return Ok(code);
         }
         other => other?,
     };
-    let code = outcome.exit_code();
+    let mut code = outcome.exit_code();
     if a.log_format == LogFormat::Json {
         tracing::info!(
             status = ?outcome.manifest.status,
@@ -617,14 +622,43 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
             tracing::error!("prune: {e}");
         }
         if !matches!(pruned, Ok(true)) {
-            return Ok(EXIT_PARTIAL);
+            code = EXIT_PARTIAL;
         }
     }
-    Ok(match code {
+    let code = match code {
         0 => EXIT_OK,
         2 => EXIT_PARTIAL,
         _ => EXIT_FAILED,
-    })
+    };
+    let r = report::build(
+        &outcome.manifest,
+        outcome.location.as_deref(),
+        outcome.stats.written,
+        &a.target,
+        code,
+        &timing,
+    );
+    write_run_files(&a, &r);
+    Ok(code)
+}
+
+/// `--report` and `--metrics-file`, when asked for. A file that cannot be written is an error
+/// line; the run's own exit code stands (the archive is what matters).
+fn write_run_files(a: &BackupArgs, r: &report::Report) {
+    if let Some(path) = &a.report {
+        let mut text = serde_json::to_vec_pretty(r).unwrap_or_default();
+        text.push(b'\n');
+        if let Err(e) = report::write_atomic(path, &text, 0o600) {
+            tracing::error!("--report {}: {e}", path.display());
+        }
+    }
+    if let Some(path) = &a.metrics_file {
+        let previous = std::fs::read_to_string(path).ok();
+        let text = report::metrics(r, jiff::Timestamp::now(), previous.as_deref());
+        if let Err(e) = report::write_atomic(path, text.as_bytes(), 0o644) {
+            tracing::error!("--metrics-file {}: {e}", path.display());
+        }
+    }
 }
 
 /// First Ctrl-C / SIGTERM / SIGHUP: stop, let hosts clean up, remove the partial archive.
