@@ -1182,7 +1182,7 @@ fn an_interrupt_while_the_api_hangs_still_removes_the_snapshot() {
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");
     assert!(
         ours().is_empty(),

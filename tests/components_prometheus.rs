@@ -740,7 +740,7 @@ fn interrupted_after_the_snapshot_the_cleanup_still_removes_it() {
     }
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert_eq!(out.status.code(), Some(130), "stderr:\n{stderr}");
     assert!(
         subdirs(&data.join("snapshots")).is_empty(),
         "{} left on the server; stderr:\n{stderr}",

@@ -670,7 +670,7 @@ fn interrupted(store: Store) {
         "stopped {:?} after SIGINT: {all}",
         signalled.elapsed()
     );
-    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert_eq!(out.status.code(), Some(130), "{all}");
     assert!(all.contains("interrupted"), "{all}");
     let (o, u) = (objects(store, &prefix), unfinished(store, &prefix));
     assert!(o.is_empty() && u.is_empty(), "left: {o:?} {u:?}: {all}");

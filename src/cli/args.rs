@@ -137,6 +137,11 @@ pub struct PruneArgs {
     /// Settings of an object-store target, as for `backup` (KEY=env:NAME, KEY=file:PATH).
     #[arg(long, value_name = "KEY=SOURCE")]
     pub target_setting: Vec<String>,
+    /// A lock on the target (PREFIX.lock) older than this many seconds is taken over (its run
+    /// is presumed dead); one left on this machine by a process that no longer runs is taken over
+    /// at once. Another run's live lock makes this one stop with its holder named.
+    #[arg(long, value_name = "SECS", default_value_t = 86400)]
+    pub lock_stale_after: u64,
     #[command(flatten)]
     pub keep: KeepArgs,
     /// Only backups named PREFIX-<time>... are considered (default: lsbackup).
@@ -240,6 +245,12 @@ pub struct BackupArgs {
     /// Archive name prefix.
     #[arg(long, value_name = "NAME", default_value = "lsbackup")]
     pub name_prefix: String,
+    /// A lock on the target (PREFIX.lock) older than this many seconds is taken over (its run
+    /// is presumed dead); one left on this machine by a process that no longer runs is taken over
+    /// at once. Another run's live lock makes this one stop with its holder named.
+    #[arg(long, value_name = "SECS", default_value_t = 86400)]
+    pub lock_stale_after: u64,
+
     /// Encrypt the archive to this age recipient (`age1...`) or SSH public key line
     /// (`ssh-ed25519 AAAA...`), on the way out: no plaintext byte reaches the target. The name
     /// gets `.age`; decrypt with `age -d -i KEY`. Repeatable (any one key decrypts).

@@ -117,6 +117,12 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
                 );
             }
             target.check().await?;
+            // A dry run changes nothing: no lock needed.
+            let lock = if a.dry_run {
+                None
+            } else {
+                Some(take_lock(&target, &a.name_prefix, "prune", a.lock_stale_after).await?)
+            };
             let ok = prune(
                 &target,
                 &policy,
@@ -124,8 +130,11 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
                 a.dry_run,
                 &mut std::io::stdout(),
             )
-            .await?;
-            Ok(if ok { EXIT_OK } else { EXIT_FAILED })
+            .await;
+            if let Some(lock) = lock {
+                release_lock(lock, &target).await;
+            }
+            Ok(if ok? { EXIT_OK } else { EXIT_FAILED })
         }
     }
 }
@@ -553,6 +562,45 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
         build_dir: a.select.build_dir.clone(),
         name_prefix: a.name_prefix.clone(),
     };
+    target.check().await?;
+    let lock = take_lock(&target, &a.name_prefix, "backup", a.lock_stale_after).await?;
+    let code = backup_locked(&a, &plan, &target, &opts, &policy, progress).await;
+    release_lock(lock, &target).await;
+    code
+}
+
+/// The lock of `target` for this run (`PREFIX.lock`); taking over a stale one is a warning.
+async fn take_lock(
+    target: &Target,
+    prefix: &str,
+    command: &str,
+    stale_after: u64,
+) -> Result<lsbackup::target::lock::TargetLock, AnyError> {
+    let lock =
+        lsbackup::target::lock::acquire(target, prefix, command, Duration::from_secs(stale_after))
+            .await?;
+    if let Some(w) = &lock.took_over {
+        tracing::warn!("{w}");
+    }
+    Ok(lock)
+}
+
+async fn release_lock(lock: lsbackup::target::lock::TargetLock, target: &Target) {
+    let name = lock.name().to_string();
+    if let Err(e) = lock.release(target).await {
+        tracing::error!("releasing the lock {name}: {e}");
+    }
+}
+
+/// The backup once the target's lock is held.
+async fn backup_locked(
+    a: &BackupArgs,
+    plan: &Plan,
+    target: &Target,
+    opts: &RunOptions,
+    policy: &lsbackup::retention::Policy,
+    progress: Arc<output::Bars>,
+) -> Result<i32, AnyError> {
     let interrupt = Interrupt::default();
     let signalled = spawn_signal_handler(interrupt.clone());
     let started = jiff::Timestamp::now();

@@ -307,6 +307,40 @@ impl AzFileTarget {
         r.map_err(|f| self.err(&format!("writing {name}"), f))
     }
 
+    /// Create `name` unless it exists (written aside, then renamed with replace-if-exists
+    /// false, which the service refuses when `name` exists): `Ok(false)` when it does.
+    pub async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool, TargetError> {
+        let tmp = format!("{name}.{}.partial", std::process::id());
+        let c = &self.inner;
+        let written = async {
+            c.create_file(&tmp, bytes.len() as u64).await?;
+            let bytes = Bytes::from(bytes);
+            let mut off = 0;
+            while off < bytes.len() {
+                let end = (off + RANGE).min(bytes.len());
+                c.put_range(&tmp, off as u64, bytes.slice(off..end)).await?;
+                off = end;
+            }
+            Ok::<(), Failed>(())
+        }
+        .await;
+        if let Err(f) = written {
+            let _ = c.delete(&tmp).await;
+            return Err(self.err(&format!("writing {name}"), f));
+        }
+        match c.rename(&tmp, name, false).await {
+            Ok(()) => Ok(true),
+            Err(f) => {
+                let _ = c.delete(&tmp).await;
+                if c.get(name).await.is_ok() {
+                    Ok(false)
+                } else {
+                    Err(self.err(&format!("creating {name}"), f))
+                }
+            }
+        }
+    }
+
     pub async fn open_read(
         &self,
         name: &str,

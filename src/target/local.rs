@@ -345,12 +345,22 @@ mod tests;
 /// Write `name` in `dir` whole or not at all: `name.partial` (0600, `O_EXCL`), fsync, a rename
 /// that never replaces an existing file, fsync of the directory.
 pub(super) async fn put_small(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<(), TargetError> {
+    if put_new(dir, name, bytes).await? {
+        Ok(())
+    } else {
+        Err(err(dir, format!("{name} exists already")))
+    }
+}
+
+/// Write `name` whole (a `.partial` fsynced, then renamed without replacing) unless it exists:
+/// `Ok(false)` then, nothing written.
+pub(super) async fn put_new(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<bool, TargetError> {
     let dir = dir.to_path_buf();
     let name = name.to_string();
-    blocking(move || -> Result<(), TargetError> {
+    blocking(move || -> Result<bool, TargetError> {
         use std::io::Write as _;
         let final_path = dir.join(&name);
-        let partial = dir.join(format!("{name}.partial"));
+        let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -360,14 +370,21 @@ pub(super) async fn put_small(dir: &Path, name: &str, bytes: Vec<u8>) -> Result<
         let written = f.write_all(&bytes).and_then(|_| f.sync_all());
         drop(f);
         let done = written.and_then(|_| rename_noreplace(&partial, &final_path, true));
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&partial);
-            return Err(err(&dir, format!("writing {}: {e}", final_path.display())));
+        match done {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&partial);
+                return Ok(false);
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&partial);
+                return Err(err(&dir, format!("writing {}: {e}", final_path.display())));
+            }
         }
         if let Err(e) = std::fs::File::open(&dir).and_then(|d| d.sync_all()) {
             tracing::warn!(target: "lsbackup::target", "fsync of directory {} failed: {e}", dir.display());
         }
-        Ok(())
+        Ok(true)
     })
     .await
 }

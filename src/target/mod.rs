@@ -16,6 +16,7 @@
 
 pub mod azfile;
 pub(crate) mod local;
+pub mod lock;
 pub mod object;
 pub mod settings;
 mod stream;
@@ -255,6 +256,17 @@ impl Target {
             Target::Local(dir) => local::put_small(dir, name, bytes).await,
             Target::Object(o) => o.put_small(name, bytes).await,
             Target::AzFile(a) => a.put_small(name, bytes).await,
+        }
+    }
+
+    /// Create a small file `name` unless it exists, atomically where the store allows (a local
+    /// rename without replace, a conditional put, an Azure Files rename without replace):
+    /// `Ok(false)` when it exists, nothing written.
+    pub async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool, TargetError> {
+        match self {
+            Target::Local(dir) => local::put_new(dir, name, bytes).await,
+            Target::Object(o) => o.put_new(name, bytes).await,
+            Target::AzFile(a) => a.put_new(name, bytes).await,
         }
     }
 

@@ -277,6 +277,25 @@ impl ObjectTarget {
             .map_err(|e| self.err(&format!("writing {name}"), e))
     }
 
+    /// Create the object `name` unless it exists (a conditional put, `If-None-Match: *`):
+    /// `Ok(false)` when it does.
+    pub async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool, TargetError> {
+        match self
+            .store
+            .put_opts(
+                &self.path(name),
+                PutPayload::from(bytes),
+                PutMode::Create.into(),
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.err(&format!("creating {name}"), e)),
+        }
+    }
+
     /// Stream the object `name`.
     pub async fn open_read(
         &self,

@@ -22,7 +22,7 @@ const CHUNK: usize = 64 * 1024;
 const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// Name of the effective user of this process (`$USER` if the passwd lookup fails).
-pub(super) fn current_user() -> String {
+pub(crate) fn current_user() -> String {
     // SAFETY: getpwuid_r writes only into the buffers given; the result pointer is checked.
     unsafe {
         let uid = libc::geteuid();

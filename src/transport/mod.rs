@@ -48,7 +48,7 @@ use crate::inventory::ConnectionSpec;
 use crate::shell::{Script, quote as shell_quote};
 
 mod known_hosts;
-mod local;
+pub(crate) mod local;
 mod pipe;
 mod ssh;
 mod tunnel;
