@@ -715,11 +715,35 @@ impl HttpClient {
         self.send_bytes(method, path, bytes).await
     }
 
+    /// Any request with a body already encoded as `content_type` (e.g. a
+    /// `multipart/form-data; boundary=...` form), answered like [`HttpClient::send`]. The
+    /// client's own headers come after and may replace `Content-Type`.
+    pub async fn send_encoded(
+        &self,
+        method: Method,
+        path: &str,
+        content_type: HeaderValue,
+        body: Vec<u8>,
+    ) -> Result<Response, HttpError> {
+        self.send_with_type(method, path, Some((body, content_type)))
+            .await
+    }
+
     async fn send_bytes(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+    ) -> Result<Response, HttpError> {
+        let body = body.map(|b| (b, HeaderValue::from_static("application/json")));
+        self.send_with_type(method, path, body).await
+    }
+
+    async fn send_with_type(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(Vec<u8>, HeaderValue)>,
     ) -> Result<Response, HttpError> {
         let ctx = self.ctx(&method, path);
         let work = async {
@@ -770,6 +794,7 @@ impl HttpClient {
             ),
             None => None,
         };
+        let bytes = bytes.map(|b| (b, HeaderValue::from_static("application/json")));
         let opened = tokio::time::timeout(self.timeout, self.open(&ctx, method, path, bytes)).await;
         let (parts, incoming, conn) = match opened {
             Ok(r) => r?,
@@ -853,7 +878,7 @@ impl HttpClient {
         ctx: &Ctx,
         method: Method,
         path: &str,
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, HeaderValue)>,
     ) -> Result<(http::response::Parts, Incoming, ConnTask), HttpError> {
         let pq = self
             .endpoint
@@ -877,9 +902,10 @@ impl HttpClient {
             HeaderValue::from_static(concat!("lsbackup/", env!("CARGO_PKG_VERSION"))),
         );
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        if body.is_some() {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
+        let body = body.map(|(bytes, content_type)| {
+            headers.insert(CONTENT_TYPE, content_type);
+            bytes
+        });
         for (k, v) in &self.headers {
             headers.insert(k.clone(), v.clone());
         }

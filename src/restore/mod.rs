@@ -23,8 +23,11 @@ use crate::inventory::Inventory;
 use crate::transport::{Session, TransportConfig};
 
 pub mod alertmanager;
+pub mod elasticsearch;
+pub mod grafana;
 pub mod haproxy;
 pub mod host;
+pub mod kibana;
 pub mod kubernetes;
 pub mod kubernetes_volumes;
 pub mod postgresql;
@@ -81,6 +84,9 @@ pub fn restorer(name: &str) -> Option<Box<dyn Restore>> {
         "kubernetes_volumes" => Some(Box::new(kubernetes_volumes::KubernetesVolumes)),
         "alertmanager" => Some(Box::new(alertmanager::Alertmanager)),
         "haproxy" => Some(Box::new(haproxy::HaProxy)),
+        "elasticsearch" => Some(Box::new(elasticsearch::Elasticsearch)),
+        "kibana" => Some(Box::new(kibana::Kibana)),
+        "grafana" => Some(Box::new(grafana::Grafana)),
         _ => None,
     }
 }

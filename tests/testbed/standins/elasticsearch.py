@@ -22,6 +22,11 @@ endpoints the lsbackup `elasticsearch` component calls, with the shapes a real 7
   PUT  /_snapshot/<repo>/<snap>            take a snapshot (?wait_for_completion=true|false)
   GET  /_snapshot/<repo>/<snap>|_all       snapshot info (state IN_PROGRESS / SUCCESS)
   DELETE /_snapshot/<repo>/<snap>          delete a snapshot (aborts one in progress)
+  POST /_snapshot/<repo>/<snap>/_restore   restore indices of a snapshot from the repository files
+                                           (?wait_for_completion=true|false); an open index of the
+                                           same name is refused (snapshot_restore_exception), a
+                                           closed one is replaced and opened, as in 7.x
+  GET  /<index>/_count                     document count (index_not_found / index_closed errors)
 
 A snapshot writes the blob-store layout of a real fs repository into the location: index-N (the
 repository data, JSON), index.latest (8-byte big-endian generation), snap-<uuid>.dat and
@@ -659,6 +664,18 @@ class Handler(BaseHTTPRequestHandler):
                     "_seq_no": len(idx["docs"]) - 1,
                     "_primary_term": 1,
                 }
+        if len(parts) == 2 and parts[1] == "_count" and m in ("GET", "POST") and not parts[0].startswith("_"):
+            with LOCK:
+                idx = node.indices.get(parts[0])
+                if idx is None:
+                    # IndexNotFoundException (404), shaped as every 7.x error
+                    return error(404, "index_not_found_exception", "no such index [%s]" % parts[0],
+                                 root={"type": "index_not_found_exception", "reason": "no such index [%s]" % parts[0], "index": parts[0], "index_uuid": "_na_"})
+                if idx.get("closed"):
+                    # IndexClosedException: 400 index_closed_exception "closed"
+                    return error(400, "index_closed_exception", "closed",
+                                 root={"type": "index_closed_exception", "reason": "closed", "index_uuid": idx["uuid"], "index": parts[0]})
+                return 200, {"count": len(idx["docs"]), "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0}}
         if len(parts) == 1 and m == "DELETE" and not parts[0].startswith("_"):
             with LOCK:
                 if node.indices.pop(parts[0], None) is None:
@@ -687,6 +704,8 @@ class Handler(BaseHTTPRequestHandler):
             return error(404, "repository_missing_exception", "[%s] missing" % repo)
         r = Repo(node, repo)
         snap = parts[1]
+        if len(parts) == 3 and parts[2] == "_restore" and m == "POST":
+            return self.restore_snapshot(r, snap, q, body)
         if m == "GET":
             data = r.data()
             infos = []
@@ -801,6 +820,76 @@ class Handler(BaseHTTPRequestHandler):
         if not wait:
             return 200, {"accepted": True}
         return 200, {"snapshot": info}
+
+
+    def restore_snapshot(self, r, snap, q, body):
+        """POST /_snapshot/<repo>/<snap>/_restore as Elasticsearch 7.10's RestoreService answers:
+        the snapshot is looked up in the repository data read from disk (index.latest, index-N);
+        `indices` (a list or comma-separated, * wildcards) picks among the snapshot's indices
+        (a name it does not hold: index_not_found_exception unless ignore_unavailable); an open
+        index of the same name fails the whole request with snapshot_restore_exception (500,
+        "cannot restore index [x] because an open index with same name already exists in the
+        cluster. Either close or delete the existing index or restore the index under a
+        different name by providing a rename pattern and replacement name"); a closed one is
+        replaced. Each restored index gets a new uuid and is open, with the documents of the
+        shard blobs the snapshot's shard files (snap-<uuid>.dat) list. With
+        wait_for_completion=true the answer is {"snapshot": {"snapshot", "indices", "shards"}},
+        else {"accepted": true}."""
+        node = self.node
+        data = r.data()
+        found = [s for s in data["snapshots"] if s["name"] == snap]
+        if not found:
+            # SnapshotRestoreException via SnapshotException: "[repo:snap] snapshot does not exist"
+            return error(404, "snapshot_restore_exception", "[%s:%s] snapshot does not exist" % (r.name, snap))
+        snap_uuid = found[0]["uuid"]
+        info = r.snapshot_info(snap_uuid)
+        have = list(info.get("indices") or [])
+        wanted = body.get("indices", "*")
+        patterns = wanted if isinstance(wanted, list) else [p for p in str(wanted).split(",") if p]
+        chosen = []
+        for p in patterns or ["*"]:
+            hits = [n for n in have if re.fullmatch(re.escape(p).replace("\\*", ".*"), n)]
+            if not hits and "*" not in p and not body.get("ignore_unavailable"):
+                return error(404, "index_not_found_exception", "no such index [%s]" % p,
+                             root={"type": "index_not_found_exception", "reason": "no such index [%s]" % p, "index": p, "index_uuid": "_na_"})
+            chosen.extend(h for h in hits if h not in chosen)
+        snapshot = "%s:%s/%s" % (r.name, snap, snap_uuid)
+        for n in chosen:
+            idx = node.indices.get(n)
+            if idx is not None and not idx.get("closed"):
+                reason = ("[%s] cannot restore index [%s] because an open index with same name already exists in the cluster. "
+                          "Either close or delete the existing index or restore the index under a different name by providing "
+                          "a rename pattern and replacement name" % (snapshot, n))
+                return error(500, "snapshot_restore_exception", reason)
+        restored = {}
+        for n in chosen:
+            entry = data["indices"].get(n)
+            if entry is None:
+                reason = "[%s] index [%s] is missing from the repository data" % (snapshot, n)
+                return error(500, "snapshot_restore_exception", reason)
+            shard_dir = r.p("indices", entry["id"], "0")
+            with open(os.path.join(shard_dir, "snap-%s.dat" % snap_uuid), "rb") as f:
+                raw = f.read()
+            shard = json.loads(raw[raw.index(b"{"):-16])
+            docs = {}
+            for fi in shard["files"]:
+                with open(os.path.join(shard_dir, fi["name"]), "rb") as f:
+                    blob = f.read()
+                if "%x" % zlib.crc32(blob) != fi["checksum"]:
+                    reason = "[%s] failed to restore [%s]: checksum failed for blob [%s]" % (snapshot, n, fi["name"])
+                    return error(500, "snapshot_restore_exception", reason)
+                for line in blob.decode().splitlines():
+                    if line.strip():
+                        d = json.loads(line)
+                        docs[d["_id"]] = d["_source"]
+            restored[n] = docs
+        for n, docs in restored.items():
+            node.indices[n] = {"uuid": rand_id(), "docs": docs, "created": now_ms()}
+        node.save()
+        if q.get("wait_for_completion", "false") != "true":
+            return 200, {"accepted": True}
+        names = list(restored)
+        return 200, {"snapshot": {"snapshot": snap, "indices": names, "shards": {"total": len(names), "failed": 0, "successful": len(names)}}}
 
 
 class Server(ThreadingHTTPServer):

@@ -12,7 +12,9 @@ uses to create content:
 
   GET  /api/health                     no authentication
   GET  /api/datasources                POST /api/datasources
+  GET|PUT|DELETE /api/datasources/uid/<uid>
   GET  /api/folders                    POST /api/folders
+  GET|PUT|DELETE /api/folders/<uid>    (DELETE removes the folder's dashboards too, as Grafana does)
   GET  /api/search?type=dash-db|dash-folder&query=&limit=
   GET  /api/dashboards/uid/<uid>       POST /api/dashboards/db       DELETE /api/dashboards/uid/<uid>
   POST /api/auth/keys, DELETE /api/auth/keys/<id>   API keys (Bearer eyJrIjoi...), stored hashed as Grafana does
@@ -244,6 +246,10 @@ class Handler(BaseHTTPRequestHandler):
             if g.q("SELECT 1 FROM data_source WHERE org_id = 1 AND name = ?", (name,)):
                 self.send(409, {"message": "data source with the same name already exists"})
                 return
+            # pkg/services/datasources: ErrDataSourceUidExists, 409 from pkg/api/datasources.go
+            if body.get("uid") and g.q("SELECT 1 FROM data_source WHERE org_id = 1 AND uid = ?", (body["uid"],)):
+                self.send(409, {"message": "data source with the same uid already exists"})
+                return
             uid = body.get("uid") or new_uid()
             cur = g.db.execute(
                 "INSERT INTO data_source (org_id, version, type, name, access, url, user, database, basic_auth, is_default, json_data, created, updated, secure_json_data, read_only, uid) "
@@ -255,6 +261,12 @@ class Handler(BaseHTTPRequestHandler):
             ds = {"id": cur.lastrowid, "uid": uid, "orgId": 1, "name": name, "type": body["type"], "access": body.get("access", "proxy"),
                   "url": body.get("url", ""), "isDefault": bool(body.get("isDefault")), "jsonData": body.get("jsonData") or {}, "version": 1, "readOnly": False}
             self.send(200, {"datasource": ds, "id": cur.lastrowid, "message": "Datasource added", "name": name})
+            return
+        if parts[:3] == ["api", "datasources", "uid"] and len(parts) == 4:
+            self.datasource_by_uid(m, parts[3], body)
+            return
+        if parts[:2] == ["api", "folders"] and len(parts) == 3:
+            self.folder_by_uid(m, parts[2], body)
             return
         if parts == ["api", "folders"] and m == "GET":
             self.send(200, [{"id": r["id"], "uid": r["uid"], "title": r["title"]} for r in g.q("SELECT * FROM dashboard WHERE is_folder = 1 ORDER BY title")])
@@ -379,6 +391,104 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, {"id": cur.lastrowid, "name": name, "key": key})
             return
         self.send(404, {"message": "Not found"})
+
+
+    def ds_json(self, r):
+        """GET /api/datasources/uid/<uid> of Grafana 9.5 (pkg/api/dtos/datasource.go DataSource):
+        the settings and secureJsonFields (which secrets are set, never their values)."""
+        return {
+            "id": r["id"], "uid": r["uid"], "orgId": r["org_id"], "name": r["name"], "type": r["type"],
+            "typeLogoUrl": "public/app/plugins/datasource/%s/img/logo.svg" % r["type"], "access": r["access"],
+            "url": r["url"], "user": r["user"] or "", "database": r["database"] or "", "basicAuth": bool(r["basic_auth"]),
+            "basicAuthUser": r["basic_auth_user"] or "", "withCredentials": bool(r["with_credentials"]),
+            "isDefault": bool(r["is_default"]), "jsonData": json.loads(r["json_data"] or "{}"),
+            "secureJsonFields": {k: True for k in json.loads(r["secure_json_data"] or "{}")},
+            "version": r["version"], "readOnly": bool(r["read_only"]),
+        }
+
+    def datasource_by_uid(self, m, uid, body):
+        """GET/PUT/DELETE /api/datasources/uid/<uid>, answers as Grafana 9.5's pkg/api/datasources.go:
+        PUT keeps the stored secrets of fields the body does not give (fillWithSecureJSONData),
+        refuses a read-only (provisioned) one with 403, another's name with 409."""
+        g = self.g
+        r = g.db.execute("SELECT * FROM data_source WHERE org_id = 1 AND uid = ?", (uid,)).fetchone()
+        if r is None:
+            self.send(404, {"message": "Data source not found"})
+            return
+        if m == "GET":
+            self.send(200, self.ds_json(r))
+            return
+        if m == "DELETE":
+            if r["read_only"]:
+                self.send(403, {"message": "Cannot delete read-only data source"})
+                return
+            g.db.execute("DELETE FROM data_source WHERE id = ?", (r["id"],))
+            self.send(200, {"message": "Data source deleted", "id": r["id"]})
+            return
+        if m != "PUT":
+            self.send(405, {"message": "Method Not Allowed"})
+            return
+        if r["read_only"]:
+            self.send(403, {"message": "Cannot update read-only data source"})
+            return
+        name = body.get("name")
+        if not name or not body.get("type"):
+            self.send(400, {"message": "Required fields name and type are missing"})
+            return
+        if g.q("SELECT 1 FROM data_source WHERE org_id = 1 AND name = ? AND id != ?", (name, r["id"])):
+            self.send(409, {"message": "data source with the same name already exists"})
+            return
+        new_uid_ = body.get("uid") or r["uid"]
+        if g.q("SELECT 1 FROM data_source WHERE org_id = 1 AND uid = ? AND id != ?", (new_uid_, r["id"])):
+            self.send(409, {"message": "data source with the same uid already exists"})
+            return
+        secure = json.loads(r["secure_json_data"] or "{}")
+        secure.update({k: "encrypted" for k in (body.get("secureJsonData") or {})})
+        g.db.execute(
+            "UPDATE data_source SET version = version + 1, type = ?, name = ?, access = ?, url = ?, user = ?, database = ?, basic_auth = ?, "
+            "basic_auth_user = ?, with_credentials = ?, is_default = ?, json_data = ?, secure_json_data = ?, uid = ?, updated = ? WHERE id = ?",
+            (body["type"], name, body.get("access", "proxy"), body.get("url", ""), body.get("user", ""), body.get("database", ""),
+             int(bool(body.get("basicAuth"))), body.get("basicAuthUser", ""), int(bool(body.get("withCredentials"))),
+             int(bool(body.get("isDefault"))), j(body.get("jsonData") or {}), j(secure), new_uid_, ts(), r["id"]))
+        r = g.db.execute("SELECT * FROM data_source WHERE id = ?", (r["id"],)).fetchone()
+        self.send(200, {"datasource": self.ds_json(r), "id": r["id"], "message": "Datasource updated", "name": name})
+
+    def folder_json(self, r):
+        """A folder as Grafana 9.5's GET /api/folders/<uid> returns it (pkg/api/dtos/folder.go)."""
+        return {"id": r["id"], "uid": r["uid"], "title": r["title"], "url": "/dashboards/f/%s/%s" % (r["uid"], r["slug"]),
+                "hasAcl": False, "canSave": True, "canEdit": True, "canAdmin": True, "canDelete": True,
+                "createdBy": "admin", "created": iso(r["created"]), "updatedBy": "admin", "updated": iso(r["updated"]),
+                "version": r["version"]}
+
+    def folder_by_uid(self, m, uid, body):
+        """GET/PUT/DELETE /api/folders/<uid> as Grafana 9.5's pkg/api/folder.go: PUT needs the
+        current version unless overwrite (412 version-mismatch); DELETE removes its dashboards."""
+        g = self.g
+        r = g.db.execute("SELECT * FROM dashboard WHERE org_id = 1 AND uid = ? AND is_folder = 1", (uid,)).fetchone()
+        if r is None:
+            self.send(404, {"message": "folder not found", "status": "not-found"})
+            return
+        if m == "GET":
+            self.send(200, self.folder_json(r))
+            return
+        if m == "DELETE":
+            g.db.execute("DELETE FROM dashboard WHERE folder_id = ? AND is_folder = 0", (r["id"],))
+            g.db.execute("DELETE FROM dashboard WHERE id = ?", (r["id"],))
+            self.send(200, {"title": r["title"], "message": "Folder %s deleted" % r["title"], "id": r["id"]})
+            return
+        if m != "PUT":
+            self.send(405, {"message": "Method Not Allowed"})
+            return
+        title = body.get("title")
+        if not title:
+            self.send(400, {"message": "folder title cannot be empty"})
+            return
+        if not body.get("overwrite") and body.get("version") != r["version"]:
+            self.send(412, {"message": "the folder has been changed by someone else", "status": "version-mismatch"})
+            return
+        g.db.execute("UPDATE dashboard SET version = version + 1, title = ?, slug = ?, data = ?, updated = ? WHERE id = ?",
+                     (title, slugify(title), j({"title": title, "uid": uid}), ts(), r["id"]))
+        self.send(200, self.folder_json(g.db.execute("SELECT * FROM dashboard WHERE id = ?", (r["id"],)).fetchone()))
 
 
 class Server(ThreadingHTTPServer):

@@ -10,6 +10,8 @@ exactly the saved-objects endpoints the lsbackup `kibana` component calls, with 
   GET  /api/status                              version and overall state
   POST /api/saved_objects/_export               NDJSON export: one saved object per line, then
                                                 the summary line {"exportedCount":N,...}
+  POST /api/saved_objects/_import               import an NDJSON export (multipart/form-data, field
+                                                `file`; ?overwrite=true), answered as Kibana 7.10 does
   POST /api/saved_objects/<type>[/<id>]         create a saved object (?overwrite=true)
   GET  /api/saved_objects/<type>/<id>           read one
   DELETE /api/saved_objects/<type>/<id>         delete one
@@ -30,6 +32,8 @@ server.ssl.key (PEM paths), as Kibana does; otherwise plain HTTP.
 
 import argparse
 import base64
+import email.parser
+import email.policy
 import json
 import os
 import ssl
@@ -218,6 +222,10 @@ class Handler(BaseHTTPRequestHandler):
         if self.command in ("POST", "PUT", "DELETE") and not (self.headers.get("kbn-xsrf") or self.headers.get("osd-xsrf")):
             self.fail(400, "Bad Request", "Request must contain a kbn-xsrf header.")
             return
+        if parts == ["api", "saved_objects", "_import"] and self.command == "POST":
+            with LOCK:
+                self.import_objects(q, raw)
+            return
         try:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError as e:
@@ -298,6 +306,94 @@ class Handler(BaseHTTPRequestHandler):
             self.send(200, out)
             return
         self.fail(404, "Not Found", "Not Found")
+
+
+    def import_objects(self, q, raw):
+        """POST /api/saved_objects/_import as Kibana 7.10 answers it
+        (src/core/server/saved_objects/routes/import.ts and import/import_saved_objects.ts):
+        a multipart form whose `file` field is an .ndjson export (415 for another content type,
+        400 without the field or for another extension); summary lines (exportedCount) are
+        skipped; an object of a type that cannot be imported is an `unsupported_type` error; one
+        referencing an index-pattern or search that is neither imported nor stored is a
+        `missing_references` error (validate_references.ts: REF_TYPES_TO_VALIDATE); without
+        overwrite=true an existing object is a `conflict` error. The others are stored. Answer:
+        {success, successCount, successResults?, errors?} (errors/successResults only when not
+        empty)."""
+        store = self.store
+        ctype = self.headers.get("Content-Type", "")
+        if not ctype.lower().startswith("multipart/form-data"):
+            self.fail(415, "Unsupported Media Type", "Unsupported Media Type")
+            return
+        msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+            b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+        file_part = None
+        if msg.is_multipart():
+            for part in msg.iter_parts():
+                if part.get_param("name", header="content-disposition") == "file":
+                    file_part = part
+        if file_part is None:
+            self.fail(400, "Bad Request", "[request body.file]: expected value of type [Stream] but got [undefined]")
+            return
+        filename = file_part.get_filename() or ""
+        ext = os.path.splitext(filename)[1]
+        if ext != ".ndjson":
+            self.fail(400, "Bad Request", "Invalid file extension %s" % ext)
+            return
+        data = file_part.get_payload(decode=True) or b""
+        objects = []
+        for line in data.decode("utf-8").split("\n"):
+            if not line.strip():
+                continue
+            try:
+                o = json.loads(line)
+            except ValueError as e:
+                self.fail(400, "Bad Request", "Unexpected token in JSON: %s" % e)
+                return
+            if isinstance(o, dict) and o.get("exportedCount") is not None:
+                continue
+            objects.append(o)
+        overwrite = q.get("overwrite") == "true"
+        errors, ok = [], []
+        importing = {"%s/%s" % (o.get("type"), o.get("id")) for o in objects}
+
+        def title(o):
+            return (o.get("attributes") or {}).get("title", "")
+
+        def icon(t):
+            return {"dashboard": "dashboardApp", "visualization": "visualizeApp", "index-pattern": "indexPatternApp",
+                    "search": "discoverApp", "config": "advancedSettingsApp"}.get(t, "")
+
+        def err(o, e):
+            errors.append({"id": o.get("id"), "type": o.get("type"), "title": title(o),
+                           "meta": {"title": title(o), "icon": icon(o.get("type"))}, "error": e})
+
+        for o in objects:
+            key = "%s/%s" % (o.get("type"), o.get("id"))
+            if o.get("type") not in EXPORTABLE:
+                err(o, {"type": "unsupported_type"})
+                continue
+            missing = [{"type": r.get("type"), "id": r.get("id")} for r in o.get("references") or []
+                       if r.get("type") in ("index-pattern", "search")
+                       and "%s/%s" % (r.get("type"), r.get("id")) not in importing
+                       and "%s/%s" % (r.get("type"), r.get("id")) not in store.objects]
+            if missing:
+                err(o, {"type": "missing_references", "references": missing})
+                continue
+            if key in store.objects and not overwrite:
+                err(o, {"type": "conflict"})
+                continue
+            existed = key in store.objects
+            store.put(o["type"], o["id"], o.get("attributes") or {}, o.get("references") or [])
+            res = {"type": o["type"], "id": o["id"], "meta": {"title": title(o), "icon": icon(o["type"])}}
+            if existed:
+                res["overwrite"] = True
+            ok.append(res)
+        out = {"successCount": len(ok), "success": not errors}
+        if errors:
+            out["errors"] = errors
+        if ok:
+            out["successResults"] = ok
+        self.send(200, out)
 
 
 class Server(ThreadingHTTPServer):
