@@ -31,6 +31,8 @@ pub mod kibana;
 pub mod kubernetes;
 pub mod kubernetes_volumes;
 pub mod postgresql;
+pub mod prometheus;
+pub mod rabbitmq;
 
 pub use host::{HostRestore, Put};
 
@@ -84,6 +86,8 @@ pub fn restorer(name: &str) -> Option<Box<dyn Restore>> {
         "kubernetes_volumes" => Some(Box::new(kubernetes_volumes::KubernetesVolumes)),
         "alertmanager" => Some(Box::new(alertmanager::Alertmanager)),
         "haproxy" => Some(Box::new(haproxy::HaProxy)),
+        "prometheus" => Some(Box::new(prometheus::Prometheus)),
+        "rabbitmq" => Some(Box::new(rabbitmq::RabbitMq)),
         "elasticsearch" => Some(Box::new(elasticsearch::Elasticsearch)),
         "kibana" => Some(Box::new(kibana::Kibana)),
         "grafana" => Some(Box::new(grafana::Grafana)),

@@ -107,10 +107,27 @@ tb_prom_has_series() {
     curl -fsS --max-time 2 "$TB_PROM_URL/api/v1/query?query=up%7Bjob%3D%22prometheus%22%7D" | grep -q '"value"'
 }
 
+# Record the running Prometheus of $TB_PROM_DATA when the recorded pid is gone: `lsbackup restore`
+# stops it and executes its command line again (a new pid), as it does on a host without systemd.
+tb_prom_adopt() {
+    local d
+    tb_pid prometheus >/dev/null && return 0
+    for d in /proc/[0-9]*; do
+        [ "$(readlink "$d/exe" 2>/dev/null)" = /usr/bin/prometheus ] || continue
+        if tr '\0' '\n' <"$d/cmdline" 2>/dev/null | grep -qxF -- "--storage.tsdb.path=$TB_PROM_DATA" &&
+            tb_alive "${d#/proc/}"; then
+            tb_record_pid prometheus "${d#/proc/}"
+            return 0
+        fi
+    done
+    return 0
+}
+
 tb_up_prometheus() {
     TB_CHANGED=""
     tb_prom_files
     local log="$TB_LOGS/prometheus.log"
+    tb_prom_adopt
     if tb_pid prometheus >/dev/null; then
         if [ -n "$TB_CHANGED" ]; then
             curl -fsS -X POST "$TB_PROM_URL/-/reload" >/dev/null 2>&1 || tb_log "prometheus: reload failed"
