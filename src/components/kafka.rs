@@ -178,7 +178,7 @@ exit 0"#;
 
 /// Stop the broker: systemd when it runs the unit, else the distribution's stop script (which,
 /// like the real one, returns at once).
-const STOP: &str = r#"if [ -d /run/systemd/system ] && systemctl is-active --quiet -- "$1" 2>/dev/null; then
+pub(crate) const STOP: &str = r#"if [ -d /run/systemd/system ] && systemctl is-active --quiet -- "$1" 2>/dev/null; then
   exec systemctl stop -- "$1"
 fi
 s=$2/bin/kafka-server-stop.sh
@@ -194,7 +194,7 @@ case $s in *") Z "*|*") X "*) exit 1 ;; esac
 exit 0"#;
 
 /// Wait until process `$1` is gone, at most `$2` seconds.
-const WAIT_EXIT: &str = r#"i=0
+pub(crate) const WAIT_EXIT: &str = r#"i=0
 while s=$(cat "/proc/$1/stat" 2>/dev/null); do
   case $s in *") Z "*|*") X "*) break ;; esac
   if [ "$i" -ge "$2" ]; then
@@ -208,7 +208,7 @@ exit 0"#;
 
 /// Start the broker: systemd when it has the unit, else `kafka-server-start.sh -daemon CONFIG`
 /// (as `$4` when running as root and that user exists).
-const START: &str = r#"cd / || exit 1
+pub(crate) const START: &str = r#"cd / || exit 1
 if [ -d /run/systemd/system ] && systemctl cat -- "$1" >/dev/null 2>&1; then
   exec systemctl start -- "$1"
 fi

@@ -27,12 +27,14 @@ pub mod elasticsearch;
 pub mod grafana;
 pub mod haproxy;
 pub mod host;
+pub mod kafka;
 pub mod kibana;
 pub mod kubernetes;
 pub mod kubernetes_volumes;
 pub mod postgresql;
 pub mod prometheus;
 pub mod rabbitmq;
+pub mod zookeeper;
 
 pub use host::{HostRestore, Put};
 
@@ -88,6 +90,8 @@ pub fn restorer(name: &str) -> Option<Box<dyn Restore>> {
         "haproxy" => Some(Box::new(haproxy::HaProxy)),
         "prometheus" => Some(Box::new(prometheus::Prometheus)),
         "rabbitmq" => Some(Box::new(rabbitmq::RabbitMq)),
+        "zookeeper" => Some(Box::new(zookeeper::ZooKeeper)),
+        "kafka" => Some(Box::new(kafka::Kafka)),
         "elasticsearch" => Some(Box::new(elasticsearch::Elasticsearch)),
         "kibana" => Some(Box::new(kibana::Kibana)),
         "grafana" => Some(Box::new(grafana::Grafana)),
