@@ -127,6 +127,9 @@ tb_up_prometheus() {
     TB_CHANGED=""
     tb_prom_files
     local log="$TB_LOGS/prometheus.log"
+    # its user may append to it, as to Debian's /var/log/prometheus/prometheus.log: a Prometheus
+    # restarted by `lsbackup restore` (as that user) keeps writing there
+    touch "$log" && chown prometheus:prometheus "$log"
     tb_prom_adopt
     if tb_pid prometheus >/dev/null; then
         if [ -n "$TB_CHANGED" ]; then
