@@ -1,6 +1,5 @@
 //! The binary's own tooling: `--version` with the commit, shell completions, manual pages.
 
-#[allow(dead_code)]
 mod common;
 mod support;
 

@@ -606,7 +606,7 @@ async fn backup_locked(
     let started = jiff::Timestamp::now();
     let timing = Arc::new(report::Timing::new(progress.clone()));
     let progress_dyn: Arc<dyn Progress> = timing.clone();
-    let outcome = run_backup(&plan, &target, &opts, progress_dyn, interrupt).await;
+    let outcome = run_backup(plan, target, opts, progress_dyn, interrupt).await;
     progress.clear();
     let outcome = match outcome {
         Err(lsbackup::engine::EngineError::Interrupted) => {
@@ -626,7 +626,7 @@ async fn backup_locked(
                 eprintln!("lsbackup: interrupted ({name}): no archive was written");
             }
             let code = if code == 0 { EXIT_SIGINT } else { code };
-            write_run_files(&a, &report::interrupted(&a.target, code, started));
+            write_run_files(a, &report::interrupted(&a.target, code, started));
             return Ok(code);
         }
         other => other?,
@@ -659,8 +659,8 @@ async fn backup_locked(
     // The archive stands whatever happens here; a prune that failed makes the run partial.
     if a.prune && outcome.location.is_some() {
         let pruned = prune(
-            &target,
-            &policy,
+            target,
+            policy,
             &a.name_prefix,
             false,
             &mut std::io::stderr(),
@@ -686,7 +686,7 @@ async fn backup_locked(
         code,
         &timing,
     );
-    write_run_files(&a, &r);
+    write_run_files(a, &r);
     Ok(code)
 }
 

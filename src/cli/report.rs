@@ -13,10 +13,13 @@ use lsbackup::archive::{Failure, Manifest, Status};
 use lsbackup::engine::Progress;
 use serde::Serialize;
 
+/// (component, host) -> when it started, how long it took once finished.
+type Times = HashMap<(String, String), (Instant, Option<Duration>)>;
+
 /// A [`Progress`] that also times each component on each host, passing everything on.
 pub struct Timing {
     inner: Arc<dyn Progress>,
-    times: Mutex<HashMap<(String, String), (Instant, Option<Duration>)>>,
+    times: Mutex<Times>,
 }
 
 impl Timing {
