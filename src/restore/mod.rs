@@ -173,15 +173,15 @@ pub fn prepare(
         if restorer(&c.name).is_none() {
             if opts.only.contains(&c.name) {
                 return Err(RestoreError::Input(format!(
-                    "lsbackup cannot restore {} yet: unpack it with `lsbackup extract` and follow docs/components/{}.md",
+                    "lsbackup has no restore for {}: `lsbackup extract --only {}` unpacks its files",
                     c.name, c.name
                 )));
             }
             left_out.push((
                 c.name.clone(),
                 format!(
-                    "no automatic restore yet: `lsbackup extract --only {}` and docs/components/{}.md",
-                    c.name, c.name
+                    "lsbackup has no restore for it: `lsbackup extract --only {}` unpacks its files",
+                    c.name
                 ),
             ));
             continue;
