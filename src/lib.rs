@@ -23,9 +23,13 @@
 //!   unknown length, sha256 of every entry, and the [`archive::Manifest`] written into it.
 //! - [`target`]: where the archive goes (a local or NFS-mounted directory today), written as
 //!   `NAME.partial`, fsynced and renamed.
+//! - [`restore`]: `lsbackup restore`, one file per component (`src/restore/<name>.rs`) built on
+//!   [`restore::HostRestore`]'s primitives (read-only queries, changes a dry run only describes,
+//!   files and directories put back checked and with the current ones kept).
 //! - `cli` (in the binary): argument parsing, progress bars, summary and exit codes.
 //!
-//! Where PostgreSQL is backed up: `components/postgresql.yaml`. The engine that runs it:
+//! Where PostgreSQL is backed up: `components/postgresql.yaml`; restored:
+//! `src/restore/postgresql.rs`. The engine that runs it:
 //! `src/engine/`.
 
 pub mod archive;
