@@ -655,6 +655,7 @@ fn persistent_volume_data_comes_back_on_its_node_hostile_path_included() {
         "LSB_K8S_PV_LOCAL_DIR",
         "LSB_K8S_PV_HOSTPATH_DIR",
         "LSB_K8S_PV_HOSTILE_DIR",
+        "LSB_K8S_PV_WORKER_DIR",
     ]
     .iter()
     .map(|v| PathBuf::from(tb.var(v)))
@@ -678,7 +679,7 @@ fn persistent_volume_data_comes_back_on_its_node_hostile_path_included() {
     let kept: Vec<usize> = dirs.iter().map(|d| remove_kept_dirs(d)).collect();
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert_eq!(after, before, "{t}");
-    assert_eq!(kept, vec![1, 1, 1], "{t}");
+    assert_eq!(kept, vec![1, 1, 1, 1], "{t}");
     assert!(t.contains("replace directory"), "{t}");
     assert!(t.contains("see the restored data once they restart"), "{t}");
     assert!(!Path::new(tb.var("LSB_K8S_PV_MARKER")).exists());
