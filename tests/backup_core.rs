@@ -633,8 +633,17 @@ fn interrupt_leaves_nothing_behind() {
             .unwrap();
         std::thread::sleep(std::time::Duration::from_secs(3));
         // the partial archive exists while running
-        let during: Vec<_> = std::fs::read_dir(target.path()).unwrap().collect();
-        assert_eq!(during.len(), 1, "one .partial while running");
+        let during: Vec<String> = std::fs::read_dir(target.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            during.len(),
+            2,
+            "one .partial and the lock while running: {during:?}"
+        );
+        assert!(during.iter().any(|n| n.ends_with(".partial")), "{during:?}");
+        assert!(during.iter().any(|n| n == "lsbackup.lock"), "{during:?}");
         sh_ok(&format!("kill -{signal} {}", child.id()));
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
