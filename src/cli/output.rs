@@ -221,18 +221,7 @@ fn ellipsize(s: &str, max: usize) -> String {
 }
 
 pub(crate) fn human(n: u64) -> String {
-    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < U.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", U[i])
-    }
+    lsbackup::human_bytes(n)
 }
 
 /// Width of the terminal on stderr (100 when it is not one).

@@ -267,7 +267,7 @@ pub fn parse_process_info(pid: u32, raw: &[u8]) -> Option<JvmProcess> {
 /// Candidate pids: processes whose command line contains `$1` anywhere (a cheap filter; the
 /// exact argument is checked in Rust), then the uid of user `$2` on the first line (`-` when
 /// there is no such user). Only `sh` and `cat`.
-const CANDIDATES: &str = r#"id -u -- "$2" 2>/dev/null || echo -
+pub(crate) const CANDIDATES: &str = r#"id -u -- "$2" 2>/dev/null || echo -
 for d in /proc/[0-9]*; do
   c=$(cat "$d/cmdline" 2>/dev/null) || continue
   case $c in *"$1"*) echo "${d#/proc/}" ;; esac
@@ -276,7 +276,7 @@ exit 0"#;
 
 /// One process: its status, NUL, its executable, NUL, its working directory, NUL, then its
 /// command line as the kernel keeps it (NUL-separated, read to the end: no framing to forge).
-const PROCESS_INFO: &str = r#"d=/proc/$1
+pub(crate) const PROCESS_INFO: &str = r#"d=/proc/$1
 cat "$d/status" 2>/dev/null || exit 3
 printf '\000'
 readlink "$d/exe" 2>/dev/null

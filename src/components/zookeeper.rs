@@ -153,7 +153,7 @@ async fn srvr(h: &HostCtx<'_>, addr: &str, port: u16) -> Result<String, StepErro
 }
 
 /// The physical directory a path resolves to (symlinks followed), if it is a directory.
-const PHYSICAL: &str = r#"for p in "$@"; do
+pub(crate) const PHYSICAL: &str = r#"for p in "$@"; do
   if r=$(cd -P -- "$p" 2>/dev/null && pwd -P); then printf '%s\000' "$r"; else printf '\000'; fi
 done"#;
 

@@ -348,21 +348,7 @@ pub fn archive_status_line(manifest: &Manifest) -> Option<String> {
     }
 }
 
-/// `1.2 MiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::human_bytes;
 
 /// Where restore unpacks the archive: a private directory under `base` (default: the system
 /// temporary directory), removed at the end.

@@ -290,14 +290,7 @@ impl AzFileTarget {
         let tmp = format!("{name}.{}.partial", std::process::id());
         let c = &self.inner;
         let r = async {
-            c.create_file(&tmp, bytes.len() as u64).await?;
-            let bytes = Bytes::from(bytes);
-            let mut off = 0;
-            while off < bytes.len() {
-                let end = (off + RANGE).min(bytes.len());
-                c.put_range(&tmp, off as u64, bytes.slice(off..end)).await?;
-                off = end;
-            }
+            self.write_aside(&tmp, bytes).await?;
             c.rename(&tmp, name, true).await
         }
         .await;
@@ -307,23 +300,26 @@ impl AzFileTarget {
         r.map_err(|f| self.err(&format!("writing {name}"), f))
     }
 
+    /// Create file `tmp` holding `bytes` (in ranges of at most [`RANGE`]).
+    async fn write_aside(&self, tmp: &str, bytes: Vec<u8>) -> Result<(), Failed> {
+        let c = &self.inner;
+        c.create_file(tmp, bytes.len() as u64).await?;
+        let bytes = Bytes::from(bytes);
+        let mut off = 0;
+        while off < bytes.len() {
+            let end = (off + RANGE).min(bytes.len());
+            c.put_range(tmp, off as u64, bytes.slice(off..end)).await?;
+            off = end;
+        }
+        Ok(())
+    }
+
     /// Create `name` unless it exists (written aside, then renamed with replace-if-exists
     /// false, which the service refuses when `name` exists): `Ok(false)` when it does.
     pub async fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool, TargetError> {
         let tmp = format!("{name}.{}.partial", std::process::id());
         let c = &self.inner;
-        let written = async {
-            c.create_file(&tmp, bytes.len() as u64).await?;
-            let bytes = Bytes::from(bytes);
-            let mut off = 0;
-            while off < bytes.len() {
-                let end = (off + RANGE).min(bytes.len());
-                c.put_range(&tmp, off as u64, bytes.slice(off..end)).await?;
-                off = end;
-            }
-            Ok::<(), Failed>(())
-        }
-        .await;
+        let written = self.write_aside(&tmp, bytes).await;
         if let Err(f) = written {
             let _ = c.delete(&tmp).await;
             return Err(self.err(&format!("writing {name}"), f));
