@@ -97,7 +97,12 @@ fn postgresql_databases_dropped_and_changed_come_back() {
     let run = support::backup(&tb.build_dir(), &["--only", "postgresql"]);
     let archive = archive_of(&run);
 
-    // Destroy one database, change another.
+    // Destroy one database, change another, and the server's configuration.
+    let conf = PathBuf::from(format!("{}/postgresql.conf", tb.var("LSB_PG_CONF_DIR")));
+    let conf_before = std::fs::read(&conf).unwrap();
+    let mut conf_changed = conf_before.clone();
+    conf_changed.extend_from_slice(b"\n# changed after the backup\nwork_mem = '7MB'\n");
+    std::fs::write(&conf, &conf_changed).unwrap();
     psql("postgres", "DROP DATABASE inventory_db WITH (FORCE)");
     psql("shop", "DELETE FROM orders WHERE id % 2 = 0");
     psql("shop", "UPDATE customers SET name = 'changed'");
@@ -149,6 +154,22 @@ fn postgresql_databases_dropped_and_changed_come_back() {
     assert!(t.contains("drop database \"shop\""), "{t}");
     assert!(t.contains("restore complete: 1 of 1 restored"), "{t}");
     assert_eq!(pg_state(), before);
+    // The configuration is back, the changed one kept beside it, and the server reloaded it.
+    let restored_conf = std::fs::read(&conf).unwrap();
+    let kept = kept_copies(&conf);
+    for k in &kept {
+        std::fs::remove_file(k).unwrap();
+    }
+    if restored_conf != conf_before {
+        std::fs::write(&conf, &conf_before).unwrap();
+    }
+    assert_eq!(restored_conf, conf_before, "{t}");
+    assert_eq!(kept.len(), 1, "{t}");
+    assert!(
+        t.contains("reloaded the configuration (pg_reload_conf())"),
+        "{t}"
+    );
+    assert_eq!(psql("postgres", "SHOW work_mem"), "4MB");
     // The roles of globals.sql that exist were left as they are (and said so).
     assert!(t.contains("statement(s) of globals.sql failed"), "{t}");
 }

@@ -705,10 +705,21 @@ impl Restore for Elasticsearch {
             .filter(|f| *f != "snapshot.json" && !f.starts_with(&format!("{rel}/")))
             .count();
         if config > 0 {
-            r.say(format!(
-                "not restored: {} of the config dir (by hand from `lsbackup extract`, docs/components/elasticsearch.md)",
-                plural(config, "file", "files")
-            ));
+            let done = r
+                .put_config_files(&[
+                    "/etc/elasticsearch".to_string(),
+                    "/etc/opensearch".to_string(),
+                ])
+                .await?;
+            if done.iter().any(|(_, p)| *p != super::Put::Unchanged) {
+                r.note("Elasticsearch reads its configuration at start: restart the node (one node at a time) to use the restored one");
+            }
+            if done.len() < config {
+                r.say(format!(
+                    "not restored: {} outside /etc/elasticsearch and /etc/opensearch (by hand from `lsbackup extract`)",
+                    plural(config - done.len(), "file", "files")
+                ));
+            }
         }
         Ok(())
     }

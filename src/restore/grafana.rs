@@ -625,10 +625,17 @@ impl Restore for Grafana {
             .filter(|(_, p)| !p.starts_with("api/"))
             .count();
         if db_files > 0 {
-            let noun = if db_files == 1 { "file" } else { "files" };
-            r.say(format!(
-                "not restored: {db_files} {noun} (grafana.db, the data dir, config files; users, teams, alert rules are in grafana.db): by hand from `lsbackup extract`, docs/components/grafana.md"
-            ));
+            let done = r.put_config_files(&["/etc/grafana".to_string()]).await?;
+            if done.iter().any(|(_, p)| *p != super::Put::Unchanged) {
+                r.note("Grafana reads grafana.ini and its provisioning files at start: restart it to use the restored ones");
+            }
+            let rest = db_files - done.len();
+            if rest > 0 {
+                let noun = if rest == 1 { "file" } else { "files" };
+                r.say(format!(
+                    "not restored: {rest} {noun} (grafana.db, the data dir; users, teams, alert rules are in grafana.db): by hand from `lsbackup extract`, docs/components/grafana.md"
+                ));
+            }
         }
         Ok(())
     }

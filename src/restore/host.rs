@@ -437,6 +437,24 @@ impl<'a> HostRestore<'a> {
         roots: &[String],
         skip: &[&str],
     ) -> Result<Vec<(String, Put)>, RestoreError> {
+        self.put_files_inner(roots, skip, true).await
+    }
+
+    /// [`HostRestore::put_files`] of the files under `roots` only, saying nothing of the others
+    /// (restored another way, e.g. data directories) nor of symlinks.
+    pub async fn put_config_files(
+        &mut self,
+        roots: &[String],
+    ) -> Result<Vec<(String, Put)>, RestoreError> {
+        self.put_files_inner(roots, &[], false).await
+    }
+
+    async fn put_files_inner(
+        &mut self,
+        roots: &[String],
+        skip: &[&str],
+        say_outside: bool,
+    ) -> Result<Vec<(String, Put)>, RestoreError> {
         let files = self.files_under("");
         let mut done: Vec<(String, Put)> = Vec::new();
         for (_, rel) in files {
@@ -452,10 +470,12 @@ impl<'a> HostRestore<'a> {
                 !root.is_empty() && dest.starts_with(&format!("{root}/"))
             });
             if !inside {
-                self.say(format!(
-                    "not restored: {dest} (outside {}; `lsbackup extract` has it)",
-                    roots.join(", ")
-                ));
+                if say_outside {
+                    self.say(format!(
+                        "not restored: {dest} (outside {}; `lsbackup extract` has it)",
+                        roots.join(", ")
+                    ));
+                }
                 continue;
             }
             match self.put_file_said(Source::Entry(&rel), &dest, false).await {
@@ -481,6 +501,9 @@ impl<'a> HostRestore<'a> {
             )),
         }
         for (link, target) in self.links() {
+            if !say_outside {
+                break;
+            }
             self.say(format!(
                 "not restored: symlink /{link} -> {target} (recreate it by hand if it is gone)"
             ));

@@ -406,10 +406,17 @@ impl Restore for Kibana {
             ));
         }
         if config_files > 0 {
-            r.say(format!(
-                "not restored: {config_files} config {} (by hand from `lsbackup extract`, docs/components/kibana.md)",
-                if config_files == 1 { "file" } else { "files" }
-            ));
+            let done = r
+                .put_config_files(&[
+                    "/etc/kibana".to_string(),
+                    "/etc/opensearch-dashboards".to_string(),
+                ])
+                .await?;
+            if done.iter().any(|(_, p)| *p != super::Put::Unchanged) {
+                r.note(
+                    "Kibana reads its configuration at start: restart it to use the restored one",
+                );
+            }
         }
         if r.is_dry_run() || objects.count == 0 {
             return Ok(());

@@ -2,9 +2,11 @@
 //! through `psql`; those that exist already stay as they are), then each database from its
 //! `pg_dump -Fc` dump with `pg_restore --create`. A database that exists is only replaced with
 //! `--yes` (dropped with `DROP DATABASE ... WITH (FORCE)`, which ends its sessions, then
-//! created from the dump); without it, it is left alone and listed. The server's configuration
-//! files (postgresql.conf, pg_hba.conf, ...) are not put back: they hold the paths and
-//! addresses of the machine the backup came from; `lsbackup extract` has them.
+//! created from the dump); without it, it is left alone and listed. Then the server's
+//! configuration files (postgresql.conf, pg_hba.conf, ... under its config file's directory or
+//! /etc/postgresql) are put back, each current one kept beside it; the server checks them
+//! (`pg_file_settings`, `pg_hba_file_rules`: errors roll them back) and reloads; settings that
+//! need a restart are named in a note.
 //!
 //! Every dump streams from lsbackup to `pg_restore` on the host (its stdin), never through a
 //! file there; database names reach SQL only as psql variables (`:"name"`, `:'name'`), quoted by
@@ -12,7 +14,7 @@
 
 use crate::shell::Script;
 
-use super::{HostRestore, Restore, RestoreError};
+use super::{HostRestore, Put, Restore, RestoreError};
 
 pub struct PostgreSql;
 
@@ -78,6 +80,80 @@ printf '%s\n' "$out" | grep '^psql:.*ERROR:' | grep -v 'already exists' | tail -
 /// Create the database of the dump on fd 3 and restore it (connected to template1, so the
 /// `postgres` database itself can be restored too).
 const RESTORE: &str = r#"exec pg_restore -p "$1" --create --no-password -d template1 <&3"#;
+
+/// `SHOW config_file`.
+const CONFIG_FILE: &str = r#"exec psql -p "$1" -XtAc 'SHOW config_file'"#;
+
+/// Lines of postgresql.conf (and its includes) and pg_hba.conf the server cannot use, as it reads
+/// the files now (`pg_file_settings`, `pg_hba_file_rules`): `file:line: error`.
+const CONFIG_ERRORS: &str = r#"exec psql -p "$1" -XtA -v ON_ERROR_STOP=1 <<'EOF'
+SELECT coalesce(sourcefile, '?') || ':' || coalesce(sourceline, 0) || ': ' || error FROM pg_file_settings WHERE error IS NOT NULL
+UNION ALL
+SELECT 'pg_hba.conf:' || line_number || ': ' || error FROM pg_hba_file_rules WHERE error IS NOT NULL
+EOF"#;
+
+const RELOAD: &str = r#"exec psql -p "$1" -XtAc 'SELECT pg_reload_conf()'"#;
+
+/// Settings changed in the files that only a restart applies.
+const PENDING_RESTART: &str = r#"exec psql -p "$1" -XtAc "SELECT string_agg(name, ', ' ORDER BY name) FROM pg_settings WHERE pending_restart""#;
+
+/// The server's configuration files (its config file's directory, /etc/postgresql) put back,
+/// checked by the server itself, reloaded; rolled back when it finds errors in them.
+async fn config_files(
+    r: &mut HostRestore<'_>,
+    port: &str,
+    u: Option<&str>,
+) -> Result<(), RestoreError> {
+    let step = "config";
+    let conf = r
+        .query(step, &Script::new(CONFIG_FILE).arg(port), u)
+        .await?
+        .stdout_text();
+    let dir = conf
+        .rsplit_once('/')
+        .map(|(d, _)| d.to_string())
+        .unwrap_or_default();
+    let done = r
+        .put_files(
+            &[dir, "/etc/postgresql".to_string()],
+            &["globals.sql", "databases"],
+        )
+        .await?;
+    if done.iter().all(|(_, p)| *p == Put::Unchanged) {
+        return Ok(());
+    }
+    if r.is_dry_run() {
+        r.say("would check the files (pg_file_settings, pg_hba_file_rules), then reload (pg_reload_conf())");
+        return Ok(());
+    }
+    let errors = r
+        .query(step, &Script::new(CONFIG_ERRORS).arg(port), u)
+        .await?
+        .stdout_text();
+    if !errors.is_empty() {
+        r.undo(&done).await;
+        return Err(r.failed(
+            step,
+            format!(
+                "PostgreSQL finds errors in the restored configuration, which was rolled back: {}",
+                crate::engine::clean_text(&errors.replace('\n', "; "))
+            ),
+        ));
+    }
+    r.query(step, &Script::new(RELOAD).arg(port), u).await?;
+    r.say("reloaded the configuration (pg_reload_conf())");
+    let pending = r
+        .query(step, &Script::new(PENDING_RESTART).arg(port), u)
+        .await?
+        .stdout_text();
+    if !pending.is_empty() {
+        r.note(format!(
+            "restart PostgreSQL to apply: {}",
+            crate::engine::clean_text(&pending)
+        ));
+    }
+    Ok(())
+}
 
 #[async_trait::async_trait]
 impl Restore for PostgreSql {
@@ -200,7 +276,7 @@ impl Restore for PostgreSql {
             ));
         }
         if !r.files_under("etc/").is_empty() {
-            r.say("not restored: the server's config files (`lsbackup extract` has them)");
+            config_files(r, &port, u).await?;
         }
         Ok(())
     }

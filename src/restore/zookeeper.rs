@@ -25,8 +25,9 @@
 //!    data back failed, the server is started again on the data it had, if its data dirs are all
 //!    there.
 //!
-//! The configuration (zoo.cfg, the conf dir's myid, log4j) is not put back: the deployment
-//! writes it for the machine it runs on; `lsbackup extract --only zookeeper` has it.
+//! Before the start, the configuration files (zoo.cfg's directory, /etc/zookeeper) are put back
+//! too ([`HostRestore::put_config_files`]: each checked, the current one kept beside it as
+//! `FILE.lsbackup-<time>`), so the server starts on the configuration of the backup.
 //!
 //! The helpers at the end (finding a JVM's processes, resolving directories, finding a backed-up
 //! directory) serve the Kafka restore too.
@@ -39,7 +40,7 @@ use crate::components::jvm::{self, JvmProcess};
 use crate::components::zookeeper::locate;
 use crate::shell::Script;
 
-use super::{HostRestore, Restore, RestoreError};
+use super::{HostRestore, Put, Restore, RestoreError};
 
 pub struct ZooKeeper;
 
@@ -103,11 +104,8 @@ pub(crate) const READ_FIRST: &str = r#"for f in "$@"; do
 done
 exit 4"#;
 
-/// The physical directory each of `$@` resolves to (symlinks followed), NUL-terminated; empty
-/// when it is not a directory.
-pub(crate) const RESOLVE: &str = r#"for p in "$@"; do
-  if r=$(cd -P -- "$p" 2>/dev/null && pwd -P); then printf '%s\000' "$r"; else printf '\000'; fi
-done"#;
+/// The physical directory each of `$@` resolves to (the backup's script).
+pub(crate) use crate::components::zookeeper::PHYSICAL as RESOLVE;
 
 /// Exit 0 when every one of `$@` is a directory; else print the first that is not, exit 3.
 pub(crate) const DIRS_PRESENT: &str = r#"for d in "$@"; do
@@ -118,25 +116,8 @@ exit 0"#;
 /// Give directory `$1` and what is in it to user `$2` (and that user's group).
 pub(crate) const CHOWN_TREE: &str = r#"exec chown -R -- "$2:" "$1""#;
 
-/// Candidate pids: processes whose command line contains `$1` (the exact argument is checked
-/// in Rust), after the uid of user `$2` on the first line (`-` when there is no such user).
-const CANDIDATES: &str = r#"id -u -- "$2" 2>/dev/null || echo -
-for d in /proc/[0-9]*; do
-  c=$(cat "$d/cmdline" 2>/dev/null) || continue
-  case $c in *"$1"*) echo "${d#/proc/}" ;; esac
-done 2>/dev/null
-exit 0"#;
-
-/// Process `$1`: status, NUL, executable, NUL, working directory, NUL, then the command line
-/// read to the end (what [`jvm::parse_process_info`] parses).
-const PROCESS_INFO: &str = r#"d=/proc/$1
-cat "$d/status" 2>/dev/null || exit 3
-printf '\000'
-readlink "$d/exe" 2>/dev/null
-printf '\000'
-(cd -P "$d/cwd" 2>/dev/null && pwd -P)
-printf '\000'
-exec cat "$d/cmdline" 2>/dev/null"#;
+/// Candidate pids and one process's facts: the scripts the backup finds JVMs with.
+use crate::components::jvm::{CANDIDATES, PROCESS_INFO};
 
 /// How the server is run on the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -671,7 +652,7 @@ impl Restore for ZooKeeper {
         dirs.extend(loc.data_log_dir.clone());
         let trees = plan_trees(r, "data", "data dir", &dirs).await?;
         r.say(format!(
-            "zoo.cfg: {cfg_path} (dataDir {}{}); the configuration is not put back (`lsbackup extract --only zookeeper` has it)",
+            "zoo.cfg: {cfg_path} (dataDir {}{}); its directory's files are put back before the start",
             loc.data_dir,
             loc.data_log_dir
                 .as_deref()
@@ -734,7 +715,26 @@ impl Restore for ZooKeeper {
             }
             return Err(e);
         }
-        self.start(r, &server).await
+        // the configuration, read at the start that follows
+        let conf_dir = cfg_path
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_string())
+            .unwrap_or_default();
+        let config = r
+            .put_config_files(&[conf_dir, "/etc/zookeeper".to_string()])
+            .await;
+        let started = self.start(r, &server).await;
+        match config {
+            Ok(done) if done.iter().any(|(_, p)| *p != Put::Unchanged) => r.note(
+                "the configuration was put back too: if its dataDir differs from the one restored, move the data there",
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                started?;
+                return Err(e);
+            }
+        }
+        started
     }
 }
 
