@@ -26,8 +26,9 @@
 //!
 //! A broker that did not come back, or did not exit within `kafka_stop_timeout` after the stop
 //! (its data is then left alone), stops the restore of the brokers after it in this run: they
-//! are not stopped (one broker down at a time at most). The broker's config files are not
-//! put back: `lsbackup extract --only kafka` has them. The scripts that stop, wait for and
+//! are not stopped (one broker down at a time at most). The broker's config files
+//! (`kafka_config_dir` and the config file's directory) are put back before the start, each
+//! checked and the current one kept beside it. The scripts that stop, wait for and
 //! start the broker are the backup's (`components::kafka`).
 
 use std::sync::Mutex;
@@ -192,7 +193,18 @@ impl Kafka {
             }
             return Err(e);
         }
-        self.start(r, s).await
+        // the configuration, read at the start that follows
+        let mut roots = vec![r.var("kafka_config_dir").to_string()];
+        if let Some((dir, _)) = s.config_file.rsplit_once('/') {
+            roots.push(dir.to_string());
+        }
+        let config = r.put_config_files(&roots).await;
+        let started = self.start(r, s).await;
+        if let Err(e) = config {
+            started?;
+            return Err(e);
+        }
+        started
     }
 }
 
