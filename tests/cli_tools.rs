@@ -87,3 +87,129 @@ fn manual_pages_render() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("--dry-run"));
     }
 }
+
+fn examples() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples")
+}
+
+#[test]
+fn the_example_config_holds_every_backup_option_and_passes_config_check() {
+    let file = examples().join("lsbackup.yaml");
+    let (code, out, err) = run(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.ends_with(": ok\n"), "{out}");
+    // every long option of `backup` is a key of the example (help, version and config aside)
+    let text = std::fs::read_to_string(&file).unwrap();
+    let (_, help, _) = run(&["backup", "--help"]);
+    for line in help.lines() {
+        let Some(rest) = line.trim_start().split("--").nth(1) else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if name.is_empty()
+            || ["help", "version", "config"].contains(&name.as_str())
+            || !line.trim_start().starts_with('-')
+        {
+            continue;
+        }
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{name}:"))),
+            "docs/examples/lsbackup.yaml lacks {name}"
+        );
+    }
+}
+
+#[test]
+fn config_check_names_the_line_of_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.yaml");
+    std::fs::write(
+        &f,
+        "build-dir: /srv/b\ntarget: /t\n# a comment\nretention_days: 7\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{}:4: unknown key \"retention_days\"",
+            f.display()
+        )),
+        "{err}"
+    );
+    std::fs::write(&f, "build-dir: /srv/b\ntarget: /t\nformat: tar.bz2\n").unwrap();
+    let (code, _, err) = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("{}:3: invalid value 'tar.bz2'", f.display())),
+        "{err}"
+    );
+    std::fs::write(&f, "target: /t\n").unwrap();
+    let (code, _, err) = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--build-dir"), "{err}");
+    std::fs::write(&f, "build-dir: [unclosed\n").unwrap();
+    let (code, _, err) = run(&["config", "check", f.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a YAML mapping"), "{err}");
+}
+
+#[test]
+fn the_systemd_units_verify() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("systemd-analyze is not installed: the units were not verified");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for unit in ["lsbackup-backup.service", "lsbackup-backup.timer"] {
+        let text = std::fs::read_to_string(examples().join(unit))
+            .unwrap()
+            .replace("/usr/local/bin/lsbackup", support::bin());
+        std::fs::write(dir.path().join(unit), text).unwrap();
+    }
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(dir.path().join("lsbackup-backup.service"))
+        .arg(dir.path().join("lsbackup-backup.timer"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // no complaint about these files (systemd may speak of units of the machine it runs on)
+    assert!(!err.contains("lsbackup-backup"), "{err}");
+}
+
+#[test]
+fn the_cronjob_example_is_a_batch_v1_cronjob_running_backup() {
+    let text = std::fs::read_to_string(examples().join("lsbackup-cronjob.yaml")).unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(v["apiVersion"], "batch/v1");
+    assert_eq!(v["kind"], "CronJob");
+    assert_eq!(v["spec"]["concurrencyPolicy"], "Forbid");
+    let pod = &v["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    let c = &pod["containers"][0];
+    assert_eq!(c["args"][0], "backup");
+    let mounts: Vec<&str> = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    let volumes: Vec<&str> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(mounts, volumes);
+    // the key only from a Secret, read-only to its owner
+    assert_eq!(pod["volumes"][0]["secret"]["defaultMode"], 0o400);
+}

@@ -53,10 +53,28 @@ pub enum Command {
     /// Put a backup back on the cluster's hosts, component by component (PostgreSQL databases,
     /// configuration files with the current ones kept beside them, ...). `--dry-run` first.
     Restore(Box<RestoreArgs>),
+    /// Config files (`--config FILE`): `lsbackup config check FILE`.
+    Config(ConfigArgs),
     /// Print a shell completion script: `lsbackup completions bash > /etc/bash_completion.d/lsbackup`.
     Completions(CompletionsArgs),
     /// Print the manual page (roff), or write one page per command into a directory.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a config file as `backup --config FILE` would read it: unknown keys, wrong values,
+    /// missing required options, each named with FILE:LINE. Exit 0 when it is fine.
+    Check {
+        /// The YAML config file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -108,6 +108,82 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     Ok(out)
 }
 
+/// `lsbackup config check FILE`: every problem of a config file, one line each
+/// (`FILE:LINE: ...` where a key is at fault); empty when `backup --config FILE` would accept it.
+pub fn check(file: &str) -> Vec<String> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return vec![format!("{file}: {e}")],
+    };
+    let map: serde_json::Map<String, serde_json::Value> = match serde_saphyr::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => return vec![format!("{file}: not a YAML mapping of options: {e}")],
+    };
+    let line_of = |key: &str| {
+        text.lines()
+            .position(|l| {
+                let l = l.trim_start();
+                l.strip_prefix(key)
+                    .is_some_and(|r| r.trim_start().starts_with(':'))
+                    || l.strip_prefix(&format!("\"{key}\""))
+                        .is_some_and(|r| r.trim_start().starts_with(':'))
+            })
+            .map_or(0, |i| i + 1)
+    };
+    let mut problems = Vec::new();
+    for (key, value) in &map {
+        let name = key.replace('_', "-");
+        let at = format!("{file}:{}", line_of(key));
+        if name == "config" {
+            problems.push(format!("{at}: `config` cannot name another file"));
+        } else if !takes("backup", &name) {
+            problems.push(format!(
+                "{at}: unknown key {key:?} (not an option of `lsbackup backup`; see `lsbackup backup --help`)"
+            ));
+        } else if let serde_json::Value::Array(items) = value {
+            if let Some(bad) = items.iter().find_map(|i| scalar(file, key, i).err()) {
+                problems.push(format!("{at}: {bad}"));
+            }
+        } else if let serde_json::Value::Object(_) = value {
+            problems.push(format!("{at}: {key}: expected a value or a list of values"));
+        }
+    }
+    if !problems.is_empty() {
+        return problems;
+    }
+    // The values, as `backup` would take them (types, choices, what is required).
+    let args: Vec<OsString> = ["lsbackup", "backup", "--config", file]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    let expanded = match expand(args) {
+        Ok(a) => a,
+        Err(e) => return vec![e],
+    };
+    use clap::Parser;
+    if let Err(e) = super::Cli::try_parse_from(expanded) {
+        let msg = e.to_string();
+        // clap's message up to its usage line, on one line
+        let first = msg
+            .lines()
+            .take_while(|l| !l.starts_with("Usage:"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .trim_start_matches("error: ")
+            .to_string();
+        // the option at fault, found back in the file
+        let at = map
+            .keys()
+            .find(|k| first.contains(&format!("--{}", k.replace('_', "-"))))
+            .map(|k| format!("{file}:{}", line_of(k)))
+            .unwrap_or_else(|| file.to_string());
+        problems.push(format!("{at}: {first}"));
+    }
+    problems
+}
+
 /// Whether the subcommand `sub` has the long option `--name`.
 fn takes(sub: &str, name: &str) -> bool {
     use clap::CommandFactory;

@@ -83,6 +83,21 @@ async fn run(cli: Cli) -> Result<i32, AnyError> {
         Command::List(a) => list(a).await,
         Command::Extract(a) => extract(a).await,
         Command::Restore(a) => restore(*a).await,
+        Command::Config(a) => match a.command {
+            ConfigCommand::Check { file } => {
+                let file = file.to_string_lossy().into_owned();
+                let problems = config::check(&file);
+                for p in &problems {
+                    eprintln!("lsbackup: error: {}", output::printable(p));
+                }
+                if problems.is_empty() {
+                    println!("{file}: ok");
+                    Ok(EXIT_OK)
+                } else {
+                    Ok(EXIT_FAILED)
+                }
+            }
+        },
         Command::Completions(a) => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();
