@@ -186,6 +186,42 @@ fn haproxy_config_and_certificate_come_back_and_haproxy_reloads() {
     let archive = archive_of(&run);
     let pid_before = std::fs::read_to_string("/run/haproxy-lsbackup-testbed.pid").unwrap();
 
+    // A local user's own haproxy (the real binary, their config and pid file): its -p and -f must
+    // not reach the root command that reloads HAProxy.
+    let evil = tempfile::tempdir().unwrap();
+    let evil_cfg = evil.path().join("evil.cfg");
+    let evil_pid = evil.path().join("evil.pid");
+    std::fs::write(
+        &evil_cfg,
+        "global\n    daemon\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n    timeout server 1s\nfrontend f\n    bind 127.0.0.1:18481\n    http-request return status 200\n",
+    )
+    .unwrap();
+    Command::new("chown")
+        .arg("-R")
+        .arg("nobody")
+        .arg(evil.path())
+        .status()
+        .unwrap();
+    let started = Command::new("runuser")
+        .args(["-u", "nobody", "--", "haproxy", "-D", "-f"])
+        .arg(&evil_cfg)
+        .arg("-p")
+        .arg(&evil_pid)
+        .status()
+        .unwrap();
+    assert!(started.success());
+    struct Kill(PathBuf);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            if let Ok(p) = std::fs::read_to_string(&self.0) {
+                for pid in p.lines() {
+                    let _ = Command::new("kill").arg(pid.trim()).status();
+                }
+            }
+        }
+    }
+    let _kill = Kill(evil_pid.clone());
+
     // A changed config (still valid) and a lost certificate.
     let mut changed = cfg_before.clone();
     changed.extend_from_slice(b"\n# changed after the backup\n");
@@ -209,7 +245,11 @@ fn haproxy_config_and_certificate_come_back_and_haproxy_reloads() {
     }
     assert!(t.contains(&format!("create {}", cert.display())), "{t}");
     assert!(t.contains("checked the configuration (haproxy -c"), "{t}");
-    assert!(t.contains("reload HAProxy (haproxy -f"), "{t}");
+    assert!(
+        t.contains("-p /run/haproxy-lsbackup-testbed.pid -D -sf "),
+        "{t}"
+    );
+    assert!(!t.contains("evil"), "the user's haproxy was left out: {t}");
     // a new process took over (soft restart) and answers
     let pid_after = std::fs::read_to_string("/run/haproxy-lsbackup-testbed.pid").unwrap();
     assert_ne!(pid_before.trim(), pid_after.trim());
