@@ -302,7 +302,7 @@ impl Restore for Kafka {
             ));
         }
         r.say(format!(
-            "config file: {config_file}; the broker's configuration is not put back (`lsbackup extract --only kafka` has it)"
+            "config file: {config_file}; the broker's configuration files are put back before the start"
         ));
 
         // stop
