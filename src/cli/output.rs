@@ -381,9 +381,14 @@ pub fn summary(o: &Outcome, width: usize) -> String {
     let m = &o.manifest;
     let mut out = String::new();
     let _ = writeln!(out);
-    // COMPONENT HOST STATUS ENTRIES SIZE: 18+1+10+1+8+1+7+1+10 = 57 columns; versions get the rest.
+    // COMPONENT HOST STATUS ENTRIES SIZE: 18+1+10+1+8+1+7+1+10 = 57 columns; versions get the rest
+    // on a wide terminal only (they are in the manifest, and in `-v` logs).
     let fixed = 57;
-    let vw = width.saturating_sub(fixed + 2);
+    let vw = if width >= 120 {
+        width.saturating_sub(fixed + 2)
+    } else {
+        0
+    };
     let head = format!(
         "{:<18} {:<10} {:<8} {:>7} {:>10}",
         "COMPONENT", "HOST", "STATUS", "ENTRIES", "SIZE"
@@ -487,15 +492,71 @@ pub fn summary(o: &Outcome, width: usize) -> String {
             }
         }
     }
+    // the whole run on one line
+    let hosts: std::collections::BTreeSet<&str> = m
+        .components
+        .iter()
+        .flat_map(|c| c.hosts.iter())
+        .filter(|h| !h.entries.is_empty())
+        .map(|h| h.host.as_str())
+        .collect();
+    let entries: usize = m
+        .components
+        .iter()
+        .flat_map(|c| c.hosts.iter())
+        .map(|h| h.entries.len())
+        .sum();
+    let bytes: u64 = m
+        .components
+        .iter()
+        .flat_map(|c| c.hosts.iter())
+        .flat_map(|h| h.entries.iter())
+        .map(|e| e.size)
+        .sum();
+    let secs = match (
+        m.started_at.parse::<jiff::Timestamp>(),
+        m.finished_at.parse::<jiff::Timestamp>(),
+    ) {
+        (Ok(a), Ok(b)) => (b - a).total(jiff::Unit::Second).unwrap_or(0.0),
+        _ => 0.0,
+    };
+    let n_ok = m
+        .components
+        .iter()
+        .filter(|c| c.status == Status::Ok)
+        .count();
     let _ = writeln!(out);
+    out.push_str(&wrap(
+        &format!(
+            "{n_ok} of {} components ok on {} {}: {} {}, {} read, archive {}, {:.0} s ({}/s)",
+            m.components.len(),
+            hosts.len(),
+            if hosts.len() == 1 { "host" } else { "hosts" },
+            entries,
+            if entries == 1 { "entry" } else { "entries" },
+            human(bytes),
+            human(o.stats.written),
+            secs,
+            human((bytes as f64 / secs.max(0.001)) as u64),
+        ),
+        width,
+        "",
+        "  ",
+    ));
     match (&o.location, m.status) {
         (Some(loc), Status::Ok) => {
             let _ = writeln!(out, "backup complete: {loc}");
+            out.push_str(&wrap(
+                &format!("next: `lsbackup verify {loc}` checks it"),
+                width,
+                "",
+                "  ",
+            ));
         }
         (Some(loc), _) => {
             out.push_str(&wrap(
                 &format!(
-                    "backup PARTIAL: {loc} (holds what succeeded; failures are in its manifest)"
+                    "backup PARTIAL: {loc} (holds what succeeded; failures are in its manifest). next: mend the causes under \"errors\" above and run it again"
                 ),
                 width,
                 "",
@@ -507,6 +568,12 @@ pub fn summary(o: &Outcome, width: usize) -> String {
                 out,
                 "backup FAILED: nothing usable was backed up; no archive written"
             );
+            out.push_str(&wrap(
+                "next: mend the causes under \"errors\" above and run it again; `lsbackup plan` shows what it will run",
+                width,
+                "",
+                "  ",
+            ));
         }
     }
     out
