@@ -74,13 +74,13 @@ pub fn make() -> NativeRef {
     NativeRef(Arc::new(Elasticsearch::default()))
 }
 
-const CONFIG_DIRS: &[&str] = &[
+pub(crate) const CONFIG_DIRS: &[&str] = &[
     "/etc/elasticsearch",
     "/etc/opensearch",
     "/usr/share/opensearch/config",
     "/usr/share/elasticsearch/config",
 ];
-const CONFIG_FILES: &[&str] = &["elasticsearch.yml", "opensearch.yml"];
+pub(crate) const CONFIG_FILES: &[&str] = &["elasticsearch.yml", "opensearch.yml"];
 const DEFAULT_LOCATIONS: &[&str] = &[
     "/var/lib/elasticsearch-snapshots",
     "/var/lib/opensearch-snapshots",

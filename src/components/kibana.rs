@@ -69,15 +69,43 @@ pub fn make() -> NativeRef {
     NativeRef(Arc::new(Kibana::default()))
 }
 
-const CONFIG_DIRS: &[&str] = &[
+pub(crate) const CONFIG_DIRS: &[&str] = &[
     "/etc/kibana",
     "/etc/opensearch-dashboards",
     "/usr/share/opensearch-dashboards/config",
     "/usr/share/kibana/config",
 ];
-const CONFIG_FILES: &[&str] = &["kibana.yml", "opensearch_dashboards.yml"];
+pub(crate) const CONFIG_FILES: &[&str] = &["kibana.yml", "opensearch_dashboards.yml"];
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The credentials Kibana is called with: `kibana_user`/`kibana_password` when set, else
+/// Kibana's own from its config file `yml_path` (`elasticsearch.username`/`.password`, or the
+/// OpenSearch Dashboards names); and where they came from, for messages.
+pub(crate) fn credentials(
+    user: &str,
+    password: &str,
+    settings: &BTreeMap<String, Vec<String>>,
+    yml_path: &str,
+) -> (Option<(String, Secret)>, String) {
+    let setting = |k: &str| local_api::first(settings, k).map(str::to_string);
+    match user {
+        "" => match setting("elasticsearch.username").or_else(|| setting("opensearch.username")) {
+            Some(u) => {
+                let p = setting("elasticsearch.password")
+                    .or_else(|| setting("opensearch.password"))
+                    .unwrap_or_default();
+                let from = format!("{u} from {yml_path}");
+                (Some((u, Secret::from(p))), from)
+            }
+            None => (None, "none".to_string()),
+        },
+        u => (
+            Some((u.to_string(), Secret::from(password.to_string()))),
+            "kibana_user".to_string(),
+        ),
+    }
+}
 
 /// The component; per host of a run, how to reach its Kibana.
 #[derive(Default)]
@@ -219,28 +247,12 @@ impl Native for Kibana {
         };
         let setting = |k: &str| local_api::first(&settings, k).map(str::to_string);
 
-        // credentials: the variables, else Kibana's own from its config file
-        let (creds, from) = match h.var("kibana_user") {
-            "" => {
-                match setting("elasticsearch.username").or_else(|| setting("opensearch.username")) {
-                    Some(u) => {
-                        let p = setting("elasticsearch.password")
-                            .or_else(|| setting("opensearch.password"))
-                            .unwrap_or_default();
-                        let from = format!("{u} from {yml_path}");
-                        (Some((u, Secret::from(p))), from)
-                    }
-                    None => (None, "none".to_string()),
-                }
-            }
-            u => (
-                Some((
-                    u.to_string(),
-                    Secret::from(h.var("kibana_password").to_string()),
-                )),
-                "kibana_user".to_string(),
-            ),
-        };
+        let (creds, from) = credentials(
+            h.var("kibana_user"),
+            h.var("kibana_password"),
+            &settings,
+            &yml_path,
+        );
 
         let ca = match h.var("kibana_ca_cert").trim() {
             "auto" => settings

@@ -17,17 +17,24 @@ use crate::http::{HttpClient, HttpError};
 use crate::shell::Script;
 
 /// Prints the first of its arguments that is a regular file; exit 3 when none is.
-const FIRST_FILE: &str =
+pub(crate) const FIRST_FILE: &str =
     r#"for f in "$@"; do if [ -f "$f" ]; then printf '%s\n' "$f"; exit 0; fi; done; exit 3"#;
 
 /// The names of the regular files in directory `$1`, NUL-terminated; exit 3 when it is no
 /// directory.
-const LIST_FILES: &str = r#"cd -- "$1" 2>/dev/null || exit 3
+pub(crate) const LIST_FILES: &str = r#"cd -- "$1" 2>/dev/null || exit 3
 for f in * .[!.]*; do if [ -f "$f" ]; then printf '%s\0' "$f"; fi; done
 exit 0"#;
 
 /// The host's name, then its addresses.
 const HOST_ADDRESSES: &str = "hostname 2>/dev/null; echo; hostname -I 2>/dev/null; exit 0";
+
+/// `dir/file` for every dir and file, dirs first: what [`FIRST_FILE`] tries, in order.
+pub fn config_candidates<D: AsRef<str>>(dirs: &[D], files: &[&str]) -> Vec<String> {
+    dirs.iter()
+        .flat_map(|d| files.iter().map(move |f| format!("{}/{f}", d.as_ref())))
+        .collect()
+}
 
 /// The first existing file among `dir/file` for every dir and file (dirs first): its directory
 /// and file name.
@@ -37,10 +44,7 @@ pub async fn find_config(
     dirs: &[&str],
     files: &[&str],
 ) -> Result<Option<(String, String)>, StepError> {
-    let candidates: Vec<String> = dirs
-        .iter()
-        .flat_map(|d| files.iter().map(move |f| format!("{d}/{f}")))
-        .collect();
+    let candidates = config_candidates(dirs, files);
     let out = h
         .run(step, &Script::new(FIRST_FILE).args(candidates), None, None)
         .await?;

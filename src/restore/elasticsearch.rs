@@ -32,7 +32,9 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::components::elasticsearch::{es_error, parse_repository, pick_tls_files};
+use crate::components::elasticsearch::{
+    CONFIG_DIRS, CONFIG_FILES, es_error, parse_repository, pick_tls_files,
+};
 use crate::components::local_api;
 use crate::http::{HttpClient, TlsSettings};
 use crate::secret::Secret;
@@ -43,27 +45,6 @@ use super::{HostRestore, Restore, RestoreError};
 pub struct Elasticsearch;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
-const CONFIG_DIRS: &[&str] = &[
-    "/etc/elasticsearch",
-    "/etc/opensearch",
-    "/usr/share/opensearch/config",
-    "/usr/share/elasticsearch/config",
-];
-
-/// The first `DIR/elasticsearch.yml` or `DIR/opensearch.yml` of the directories given.
-const FIND_CONFIG: &str = r#"for d in "$@"; do
-  for f in elasticsearch.yml opensearch.yml; do
-    if [ -f "$d/$f" ]; then printf '%s/%s' "$d" "$f"; exit 0; fi
-  done
-done
-exit 0"#;
-
-/// The names of the regular files in `$1`, NUL-terminated.
-const LIST_FILES: &str = r#"[ -d "$1" ] || exit 0
-for f in "$1"/* "$1"/.[!.]*; do
-  [ -f "$f" ] && printf '%s\000' "${f##*/}"
-done
-exit 0"#;
 
 const CAT: &str = r#"exec cat -- "$1""#;
 
@@ -239,8 +220,14 @@ async fn connect(
         "auto" | "" => CONFIG_DIRS.iter().map(|d| d.to_string()).collect(),
         d => vec![d.trim_end_matches('/').to_string()],
     };
+    // the backup's search: the first elasticsearch.yml / opensearch.yml of those dirs
     let found = r
-        .query(step, &Script::new(FIND_CONFIG).args(dirs.clone()), None)
+        .query_status(
+            step,
+            &Script::new(local_api::FIRST_FILE)
+                .args(local_api::config_candidates(&dirs, CONFIG_FILES)),
+            None,
+        )
         .await?
         .stdout_text();
     let (conf, settings) = match found.rsplit_once('/') {
@@ -256,10 +243,15 @@ async fn connect(
         }
         None => (dirs[0].clone(), BTreeMap::new()),
     };
+    // the config dir's files, as the backup lists them (exit 3: no such directory, no files)
     let names = local_api::parse_nul_list(
-        &r.query(step, &Script::new(LIST_FILES).arg(conf.as_str()), None)
-            .await?
-            .stdout,
+        &r.query_status(
+            step,
+            &Script::new(local_api::LIST_FILES).arg(conf.as_str()),
+            None,
+        )
+        .await?
+        .stdout,
     );
     let (auto_cert, auto_key, auto_ca) = pick_tls_files(&names);
     let in_conf = |n: Option<String>| n.map(|n| format!("{conf}/{n}")).unwrap_or_default();

@@ -18,10 +18,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 
-use crate::components::kibana::{is_summary, kibana_error};
+use crate::components::kibana::{CONFIG_DIRS, CONFIG_FILES, is_summary, kibana_error};
 use crate::components::local_api;
 use crate::http::{HttpClient, HttpError, TlsSettings};
-use crate::secret::Secret;
 use crate::shell::Script;
 
 use super::{HostRestore, Restore, RestoreError};
@@ -30,20 +29,6 @@ pub struct Kibana;
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 const ENTRY: &str = "saved_objects.ndjson";
-const CONFIG_DIRS: &[&str] = &[
-    "/etc/kibana",
-    "/etc/opensearch-dashboards",
-    "/usr/share/opensearch-dashboards/config",
-    "/usr/share/kibana/config",
-];
-
-/// The first `DIR/kibana.yml` or `DIR/opensearch_dashboards.yml` of the directories given.
-const FIND_CONFIG: &str = r#"for d in "$@"; do
-  for f in kibana.yml opensearch_dashboards.yml; do
-    if [ -f "$d/$f" ]; then printf '%s/%s' "$d" "$f"; exit 0; fi
-  done
-done
-exit 0"#;
 
 const CAT: &str = r#"exec cat -- "$1""#;
 
@@ -203,8 +188,14 @@ async fn connect(r: &mut HostRestore<'_>, timeout: Duration) -> Result<HttpClien
         "auto" | "" => CONFIG_DIRS.iter().map(|d| d.to_string()).collect(),
         d => vec![d.trim_end_matches('/').to_string()],
     };
+    // the backup's search: the first kibana.yml / opensearch_dashboards.yml of those dirs
     let found = r
-        .query(step, &Script::new(FIND_CONFIG).args(dirs.clone()), None)
+        .query_status(
+            step,
+            &Script::new(local_api::FIRST_FILE)
+                .args(local_api::config_candidates(&dirs, CONFIG_FILES)),
+            None,
+        )
         .await?
         .stdout_text();
     let settings = if found.is_empty() {
@@ -218,25 +209,12 @@ async fn connect(r: &mut HostRestore<'_>, timeout: Duration) -> Result<HttpClien
             .map_err(|e| r.failed(step, format!("{found}: {}", local_api::one_line(&e, 200))))?
     };
     let setting = |k: &str| local_api::first(&settings, k).map(str::to_string);
-    let (creds, from) = match r.var("kibana_user") {
-        "" => match setting("elasticsearch.username").or_else(|| setting("opensearch.username")) {
-            Some(u) => {
-                let p = setting("elasticsearch.password")
-                    .or_else(|| setting("opensearch.password"))
-                    .unwrap_or_default();
-                let from = format!("{u} from {found}");
-                (Some((u, Secret::from(p))), from)
-            }
-            None => (None, "none".to_string()),
-        },
-        u => (
-            Some((
-                u.to_string(),
-                Secret::from(r.var("kibana_password").to_string()),
-            )),
-            "kibana_user".to_string(),
-        ),
-    };
+    let (creds, from) = crate::components::kibana::credentials(
+        r.var("kibana_user"),
+        r.var("kibana_password"),
+        &settings,
+        &found,
+    );
     let urls: Vec<String> = match r.var("kibana_url").trim() {
         "auto" | "" => {
             let port = setting("server.port").unwrap_or_else(|| "5601".into());
