@@ -7,8 +7,10 @@
 mod common;
 mod support;
 
+use support::{archive_of, kept_beside as kept_copies, transcript as text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// The tests that back up or change HAProxy's files take turns (the test threads of this file
 /// run at once).
@@ -16,19 +18,6 @@ static HAPROXY: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn haproxy_turn() -> std::sync::MutexGuard<'static, ()> {
     HAPROXY.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn archive_of(run: &support::Run) -> PathBuf {
-    assert_eq!(run.code(), 0, "{}", run.stderr());
-    run.archive.clone().expect("an archive")
 }
 
 fn psql(db: &str, sql: &str) -> String {
@@ -72,22 +61,6 @@ fn pg_state() -> Vec<String> {
         ));
     }
     out
-}
-
-/// Kept copies (`FILE.lsbackup-*`) left beside `path` by restores: removed by the test.
-fn kept_copies(path: &Path) -> Vec<PathBuf> {
-    let dir = path.parent().unwrap();
-    let name = path.file_name().unwrap().to_string_lossy().to_string();
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{name}.lsbackup-"))
-        })
-        .collect()
 }
 
 #[test]

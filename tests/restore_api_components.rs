@@ -7,6 +7,8 @@
 mod common;
 mod support;
 
+use support::transcript as text;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -43,15 +45,6 @@ fn curl(auth: &[String], method: &str, url: &str, body: Option<&Value>) -> (u16,
 
 fn restore(archive: &Path, args: &[&str]) -> Output {
     support::restore(&common::testbed().build_dir(), archive, args)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 // --- Grafana -----------------------------------------------------------------------------

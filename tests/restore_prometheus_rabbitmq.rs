@@ -17,43 +17,14 @@
 mod common;
 mod support;
 
+use support::{archive_of, kept_beside, transcript as text};
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn archive_of(run: &support::Run) -> PathBuf {
-    assert_eq!(run.code(), 0, "{}", run.stderr());
-    run.archive.clone().expect("an archive")
-}
-
-/// `NAME.lsbackup-*` beside `path` (files or directories).
-fn kept_beside(path: &Path) -> Vec<PathBuf> {
-    let dir = path.parent().unwrap();
-    let name = path.file_name().unwrap().to_string_lossy().to_string();
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{name}.lsbackup-"))
-        })
-        .collect();
-    v.sort();
-    v
-}
 
 /// Puts a file's content back on drop (also when the test fails), and removes kept copies.
 struct FileGuard {

@@ -16,6 +16,8 @@
 mod common;
 mod support;
 
+use support::{kept_beside as kept_dirs, transcript};
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -39,42 +41,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 /// `lsbackup restore ARCHIVE -b BUILD ARGS...` with the test bed's known_hosts, no agent and a
 /// HOME of its own.
 fn restore(archive: &Path, args: &[&str]) -> Output {
-    let tb = common::testbed();
-    let home = tempfile::tempdir().unwrap();
-    Command::new(support::bin())
-        .arg("restore")
-        .arg(archive)
-        .arg("-b")
-        .arg(tb.build_dir())
-        .arg("--known-hosts")
-        .arg(tb.known_hosts())
-        .arg("--no-agent")
-        .args(args)
-        .env("HOME", home.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("running lsbackup restore")
-}
-
-fn transcript(o: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Directories `DIR.lsbackup-*` beside `dir`.
-fn kept_dirs(dir: &Path) -> Vec<PathBuf> {
-    let name = format!("{}.lsbackup-", dir.file_name().unwrap().to_string_lossy());
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
-        .collect();
-    v.sort();
-    v
+    support::restore(&common::testbed().build_dir(), archive, args)
 }
 
 /// The pid a pid file names, if that process runs.

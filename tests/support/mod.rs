@@ -328,3 +328,31 @@ pub fn restore(build_dir: &Path, archive: &Path, args: &[&str]) -> Output {
         .output()
         .expect("running lsbackup restore")
 }
+
+/// A finished command's exit code, stdout and stderr, for assertion messages and `contains`.
+pub fn transcript(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The archive a backup that must have succeeded wrote.
+pub fn archive_of(run: &Run) -> PathBuf {
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    run.archive.clone().expect("an archive")
+}
+
+/// What restores kept beside `path` (`NAME.lsbackup-<time>`, files or directories), sorted.
+pub fn kept_beside(path: &Path) -> Vec<PathBuf> {
+    let name = format!("{}.lsbackup-", path.file_name().unwrap().to_string_lossy());
+    let mut v: Vec<PathBuf> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(&name))
+        .collect();
+    v.sort();
+    v
+}
