@@ -5,6 +5,10 @@
 //! PAX record would otherwise make a root process allocate 8 GiB. lsbackup's own archives use
 //! extension headers only for long paths and link targets (a few KiB at most).
 //!
+//! It also refuses a stream that ends before an end-of-archive block (a zero header): a tar
+//! cut exactly after a complete entry, e.g. a zstd stream cut at a frame boundary, would
+//! otherwise read as a whole (shorter) archive.
+//!
 //! Written by hand: it only needs each header's type flag and size field (and a PAX `size`
 //! record, which overrides the size of the entry that follows), not a tar parser.
 
@@ -32,6 +36,8 @@ pub struct TarGuard<R> {
     /// A PAX `size` record for the next entry.
     next_size: Option<u64>,
     failed: Option<String>,
+    /// An end-of-archive block was seen (at a header boundary).
+    ended: bool,
 }
 
 impl<R> TarGuard<R> {
@@ -44,6 +50,7 @@ impl<R> TarGuard<R> {
             },
             next_size: None,
             failed: None,
+            ended: false,
         }
     }
 
@@ -88,6 +95,7 @@ impl<R> TarGuard<R> {
         let field = parse_size(&h[124..136]);
         if h.iter().all(|&b| b == 0) {
             // An end-of-archive block.
+            self.ended = true;
             self.state = State::Header {
                 buf: Box::new([0; 512]),
                 filled: 0,
@@ -190,7 +198,20 @@ impl<R: AsyncRead + Unpin> AsyncRead for TarGuard<R> {
             return Poll::Ready(Err(std::io::Error::other(e.clone())));
         }
         let before = buf.filled().len();
+        let room = buf.remaining() > 0;
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r
+            && room
+            && buf.filled().len() == before
+            && !this.ended
+        {
+            let e = "the archive ends before its end-of-archive block: truncated".to_string();
+            this.failed = Some(e.clone());
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                e,
+            )));
+        }
         if let Poll::Ready(Ok(())) = &r
             && let Err(e) = this.follow(&buf.filled()[before..])
         {
@@ -232,6 +253,23 @@ mod tests {
     fn pax_size_records_are_read() {
         assert_eq!(pax_size(b"12 size=100\n22 path=a/b/c/d/e/f/g\n"), Some(100));
         assert_eq!(pax_size(b"11 path=ab\n"), None);
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_its_end_block_is_truncated() {
+        use tokio::io::AsyncReadExt;
+        let mut s = header(b'0', 1);
+        s.extend(vec![1u8; 512]);
+        let mut out = Vec::new();
+        let e = TarGuard::new(&s[..])
+            .read_to_end(&mut out)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        s.extend(vec![0u8; 1024]);
+        let mut out = Vec::new();
+        TarGuard::new(&s[..]).read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, s);
     }
 
     #[test]
