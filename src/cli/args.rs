@@ -25,8 +25,30 @@ left behind).";
 #[derive(Debug, Parser)]
 #[command(name = "lsbackup", version = env!("LSBACKUP_VERSION"), about = ABOUT, after_help = AFTER, args_override_self = true)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Options every command takes, before or after its name (`lsbackup -v backup ...` or
+/// `lsbackup backup ... -v`).
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Read options from a YAML file (keys are long option names; the command line wins). Read by
+    /// backup and plan (every key), list and prune (the keys they take: target, target-setting,
+    /// name-prefix, keep-*, ...). Also `LSBACKUP_CONFIG`.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Log lines as text or JSON (JSON for schedulers and log shippers).
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,10 +194,6 @@ pub struct PruneArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct SelectArgs {
-    /// Read options from a YAML file (keys are long option names); the command line wins.
-    /// Also `LSBACKUP_CONFIG`.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
     /// Build directory holding the cluster's Ansible inventory.
     #[arg(
         short = 'b',
@@ -294,18 +312,9 @@ pub struct BackupArgs {
     /// Written atomically; the last success is carried over from the file's previous content.
     #[arg(long, value_name = "FILE")]
     pub metrics_file: Option<PathBuf>,
-    /// Log lines as text or JSON (JSON for schedulers and log shippers).
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
     /// Progress bars: auto (on a terminal), always, never.
     #[arg(long, value_enum, default_value = "auto")]
     pub progress: ProgressMode,
-    /// More log output (-v info, -vv debug).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Only errors.
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 /// How hosts are reached (SSH), for `backup` and `restore`.

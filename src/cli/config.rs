@@ -15,38 +15,70 @@
 //! # target-setting: ["aws_secret_access_key=file:/etc/lsbackup/s3-secret", "aws_region=eu-west-1"]
 //! ```
 //!
-//! Its options are placed before those of the command line, so the command line wins: a
-//! single-valued option given in both takes the command line's value, and a list option (`only`,
-//! `skip`, `set`, `identity`, `encrypt-to`, `encrypt-to-file`, `target-setting`) given on the command line replaces
-//! the file's list.
+//! `--config` is a global option (before or after the command's name). The command line wins:
+//! an option given there (long or short form) leaves the file's value of it out, so a
+//! single-valued option takes the command line's value and a list option (`only`, `skip`, `set`,
+//! `target-setting`, ...) given on the command line replaces the file's list. `backup` and `plan`
+//! read every key; `list` and `prune` the keys that are theirs.
 
 use std::ffi::OsString;
 
-const LISTS: &[&str] = &[
-    "only",
-    "skip",
-    "set",
-    "identity",
-    "encrypt-to",
-    "encrypt-to-file",
-    "target-setting",
-];
+/// The commands that read a config file. `backup` and `plan` take every key (plan leaves out
+/// what only backup takes); `list` and `prune` take the keys that are theirs (target,
+/// target-setting, name-prefix, keep-*, ...) and leave the rest, so one file serves a scheduled
+/// job's backup, prune and list.
+const READERS: &[&str] = &["backup", "plan", "list", "prune"];
 
-/// Expand `--config FILE` (or `LSBACKUP_CONFIG`) in `args` (program name first).
+/// Global options that take a value (`--config FILE`, `--log-format FORMAT`): what follows them
+/// is not the command's name.
+const GLOBAL_VALUED: &[&str] = &["--config", "--log-format"];
+
+/// Where the command's name is in `args` (program name first): the first word that is not an
+/// option or the value of a global option before it.
+fn command_position(strs: &[String]) -> Option<usize> {
+    let mut i = 1;
+    while i < strs.len() {
+        let a = &strs[i];
+        if a == "--" {
+            return None;
+        }
+        if GLOBAL_VALUED.contains(&a.as_str()) {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Expand `--config FILE` (or `LSBACKUP_CONFIG`), before or after the command's name, in `args`
+/// (program name first): the file's options are placed right after the command's name, and a
+/// key also given on the command line is left out, so the command line wins.
 pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
     let strs: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    // Only `backup` and `plan` take a config file.
-    let Some(sub) = strs.iter().position(|a| a == "backup" || a == "plan") else {
+    let Some(sub) = command_position(&strs) else {
         return Ok(args);
     };
-    let mut file = std::env::var("LSBACKUP_CONFIG").ok();
-    let mut rest: Vec<OsString> = Vec::new();
-    let mut i = sub + 1;
+    let reads = READERS.contains(&strs[sub].as_str());
+    let mut file = None;
+    let mut given: Vec<OsString> = Vec::new();
+    let mut name_at = 0;
+    let mut i = 1;
     while i < args.len() {
         let a = &strs[i];
+        if i == sub {
+            name_at = given.len();
+        }
+        if a == "--" {
+            given.extend(args[i..].iter().cloned());
+            break;
+        }
         if a == "--config" {
             file = Some(strs.get(i + 1).cloned().ok_or("--config needs a FILE")?);
             i += 2;
@@ -57,19 +89,38 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
             i += 1;
             continue;
         }
-        rest.push(args[i].clone());
+        given.push(args[i].clone());
         i += 1;
     }
-    let Some(file) = file else {
-        return Ok(args);
+    let file = match (file, reads) {
+        (Some(f), true) => f,
+        (Some(_), false) => {
+            return Err(format!(
+                "--config: `lsbackup {}` reads no config file (backup, plan, list and prune do)",
+                strs[sub]
+            ));
+        }
+        (None, true) => match std::env::var("LSBACKUP_CONFIG") {
+            Ok(f) => f,
+            Err(_) => return Ok(args),
+        },
+        (None, false) => return Ok(args),
     };
     let text = std::fs::read_to_string(&file).map_err(|e| format!("config {file}: {e}"))?;
     let map: serde_json::Map<String, serde_json::Value> =
         serde_saphyr::from_str(&text).map_err(|e| format!("config {file}: {e}"))?;
+    let given_strs: Vec<String> = given
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let given_on_cli = |name: &str| {
-        rest.iter().any(|a| {
-            let a = a.to_string_lossy();
-            a == format!("--{name}") || a.starts_with(&format!("--{name}="))
+        let short = short_of(&strs[sub], name);
+        given_strs.iter().any(|a| {
+            a == &format!("--{name}")
+                || a.starts_with(&format!("--{name}="))
+                || short.is_some_and(|c| {
+                    !a.starts_with("--") && a.starts_with('-') && a[1..].starts_with(c)
+                })
         })
     };
     let mut from_file: Vec<OsString> = Vec::new();
@@ -78,12 +129,12 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
         if name == "config" {
             return Err(format!("config {file}: `config` cannot name another file"));
         }
-        if LISTS.contains(&name.as_str()) && given_on_cli(&name) {
+        if given_on_cli(&name) {
             continue;
         }
-        // One file serves both commands: `plan` leaves out what only `backup` takes (target,
-        // encryption, ...); a key neither takes is still an error, from `backup`'s parser.
-        if strs[sub] == "plan" && !takes("plan", &name) && takes("backup", &name) {
+        // One file serves several commands: they leave out what only `backup` takes (target,
+        // encryption, ...); a key no command takes is still an error, from the parser.
+        if strs[sub] != "backup" && !takes(&strs[sub], &name) && takes("backup", &name) {
             continue;
         }
         let flag = OsString::from(format!("--{name}"));
@@ -102,9 +153,12 @@ pub fn expand(args: Vec<OsString>) -> Result<Vec<OsString>, String> {
             }
         }
     }
-    let mut out: Vec<OsString> = args[..=sub].to_vec();
+    // The command line as given (its global options before the name stay there), the file's
+    // options right after the command's name.
+    let mut out: Vec<OsString> = vec![args[0].clone()];
+    out.extend(given[..=name_at].iter().cloned());
     out.extend(from_file);
-    out.extend(rest);
+    out.extend(given[name_at + 1..].iter().cloned());
     Ok(out)
 }
 
@@ -184,12 +238,29 @@ pub fn check(file: &str) -> Vec<String> {
     problems
 }
 
-/// Whether the subcommand `sub` has the long option `--name`.
+/// Whether the subcommand `sub` has the long option `--name` (its own or a global one).
 fn takes(sub: &str, name: &str) -> bool {
+    arg_of(sub, name, |_| ()).is_some()
+}
+
+/// The short form (`-v`) of the option `--name` of `sub`, if it has one.
+fn short_of(sub: &str, name: &str) -> Option<char> {
+    arg_of(sub, name, |a| a.get_short()).flatten()
+}
+
+fn arg_of<T>(sub: &str, name: &str, f: impl Fn(&clap::Arg) -> T) -> Option<T> {
     use clap::CommandFactory;
-    super::Cli::command()
-        .find_subcommand(sub)
-        .is_some_and(|c| c.get_arguments().any(|a| a.get_long() == Some(name)))
+    let root = super::Cli::command();
+    let own = root.find_subcommand(sub).and_then(|c| {
+        c.get_arguments()
+            .find(|a| a.get_long() == Some(name))
+            .map(&f)
+    });
+    own.or_else(|| {
+        root.get_arguments()
+            .find(|a| a.is_global_set() && a.get_long() == Some(name))
+            .map(&f)
+    })
 }
 
 fn scalar(file: &str, key: &str, v: &serde_json::Value) -> Result<String, String> {
@@ -244,8 +315,6 @@ mod tests {
                 "backup",
                 "--build-dir",
                 "/b",
-                "--target",
-                "/t",
                 "--skip",
                 "haproxy",
                 "--concurrency",
@@ -315,5 +384,91 @@ mod tests {
         assert_eq!(expand(args.clone()).unwrap(), args);
         let e = expand(os(&["lsbackup", "backup", "--config", "/nonexistent.yaml"])).unwrap_err();
         assert!(e.starts_with("config /nonexistent.yaml: "), "{e}");
+    }
+
+    #[test]
+    fn global_options_before_or_after_the_command() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "build-dir: /b\ntarget: /t\nlog-format: json\nverbose: true\nkeep-last: 3\nskip: [x]\n",
+        )
+        .unwrap();
+        let f = f.to_str().unwrap();
+        // --config before the command's name; the file's global options after it still count
+        let got = strs(expand(os(&["lsbackup", "--config", f, "backup"])).unwrap());
+        assert_eq!(
+            got,
+            [
+                "lsbackup",
+                "backup",
+                "--build-dir",
+                "/b",
+                "--target",
+                "/t",
+                "--log-format",
+                "json",
+                "--verbose",
+                "--keep-last",
+                "3",
+                "--skip",
+                "x"
+            ]
+        );
+        let cli = super::super::Cli::try_parse_from(got).unwrap();
+        assert_eq!(cli.global.log_format, super::super::LogFormat::Json);
+        assert_eq!(cli.global.verbose, 1);
+        // the command line wins, also for a global option given before the name (long or short)
+        let got = strs(
+            expand(os(&[
+                "lsbackup",
+                "-vv",
+                "--log-format",
+                "text",
+                "backup",
+                "--config",
+                f,
+            ]))
+            .unwrap(),
+        );
+        assert!(!got.contains(&"json".to_string()), "{got:?}");
+        assert!(!got.contains(&"--verbose".to_string()), "{got:?}");
+        let cli = super::super::Cli::try_parse_from(&got).unwrap();
+        assert_eq!(cli.global.log_format, super::super::LogFormat::Text);
+        assert_eq!(cli.global.verbose, 2);
+        // list and prune take the keys that are theirs
+        let got = strs(expand(os(&["lsbackup", "list", "--config", f])).unwrap());
+        assert_eq!(
+            got,
+            [
+                "lsbackup",
+                "list",
+                "--target",
+                "/t",
+                "--log-format",
+                "json",
+                "--verbose"
+            ]
+        );
+        super::super::Cli::try_parse_from(&got).unwrap();
+        let got = strs(expand(os(&["lsbackup", "-q", "prune", "--config", f])).unwrap());
+        assert!(got.windows(2).any(|w| w == ["--keep-last", "3"]), "{got:?}");
+        assert!(!got.contains(&"--build-dir".to_string()), "{got:?}");
+        super::super::Cli::try_parse_from(&got).unwrap();
+        // a command that reads no config file says so
+        let e = expand(os(&["lsbackup", "--config", f, "verify", "x.tar.zst"])).unwrap_err();
+        assert!(e.contains("`lsbackup verify` reads no config file"), "{e}");
+        // -v, -q and --log-format on every command, before or after its name
+        for args in [
+            &["lsbackup", "-v", "verify", "x"][..],
+            &["lsbackup", "verify", "x", "-v"],
+            &["lsbackup", "--log-format", "json", "list", "-t", "/t"],
+            &["lsbackup", "list", "-t", "/t", "--log-format=json", "-q"],
+            &["lsbackup", "-q", "inventory", "-b", "/b"],
+        ] {
+            super::super::Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        }
     }
 }

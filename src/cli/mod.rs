@@ -74,8 +74,14 @@ pub fn main() -> i32 {
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<i32, AnyError> {
+    let g = cli.global;
+    if !matches!(cli.command, Command::Backup(_)) {
+        // Without bars: a terminal gets short lines without timestamps, a log file the full ones.
+        let terminal = std::io::stderr().is_terminal() && g.log_format == LogFormat::Text;
+        output::init_logging(g.log_format, g.verbose, g.quiet, terminal, None);
+    }
     match cli.command {
-        Command::Backup(a) => backup(*a).await,
+        Command::Backup(a) => backup(*a, &g).await,
         Command::Plan(a) => plan(a),
         Command::Inventory(a) => inventory(a),
         Command::Components(a) => components(a),
@@ -530,15 +536,15 @@ async fn extract(a: ExtractArgs) -> Result<i32, AnyError> {
     Ok(EXIT_OK)
 }
 
-async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
+async fn backup(a: BackupArgs, g: &GlobalArgs) -> Result<i32, AnyError> {
     let tty = std::io::stderr().is_terminal();
     let bars = match a.progress {
-        ProgressMode::Auto => tty && a.log_format == LogFormat::Text,
+        ProgressMode::Auto => tty && g.log_format == LogFormat::Text,
         ProgressMode::Always => true,
         ProgressMode::Never => false,
     };
     let (progress, multi) = output::make_progress(bars);
-    output::init_logging(a.log_format, a.verbose, a.quiet, bars, multi.clone());
+    output::init_logging(g.log_format, g.verbose, g.quiet, bars, multi.clone());
 
     let plan = build_plan(&a.select)?;
     for w in &plan.inventory.warnings {
@@ -579,7 +585,7 @@ async fn backup(a: BackupArgs) -> Result<i32, AnyError> {
     };
     target.check().await?;
     let lock = take_lock(&target, &a.name_prefix, "backup", a.lock_stale_after).await?;
-    let code = backup_locked(&a, &plan, &target, &opts, &policy, progress).await;
+    let code = backup_locked(&a, g, &plan, &target, &opts, &policy, progress).await;
     release_lock(lock, &target).await;
     code
 }
@@ -610,6 +616,7 @@ async fn release_lock(lock: lsbackup::target::lock::TargetLock, target: &Target)
 /// The backup once the target's lock is held.
 async fn backup_locked(
     a: &BackupArgs,
+    g: &GlobalArgs,
     plan: &Plan,
     target: &Target,
     opts: &RunOptions,
@@ -631,7 +638,7 @@ async fn backup_locked(
                 EXIT_SIGTERM => "SIGTERM",
                 _ => "SIGINT",
             };
-            if a.log_format == LogFormat::Json {
+            if g.log_format == LogFormat::Json {
                 tracing::error!(
                     signal = name,
                     exit_code = code,
@@ -647,7 +654,7 @@ async fn backup_locked(
         other => other?,
     };
     let mut code = outcome.exit_code();
-    if a.log_format == LogFormat::Json {
+    if g.log_format == LogFormat::Json {
         tracing::info!(
             status = ?outcome.manifest.status,
             archive = outcome.location.as_deref().unwrap_or(""),
@@ -657,7 +664,7 @@ async fn backup_locked(
     } else {
         eprint!("{}", output::summary(&outcome, output::term_width()));
     }
-    if a.verbose > 0 {
+    if g.verbose > 0 {
         tracing::info!(
             spool_peak = outcome.stats.spool_peak,
             archive_bytes = outcome.stats.written,
