@@ -25,6 +25,7 @@ pub mod kafka;
 pub mod kibana;
 pub mod kubernetes;
 pub mod kubernetes_volumes;
+pub mod leftovers;
 pub mod local_api;
 mod monitoring;
 pub mod prometheus;
