@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use http::Method;
 use serde::Deserialize;
 
-use super::{Native, NativeRef};
+use super::{Native, NativeRef, leftovers};
 use crate::archive::FailureKind;
 use crate::engine::{At, Failed, HostCtx, StepError};
 use crate::http::{Endpoint, HttpClient, HttpError, Response, Scheme, TlsSettings};
@@ -206,12 +206,37 @@ fn valid_uid(uid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A work dir name only of the form `mktemp -d /tmp/lsbackup-grafana.XXXXXXXX` makes: the only
-/// thing the cleanup ever removes.
+/// A work dir name only of the form `mktemp -d /tmp/lsbackup-grafana.HOLDER.XXXXXXXX` makes
+/// (HOLDER: the pid holding the run's connection, see [`leftovers`]): the only thing the cleanup
+/// ever removes.
 fn valid_work_dir(d: &str) -> bool {
-    d.strip_prefix(WORK_PREFIX)
-        .is_some_and(|rest| rest.len() >= 6 && rest.bytes().all(|b| b.is_ascii_alphanumeric()))
+    d.strip_prefix("/tmp/")
+        .is_some_and(|name| work_dir_holder(name).is_some())
 }
+
+/// The holder pid in a work dir's name (`lsbackup-grafana.HOLDER.XXXXXXXX`).
+fn work_dir_holder(name: &str) -> Option<u32> {
+    leftovers::mktemp_name(name, "lsbackup-grafana.", 8)
+}
+
+/// Work dirs an earlier run left in /tmp.
+const LEFTOVERS: &[leftovers::Kind<'static>] = &[leftovers::Kind {
+    dir: "/tmp",
+    glob: "lsbackup-grafana.*",
+    file_type: 'd',
+    parse: |name| {
+        work_dir_holder(name).map(|holder| leftovers::Found {
+            holder,
+            marks: None,
+        })
+    },
+}];
+
+/// Makes the work dir, named for the connection's holder.
+const MKTEMP: &str = concat!(
+    leftovers::holder_sh!(),
+    r#"umask 077 && exec mktemp -d "/tmp/lsbackup-grafana.$lsb_holder.XXXXXXXX""#
+);
 
 /// Pretty-printed JSON (with a final newline), or why the answer is not JSON.
 fn pretty(body: &[u8]) -> Result<Vec<u8>, StepError> {
@@ -557,15 +582,15 @@ impl Grafana {
         let made = h
             .run_ok(
                 "database",
-                &Script::new("umask 077 && exec mktemp -d /tmp/lsbackup-grafana.XXXXXXXX"),
+                &Script::new(MKTEMP),
                 None,
-                None,
+                Some("umask 077 && mktemp -d /tmp/lsbackup-grafana.HOLDER.XXXXXXXX"),
             )
             .await?
             .stdout_text();
         if !valid_work_dir(&made) {
             return Err(StepError::bad_data(format!(
-                "mktemp -d printed {made:?}, not a directory of the form {WORK_PREFIX}XXXXXXXX"
+                "mktemp -d printed {made:?}, not a directory of the form {WORK_PREFIX}HOLDER.XXXXXXXX"
             )));
         }
         h.set_var(WORK_VAR, made.clone());
@@ -701,6 +726,7 @@ impl Native for Grafana {
             format!("data dir: copy {data} without the database"),
             format!("config: copy {conf}"),
             "cleanup: rm -rf the mktemp dir".into(),
+            "first: removes /tmp/lsbackup-grafana.HOLDER.* dirs (root's, not symlinks) whose run's connection (HOLDER) is gone".into(),
         ]
     }
 
@@ -754,6 +780,10 @@ impl Native for Grafana {
     }
 
     async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
+        h.step("leftovers");
+        if let Err(e) = leftovers::sweep(h, "leftovers", LEFTOVERS).await {
+            h.optional_failed("leftovers", &e);
+        }
         h.step("settings");
         let ini = load_ini(h, "settings").await.at("settings")?;
         let data = match h.var("grafana_data_dir") {
@@ -913,9 +943,12 @@ mod tests {
         for bad in ["", "..", "a/b", "a b", "x;rm", "ü"] {
             assert!(!valid_uid(bad), "{bad:?}");
         }
-        assert!(valid_work_dir("/tmp/lsbackup-grafana.Ab12Cd34"));
+        assert!(valid_work_dir("/tmp/lsbackup-grafana.4242.Ab12Cd34"));
         for bad in [
             "/tmp/lsbackup-grafana.",
+            "/tmp/lsbackup-grafana.Ab12Cd34",
+            "/tmp/lsbackup-grafana.4242.Ab12Cd3",
+            "/tmp/x/lsbackup-grafana.4242.Ab12Cd34",
             "/tmp/lsbackup-grafana.../../etc",
             "/tmp/lsbackup-grafana.ab cd ef",
             "/",

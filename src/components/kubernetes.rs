@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Native, NativeRef};
+use super::{Native, NativeRef, leftovers};
 use crate::archive::FailureKind;
 use crate::engine::{Failed, HostCtx, StepError};
 use crate::shell::{Script, quote, quote_words};
@@ -65,8 +65,6 @@ const KUBERNETES_DIR: &str = "/etc/kubernetes";
 const DEFAULT_ETCD_DATA_DIR: &str = "/var/lib/etcd";
 /// Prefix of the snapshot files written in the etcd data dir (removed by the cleanup).
 const SNAPSHOT_PREFIX: &str = "lsbackup-etcd-snapshot-";
-/// Prefix of the kubectl discovery cache made for a run.
-const CACHE_PREFIX: &str = "/tmp/lsbackup-kubectl.";
 
 // --- remote scripts: fixed text, values as positional parameters ------------------------------
 
@@ -94,7 +92,13 @@ const NOT_EMPTY: &str = r#"[ -s "$1" ]"#;
 const CAT: &str = r#"exec cat -- "$1""#;
 /// The snapshot and etcdctl's partial file.
 const RM_SNAPSHOT: &str = r#"rm -f -- "$1" "$1.part""#;
-const MKTEMP_CACHE: &str = "exec mktemp -d /tmp/lsbackup-kubectl.XXXXXX";
+/// Named for the connection's holder (see [`leftovers`]).
+const MKTEMP_CACHE: &str = concat!(
+    leftovers::holder_sh!(),
+    r#"exec mktemp -d "/tmp/lsbackup-kubectl.$lsb_holder.XXXXXX""#
+);
+/// The holder pid of the run's connection, as the leftovers sweep found it.
+const HOLDER_VAR: &str = "k8s_holder";
 const RM_CACHE: &str = r#"rm -rf -- "$1""#;
 /// The names in directory `$1`, NUL-terminated (nothing when it does not exist).
 const LIST_DIR: &str = r#"cd -- "$1" 2>/dev/null || exit 0
@@ -881,10 +885,44 @@ impl Native for Kubernetes {
             ),
             "persistent volumes: `kubectl get persistentvolumes -o yaml`, `kubectl get persistentvolumeclaims -A -o yaml` -> volumes/persistentvolumes.yaml, volumes/persistentvolumeclaims.yaml".into(),
             "cleanup: remove the snapshot file and the kubectl cache".into(),
+            "first: removes the /tmp/lsbackup-kubectl.HOLDER.* dirs and <etcd data dir>/lsbackup-etcd-snapshot-*-HOLDER.db files (root's, not symlinks) whose run's connection (HOLDER) is gone".into(),
         ]
     }
 
     async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
+        h.step("leftovers");
+        let data_dir = match h.var("etcd_data_dir").trim() {
+            "" => DEFAULT_ETCD_DATA_DIR.to_string(),
+            d => d.to_string(),
+        };
+        let kinds = [
+            leftovers::Kind {
+                dir: "/tmp",
+                glob: "lsbackup-kubectl.*",
+                file_type: 'd',
+                parse: |name| {
+                    cache_holder(name).map(|holder| leftovers::Found {
+                        holder,
+                        marks: None,
+                    })
+                },
+            },
+            leftovers::Kind {
+                dir: &data_dir,
+                glob: "lsbackup-etcd-snapshot-*",
+                file_type: 'f',
+                parse: |name| {
+                    snapshot_holder(name).map(|holder| leftovers::Found {
+                        holder,
+                        marks: None,
+                    })
+                },
+            },
+        ];
+        match leftovers::sweep(h, "leftovers", &kinds).await {
+            Ok(s) => h.set_var(HOLDER_VAR, s.holder.to_string()),
+            Err(e) => h.optional_failed("leftovers", &e),
+        }
         // Independent parts at once, each over its own channels of the host's session: the
         // files; and once the tools are known, the API and the etcd snapshot.
         let (mut t, mut api, mut etcd, mut files) = (h.fork(), h.fork(), h.fork(), h.fork());
@@ -1302,10 +1340,10 @@ async fn etcd_snapshot(
     // at once: the server's version, and the snapshot saved into the data dir (kubeadm mounts
     // it into the etcd pod at the same path)
     let ts = jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ");
+    let holder: u32 = h.var(HOLDER_VAR).parse().unwrap_or(0);
     let snap = format!(
-        "{}/{SNAPSHOT_PREFIX}{ts}-{}.db",
+        "{}/{SNAPSHOT_PREFIX}{ts}-{holder}.db",
         if data_dir == "/" { "" } else { &data_dir },
-        std::process::id()
     );
     h.set_var("etcd_snapshot", snap.clone());
     let status_args = with(&chosen, &["endpoint", "status", "-w", "json"]);
@@ -1415,6 +1453,30 @@ async fn kubernetes_config(h: &mut HostCtx<'_>) -> Result<(), StepError> {
     h.copy(STEP, &paths, false).await.map(|_| ())
 }
 
+/// The holder pid in a kubectl cache dir's name (`lsbackup-kubectl.HOLDER.XXXXXX`).
+fn cache_holder(name: &str) -> Option<u32> {
+    leftovers::mktemp_name(name, "lsbackup-kubectl.", 6)
+}
+
+/// The holder pid in an etcd snapshot file's name (`lsbackup-etcd-snapshot-<UTC time>-HOLDER.db`,
+/// or etcdctl's `.db.part` of it).
+fn snapshot_holder(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(SNAPSHOT_PREFIX)?;
+    let rest = rest
+        .strip_suffix(".db.part")
+        .or_else(|| rest.strip_suffix(".db"))?;
+    let (ts, pid) = rest.split_once('-')?;
+    let t = ts.as_bytes();
+    let ts_ok = t.len() == 16
+        && t[..8].iter().all(u8::is_ascii_digit)
+        && t[8] == b'T'
+        && t[9..15].iter().all(u8::is_ascii_digit)
+        && t[15] == b'Z';
+    (ts_ok && !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| pid.parse().ok())
+        .flatten()
+}
+
 /// A fresh kubectl discovery cache (a stale one would miss CRDs created since), kept for the
 /// cleanup, which removes it: its path, or "" (kubectl then uses its default cache).
 async fn kubectl_cache(h: &mut HostCtx<'_>) -> String {
@@ -1424,8 +1486,7 @@ async fn kubectl_cache(h: &mut HostCtx<'_>) -> String {
     {
         Ok(out) => {
             let dir = out.stdout_text();
-            let name = dir.strip_prefix(CACHE_PREFIX).unwrap_or("");
-            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            if dir.strip_prefix("/tmp/").and_then(cache_holder).is_some() {
                 h.set_var("kubectl_cache", dir.clone());
                 return dir;
             }
@@ -1806,6 +1867,29 @@ async fn cluster_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftover_names() {
+        assert_eq!(
+            snapshot_holder("lsbackup-etcd-snapshot-20260101T000000Z-4242.db"),
+            Some(4242)
+        );
+        assert_eq!(
+            snapshot_holder("lsbackup-etcd-snapshot-20260101T000000Z-4242.db.part"),
+            Some(4242)
+        );
+        for bad in [
+            "lsbackup-etcd-snapshot-20260101T000000Z-.db",
+            "lsbackup-etcd-snapshot-20260101T000000Z-42.dbx",
+            "lsbackup-etcd-snapshot-2026010T000000Z-42.db",
+            "lsbackup-etcd-snapshot-20260101T000000Z-4a.db",
+            "member",
+        ] {
+            assert_eq!(snapshot_holder(bad), None, "{bad:?}");
+        }
+        assert_eq!(cache_holder("lsbackup-kubectl.77.aB3dE9"), Some(77));
+        assert_eq!(cache_holder("lsbackup-kubectl.aB3dE9"), None);
+    }
 
     const MANIFEST: &str = r#"apiVersion: v1
 kind: Pod

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Native, NativeRef};
+use super::{Native, NativeRef, leftovers};
 use crate::engine::{Failed, HostCtx, StepError};
 use crate::shell::Script;
 use crate::transport::ExitInfo;
@@ -71,13 +71,31 @@ const COPIED_FLAG: &str = "volume data copied while in use (not a crash-consiste
 const NO_KUBECONFIG: u32 = 3;
 /// `$1` kubeconfig, `$2` request timeout. Prints kubectl's client version (JSON, `{}` when this
 /// kubectl cannot say) then one List of every PV, Node and Pod. The discovery cache lives in a
-/// temp dir removed on exit.
-const LIST: &str = r#"[ -r "$1" ] || { echo "no kubeconfig $1 on this host" >&2; exit 3; }
-d=$(mktemp -d /tmp/lsbackup-kvol.XXXXXX) || exit 1
+/// temp dir removed on exit (named for the connection's holder: what a killed shell leaves is
+/// removed by a later run, see [`leftovers`]).
+const LIST: &str = concat!(
+    r#"[ -r "$1" ] || { echo "no kubeconfig $1 on this host" >&2; exit 3; }
+"#,
+    leftovers::holder_sh!(),
+    r#"d=$(mktemp -d "/tmp/lsbackup-kvol.$lsb_holder.XXXXXX") || exit 1
 trap 'rm -rf "$d"' EXIT
 trap 'exit 1' HUP INT TERM PIPE
 kubectl version --client -o json 2>/dev/null || echo '{}'
-kubectl --kubeconfig "$1" --request-timeout "$2" --cache-dir "$d" get persistentvolumes,nodes,pods --all-namespaces -o json"#;
+kubectl --kubeconfig "$1" --request-timeout "$2" --cache-dir "$d" get persistentvolumes,nodes,pods --all-namespaces -o json"#
+);
+
+/// Discovery caches of [`LIST`] an earlier run left in /tmp.
+const LEFTOVERS: &[leftovers::Kind<'static>] = &[leftovers::Kind {
+    dir: "/tmp",
+    glob: "lsbackup-kvol.*",
+    file_type: 'd',
+    parse: |name| {
+        leftovers::mktemp_name(name, "lsbackup-kvol.", 6).map(|holder| leftovers::Found {
+            holder,
+            marks: None,
+        })
+    },
+}];
 
 fn list_shown(kubeconfig: &str, timeout: &str) -> String {
     format!(
@@ -707,6 +725,10 @@ impl Native for KubernetesVolumes {
 
     async fn backup(&self, h: &mut HostCtx<'_>) -> Result<(), Failed> {
         let me = h.host().to_string();
+        h.step("leftovers");
+        if let Err(e) = leftovers::sweep(h, "leftovers", LEFTOVERS).await {
+            h.optional_failed("leftovers", &e);
+        }
         h.step(LISTING_STEP);
         let cell = h.shared::<Listing>("listing");
         let listing = cell.get_or_init(|| list_once(h)).await;
