@@ -29,7 +29,7 @@ use http::Method;
 use serde::Deserialize;
 
 use super::monitoring::{self, Api, Kind, Refs};
-use super::{Native, NativeRef};
+use super::{Native, NativeRef, leftovers};
 use crate::archive::FailureKind;
 use crate::engine::{At, Failed, HostCtx, StepError};
 use crate::shell::Script;
@@ -173,6 +173,42 @@ pub(crate) fn is_snapshot_dir(path: &str) -> bool {
 /// Removes the snapshot directory, if it is still there.
 const REMOVE: &str = r#"if [ -d "$1" ]; then rm -rf -- "$1"; fi"#;
 
+/// Kept for the cleanup: the marker made beside the snapshot.
+const MARKER_VAR: &str = "prometheus_snapshot_marker";
+
+/// `$1` = the snapshots dir, `$2` = the snapshot's name: makes the marker directory
+/// `.lsbackup-HOLDER-NAME` beside it (`mkdir` never follows a symlink a local user put there) and
+/// prints its path. A later run removes a snapshot so marked once HOLDER, the process holding
+/// this run's connection, is gone (see [`leftovers`]).
+const MARK: &str = concat!(
+    leftovers::holder_sh!(),
+    r#"m="$1/.lsbackup-$lsb_holder-$2"
+mkdir -m 700 -- "$m" && printf '%s\n' "$m""#
+);
+
+/// The marker of a snapshot a run made (`.lsbackup-HOLDER-NAME`): the holder and the snapshot.
+fn marker(name: &str) -> Option<leftovers::Found> {
+    let (pid, snap) = name.strip_prefix(".lsbackup-")?.split_once('-')?;
+    if pid.is_empty() || pid.len() > 10 || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !valid_snapshot_name(snap) {
+        return None;
+    }
+    Some(leftovers::Found {
+        holder: pid.parse().ok()?,
+        marks: Some((snap.to_string(), 'd')),
+    })
+}
+
+/// Whether `path` is the marker of the snapshot directory `dir`.
+fn is_marker_of(path: &str, dir: &str) -> bool {
+    let (Some((mp, mn)), Some((dp, dn))) = (path.rsplit_once('/'), dir.rsplit_once('/')) else {
+        return false;
+    };
+    mp == dp && marker(mn).is_some_and(|f| f.marks.is_some_and(|(n, _)| n == dn))
+}
+
 #[async_trait::async_trait]
 impl Native for Prometheus {
     fn describe(&self, vars: &BTreeMap<String, String>) -> Vec<String> {
@@ -191,7 +227,8 @@ impl Native for Prometheus {
                 get("prometheus_config_file")
             ),
             "config: copy those files".to_string(),
-            "cleanup remove snapshot: rm -rf -- <storage.tsdb.path>/snapshots/<name> (only a directory of that form, whatever happened)".to_string(),
+            "leftovers: mkdir <storage.tsdb.path>/snapshots/.lsbackup-HOLDER-<name> (marks the snapshot as this run's), then removes the snapshots (and markers) that earlier runs marked and whose connection (HOLDER) is gone".to_string(),
+            "cleanup remove snapshot: rm -rf -- <storage.tsdb.path>/snapshots/<name> (only a directory of that form, whatever happened) and its marker".to_string(),
         ]);
         v
     }
@@ -274,10 +311,23 @@ impl Native for Prometheus {
         }
         h.step(STEP);
         let shown = format!("rm -rf -- {}", crate::shell::quote(&dir));
-        h.run_ok(STEP, &Script::new(REMOVE).arg(dir), None, Some(&shown))
-            .await
-            .at(STEP)?;
+        h.run_ok(
+            STEP,
+            &Script::new(REMOVE).arg(dir.as_str()),
+            None,
+            Some(&shown),
+        )
+        .await
+        .at(STEP)?;
         h.set_var(SNAPSHOT_DIR, "");
+        let mark = h.var(MARKER_VAR).to_string();
+        if is_marker_of(&mark, &dir) {
+            let shown = format!("rm -rf -- {}", crate::shell::quote(&mark));
+            h.run_ok(STEP, &Script::new(REMOVE).arg(mark), None, Some(&shown))
+                .await
+                .at(STEP)?;
+            h.set_var(MARKER_VAR, "");
+        }
         Ok(())
     }
 }
@@ -378,6 +428,7 @@ impl Prometheus {
         match found {
             Some(dir) if is_snapshot_dir(&dir) => {
                 h.set_var(SNAPSHOT_DIR, dir.clone());
+                self.mark(h, &dir, &name).await;
                 Ok(dir)
             }
             _ => {
@@ -390,6 +441,37 @@ impl Prometheus {
                     "snapshot {name} was taken but {shown} is not on this host (does {url} point at a Prometheus on another host?)"
                 )))
             }
+        }
+    }
+
+    /// Mark the snapshot as this run's, then remove the snapshots earlier runs marked and left
+    /// (their connection is gone). Neither failing fails the backup.
+    async fn mark(&self, h: &mut HostCtx<'_>, dir: &str, name: &str) {
+        let Some((snapshots, _)) = dir.rsplit_once('/') else {
+            return;
+        };
+        let shown = format!(
+            "mkdir -m 700 {}/.lsbackup-HOLDER-{name}",
+            crate::shell::quote(snapshots)
+        );
+        let script = Script::new(MARK).arg(snapshots).arg(name);
+        match h.run_ok("leftovers", &script, None, Some(&shown)).await {
+            Ok(out) => {
+                let m = out.stdout_text();
+                if is_marker_of(&m, dir) {
+                    h.set_var(MARKER_VAR, m);
+                }
+            }
+            Err(e) => h.optional_failed("leftovers", &e),
+        }
+        let kinds = [leftovers::Kind {
+            dir: snapshots,
+            glob: ".lsbackup-*",
+            file_type: 'd',
+            parse: marker,
+        }];
+        if let Err(e) = leftovers::sweep(h, "leftovers", &kinds).await {
+            h.optional_failed("leftovers", &e);
         }
     }
 
@@ -498,6 +580,33 @@ impl Prometheus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_name_a_snapshot_beside_them() {
+        let n = "20261205T130000Z-1a2b3c4d5e6f7a8b";
+        let m = marker(&format!(".lsbackup-42-{n}")).unwrap();
+        assert_eq!(m.holder, 42);
+        assert_eq!(m.marks, Some((n.to_string(), 'd')));
+        for bad in [
+            format!(".lsbackup--{n}"),
+            format!(".lsbackup-4x-{n}"),
+            format!("lsbackup-42-{n}"),
+            ".lsbackup-42-../etc".to_string(),
+            ".lsbackup-42-latest".to_string(),
+        ] {
+            assert!(marker(&bad).is_none(), "{bad:?}");
+        }
+        let d = format!("/data/snapshots/{n}");
+        assert!(is_marker_of(
+            &format!("/data/snapshots/.lsbackup-42-{n}"),
+            &d
+        ));
+        assert!(!is_marker_of(
+            &format!("/other/snapshots/.lsbackup-42-{n}"),
+            &d
+        ));
+        assert!(!is_marker_of("", &d));
+    }
 
     #[test]
     fn flags_are_data() {
