@@ -238,7 +238,9 @@ async fn connect_timeout_on_silent_server() {
     );
     assert_eq!(
         e.to_string(),
-        format!("node1: connection timed out after 1s (127.0.0.1:{port})")
+        format!(
+            "node1: connection timed out after 1s (127.0.0.1:{port}) in the SSH handshake: the server took the connection and never completed it (limit: --connect-timeout)"
+        )
     );
 
     // The inventory's ConnectTimeout wins over the run's.
@@ -249,6 +251,11 @@ async fn connect_timeout_on_silent_server() {
     assert!(
         matches!(e, TransportError::ConnectTimeout { secs: 2, .. }),
         "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .ends_with("(limit: the inventory's ConnectTimeout)"),
+        "{e}"
     );
     assert!(t.elapsed() < Duration::from_secs(6));
     hold.abort();

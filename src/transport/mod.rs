@@ -63,11 +63,15 @@ pub enum TransportError {
         addr: String,
         cause: String,
     },
-    #[error("{host}: connection timed out after {secs}s ({addr})")]
+    /// `during`: what had not finished (the TCP connect, the SSH handshake, ...); `limit`: where
+    /// the time limit was set (`--connect-timeout` or the inventory's `ConnectTimeout`).
+    #[error("{host}: connection timed out after {secs}s ({addr}) {during} (limit: {limit})")]
     ConnectTimeout {
         host: String,
         addr: String,
         secs: u64,
+        during: &'static str,
+        limit: &'static str,
     },
     #[error(
         "{host}: host key for {addr} is not known ({fingerprint}); check it and rerun with --accept-new-host-keys to record it in {known_hosts}"

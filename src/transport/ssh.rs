@@ -528,11 +528,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn timeout_err(&self, hop: &Hop) -> TransportError {
+    fn timeout_err(&self, hop: &Hop, during: &'static str) -> TransportError {
         TransportError::ConnectTimeout {
             host: self.host.to_string(),
             addr: hop.addr(),
             secs: self.timeout.as_secs_f64().ceil() as u64,
+            during,
+            limit: if self.spec.ssh.connect_timeout.is_some() {
+                "the inventory's ConnectTimeout"
+            } else {
+                "--connect-timeout"
+            },
         }
     }
 
@@ -638,7 +644,12 @@ impl Ctx<'_> {
         )
         .await;
         let mut handle = match handshake {
-            Err(_) => return Err(self.timeout_err(hop)),
+            Err(_) => {
+                return Err(self.timeout_err(
+                    hop,
+                    "in the SSH handshake: the server took the connection and never completed it",
+                ));
+            }
             Ok(Err(e)) => {
                 if let Some(refused) = refusal.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     return Err(refused);
@@ -655,7 +666,7 @@ impl Ctx<'_> {
             Ok(Ok(h)) => h,
         };
         match tokio::time::timeout(self.timeout, self.authenticate(&mut handle, hop)).await {
-            Err(_) => Err(self.timeout_err(hop)),
+            Err(_) => Err(self.timeout_err(hop, "in authentication")),
             Ok(r) => r.map(|()| handle),
         }
     }
@@ -893,7 +904,7 @@ impl SshConn {
                         stream
                     }
                     _ => match tokio::time::timeout(ctx.timeout, ctx.tcp(hop)).await {
-                        Err(_) => return Err(ctx.timeout_err(hop)),
+                        Err(_) => return Err(ctx.timeout_err(hop, "opening the TCP connection")),
                         Ok(r) => r?,
                     },
                 },
@@ -909,7 +920,11 @@ impl SshConn {
                     )
                     .await;
                     match opened {
-                        Err(_) => return Err(ctx.timeout_err(hop)),
+                        Err(_) => {
+                            return Err(
+                                ctx.timeout_err(hop, "opening the way through the jump host")
+                            );
+                        }
                         Ok(Err(e)) => {
                             return Err(ctx.connect_err(
                                 hop,
