@@ -1,0 +1,360 @@
+//! What a killed run leaves on a host is removed by the next run, which says so once per host;
+//! what is not exactly lsbackup's own (another user's directory, a symlink, a name of another
+//! shape, a snapshot lsbackup did not mark, anything a running lsbackup still holds) is kept; and
+//! no temporary file lsbackup writes on a host holds a credential.
+//!
+//! The leftovers are real: `lsbackup backup` is SIGKILLed at the moment its Grafana work dir or
+//! its marked Prometheus snapshot exists on the host (the test bed's hosts are this machine, so
+//! the test sees their filesystem). Needs `tests/testbed/up.sh`.
+
+mod common;
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+const REMOVED: &str = "removed what an earlier run left";
+
+/// One test at a time: each makes and watches the same kinds of things on the same hosts.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The root-owned entries of `dir` whose names start with `prefix` (symlinks not followed).
+fn entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter(|e| std::fs::symlink_metadata(e.path()).is_ok_and(|m| m.uid() == 0 && m.is_dir()))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// The holder pid in a leftover's name (`...<prefix>HOLDER<sep>...`).
+fn holder_in(name: &str, prefix: &str, sep: char) -> u32 {
+    name.strip_prefix(prefix)
+        .and_then(|r| r.split(sep).next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no holder in {name:?}"))
+}
+
+/// Wait until `pid` is no longer a running sshd (its connection ended with the killed run).
+fn wait_gone(pid: u32) {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(20) {
+        match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+            Ok(c) if ["sshd", "sshd-session", "lsbackup"].contains(&c.trim()) => {}
+            _ => return,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the connection holder {pid} is still running 20 s after lsbackup was killed");
+}
+
+/// Start `lsbackup backup --only COMPONENT` and SIGKILL it as soon as `appeared` finds something
+/// new (not in `before`); returns what appeared. Tries a few times (a run can finish first).
+fn kill_when(component: &str, appeared: impl Fn() -> Vec<PathBuf>) -> Vec<PathBuf> {
+    let tb = common::testbed();
+    for _ in 0..5 {
+        let before = appeared();
+        let target = tempfile::tempdir().unwrap();
+        let mut child = support::backup_command(&tb.build_dir(), target.path())
+            .args(["--only", component])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        loop {
+            let new: Vec<PathBuf> = appeared()
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .collect();
+            if !new.is_empty() {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                return new;
+            }
+            if child.try_wait().unwrap().is_some() || t.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    panic!("{component}: never caught what it makes on the host before the run ended");
+}
+
+/// A pid that no process has now.
+fn dead_pid() -> u32 {
+    let mut c = Command::new("true").spawn().unwrap();
+    let pid = c.id();
+    c.wait().unwrap();
+    pid
+}
+
+fn mkdir_owned(path: &Path, uid: u32) {
+    std::fs::create_dir(path).unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+}
+
+fn notes_with(run: &support::Run, component: &str, what: &str) -> Vec<String> {
+    run.component(component)
+        .hosts
+        .iter()
+        .flat_map(|h| h.flags.iter().map(move |f| format!("{}: {f}", h.host)))
+        .filter(|f| f.contains(what))
+        .collect()
+}
+
+#[test]
+fn killed_runs_leave_nothing_after_the_next_run_and_decoys_are_kept() {
+    let _one = serial();
+    let tb = common::testbed();
+    let tmp = Path::new("/tmp");
+    let snapshots = PathBuf::from(tb.var("LSB_PROMETHEUS_DATA_DIR")).join("snapshots");
+
+    // the leftovers, made the way a crash makes them
+    let grafana = kill_when("grafana", || entries(tmp, "lsbackup-grafana."));
+    let prometheus = kill_when("prometheus", || entries(&snapshots, ".lsbackup-"));
+    assert_eq!(grafana.len(), 1, "{grafana:?}");
+    assert_eq!(prometheus.len(), 1, "{prometheus:?}");
+    let work = &grafana[0];
+    let marker = &prometheus[0];
+    let mname = marker.file_name().unwrap().to_string_lossy().into_owned();
+    let snap_name = mname.splitn(3, '-').nth(2).unwrap().to_string();
+    let snap = snapshots.join(&snap_name);
+    assert!(snap.is_dir(), "{} (marked by {mname})", snap.display());
+    wait_gone(holder_in(
+        &work.file_name().unwrap().to_string_lossy(),
+        "lsbackup-grafana.",
+        '.',
+    ));
+    wait_gone(holder_in(&mname, ".lsbackup-", '-'));
+
+    // decoys: another user's dir, a symlink, names of other shapes, an unmarked snapshot
+    let dead = dead_pid();
+    let scratch = tempfile::tempdir().unwrap();
+    let foreign = tmp.join(format!("lsbackup-grafana.{dead}.UserDir1"));
+    mkdir_owned(&foreign, 65534);
+    let link = tmp.join(format!("lsbackup-grafana.{dead}.SymLink1"));
+    std::os::unix::fs::symlink(scratch.path(), &link).unwrap();
+    let short = tmp.join(format!("lsbackup-grafana.{dead}.Ab"));
+    mkdir_owned(&short, 0);
+    let no_holder = tmp.join("lsbackup-grafana.NoHolder");
+    mkdir_owned(&no_holder, 0);
+    let unmarked = snapshots.join(format!("20200101T000000Z-{:016x}", dead));
+    std::fs::create_dir(&unmarked).unwrap();
+    let marker_link = snapshots.join(format!(".lsbackup-{dead}-20200101T000001Z-00aa"));
+    std::os::unix::fs::symlink(scratch.path(), &marker_link).unwrap();
+    let decoys = [&foreign, &link, &short, &no_holder, &unmarked, &marker_link];
+
+    let run = support::backup(&tb.build_dir(), &["--only", "grafana,prometheus"]);
+    let left: Vec<&PathBuf> = [work, marker, &snap]
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    let kept: Vec<&&PathBuf> = decoys
+        .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    // the decoys go before any assertion can fail
+    for d in decoys {
+        let _ = std::fs::remove_file(d).or_else(|_| std::fs::remove_dir(d));
+    }
+    assert!(left.is_empty(), "still there: {left:?}\n{}", run.stderr());
+    assert_eq!(kept.len(), decoys.len(), "decoys removed");
+    for c in ["grafana", "prometheus"] {
+        let notes = notes_with(&run, c, REMOVED);
+        assert_eq!(notes.len(), 1, "{c}: one note per host: {notes:?}");
+        let shown = if c == "grafana" { work } else { &snap };
+        assert!(
+            notes[0].contains(&*shown.to_string_lossy()),
+            "{c}: the note names {}: {notes:?}",
+            shown.display()
+        );
+        assert!(
+            !notes[0].contains(".lsbackup-"),
+            "markers are not named: {notes:?}"
+        );
+    }
+    assert!(
+        run.stdout().contains(REMOVED) || run.stderr().contains(REMOVED),
+        "the run says so:\n{}{}",
+        run.stdout(),
+        run.stderr()
+    );
+    // a run with nothing left over says nothing about it
+    let again = support::backup(&tb.build_dir(), &["--only", "grafana,prometheus"]);
+    for c in ["grafana", "prometheus"] {
+        assert!(notes_with(&again, c, REMOVED).is_empty(), "{c}");
+    }
+}
+
+#[test]
+fn what_a_running_lsbackup_holds_and_unknown_holders_are_kept() {
+    let _one = serial();
+    let tb = common::testbed();
+    let tmp = Path::new("/tmp");
+    // a holder that is a live sshd: the test bed's own (this machine's) sshd of node1
+    let pidfile = tb.dir().join("ssh/node1/sshd.pid");
+    let live: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let held = tmp.join(format!("lsbackup-grafana.{live}.LiveRun1"));
+    mkdir_owned(&held, 0);
+    // holder unknown (0) and young: kept
+    let young = tmp.join("lsbackup-grafana.0.YoungOne");
+    mkdir_owned(&young, 0);
+    let dead = dead_pid();
+    let gone = tmp.join(format!("lsbackup-grafana.{dead}.GoneRun1"));
+    mkdir_owned(&gone, 0);
+    std::fs::write(gone.join("grafana.db"), b"x").unwrap();
+
+    let run = support::backup(&tb.build_dir(), &["--only", "grafana"]);
+    let held_kept = held.is_dir();
+    let young_kept = young.is_dir();
+    let gone_left = gone.exists();
+    let _ = std::fs::remove_dir_all(&held);
+    let _ = std::fs::remove_dir_all(&young);
+    let _ = std::fs::remove_dir_all(&gone);
+    assert!(held_kept, "a dir whose holder runs was removed");
+    assert!(young_kept, "a young dir of unknown holder was removed");
+    assert!(!gone_left, "{}", run.stderr());
+    let notes = notes_with(&run, "grafana", REMOVED);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains(&*gone.to_string_lossy()), "{notes:?}");
+}
+
+/// Every regular file under lsbackup's temporary names on the hosts, read while a run goes on.
+fn sample_temp_files(
+    needles: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let tb = common::testbed();
+        let roots = [
+            PathBuf::from("/tmp"),
+            PathBuf::from(tb.var("LSB_PROMETHEUS_DATA_DIR")).join("snapshots"),
+            PathBuf::from(tb.var("LSB_ETCD_DATA_DIR")),
+        ];
+        let mut hits = Vec::new();
+        let mut files = 0;
+        while !stop.load(Ordering::Relaxed) {
+            for root in &roots {
+                let Ok(rd) = std::fs::read_dir(root) else {
+                    continue;
+                };
+                for e in rd.filter_map(|e| e.ok()) {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let ours = (name.starts_with("lsbackup-") || name.starts_with(".lsbackup-"))
+                        && name != "lsbackup-testbed"
+                        && !name.starts_with("lsbackup-kvol-pwned");
+                    if !ours {
+                        continue;
+                    }
+                    let mut stack = vec![e.path()];
+                    while let Some(p) = stack.pop() {
+                        let Ok(m) = std::fs::symlink_metadata(&p) else {
+                            continue;
+                        };
+                        if m.is_dir() {
+                            if let Ok(rd) = std::fs::read_dir(&p) {
+                                stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+                            }
+                        } else if m.is_file() && m.len() < 64 * 1024 * 1024 {
+                            if let Ok(bytes) = std::fs::read(&p) {
+                                files += 1;
+                                let text = String::from_utf8_lossy(&bytes);
+                                for n in &needles {
+                                    if text.contains(n.as_str()) {
+                                        hits.push(format!("{}: {n}", p.display()));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        (files, hits)
+    })
+}
+
+#[test]
+fn temporary_files_on_hosts_never_hold_credentials() {
+    let _one = serial();
+    let tb = common::testbed();
+    // the credentials lsbackup is given, set where LambdaStack keeps them
+    let secrets: Vec<(String, String)> = [
+        (
+            "grafana_password",
+            tb.var("LSB_GRAFANA_PASSWORD").to_string(),
+        ),
+        ("kibana_password", tb.var("LSB_KIBANA_PASSWORD").to_string()),
+        (
+            "elasticsearch_password",
+            format!("Lsb-es-{}-Zq9", std::process::id()),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(tb.inventory(), d.path().join("inventory")).unwrap();
+    std::fs::create_dir(d.path().join("group_vars")).unwrap();
+    let yml: String = secrets
+        .iter()
+        .map(|(n, v)| format!("{n}: \"{v}\"\n"))
+        .collect();
+    std::fs::write(d.path().join("group_vars/all.yml"), yml).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = sample_temp_files(
+        secrets.iter().map(|(_, v)| v.clone()).collect(),
+        stop.clone(),
+    );
+    let run = support::backup(
+        d.path(),
+        &[
+            "--only",
+            "grafana,prometheus,kibana,elasticsearch,kubernetes_volumes",
+        ],
+    );
+    stop.store(true, Ordering::Relaxed);
+    let (files, hits) = sampler.join().unwrap();
+    assert!(run.manifest.is_some(), "{}", run.stderr());
+    assert!(
+        files > 0,
+        "no temporary file was ever seen: the sampler saw nothing to check"
+    );
+    assert!(
+        hits.is_empty(),
+        "credentials in temporary files on the hosts:\n{}",
+        hits.join("\n")
+    );
+    // the grafana password was the right one: the database went through a work dir
+    assert!(
+        run.component("grafana")
+            .hosts
+            .iter()
+            .any(|h| h.entries.iter().any(|e| e.path.ends_with("grafana.db"))),
+        "{}",
+        run.errors_of("grafana")
+    );
+}
