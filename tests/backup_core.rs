@@ -765,15 +765,41 @@ fn json_logs_for_schedulers() {
         .collect();
     let last = lines.last().unwrap();
     assert_eq!(last["fields"]["exit_code"], 0);
-    assert_eq!(last["fields"]["status"], "Ok");
+    assert_eq!(last["fields"]["status"], "ok");
     let archive = run.archive.as_ref().unwrap().display().to_string();
     assert_eq!(last["fields"]["archive"], archive.as_str());
+    assert_eq!(
+        last["fields"]["bytes"].as_u64(),
+        Some(std::fs::metadata(&archive).unwrap().len())
+    );
+    assert!(last["fields"]["duration_seconds"].is_number());
     assert_eq!(run.stdout().trim(), archive);
-    assert!(
+    // Each step done is a line with host, component, step, duration and bytes as fields; the
+    // component's finished line carries the totals.
+    let of_haproxy = |msg: &str| -> Vec<&serde_json::Map<String, serde_json::Value>> {
         lines
             .iter()
-            .any(|l| l["fields"]["component"] == "haproxy" && l["fields"]["host"] == "node3")
-    );
+            .filter_map(|l| l["fields"].as_object())
+            .filter(|f| f["message"] == msg && f["component"] == "haproxy" && f["host"] == "node3")
+            .collect()
+    };
+    let steps = of_haproxy("step done");
+    assert!(!steps.is_empty(), "{}", run.stderr());
+    for f in &steps {
+        assert!(f["step"].as_str().is_some_and(|s| !s.is_empty()), "{f:?}");
+        assert!(
+            f["duration_seconds"].as_f64().is_some_and(|d| d >= 0.0),
+            "{f:?}"
+        );
+        assert!(f["bytes"].is_u64(), "{f:?}");
+    }
+    let finished = of_haproxy("finished: ok");
+    assert_eq!(finished.len(), 1, "{}", run.stderr());
+    let total: u64 = steps.iter().map(|f| f["bytes"].as_u64().unwrap()).sum();
+    assert!(total > 0);
+    assert_eq!(finished[0]["bytes"].as_u64(), Some(total));
+    assert_eq!(finished[0]["status"], "ok");
+    assert!(finished[0]["duration_seconds"].as_f64().is_some());
 }
 
 /// `lsbackup verify` checks every entry against the manifest, and refuses what is not an archive.
@@ -991,4 +1017,108 @@ fn stalled_stream_times_out_and_others_are_kept() {
     assert!(run.file("haproxy/node3/etc/haproxy/haproxy.cfg").is_file());
     // the spool never shows a file (anonymous, unlinked from the start)
     assert_eq!(std::fs::read_dir(spool.path()).unwrap().count(), 0);
+}
+
+/// At a terminal (util-linux `script` gives one, 80 columns): one line for the whole run above
+/// the bars (components done of all), no timestamps, the summary once at the end, and nothing
+/// drawn after the archive's path.
+#[test]
+fn a_terminal_shows_one_line_for_the_run_above_the_bars() {
+    let tb = common::testbed();
+    let target = tempfile::tempdir().unwrap();
+    let words = [
+        support::bin().to_string(),
+        "backup".into(),
+        "-b".into(),
+        tb.build_dir().display().to_string(),
+        "-t".into(),
+        target.path().display().to_string(),
+        "--known-hosts".into(),
+        tb.known_hosts().display().to_string(),
+        "--no-agent".into(),
+        "--only".into(),
+        "haproxy,postgresql".into(),
+    ];
+    let line = words
+        .iter()
+        .map(|w| format!("'{}'", w.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty cols 80 rows 40; {line}"),
+            "/dev/null",
+        ])
+        .env("HOME", target.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout);
+    // what the screen shows, escape sequences and carriage returns left out
+    let screen = String::from_utf8(strip_ansi(raw.as_bytes())).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    let overall: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.contains(" all ") && l.contains("/2 components"))
+        .collect();
+    assert!(!overall.is_empty(), "no line for the whole run:\n{screen}");
+    assert!(
+        screen.contains("2 of 2 components ok"),
+        "no summary line:\n{screen}"
+    );
+    assert!(
+        !screen.contains(" INFO ") && !screen.contains("Z  INFO"),
+        "log lines on a terminal:\n{screen}"
+    );
+    // after "next:" (and its folded continuation) only the archive's path: no bar drawn again
+    // below the summary
+    let tail: Vec<&str> = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("next: "))
+        .skip(1)
+        .filter(|l| !l.trim().is_empty() && !(l.starts_with("  ") && !l.contains(" @ ")))
+        .collect();
+    assert_eq!(tail.len(), 1, "after the summary:\n{screen}");
+    assert!(tail[0].ends_with(".tar.zst"), "{screen}");
+}
+
+/// The text of a terminal transcript without its escape sequences (CSI, OSC) and carriage
+/// returns: a redrawn line appears as each of its drawings.
+fn strip_ansi(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            0x1b if raw.get(i + 1) == Some(&b'[') => {
+                i += 2;
+                while i < raw.len() && !(0x40..=0x7e).contains(&raw[i]) {
+                    i += 1;
+                }
+                // the cursor moved: what follows is another line
+                if raw
+                    .get(i)
+                    .is_some_and(|c| matches!(c, b'A' | b'B' | b'J' | b'K'))
+                {
+                    out.push(b'\n');
+                }
+                i += 1;
+            }
+            0x1b if raw.get(i + 1) == Some(&b']') => {
+                while i < raw.len() && raw[i] != 0x07 {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'\r' => {
+                out.push(b'\n');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }

@@ -585,6 +585,7 @@ async fn backup(a: BackupArgs, g: &GlobalArgs) -> Result<i32, AnyError> {
     };
     target.check().await?;
     let lock = take_lock(&target, &a.name_prefix, "backup", a.lock_stale_after).await?;
+    remove_stale_partials(&target, &a.name_prefix).await;
     let code = backup_locked(&a, g, &plan, &target, &opts, &policy, progress).await;
     release_lock(lock, &target).await;
     code
@@ -604,6 +605,24 @@ async fn take_lock(
         tracing::warn!("{w}");
     }
     Ok(lock)
+}
+
+/// With the lock held, the partial files earlier runs of `prefix` left (killed before their
+/// end) are stale: removed, and said in one line naming them.
+async fn remove_stale_partials(target: &Target, prefix: &str) {
+    match target.remove_stale_partials(prefix).await {
+        Ok(removed) if removed.is_empty() => {}
+        Ok(removed) => tracing::warn!(
+            "removed {} left in {} by an earlier run that did not finish: {}",
+            match removed.len() {
+                1 => "a stale partial file".to_string(),
+                n => format!("{n} stale partial files"),
+            },
+            target.display(),
+            removed.join(", ")
+        ),
+        Err(e) => tracing::warn!("stale partial files of an earlier run not removed: {e}"),
+    }
 }
 
 async fn release_lock(lock: lsbackup::target::lock::TargetLock, target: &Target) {
@@ -656,8 +675,14 @@ async fn backup_locked(
     let mut code = outcome.exit_code();
     if g.log_format == LogFormat::Json {
         tracing::info!(
-            status = ?outcome.manifest.status,
+            status = format!("{:?}", outcome.manifest.status).to_lowercase(),
             archive = outcome.location.as_deref().unwrap_or(""),
+            bytes = outcome.stats.written,
+            duration_seconds = (started
+                .duration_until(jiff::Timestamp::now())
+                .as_millis_f64()
+                / 1000.0)
+                .round(),
             exit_code = code,
             "backup finished"
         );

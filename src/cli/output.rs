@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -14,18 +14,75 @@ use lsbackup::inventory::Inventory;
 
 use super::LogFormat;
 
-/// Progress bars per component × host on a terminal; log lines otherwise.
+/// Progress bars per component × host on a terminal, under one line for the whole run; log
+/// lines otherwise (one per step done and per component × host finished, each with `component`,
+/// `host`, `step`, `duration_seconds` and `bytes` as fields).
 pub struct Bars {
     multi: Option<MultiProgress>,
+    overall: Option<ProgressBar>,
     bars: Mutex<HashMap<(String, String), ProgressBar>>,
+    units: Mutex<HashMap<(String, String), Unit>>,
+    count: Mutex<Count>,
+}
+
+/// What a log line needs of a component × host: when it and its step began, bytes so far.
+struct Unit {
+    started: Instant,
+    bytes: u64,
+    step: Option<(String, Instant, u64)>,
+}
+
+impl Unit {
+    /// The step running, ended now: (name, seconds, bytes during it).
+    fn end_step(&mut self) -> Option<(String, f64, u64)> {
+        self.step
+            .take()
+            .map(|(name, t, at)| (name, t.elapsed().as_secs_f64(), self.bytes - at))
+    }
+}
+
+#[derive(Default)]
+struct Count {
+    planned: usize,
+    done: usize,
+    failed: usize,
+}
+
+impl Count {
+    fn text(&self) -> String {
+        let mut t = format!("{}/{} components", self.done, self.planned);
+        if self.failed > 0 {
+            let _ = write!(t, ", {} failed", self.failed);
+        }
+        t
+    }
 }
 
 pub fn make_progress(enabled: bool) -> (Arc<Bars>, Option<MultiProgress>) {
     let multi = enabled.then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+    // The whole run, first: components done of all, bytes, elapsed, rate.
+    let overall = multi.as_ref().map(|m| {
+        let pb = m.add(ProgressBar::new_spinner());
+        let template = if term_width() >= 100 {
+            "{spinner:.cyan} {prefix:<28.bold} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>4} {wide_msg}"
+        } else {
+            "{spinner:.cyan} {prefix:<14.bold} {bytes:>10} {binary_bytes_per_sec:>12} {elapsed:>4} {wide_msg}"
+        };
+        pb.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        pb.set_prefix("all");
+        pb.enable_steady_tick(Duration::from_millis(120));
+        pb
+    });
     (
         Arc::new(Bars {
             multi: multi.clone(),
+            overall,
             bars: Mutex::new(HashMap::new()),
+            units: Mutex::new(HashMap::new()),
+            count: Mutex::new(Count::default()),
         }),
         multi,
     )
@@ -33,6 +90,15 @@ pub fn make_progress(enabled: bool) -> (Arc<Bars>, Option<MultiProgress>) {
 
 impl Bars {
     pub fn clear(&self) {
+        // A bar still ticking would draw them all again after the summary.
+        if let Some(pb) = &self.overall {
+            pb.finish_and_clear();
+        }
+        for pb in self.bars.lock().unwrap().values() {
+            if !pb.is_finished() {
+                pb.finish_and_clear();
+            }
+        }
         if let Some(m) = &self.multi {
             let _ = m.clear();
         }
@@ -45,10 +111,58 @@ impl Bars {
             .get(&(component.to_string(), host.to_string()))
             .cloned()
     }
+
+    fn update_overall(&self) {
+        if let Some(pb) = &self.overall {
+            pb.set_message(self.count.lock().unwrap().text());
+        }
+    }
+
+    /// Logs the step `component` × `host` was in as done (not on a terminal).
+    fn log_step_done(component: &str, host: &str, unit: &mut Unit) {
+        if let Some((step, secs, bytes)) = unit.end_step() {
+            tracing::info!(
+                component,
+                host,
+                step = step.as_str(),
+                duration_seconds = round_ms(secs),
+                bytes,
+                "step done"
+            );
+        }
+    }
+}
+
+fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
 }
 
 impl Progress for Bars {
+    fn planned(&self, components: usize) {
+        self.count.lock().unwrap().planned = components;
+        self.update_overall();
+    }
+
+    fn component_done(&self, _component: &str, status: Status) {
+        {
+            let mut c = self.count.lock().unwrap();
+            c.done += 1;
+            if matches!(status, Status::Failed | Status::Partial) {
+                c.failed += 1;
+            }
+        }
+        self.update_overall();
+    }
+
     fn started(&self, component: &str, host: &str) {
+        self.units.lock().unwrap().insert(
+            (component.to_string(), host.to_string()),
+            Unit {
+                started: Instant::now(),
+                bytes: 0,
+                step: None,
+            },
+        );
         let Some(m) = &self.multi else {
             return;
         };
@@ -74,17 +188,40 @@ impl Progress for Bars {
     fn step(&self, component: &str, host: &str, step: &str) {
         match self.bar(component, host) {
             Some(pb) => pb.set_message(step.to_string()),
-            None => tracing::info!(component, host, "step: {step}"),
+            None => {
+                let mut units = self.units.lock().unwrap();
+                if let Some(u) = units.get_mut(&(component.to_string(), host.to_string())) {
+                    Self::log_step_done(component, host, u);
+                    u.step = Some((step.to_string(), Instant::now(), u.bytes));
+                }
+                tracing::debug!(component, host, step, "step started");
+            }
         }
     }
 
     fn bytes(&self, component: &str, host: &str, n: u64) {
+        if let Some(u) = self
+            .units
+            .lock()
+            .unwrap()
+            .get_mut(&(component.to_string(), host.to_string()))
+        {
+            u.bytes += n;
+        }
+        if let Some(pb) = &self.overall {
+            pb.inc(n);
+        }
         if let Some(pb) = self.bar(component, host) {
             pb.inc(n);
         }
     }
 
     fn finished(&self, component: &str, host: &str, status: Status, errors: &[Failure]) {
+        let unit = self
+            .units
+            .lock()
+            .unwrap()
+            .remove(&(component.to_string(), host.to_string()));
         match self.bar(component, host) {
             // On a terminal the bar says how it ended, in one line; the summary lists every
             // failure in full, grouped by cause.
@@ -106,6 +243,10 @@ impl Progress for Bars {
             }
             // In a log each failure is one line, once.
             None => {
+                let mut unit = unit;
+                if let Some(u) = unit.as_mut() {
+                    Self::log_step_done(component, host, u);
+                }
                 for f in errors {
                     tracing::error!(
                         component,
@@ -116,7 +257,18 @@ impl Progress for Bars {
                         f.message
                     );
                 }
-                tracing::info!(component, host, "finished: {}", status_word(status));
+                let (secs, bytes) = unit.map_or((0.0, 0), |u| {
+                    (round_ms(u.started.elapsed().as_secs_f64()), u.bytes)
+                });
+                tracing::info!(
+                    component,
+                    host,
+                    status = status_word(status),
+                    duration_seconds = secs,
+                    bytes,
+                    "finished: {}",
+                    status_word(status)
+                );
             }
         }
     }

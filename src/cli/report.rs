@@ -42,6 +42,12 @@ impl Timing {
 }
 
 impl Progress for Timing {
+    fn planned(&self, components: usize) {
+        self.inner.planned(components);
+    }
+    fn component_done(&self, component: &str, status: Status) {
+        self.inner.component_done(component, status);
+    }
     fn started(&self, component: &str, host: &str) {
         self.times.lock().unwrap().insert(
             (component.to_string(), host.to_string()),

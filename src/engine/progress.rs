@@ -3,6 +3,10 @@
 use crate::archive::{Failure, Status};
 
 pub trait Progress: Send + Sync {
+    /// The run is about to start this many components.
+    fn planned(&self, _components: usize) {}
+    /// A component is done on all its hosts (its status over them).
+    fn component_done(&self, _component: &str, _status: Status) {}
     /// A component started on a host.
     fn started(&self, _component: &str, _host: &str) {}
     /// A step started.

@@ -158,13 +158,18 @@ pub async fn run_backup(
     });
 
     let work = async {
+        ctx.progress.planned(plan.components.len());
         let tasks: Vec<_> = plan
             .components
             .iter()
             .map(|pc| {
                 let ctx = ctx.clone();
                 let pc = pc.clone();
-                tokio::spawn(async move { run_component(&ctx, &pc).await })
+                tokio::spawn(async move {
+                    let report = run_component(&ctx, &pc).await;
+                    ctx.progress.component_done(&report.name, report.status);
+                    report
+                })
             })
             .collect();
         let mut reports = Vec::new();
