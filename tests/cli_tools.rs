@@ -164,6 +164,11 @@ fn the_systemd_units_verify() {
         .output()
         .is_err()
     {
+        // the test bed installs it (tests/testbed/up.sh): in CI it must be there
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "systemd-analyze is missing under CI=true"
+        );
         eprintln!("systemd-analyze is not installed: the units were not verified");
         return;
     }
@@ -184,6 +189,28 @@ fn the_systemd_units_verify() {
     assert!(out.status.success(), "{err}");
     // no complaint about these files (systemd may speak of units of the machine it runs on)
     assert!(!err.contains("lsbackup-backup"), "{err}");
+}
+
+/// The README's Scheduling section shows the example units as they are in docs/examples/.
+#[test]
+fn the_readme_shows_the_example_units() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let scheduling = &readme[readme.find("## Scheduling").expect("a Scheduling section")..];
+    for unit in ["lsbackup-backup.timer", "lsbackup-backup.service"] {
+        let text = std::fs::read_to_string(examples().join(unit)).unwrap();
+        assert!(
+            scheduling.contains(&format!("```ini\n{text}```")),
+            "README's Scheduling section does not show docs/examples/{unit} as it is"
+        );
+    }
+    for shown in [
+        "lsbackup_last_success_timestamp_seconds",
+        "alert: BackupMissed",
+        "--metrics-file",
+    ] {
+        assert!(scheduling.contains(shown), "Scheduling lacks {shown}");
+    }
 }
 
 #[test]

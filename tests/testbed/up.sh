@@ -56,6 +56,7 @@ tb_install prometheus prometheus-alertmanager
 tb_install rabbitmq-server
 tb_install python3 sqlite3
 tb_install shellcheck   # components::template hostile-value test (required under CI=true)
+tb_install systemd      # systemd-analyze verify of docs/examples (tests/cli_tools.rs; nothing is started)
 # tests/archive_tools.rs, tests/encryption.rs: archives open with the standard tools (each required under CI=true)
 tb_install zstd gzip tar unzip libarchive-tools p7zip-full age
 
