@@ -152,6 +152,26 @@ pub fn name_time(name: &str) -> Option<i64> {
         .map(|z| z.timestamp().as_second())
 }
 
+/// Whether `name` is a partial file of a run with archive prefix `prefix`:
+/// `PREFIX-yyyymmddThhmmssZ…​.partial` (an archive being written or its upload's marker, a
+/// sidecar being written). Another prefix that merely starts with `PREFIX-` does not match:
+/// the timestamp must follow.
+pub fn is_partial_of(prefix: &str, name: &str) -> bool {
+    let Some(rest) = name
+        .strip_suffix(".partial")
+        .and_then(|n| n.strip_prefix(prefix))
+        .and_then(|n| n.strip_prefix('-'))
+    else {
+        return false;
+    };
+    let (Some(stamp), Some(next)) = (rest.get(..16), rest.get(16..17)) else {
+        return false;
+    };
+    stamp.ends_with('Z')
+        && matches!(next, "." | "_")
+        && jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S", &stamp[..15]).is_ok()
+}
+
 impl Target {
     /// [`Target::parse_with`] with settings from the environment only.
     pub fn parse(s: &str) -> Result<Target, TargetError> {
@@ -308,6 +328,33 @@ impl Target {
         Ok(out)
     }
 
+    /// Remove the partial files of `prefix` ([`is_partial_of`]) that runs which never finished
+    /// (killed with SIGKILL, a machine that went down) left behind; returns their names. Call it
+    /// only while holding the target's lock for `prefix` ([`lock::acquire`]): no other run of
+    /// the prefix writes then, so every such file is stale. An object store's marker goes with
+    /// what its upload left that can be named (Azure's uncommitted blocks; S3's parts are left
+    /// to the bucket's lifecycle rule); nothing else on the target is touched.
+    pub async fn remove_stale_partials(&self, prefix: &str) -> Result<Vec<String>, TargetError> {
+        let files = match self {
+            Target::Local(dir) => local::list(dir).await?,
+            Target::Object(o) => o.list().await?,
+            Target::AzFile(a) => a.list().await?,
+        };
+        let mut removed = Vec::new();
+        for (name, _, _) in files {
+            if !is_partial_of(prefix, &name) {
+                continue;
+            }
+            match self {
+                Target::Object(o) => o.discard_stale(&name).await?,
+                _ => self.delete(&name).await?,
+            }
+            removed.push(name);
+        }
+        removed.sort();
+        Ok(removed)
+    }
+
     /// Read a small file (a sidecar) whole.
     /// At most [`SMALL_MAX`] bytes: a sidecar larger than that (put there by someone else) is
     /// refused rather than read into memory.
@@ -406,5 +453,37 @@ impl Target {
             Target::Object(o) => o.url.clone(),
             Target::AzFile(a) => a.url.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::is_partial_of;
+
+    #[test]
+    fn partial_files_of_a_prefix() {
+        for own in [
+            "lsbackup-20261206T120000Z.tar.zst.partial",
+            "lsbackup-20261206T120000Z_2.zip.age.partial",
+            "lsbackup-20261206T120000Z.tar.zst.manifest.json.4242.partial",
+            "lsbackup-20261206T120000Z.tar.gz.4242-17.partial",
+        ] {
+            assert!(is_partial_of("lsbackup", own), "{own}");
+        }
+        for other in [
+            "lsbackup-20261206T120000Z.tar.zst",
+            "lsbackup-foo-20261206T120000Z.tar.zst.partial",
+            "lsbackup.lock.4242.partial",
+            "other-20261206T120000Z.tar.zst.partial",
+            "lsbackup-2026120XT120000Z.tar.zst.partial",
+            "lsbackup-20261206T120000Zx.partial",
+            "notes.partial",
+        ] {
+            assert!(!is_partial_of("lsbackup", other), "{other}");
+        }
+        assert!(is_partial_of(
+            "lsbackup-foo",
+            "lsbackup-foo-20261206T120000Z.tar.zst.partial"
+        ));
     }
 }

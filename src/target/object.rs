@@ -331,6 +331,25 @@ impl ObjectTarget {
             .collect())
     }
 
+    /// Remove the marker `NAME.partial` of an upload that never finished (see
+    /// [`super::Target::remove_stale_partials`]). On Azure the uncommitted blocks of `NAME` go
+    /// first, as an abort drops them, unless `NAME` exists (the upload completed and only its
+    /// marker stayed). S3 does not name an upload's parts without its id: they stay until the
+    /// bucket's lifecycle rule expires them.
+    pub async fn discard_stale(&self, marker: &str) -> Result<(), TargetError> {
+        if let (Some(blocks), Some(name)) = (&self.blocks, marker.strip_suffix(".partial"))
+            && !self.exists(name).await?
+        {
+            let path = self.path(name);
+            blocks
+                .complete_multipart(&path, &String::new(), Vec::new())
+                .await
+                .map_err(|e| self.err(&format!("dropping the uncommitted blocks of {name}"), e))?;
+            self.delete(name).await?;
+        }
+        self.delete(marker).await
+    }
+
     pub async fn delete(&self, name: &str) -> Result<(), TargetError> {
         self.store
             .delete(&self.path(name))
