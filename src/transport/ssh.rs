@@ -515,6 +515,17 @@ pub(super) struct SshConn {
     slots: Arc<Semaphore>,
     /// Open `direct-tcpip` tunnels, bounded apart from `slots` (see [`super::tunnel::MAX_TUNNELS`]).
     tunnels: Arc<Semaphore>,
+    /// How long the server may take to confirm a command's channel: the connect timeout. A
+    /// host that stopped answering (its sshd stopped, the network gone quiet) would otherwise
+    /// hold every later command of the session until the keepalives give up.
+    open_timeout: OpenTimeout,
+}
+
+/// See [`SshConn::open_timeout`].
+struct OpenTimeout {
+    timeout: Duration,
+    addr: String,
+    limit: &'static str,
 }
 
 /// Settings every hop of one connection shares.
@@ -534,11 +545,16 @@ impl Ctx<'_> {
             addr: hop.addr(),
             secs: self.timeout.as_secs_f64().ceil() as u64,
             during,
-            limit: if self.spec.ssh.connect_timeout.is_some() {
-                "the inventory's ConnectTimeout"
-            } else {
-                "--connect-timeout"
-            },
+            limit: self.limit(),
+        }
+    }
+
+    /// Where the connect timeout was set.
+    fn limit(&self) -> &'static str {
+        if self.spec.ssh.connect_timeout.is_some() {
+            "the inventory's ConnectTimeout"
+        } else {
+            "--connect-timeout"
         }
     }
 
@@ -939,6 +955,11 @@ impl SshConn {
             jumps.push(handle);
         }
         let handle = jumps.pop().expect("at least the target hop");
+        let open_timeout = OpenTimeout {
+            timeout: ctx.timeout,
+            addr: hops.last().expect("at least the target hop").addr(),
+            limit: ctx.limit(),
+        };
         tracing::debug!(
             "{host}: connected to {} as {user}{}",
             host_port(&spec.address, spec.port),
@@ -953,6 +974,7 @@ impl SshConn {
             jumps,
             slots: Arc::new(Semaphore::new(MAX_CHANNELS)),
             tunnels: Arc::new(Semaphore::new(super::tunnel::MAX_TUNNELS)),
+            open_timeout,
         })
     }
 
@@ -979,10 +1001,16 @@ impl SshConn {
         if self.handle.is_closed() {
             return Err(lost("the connection is closed".into()));
         }
-        let channel = self
-            .handle
-            .channel_open_session()
+        let open = &self.open_timeout;
+        let channel = tokio::time::timeout(open.timeout, self.handle.channel_open_session())
             .await
+            .map_err(|_| TransportError::ConnectTimeout {
+                host: host.to_string(),
+                addr: open.addr.clone(),
+                secs: open.timeout.as_secs_f64().ceil() as u64,
+                during: "opening a channel for a command: the host stopped answering",
+                limit: open.limit,
+            })?
             .map_err(|e| match e {
                 russh::Error::ChannelOpenFailure(reason) => TransportError::Other {
                     host: host.to_string(),
