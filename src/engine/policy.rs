@@ -94,46 +94,126 @@ async fn on_host(
         }
     };
     let mut u = HostCtx::new(ctx, pc, h, session, role);
-    match check_select(&mut u).await {
-        Ok(Selected::Yes) => {}
-        Ok(Selected::No(why)) => {
-            return HostOutcome::not_run(host_report(h, &why, Status::Skipped));
+    let mut attempt = select_and_run(&mut u, true).await;
+    // The connection dropped before anything of this unit streamed into the archive: once, on
+    // a fresh connection, the first attempt's cleanups run again (they could not run on the
+    // dropped one), then the whole unit.
+    if let Some(cause) = dropped_before_streaming(&u, &attempt)
+        && let Some(fresh) = ctx.sessions.renew(h, &ctx.transport, &u.session).await
+    {
+        match fresh {
+            Ok(fresh) => {
+                tracing::warn!(
+                    "{}: {name}: {cause}; nothing of it was in the archive yet: running it again on a fresh connection",
+                    h.name
+                );
+                let mut carried = Vec::new();
+                let mut cleanup_failed = false;
+                if matches!(attempt, Attempt::Ran { cleaned: true }) {
+                    u.session = fresh.clone();
+                    u.cleanup_failed = false;
+                    let before = u.report.errors.len();
+                    run_cleanups(&mut u).await;
+                    carried = u.report.errors.split_off(before);
+                    cleanup_failed = u.cleanup_failed;
+                }
+                let mut again = HostCtx::new(ctx, pc, h, fresh, role);
+                again.note(&format!("retried on a fresh connection after: {cause}"));
+                attempt = select_and_run(&mut again, false).await;
+                again.report.errors.extend(carried);
+                again.cleanup_failed |= cleanup_failed;
+                u = again;
+            }
+            // (the connection failure is logged by the pool, once per host)
+            Err(f) => u.note(&format!("not retried on a fresh connection: {}", f.message)),
         }
-        Err(e) => {
+    }
+    match attempt {
+        Attempt::NotSelected(why) => HostOutcome::not_run(host_report(h, &why, Status::Skipped)),
+        Attempt::SelectFailed(e) => {
             let mut r = host_report(h, "selection failed", Status::Skipped);
+            r.flags = u.report.flags;
             r.errors.push(Failure::new(
                 e.kind,
                 None,
                 format!("{}: {name}: {}", h.name, e.cause),
             ));
-            u.ctx.progress.finished(name, &h.name, r.status, &r.errors);
-            return HostOutcome::not_run(r);
+            ctx.progress.finished(name, &h.name, r.status, &r.errors);
+            HostOutcome::not_run(r)
         }
-    }
-    run_unit(&mut u).await;
-    HostOutcome {
-        cleanup_failed: u.cleanup_failed,
-        report: u.report,
-        ran: true,
+        Attempt::Ran { .. } => {
+            finish_unit(&mut u);
+            HostOutcome {
+                cleanup_failed: u.cleanup_failed,
+                report: u.report,
+                ran: true,
+            }
+        }
     }
 }
 
+/// How one attempt at a unit ended.
+enum Attempt {
+    NotSelected(String),
+    SelectFailed(StepError),
+    /// It ran; `cleaned`: its steps ran, and so did its cleanups.
+    Ran {
+        cleaned: bool,
+    },
+}
+
+async fn select_and_run(u: &mut HostCtx<'_>, first: bool) -> Attempt {
+    match check_select(u).await {
+        Ok(Selected::Yes) => Attempt::Ran {
+            cleaned: run_unit(u, first).await,
+        },
+        Ok(Selected::No(why)) => Attempt::NotSelected(why),
+        Err(e) => Attempt::SelectFailed(e),
+    }
+}
+
+/// Why this unit may run again on a fresh connection: its connection dropped (a failure of kind
+/// connection lost) and nothing of it streamed into the archive.
+fn dropped_before_streaming(u: &HostCtx<'_>, attempt: &Attempt) -> Option<String> {
+    let prefix = format!("{}: {}: ", u.h.name, u.pc.spec.name);
+    let lost = match attempt {
+        Attempt::NotSelected(_) => return None,
+        Attempt::SelectFailed(e) => {
+            (e.kind == FailureKind::ConnectionLost).then(|| format!("selection: {}", e.cause))
+        }
+        Attempt::Ran { .. } => u
+            .report
+            .errors
+            .iter()
+            .find(|f| f.kind == FailureKind::ConnectionLost)
+            .map(|f| {
+                f.message
+                    .strip_prefix(&prefix)
+                    .unwrap_or(&f.message)
+                    .to_string()
+            }),
+    };
+    lost.filter(|_| !u.streamed() && !u.is_cancelled())
+}
+
 /// The component's work on a selected host: requires, versions, steps (or the native backup),
-/// then the cleanups whatever happened.
-async fn run_unit(u: &mut HostCtx<'_>) {
+/// then the cleanups whatever happened. `first`: the first attempt (not a retry). Returns
+/// whether the steps (and cleanups) ran.
+async fn run_unit(u: &mut HostCtx<'_>, first: bool) -> bool {
     let name = u.pc.spec.name.clone();
     let host = u.h.name.clone();
-    u.ctx.progress.started(&name, &host);
+    if first {
+        u.ctx.progress.started(&name, &host);
+    }
     tracing::info!(component = %name, host = %host, "starting");
     match u.check_requires().await {
-        Err(e) => u.fail("requires", e),
+        Err(e) => {
+            u.fail("requires", e);
+            false
+        }
         Ok(()) => {
             match u.pc.spec.native.clone() {
-                None => {
-                    u.run_steps().await;
-                    u.adopt_set_vars();
-                    u.run_cleanups().await;
-                }
+                None => u.run_steps().await,
                 Some(native) => {
                     let cancel = u.ctx.cancel.clone();
                     let r = tokio::select! {
@@ -143,16 +223,33 @@ async fn run_unit(u: &mut HostCtx<'_>) {
                     if let Err(f) = r {
                         u.fail(&f.step, f.error);
                     }
-                    // what branches set for the cleanup, also when they were cut off
-                    u.adopt_set_vars();
-                    if let Err(f) = native.0.cleanup(u).await {
-                        u.cleanup_failed = true;
-                        u.fail(&format!("cleanup {}", f.step), f.error);
-                    }
                 }
+            }
+            // what branches set for the cleanup, also when they were cut off
+            u.adopt_set_vars();
+            run_cleanups(u).await;
+            true
+        }
+    }
+}
+
+/// The spec's cleanups or the native component's.
+async fn run_cleanups(u: &mut HostCtx<'_>) {
+    match u.pc.spec.native.clone() {
+        None => u.run_cleanups().await,
+        Some(native) => {
+            if let Err(f) = native.0.cleanup(u).await {
+                u.cleanup_failed = true;
+                u.fail(&format!("cleanup {}", f.step), f.error);
             }
         }
     }
+}
+
+/// The unit's status from what it recorded, shown by the progress display.
+fn finish_unit(u: &mut HostCtx<'_>) {
+    let name = u.pc.spec.name.clone();
+    let host = u.h.name.clone();
     let r = &mut u.report;
     r.status = if r.errors.is_empty() {
         Status::Ok

@@ -1,7 +1,8 @@
 //! The session pool: one session per host, opened on first use, shared by every component on
-//! that host, closed at the end of the run.
+//! that host, closed at the end of the run. A connection that dropped is replaced once per host
+//! and run ([`Sessions::renew`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
@@ -36,6 +37,8 @@ pub fn transport_kind(e: &TransportError) -> FailureKind {
 #[derive(Default)]
 pub(crate) struct Sessions {
     cells: Mutex<HashMap<String, SessionCell>>,
+    /// Hosts whose dropped connection was already replaced by a fresh one (once per run).
+    renewed: Mutex<HashSet<String>>,
 }
 
 impl Sessions {
@@ -48,6 +51,45 @@ impl Sessions {
             let mut map = self.cells.lock().unwrap();
             map.entry(h.name.clone()).or_default().clone()
         };
+        Self::open(cell, h, cfg).await
+    }
+
+    /// A fresh connection to `h` in place of `dropped`, a session of the pool whose connection
+    /// dropped: opened once per host and run, and shared by every component that saw the drop.
+    /// None when the host's connection was already replaced once (a second drop is not retried).
+    pub(crate) async fn renew(
+        &self,
+        h: &PlannedHost,
+        cfg: &TransportConfig,
+        dropped: &Arc<Session>,
+    ) -> Option<Result<Arc<Session>, Failure>> {
+        let cell = {
+            let mut map = self.cells.lock().unwrap();
+            let current = map.entry(h.name.clone()).or_default().clone();
+            let is_dropped = matches!(current.get(), Some(Ok(s)) if Arc::ptr_eq(s, dropped));
+            let mut renewed = self.renewed.lock().unwrap();
+            if is_dropped {
+                if !renewed.insert(h.name.clone()) {
+                    return None;
+                }
+                let fresh = SessionCell::default();
+                map.insert(h.name.clone(), fresh.clone());
+                fresh
+            } else if renewed.contains(&h.name) {
+                // another component already replaced it
+                current
+            } else {
+                return None;
+            }
+        };
+        Some(Self::open(cell, h, cfg).await)
+    }
+
+    async fn open(
+        cell: SessionCell,
+        h: &PlannedHost,
+        cfg: &TransportConfig,
+    ) -> Result<Arc<Session>, Failure> {
         cell.get_or_init(|| async {
             Session::connect(&h.conn, cfg)
                 .await

@@ -227,6 +227,8 @@ pub(crate) struct Counting<R> {
     progress: Arc<dyn Progress>,
     component: String,
     host: String,
+    /// Set once a byte arrived, for a stream into the archive ([`HostCtx::streamed`]).
+    streamed: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
@@ -240,6 +242,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
             self.progress.bytes(&self.component, &self.host, n);
+            if let Some(s) = &self.streamed {
+                s.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         }
         r
     }
@@ -354,6 +359,9 @@ pub struct HostCtx<'a> {
     /// latest last: the cleanup sees a value a branch set even when the branch never joined
     /// (an interrupted run drops it).
     set_vars: Arc<std::sync::Mutex<BTreeMap<String, String>>>,
+    /// Set once data from the host began to stream into an entry of this unit or a branch:
+    /// after a dropped connection, only a unit that streamed nothing is run again.
+    streamed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<'a> HostCtx<'a> {
@@ -373,6 +381,7 @@ impl<'a> HostCtx<'a> {
             report: host_report(h, role, Status::Ok),
             cleanup_failed: false,
             set_vars: Arc::default(),
+            streamed: Arc::default(),
         }
     }
 
@@ -391,6 +400,7 @@ impl<'a> HostCtx<'a> {
             report: host_report(self.h, &self.report.role, Status::Ok),
             cleanup_failed: false,
             set_vars: self.set_vars.clone(),
+            streamed: self.streamed.clone(),
         }
     }
 
@@ -613,8 +623,9 @@ impl<'a> HostCtx<'a> {
             become_user: user.map(str::to_string),
             exit_code: exit.and_then(|e| e.code),
             duration_ms: t.elapsed().as_millis() as u64,
+            // kept whether the command succeeded or not: a warning on stderr of a command
+            // that exited 0 is worth as much (the transport keeps only its last few KiB)
             stderr_tail: exit
-                .filter(|e| !e.success())
                 .map(|e| clean_text(&e.stderr_tail))
                 .unwrap_or_default(),
         });
@@ -781,7 +792,14 @@ impl<'a> HostCtx<'a> {
             progress: self.ctx.progress.clone(),
             component: self.pc.spec.name.clone(),
             host: self.h.name.clone(),
+            streamed: Some(self.streamed.clone()),
         }
+    }
+
+    /// Whether data from the host began to stream into an entry of this unit (or a branch), or
+    /// an entry was added.
+    pub(crate) fn streamed(&self) -> bool {
+        self.streamed.load(std::sync::atomic::Ordering::SeqCst) || !self.report.entries.is_empty()
     }
 
     /// Add `bytes` as the entry `rel` (relative to `<component>/<host>/`).
@@ -994,7 +1012,11 @@ impl<'a> HostCtx<'a> {
                 .map_err(|e| StepError::local(format!("spool file in {}: {e}", dir.display())))?,
         );
         let (proc, stdout) = self.start(step, script, user, &shown, t).await?;
-        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, self.watched(stdout));
+        // kept on this machine, not an entry: not a stream into the archive
+        let mut counted = self.counting(stdout);
+        counted.streamed = None;
+        let watched = Idle::new(counted, self.ctx.transport.idle_timeout);
+        let mut reader = tokio::io::BufReader::with_capacity(256 * 1024, watched);
         let copied = tokio::io::copy_buf(&mut reader, &mut spool).await;
         drop(reader);
         let size = self
