@@ -276,14 +276,15 @@ fn sample_temp_files(
                             if let Ok(rd) = std::fs::read_dir(&p) {
                                 stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
                             }
-                        } else if m.is_file() && m.len() < 64 * 1024 * 1024 {
-                            if let Ok(bytes) = std::fs::read(&p) {
-                                files += 1;
-                                let text = String::from_utf8_lossy(&bytes);
-                                for n in &needles {
-                                    if text.contains(n.as_str()) {
-                                        hits.push(format!("{}: {n}", p.display()));
-                                    }
+                        } else if m.is_file()
+                            && m.len() < 64 * 1024 * 1024
+                            && let Ok(bytes) = std::fs::read(&p)
+                        {
+                            files += 1;
+                            let text = String::from_utf8_lossy(&bytes);
+                            for n in &needles {
+                                if text.contains(n.as_str()) {
+                                    hits.push(format!("{}: {n}", p.display()));
                                 }
                             }
                         }

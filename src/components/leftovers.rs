@@ -271,7 +271,7 @@ fn choose(listing: &[u8], kinds: &[Kind<'_>]) -> Vec<Removal> {
                 .next()
                 .and_then(|s| s.parse::<u64>().ok())
                 .map(|m| now.saturating_sub(m));
-            if !age.is_some_and(|a| a >= UNKNOWN_HOLDER_AGE) {
+            if age.is_none_or(|a| a < UNKNOWN_HOLDER_AGE) {
                 continue;
             }
         }
