@@ -163,19 +163,49 @@ pub struct Endpoint {
     pub base_path: String,
 }
 
+/// Whether `text` holds a URL with a user name or password (`scheme://user:pw@host`).
+pub fn has_userinfo(text: &str) -> bool {
+    userinfo_span(text).is_some()
+}
+
+/// `text` with the user name and password of a URL in it replaced by `***`, for messages.
+pub fn without_userinfo(text: &str) -> String {
+    match userinfo_span(text) {
+        Some((a, b)) => format!("{}***{}", &text[..a], without_userinfo(&text[b..])),
+        None => text.to_string(),
+    }
+}
+
+/// Where the first `user[:password]` of a `scheme://user[:password]@host` in `text` is.
+fn userinfo_span(text: &str) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("://") {
+        let start = from + i + 3;
+        let rest = &text[start..];
+        let end = rest
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .unwrap_or(rest.len());
+        if let Some(at) = rest[..end].rfind('@') {
+            return Some((start, start + at));
+        }
+        from = start;
+    }
+    None
+}
+
 impl Endpoint {
     /// Parse `http[s]://host[:port][/base/path]`; the port defaults to 80 / 443. A user name or
     /// password in the URL, a query or a fragment are refused.
     pub fn parse(url: &str) -> Result<Endpoint, HttpError> {
         let bad = |cause: &str| HttpError::BadUrl {
-            url: url.to_string(),
+            url: without_userinfo(url),
             cause: cause.to_string(),
         };
         let uri: Uri =
             url.trim()
                 .parse()
                 .map_err(|e: http::uri::InvalidUri| HttpError::BadUrl {
-                    url: url.to_string(),
+                    url: without_userinfo(url),
                     cause: e.to_string(),
                 })?;
         let scheme = match uri.scheme_str() {
@@ -1237,16 +1267,32 @@ mod tests {
         for bad in [
             "ftp://x",
             "127.0.0.1:9200",
-            "http://u:p@127.0.0.1/",
+            "http://u:pw@127.0.0.1/",
             "http://h/?q=1",
             "http://h/#f",
             "http://h:99999",
         ] {
             let err = Endpoint::parse(bad).unwrap_err();
             assert!(matches!(err, HttpError::BadUrl { .. }), "{bad}: {err}");
+            assert!(!err.to_string().contains("pw@"), "{err}");
             assert!(!err.to_string().contains(":p@") || bad.contains(":p@"));
         }
         assert!(e.path_and_query("/a b").is_err());
+    }
+
+    #[test]
+    fn userinfo_is_found_and_left_out_of_messages() {
+        assert!(has_userinfo("http://admin:s3cret@127.0.0.1:9090"));
+        assert!(has_userinfo("postgresql://u:p@db/x"));
+        assert!(has_userinfo("see https://u@h/x"));
+        assert!(!has_userinfo("http://127.0.0.1:9090/a@b"));
+        assert!(!has_userinfo("user@host"));
+        assert!(!has_userinfo("auto"));
+        assert_eq!(
+            without_userinfo("a http://admin:s3cret@h:1/p and https://x:y@z"),
+            "a http://***@h:1/p and https://***@z"
+        );
+        assert_eq!(without_userinfo("http://h/a@b"), "http://h/a@b");
     }
 
     #[test]

@@ -166,3 +166,211 @@ fn secrets_never_appear_on_command_lines_logs_plan_or_manifest() {
         assert_clean("the manifest", &manifest, &secrets);
     }
 }
+
+/// Secrets that are not component variables: object-store credentials from the environment
+/// (an S3 secret key, an Azure connection string with its AccountKey), passwords in URLs and
+/// connection strings in inventory vars, Ansible's own password variables. A backup to each
+/// store with `--report` and `--metrics-file`, in both log formats at -vv, and `plan` and
+/// `list`: none of the values in any output. A URL with credentials is refused by name, unshown.
+#[test]
+fn secrets_from_env_urls_and_connection_strings_stay_out_of_every_output() {
+    let tb = common::testbed();
+    let pid = std::process::id();
+    let url_secret = |n: &str| format!("UrlPw{n}x{pid}");
+    let inventory_secrets = [
+        (
+            "prometheus_url",
+            format!("http://admin:{}@127.0.0.1:9090", url_secret("p")),
+        ),
+        (
+            "grafana_url",
+            format!("http://admin:{}@127.0.0.1:3000", url_secret("g")),
+        ),
+        (
+            "elasticsearch_url",
+            format!("https://elastic:{}@127.0.0.1:9200", url_secret("e")),
+        ),
+        ("ansible_password", format!("SshPw{pid}")),
+        ("ansible_become_password", format!("BecomePw{pid}")),
+    ];
+    // what must never be seen: each password (not the URL around it)
+    let mut needles: Vec<(String, String, String)> = inventory_secrets
+        .iter()
+        .map(|(n, v)| {
+            let pw = if let Some(rest) = v.split_once("://") {
+                rest.1
+                    .split_once('@')
+                    .unwrap()
+                    .0
+                    .split_once(':')
+                    .unwrap()
+                    .1
+                    .to_string()
+            } else {
+                v.clone()
+            };
+            ("inventory".to_string(), n.to_string(), pw)
+        })
+        .collect();
+    let s3_secret = tb.var("LSB_S3_SECRET_ACCESS_KEY").to_string();
+    let azure_cs = tb.var("LSB_AZURE_CONNECTION_STRING").to_string();
+    let azure_key = azure_cs
+        .split(';')
+        .find_map(|p| p.strip_prefix("AccountKey="))
+        .unwrap()
+        .to_string();
+    needles.push((
+        "env".into(),
+        "AWS_SECRET_ACCESS_KEY".into(),
+        s3_secret.clone(),
+    ));
+    needles.push((
+        "env".into(),
+        "AZURE_STORAGE_CONNECTION_STRING".into(),
+        azure_key.clone(),
+    ));
+
+    let build = tempfile::tempdir().unwrap();
+    std::fs::copy(tb.inventory(), build.path().join("inventory")).unwrap();
+    std::fs::create_dir(build.path().join("group_vars")).unwrap();
+    let yml: String = inventory_secrets
+        .iter()
+        .map(|(n, v)| format!("{n}: \"{v}\"\n"))
+        .collect();
+    std::fs::write(build.path().join("group_vars/all.yml"), yml).unwrap();
+
+    // plan: the URL variables are refused by name
+    for json in [false, true] {
+        let mut cmd = Command::new(support::bin());
+        cmd.arg("plan").arg("-b").arg(build.path());
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_clean("plan", &text, &needles);
+        if !json {
+            assert!(
+                text.contains(
+                    "variable prometheus_url (from group_vars/all.yml): holds credentials in a URL"
+                ),
+                "{text}"
+            );
+        }
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    let targets = [
+        (
+            format!("s3://{}/secrets-{pid}", tb.var("LSB_S3_BUCKET")),
+            vec![
+                (
+                    "AWS_ACCESS_KEY_ID",
+                    tb.var("LSB_S3_ACCESS_KEY_ID").to_string(),
+                ),
+                ("AWS_SECRET_ACCESS_KEY", s3_secret.clone()),
+            ],
+            vec![
+                format!("aws_endpoint_url={}", tb.var("LSB_S3_ENDPOINT")),
+                format!("aws_region={}", tb.var("LSB_S3_REGION")),
+            ],
+        ),
+        (
+            format!("az://{}/secrets-{pid}", tb.var("LSB_AZURE_CONTAINER")),
+            vec![("AZURE_STORAGE_CONNECTION_STRING", azure_cs.clone())],
+            vec![],
+        ),
+    ];
+    for (i, (url, env, settings)) in targets.iter().enumerate() {
+        for log in ["text", "json"] {
+            let report = work.path().join(format!("report-{log}.json"));
+            let metrics = work.path().join(format!("metrics-{log}.prom"));
+            let mut cmd = Command::new(support::bin());
+            cmd.args(["--log-format", log, "-vv", "backup", "--progress", "never"])
+                .arg("-b")
+                .arg(build.path())
+                .arg("-t")
+                .arg(url)
+                .arg("--known-hosts")
+                .arg(tb.known_hosts())
+                .arg("--no-agent")
+                .args(["--only", "prometheus,haproxy,grafana"])
+                .arg("--report")
+                .arg(&report)
+                .arg("--metrics-file")
+                .arg(&metrics)
+                .env("HOME", work.path());
+            for s in settings {
+                cmd.arg("--target-setting").arg(s);
+            }
+            for (k, v) in env {
+                cmd.env(k, v);
+            }
+            let out = cmd.output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            // haproxy is backed up; the components whose URL holds a password are refused
+            assert_eq!(out.status.code(), Some(2), "{url}: {stderr}");
+            assert_clean(&format!("the {log} log to {url}"), &stderr, &needles);
+            assert_clean("stdout", &String::from_utf8_lossy(&out.stdout), &needles);
+            let report_text = std::fs::read_to_string(&report).unwrap();
+            assert!(
+                report_text.contains("holds credentials in a URL"),
+                "{report_text}"
+            );
+            assert_clean("the report", &report_text, &needles);
+            assert_clean(
+                "the metrics",
+                &std::fs::read_to_string(&metrics).unwrap(),
+                &needles,
+            );
+            // the manifest, read back from the store
+            let archive = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let dir = work.path().join(format!("x-{log}-{i}"));
+            let mut x = Command::new(support::bin());
+            x.arg("extract").arg(&archive).arg(&dir);
+            for s in settings {
+                x.arg("--target-setting").arg(s);
+            }
+            for (k, v) in env {
+                x.env(k, v);
+            }
+            let xo = x.output().unwrap();
+            assert!(
+                xo.status.success(),
+                "{}",
+                String::from_utf8_lossy(&xo.stderr)
+            );
+            let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+            assert!(manifest.contains("holds credentials in a URL"));
+            assert_clean("the manifest", &manifest, &needles);
+        }
+        // list reads every manifest of the prefix
+        let mut cmd = Command::new(support::bin());
+        cmd.args(["list", "-t", url, "-vv"]);
+        for s in settings {
+            cmd.arg("--target-setting").arg(s);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_clean(
+            "list",
+            &format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            &needles,
+        );
+    }
+}

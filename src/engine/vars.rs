@@ -136,9 +136,18 @@ pub(crate) fn component_vars(
     let mut vars = BTreeMap::new();
     let mut error: Option<VarError> = None;
     for name in defaults.keys() {
-        match r.resolve(name) {
+        // A URL with credentials would be shown in plans, logs and errors: refused, unshown.
+        let resolved = r.resolve(name).and_then(|v| {
+            let plain = v.to_plain();
+            if crate::http::has_userinfo(&plain) {
+                Err(ResolveError::CredentialsInUrl)
+            } else {
+                Ok(plain)
+            }
+        });
+        match resolved {
             Ok(v) => {
-                vars.insert(name.clone(), v.to_plain());
+                vars.insert(name.clone(), v);
             }
             Err(_) if error.is_some() => {
                 if let Some(e) = error.as_mut() {

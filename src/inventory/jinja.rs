@@ -153,6 +153,11 @@ pub enum ResolveError {
     Cycle(Vec<String>),
     #[error("is vault-encrypted; lsbackup cannot decrypt ansible-vault values")]
     Vault,
+    /// A URL with a user name or password in it: never shown, never used.
+    #[error(
+        "holds credentials in a URL (user:password@host): never shown nor used; give them in the component's username and password variables"
+    )]
+    CredentialsInUrl,
     /// A variable it refers to could not be resolved.
     #[error("uses {name} (from {origin}), which {source}")]
     Via {
