@@ -359,3 +359,275 @@ fn temporary_files_on_hosts_never_hold_credentials() {
         run.errors_of("grafana")
     );
 }
+
+// --- Elasticsearch: snapshots and a repository registration in the cluster ------------------
+
+/// This tree's Elasticsearch stand-in, for a private instance (the shared one is left alone).
+const ES_STANDIN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/testbed/standins/elasticsearch.py"
+);
+
+/// A private Elasticsearch stand-in (plain http, own port and config, path.repo in its temp
+/// dir), killed on drop.
+struct Es {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Es {
+    fn start(extra: &[&str]) -> Es {
+        let dir = tempfile::tempdir().unwrap();
+        let port = support::free_port();
+        std::fs::create_dir(dir.path().join("repos")).unwrap();
+        let yml = format!(
+            "cluster.name: lsbackup-leftovers\nnode.name: node-l\npath.data: {d}/data\npath.repo: [\"{d}/repos\"]\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
+        let child = Command::new("/usr/bin/python3")
+            .arg(ES_STANDIN)
+            .arg("--config")
+            .arg(dir.path().join("elasticsearch.yml"))
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting the Elasticsearch stand-in");
+        let end = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < end,
+                "the stand-in did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let es = Es { child, port, dir };
+        let (code, v) = es.call(
+            "PUT",
+            "/leftovers-index/_doc/1",
+            Some(r#"{"message":"private stand-in"}"#),
+        );
+        assert_eq!(code, 201, "{v}");
+        es
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
+        let mut c = Command::new("curl");
+        c.args(["-sS", "--max-time", "20", "-X", method]).args([
+            "-H",
+            "Content-Type: application/json",
+            "-w",
+            "\n%{http_code}",
+        ]);
+        if let Some(b) = body {
+            c.args(["--data-binary", b]);
+        }
+        let out = c
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn repos(&self) -> PathBuf {
+        self.dir.path().join("repos")
+    }
+
+    /// `--only elasticsearch` and `--set`s pointing the component at this instance.
+    fn args(&self) -> Vec<String> {
+        [
+            "--only".to_string(),
+            "elasticsearch".to_string(),
+            "--set".to_string(),
+            format!(
+                "elasticsearch.elasticsearch_url=http://127.0.0.1:{}",
+                self.port
+            ),
+            "--set".to_string(),
+            format!(
+                "elasticsearch.elasticsearch_config_dir={}",
+                self.dir.path().display()
+            ),
+            "--set".to_string(),
+            format!(
+                "elasticsearch.elasticsearch_repository_location={}/lsbackup",
+                self.repos().display()
+            ),
+        ]
+        .to_vec()
+    }
+
+    /// The names of the snapshots in repository lsbackup (none when it is not registered).
+    fn snapshots(&self) -> Vec<String> {
+        let (_, v) = self.call("GET", "/_snapshot/lsbackup/_all", None);
+        v["snapshots"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s["snapshot"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Es {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `lsbackup-<date>-<time>-<host id>-<holder>-<random>`: (host id, holder).
+fn es_run_snapshot(name: &str) -> Option<(String, u32)> {
+    let f: Vec<&str> = name.split('-').collect();
+    (f.len() == 6 && f[0] == "lsbackup" && f[3].len() == 8)
+        .then(|| Some((f[3].to_string(), f[4].parse().ok()?)))
+        .flatten()
+}
+
+/// Start a backup of the stand-in and SIGKILL it as soon as its snapshot is in the repository
+/// (still running: the stand-in completes snapshots 3 s after they start); its name.
+fn kill_es_run(es: &Es) -> String {
+    let tb = common::testbed();
+    let before = es.snapshots();
+    let target = tempfile::tempdir().unwrap();
+    let mut child = support::backup_command(&tb.build_dir(), target.path())
+        .args(es.args())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        if let Some(new) = es
+            .snapshots()
+            .into_iter()
+            .find(|n| !before.contains(n) && es_run_snapshot(n).is_some())
+        {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return new;
+        }
+        let ended = child.try_wait().unwrap();
+        assert!(
+            ended.is_none() && t.elapsed() < Duration::from_secs(60),
+            "the backup ended ({ended:?}) before its snapshot was seen"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_killed_elasticsearch_run_leaves_no_snapshot_nor_registration() {
+    let tb = common::testbed();
+    let es = Es::start(&["--snapshot-completes-after", "3"]);
+    let args: Vec<String> = es.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    // 1. killed while its snapshot runs, in a repository it registered
+    let left = kill_es_run(&es);
+    let (host_id, holder) = es_run_snapshot(&left).unwrap();
+    wait_gone(holder);
+    let (code, reg) = es.call("GET", "/_snapshot/lsbackup", None);
+    assert_eq!(code, 200, "{reg}");
+    assert_eq!(
+        reg["lsbackup"]["settings"]["lsbackup_run"],
+        format!("{host_id}-{holder}"),
+        "{reg}"
+    );
+    let run = support::backup(&tb.build_dir(), &args);
+    assert_eq!(
+        run.code(),
+        0,
+        "{}\n{}",
+        run.stderr(),
+        run.errors_of("elasticsearch")
+    );
+    let notes = notes_with(&run, "elasticsearch", REMOVED);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains(&format!("snapshot lsbackup/{left}"))
+            && notes[0].contains("repository registration lsbackup"),
+        "{notes:?}"
+    );
+    let h = &run.component("elasticsearch").hosts[0];
+    for call in [
+        format!("DELETE /_snapshot/lsbackup/{left}"),
+        "DELETE /_snapshot/lsbackup".to_string(),
+    ] {
+        assert!(
+            h.commands
+                .iter()
+                .any(|c| c.step == "leftovers" && c.command == call),
+            "{call}: {:?}",
+            h.commands
+        );
+    }
+    assert_eq!(es.call("GET", "/_snapshot/lsbackup", None).0, 404);
+
+    // 2. killed again; beside its snapshot: a user's, a kept one, one of an older lsbackup, one
+    // of a run that still runs, one taken through another machine
+    let left = kill_es_run(&es);
+    let (_, holder) = es_run_snapshot(&left).unwrap();
+    wait_gone(holder);
+    let live: u32 = std::fs::read_to_string(tb.dir().join("ssh/node1/sshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let other = if host_id == "ffffffff" {
+        "eeeeeeee"
+    } else {
+        "ffffffff"
+    };
+    let dead = dead_pid();
+    let decoys = [
+        "nightly-2024.01.01".to_string(),
+        "lsbackup-kept-20240101-000000-0123abcd".to_string(),
+        "lsbackup-20240101-000000-0123abcd".to_string(),
+        format!("lsbackup-20240101-000000-{host_id}-{live}-0123abcd"),
+        format!("lsbackup-20240101-000000-{other}-{dead}-0123abcd"),
+    ];
+    for d in &decoys {
+        let (code, v) = es.call(
+            "PUT",
+            &format!("/_snapshot/lsbackup/{d}?wait_for_completion=false"),
+            Some(r#"{"indices":"leftovers-index"}"#),
+        );
+        assert_eq!(code, 200, "{d}: {v}");
+    }
+    let run = support::backup(&tb.build_dir(), &args);
+    assert_eq!(
+        run.code(),
+        0,
+        "{}\n{}",
+        run.stderr(),
+        run.errors_of("elasticsearch")
+    );
+    let now = es.snapshots();
+    assert!(!now.contains(&left), "{left} is still there: {now:?}");
+    for d in &decoys {
+        assert!(now.contains(d), "{d} was removed: {now:?}");
+    }
+    assert_eq!(
+        es.call("GET", "/_snapshot/lsbackup", None).0,
+        200,
+        "a registration holding others' snapshots is kept"
+    );
+    let notes = notes_with(&run, "elasticsearch", REMOVED);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(notes[0].contains(&left), "{notes:?}");
+    assert!(!notes[0].contains("registration"), "{notes:?}");
+    for d in &decoys {
+        assert!(!notes[0].contains(d.as_str()), "{notes:?}");
+    }
+}

@@ -8,6 +8,16 @@
 //! credentials stay in lsbackup (the PEM files are read from the host into this process), and
 //! every answer is parsed with serde. The host needs no curl, no python; nothing is written on
 //! it but what Elasticsearch itself writes into its repository.
+//!
+//! What a killed run left (see `leftovers`): its snapshot is named
+//! `lsbackup-<UTC time>-<host id>-<holder>-<random>` (the machine and the pid of the sshd process
+//! holding the connection it was taken through), and a repository registration it made carries
+//! `lsbackup_run: <host id>-<holder>` in its settings. At its start the next run on the same
+//! machine deletes (`DELETE _snapshot/<repo>/<snapshot>`, never a file) the snapshots of that
+//! shape whose holder is gone, and unregisters such a registration when the repository then
+//! holds no snapshot at all. A snapshot kept on purpose (`elasticsearch_keep_snapshot=true`) is
+//! named `lsbackup-kept-<UTC time>-<random>` and its registration has no `lsbackup_run`: neither
+//! is ever a leftover; nor is any other name, another machine's or a running run's snapshot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -17,6 +27,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::leftovers::{self, Identity};
 use super::local_api::{self, OneOrMany, Probe};
 use super::{Native, NativeRef};
 use crate::engine::{At, Failed, HostCtx, StepError};
@@ -125,6 +136,10 @@ const V_CONNECT_ERROR: &str = "es_connect_error";
 const V_SNAPSHOT: &str = "es_snapshot";
 const V_SNAPSHOT_OK: &str = "es_snapshot_ok";
 const V_REGISTERED: &str = "es_repository_registered";
+const V_HOLDER: &str = "es_holder";
+const V_HOST_ID: &str = "es_host_id";
+/// The repository setting that marks a registration as made by a run (`<host id>-<holder>`).
+const RUN_SETTING: &str = "lsbackup_run";
 
 impl Elasticsearch {
     fn conn(&self, host: &str) -> Option<Conn> {
@@ -183,9 +198,24 @@ impl Native for Elasticsearch {
                 "GET /_nodes/settings: location {} must be in path.repo of every node",
                 v("elasticsearch_repository_location")
             ),
-            format!("GET /_snapshot/{repo}; PUT /_snapshot/{repo} (type fs) when not registered"),
             format!(
-                "PUT /_snapshot/{repo}/lsbackup-<UTC time>-<random> (indices: {}), polled until done (timeout {}s)",
+                "leftovers: GET /_snapshot/{repo}/_all; DELETE the snapshots lsbackup-<time>-<this host>-<pid>-<random> whose run's connection is gone, then /_snapshot/{repo} when such a run registered it and nothing is left in it"
+            ),
+            format!(
+                "GET /_snapshot/{repo}; PUT /_snapshot/{repo} (type fs{}) when not registered",
+                if v("elasticsearch_keep_snapshot") == "true" {
+                    ""
+                } else {
+                    ", lsbackup_run: <host id>-<pid>"
+                }
+            ),
+            format!(
+                "PUT /_snapshot/{repo}/{} (indices: {}), polled until done (timeout {}s)",
+                if v("elasticsearch_keep_snapshot") == "true" {
+                    "lsbackup-kept-<UTC time>-<random>"
+                } else {
+                    "lsbackup-<UTC time>-<host id>-<pid>-<random>"
+                },
                 match v("elasticsearch_indices") {
                     "" => "all",
                     i => i,
@@ -407,6 +437,7 @@ impl Native for Elasticsearch {
 /// The steps of the backup, in order (for recording those skipped after a failure).
 const STEPS: &[&str] = &[
     "connect",
+    "leftovers",
     "check path.repo",
     "register repository",
     "snapshot",
@@ -439,10 +470,32 @@ async fn snapshot(h: &mut HostCtx<'_>, c: &HttpClient, conf: &str) -> Result<(),
         h.version("elasticsearch", &v);
     }
 
+    let repo = h.var("elasticsearch_repository").to_string();
+    check_repository_name(&repo).map_err(|e| e.at("check path.repo"))?;
+
+    let step = "leftovers";
+    h.step(step);
+    match leftovers::identity(h, step).await {
+        Ok(me) => {
+            h.set_var(V_HOLDER, me.holder.to_string());
+            h.set_var(V_HOST_ID, me.host.clone());
+            if let Err(e) = sweep(h, c, &repo, &me).await {
+                h.optional_failed(step, &e);
+            }
+        }
+        Err(e) => h.optional_failed(step, &e),
+    }
+    let me = Identity {
+        holder: h.var(V_HOLDER).parse().unwrap_or(0),
+        host: match h.var(V_HOST_ID) {
+            "" => "00000000".to_string(),
+            id => id.to_string(),
+        },
+    };
+    let keep = h.var_is_true("elasticsearch_keep_snapshot");
+
     let step = "check path.repo";
     h.step(step);
-    let repo = h.var("elasticsearch_repository").to_string();
-    check_repository_name(&repo).map_err(|e| e.at(step))?;
     let body = local_api::call(
         h,
         step,
@@ -479,7 +532,12 @@ async fn snapshot(h: &mut HostCtx<'_>, c: &HttpClient, conf: &str) -> Result<(),
         // Registered from here on (a failed verification may leave it registered): the cleanup
         // unregisters it.
         h.set_var(V_REGISTERED, "true");
-        let body = json!({"type": "fs", "settings": {"location": location}});
+        let mut body = json!({"type": "fs", "settings": {"location": location}});
+        // marked as this run's: a later run unregisters it if this one is killed (a registration
+        // kept on purpose is not marked)
+        if !keep && me.holder != 0 {
+            body["settings"][RUN_SETTING] = Value::String(format!("{}-{}", me.host, me.holder));
+        }
         if let Err(e) = local_api::call(h, step, c, Method::PUT, &path, Some(&body), es_error).await
         {
             let cause = if e.cause.contains("repository_verification_exception") {
@@ -498,7 +556,7 @@ async fn snapshot(h: &mut HostCtx<'_>, c: &HttpClient, conf: &str) -> Result<(),
 
     let step = "snapshot";
     h.step(step);
-    let name = snapshot_name();
+    let name = snapshot_name(&me, keep);
     h.set_var(V_SNAPSHOT, name.clone());
     let indices = h.var("elasticsearch_indices").trim().to_string();
     let mut body = json!({"ignore_unavailable": true, "include_global_state": true});
@@ -737,8 +795,10 @@ pub fn pick_tls_files(names: &[String]) -> (Option<String>, Option<String>, Opti
     (cert, key, ca)
 }
 
-/// A snapshot name lsbackup makes: `lsbackup-YYYYMMDD-HHMMSS-xxxxxxxx` (UTC, random hex).
-fn snapshot_name() -> String {
+/// A snapshot name lsbackup makes: `lsbackup-YYYYMMDD-HHMMSS-<host id>-<holder>-xxxxxxxx`
+/// (UTC, the run's [`Identity`] on the host it is taken through, random hex), or
+/// `lsbackup-kept-YYYYMMDD-HHMMSS-xxxxxxxx` for a snapshot to be kept.
+fn snapshot_name(me: &Identity, keep: bool) -> String {
     let now = jiff::Timestamp::now();
     let mut r = [0u8; 4];
     let random = std::fs::File::open("/dev/urandom")
@@ -746,18 +806,219 @@ fn snapshot_name() -> String {
     if random.is_err() {
         r = (now.as_nanosecond() as u32 ^ std::process::id()).to_be_bytes();
     }
-    format!(
-        "lsbackup-{}-{}",
-        now.strftime("%Y%m%d-%H%M%S"),
-        hex::encode(r)
-    )
+    let time = now.strftime("%Y%m%d-%H%M%S");
+    if keep {
+        format!("lsbackup-kept-{time}-{}", hex::encode(r))
+    } else {
+        format!(
+            "lsbackup-{time}-{}-{}-{}",
+            me.host,
+            me.holder,
+            hex::encode(r)
+        )
+    }
 }
 
-/// Whether `name` has the form [`snapshot_name`] makes (the only names the cleanup deletes).
-pub fn is_our_snapshot(name: &str) -> bool {
+fn run_snapshot_re() -> &'static regex::Regex {
     static RE: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
-    RE.get_or_init(|| regex::Regex::new(r"^lsbackup-[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$").unwrap())
-        .is_match(name)
+    RE.get_or_init(|| {
+        regex::Regex::new(
+            r"^lsbackup-([0-9]{8}-[0-9]{6})-([0-9a-f]{8})-(0|[1-9][0-9]{0,9})-[0-9a-f]{8}$",
+        )
+        .unwrap()
+    })
+}
+
+/// Whether `name` has a form [`snapshot_name`] makes (the only names the cleanup deletes).
+pub fn is_our_snapshot(name: &str) -> bool {
+    static KEPT: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    run_snapshot_re().is_match(name)
+        || KEPT
+            .get_or_init(|| {
+                regex::Regex::new(r"^lsbackup-kept-[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$").unwrap()
+            })
+            .is_match(name)
+}
+
+/// What the name of a snapshot a run made (not one kept on purpose) says.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RunSnapshot {
+    /// When it was taken (lsbackup's clock).
+    pub taken: jiff::Timestamp,
+    pub host: String,
+    pub holder: u32,
+}
+
+/// The [`RunSnapshot`] of a name of exactly that shape, else `None`.
+pub fn run_snapshot(name: &str) -> Option<RunSnapshot> {
+    let c = run_snapshot_re().captures(name)?;
+    let taken = jiff::civil::DateTime::strptime("%Y%m%d-%H%M%S", &c[1])
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()?
+        .timestamp();
+    Some(RunSnapshot {
+        taken,
+        host: c[2].to_string(),
+        holder: c[3].parse().ok()?,
+    })
+}
+
+/// `<host id>-<holder>` of a registration's [`RUN_SETTING`].
+fn run_marker(value: &str) -> Option<(String, u32)> {
+    let (host, pid) = value.split_once('-')?;
+    (host.len() == 8
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && !pid.is_empty()
+        && pid.len() <= 10
+        && pid.bytes().all(|b| b.is_ascii_digit()))
+    .then(|| Some((host.to_string(), pid.parse().ok()?)))
+    .flatten()
+}
+
+/// The snapshot names of `GET /_snapshot/REPO/_all`.
+pub fn parse_snapshot_names(body: &[u8]) -> Result<Vec<String>, StepError> {
+    #[derive(Deserialize)]
+    struct Snaps {
+        snapshots: Vec<Named>,
+    }
+    #[derive(Deserialize)]
+    struct Named {
+        snapshot: String,
+    }
+    let s: Snaps = serde_json::from_slice(body).map_err(|e| {
+        StepError::bad_data(format!(
+            "the snapshot list: {e}: {}",
+            local_api::body_snippet(body)
+        ))
+    })?;
+    Ok(s.snapshots.into_iter().map(|n| n.snapshot).collect())
+}
+
+/// Which snapshots of `names` an earlier run on this machine left: made by a run of this
+/// machine whose holder is not in `running` (holder unknown: older than a day).
+fn left_over(
+    names: &[String],
+    me: &Identity,
+    running: &std::collections::BTreeSet<u32>,
+    now: jiff::Timestamp,
+) -> Vec<String> {
+    names
+        .iter()
+        .filter(|n| {
+            let Some(s) = run_snapshot(n) else {
+                return false;
+            };
+            if s.host != me.host {
+                return false;
+            }
+            if s.holder == 0 {
+                let age = now.as_second() - s.taken.as_second();
+                return age >= leftovers::UNKNOWN_HOLDER_AGE as i64;
+            }
+            s.holder != me.holder && !running.contains(&s.holder)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Delete the snapshots earlier runs on this machine left in `repo`, then the repository's
+/// registration when such a run made it and nothing is left in it; one note says what went.
+async fn sweep(
+    h: &mut HostCtx<'_>,
+    c: &HttpClient,
+    repo: &str,
+    me: &Identity,
+) -> Result<(), StepError> {
+    let step = "leftovers";
+    let path = format!("/_snapshot/{repo}");
+    let (status, body) = local_api::call_any(h, step, c, Method::GET, &path, None).await?;
+    if status == StatusCode::NOT_FOUND {
+        return Ok(());
+    }
+    if !status.is_success() {
+        return Err(StepError::api(format!(
+            "GET {path}: {}",
+            es_error(status, &body)
+        )));
+    }
+    let registration = parse_repository(&body, repo)?;
+    // a registration is only ever judged by the run that can see its holder: same machine
+    let made_by = registration
+        .run
+        .as_deref()
+        .and_then(run_marker)
+        .filter(|(host, pid)| *host == me.host && *pid != 0 && *pid != me.holder)
+        .map(|(_, pid)| pid);
+    let all = format!("{path}/_all");
+    let names = parse_snapshot_names(
+        &local_api::call(h, step, c, Method::GET, &all, None, es_error).await?,
+    )?;
+    let mut pids: Vec<u32> = names
+        .iter()
+        .filter_map(|n| run_snapshot(n))
+        .filter(|s| s.host == me.host && s.holder != 0 && s.holder != me.holder)
+        .map(|s| s.holder)
+        .chain(made_by)
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    if pids.is_empty()
+        && names
+            .iter()
+            .all(|n| run_snapshot(n).is_none_or(|s| s.holder != 0))
+    {
+        return Ok(());
+    }
+    let running = leftovers::running(h, step, &pids).await?;
+    let mut removed = Vec::new();
+    let mut first_err = None;
+    for name in left_over(&names, me, &running, jiff::Timestamp::now()) {
+        let snap = format!("{path}/{name}");
+        match local_api::call_any(h, step, c, Method::DELETE, &snap, None).await {
+            Ok((s, _)) if s.is_success() || s == StatusCode::NOT_FOUND => {
+                removed.push(format!("snapshot {repo}/{name}"))
+            }
+            Ok((s, body)) => {
+                first_err.get_or_insert(StepError::api(format!(
+                    "DELETE {snap}: {}",
+                    es_error(s, &body)
+                )));
+            }
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if first_err.is_none() && made_by.is_some_and(|pid| !running.contains(&pid)) {
+        // only a registration that holds nothing any more (a snapshot of anyone's keeps it)
+        let rest = parse_snapshot_names(
+            &local_api::call(h, step, c, Method::GET, &all, None, es_error).await?,
+        )?;
+        if rest.is_empty() {
+            match local_api::call_any(h, step, c, Method::DELETE, &path, None).await {
+                Ok((s, _)) if s.is_success() || s == StatusCode::NOT_FOUND => {
+                    removed.push(format!("repository registration {repo}"))
+                }
+                Ok((s, body)) => {
+                    first_err = Some(StepError::api(format!(
+                        "DELETE {path}: {}",
+                        es_error(s, &body)
+                    )))
+                }
+                Err(e) => first_err = Some(e),
+            }
+        }
+    }
+    if !removed.is_empty() {
+        h.note(&leftovers::removed_note(&removed));
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 /// Elasticsearch's rules for repository names, stricter: it goes into request paths as is.
@@ -944,6 +1205,8 @@ pub fn check_path_repo(location: &str, nodes: &[NodeRepos]) -> Result<(), StepEr
 pub struct Repository {
     pub kind: String,
     pub location: String,
+    /// The [`RUN_SETTING`] of a registration a run made (not kept on purpose).
+    pub run: Option<String>,
 }
 
 pub fn parse_repository(body: &[u8], name: &str) -> Result<Repository, StepError> {
@@ -958,6 +1221,8 @@ pub fn parse_repository(body: &[u8], name: &str) -> Result<Repository, StepError
     struct RepoSettings {
         #[serde(default)]
         location: String,
+        #[serde(default, rename = "lsbackup_run")]
+        run: Option<String>,
     }
     let mut m: BTreeMap<String, Repo> = serde_json::from_slice(body)
         .map_err(|e| StepError::bad_data(format!("GET /_snapshot/{name}: {e}")))?;
@@ -970,6 +1235,7 @@ pub fn parse_repository(body: &[u8], name: &str) -> Result<Repository, StepError
     Ok(Repository {
         kind: r.kind,
         location: r.settings.location,
+        run: r.settings.run,
     })
 }
 
@@ -1209,14 +1475,39 @@ mod tests {
 
     #[test]
     fn snapshot_names_and_answers() {
-        let name = snapshot_name();
+        let me = Identity {
+            holder: 4242,
+            host: "0a1b2c3d".into(),
+        };
+        let name = snapshot_name(&me, false);
         assert!(is_our_snapshot(&name), "{name}");
+        let s = run_snapshot(&name).unwrap();
+        assert_eq!((s.host.as_str(), s.holder), ("0a1b2c3d", 4242));
+        let kept = snapshot_name(&me, true);
+        assert!(kept.starts_with("lsbackup-kept-"), "{kept}");
+        assert!(is_our_snapshot(&kept), "{kept}");
+        assert_eq!(
+            run_snapshot(&kept),
+            None,
+            "a kept snapshot is never a leftover"
+        );
+        for bad in [
+            "lsbackup-20240101-000000-0a1b2c3d-01-00000000",
+            "lsbackup-20240101-000000-0A1B2C3D-1-00000000",
+            "lsbackup-20240101-000000-0a1b2c3d-12345678901-00000000",
+            "lsbackup-20240101-000000-0a1b2c3d--00000000",
+            "lsbackup-20240101-000000-0a1b2c3d-1-00000000/..",
+            "lsbackup-20241301-000000-0a1b2c3d-1-00000000",
+        ] {
+            assert_eq!(run_snapshot(bad), None, "{bad:?}");
+        }
         for bad in [
             "../lsbackup-20240101-000000-00000000",
             "lsbackup-20240101-000000-00000000/..",
             "lsbackup-$(reboot)",
             "lsbackup-20240101-000000-0000000g",
             "lsbackup-20240101-000000-00000000\n",
+            "lsbackup-20240101-000000-00000000",
             "",
         ] {
             assert!(!is_our_snapshot(bad), "{bad:?}");
@@ -1245,6 +1536,48 @@ mod tests {
     }
 
     #[test]
+    fn leftovers_are_dead_runs_of_this_machine_only() {
+        let me = Identity {
+            holder: 10,
+            host: "0a1b2c3d".into(),
+        };
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let names: Vec<String> = [
+            "lsbackup-20240101-000000-0a1b2c3d-11-00000001", // dead holder: left over
+            "lsbackup-20240101-000000-0a1b2c3d-12-00000002", // running
+            "lsbackup-20240101-000000-0a1b2c3d-10-00000003", // this run
+            "lsbackup-20240101-000000-ffffffff-11-00000004", // another machine
+            "lsbackup-20240101-000000-0a1b2c3d-0-00000005",  // unknown holder, old: left over
+            "lsbackup-kept-20240101-000000-00000006",        // kept on purpose
+            "lsbackup-20240101-000000-00000007",             // made by an older lsbackup
+            "nightly-2024.01.01",                            // someone else's
+        ]
+        .map(String::from)
+        .to_vec();
+        let running = [12].into_iter().collect();
+        assert_eq!(
+            left_over(&names, &me, &running, now),
+            [
+                "lsbackup-20240101-000000-0a1b2c3d-11-00000001",
+                "lsbackup-20240101-000000-0a1b2c3d-0-00000005"
+            ]
+        );
+        // an unknown holder's snapshot of less than a day is kept
+        let young = now
+            .strftime("lsbackup-%Y%m%d-%H%M%S-0a1b2c3d-0-00000008")
+            .to_string();
+        assert!(left_over(&[young], &me, &running, now).is_empty());
+        assert_eq!(
+            parse_snapshot_names(
+                br#"{"snapshots":[{"snapshot":"a","state":"SUCCESS"},{"snapshot":"b"}]}"#
+            )
+            .unwrap(),
+            ["a", "b"]
+        );
+        assert!(parse_snapshot_names(b"{}").is_err());
+    }
+
+    #[test]
     fn repository_names_are_checked() {
         assert!(check_repository_name("lsbackup").is_ok());
         assert!(check_repository_name("my-repo.2").is_ok());
@@ -1260,9 +1593,28 @@ mod tests {
             r,
             Repository {
                 kind: "fs".into(),
-                location: "/srv/s".into()
+                location: "/srv/s".into(),
+                run: None,
             }
         );
+        let r = parse_repository(
+            br#"{"lsbackup":{"type":"fs","settings":{"location":"/srv/s","lsbackup_run":"0a1b2c3d-77"}}}"#,
+            "lsbackup",
+        )
+        .unwrap();
+        assert_eq!(
+            r.run.as_deref().and_then(run_marker),
+            Some(("0a1b2c3d".into(), 77))
+        );
+        for bad in [
+            "0a1b2c3d-",
+            "0a1b2c3-77",
+            "0a1b2c3d-7x",
+            "-77",
+            "0a1b2c3d77",
+        ] {
+            assert_eq!(run_marker(bad), None, "{bad:?}");
+        }
         assert!(parse_repository(br#"{"other":{"type":"fs"}}"#, "lsbackup").is_err());
     }
 

@@ -141,12 +141,8 @@ pub struct Swept {
     pub removed: Vec<String>,
 }
 
-/// Remove what earlier runs left of these kinds on this host; one note says what was removed.
-pub async fn sweep(
-    h: &mut HostCtx<'_>,
-    step: &str,
-    kinds: &[Kind<'_>],
-) -> Result<Swept, StepError> {
+/// The listing command for these kinds (run it as the user who made them).
+pub(crate) fn list_script(kinds: &[Kind<'_>]) -> Script {
     let mut args = Vec::new();
     for k in kinds {
         if !k.dir.starts_with('/') || k.dir.contains('\0') {
@@ -155,57 +151,176 @@ pub async fn sweep(
         args.push(k.dir.to_string());
         args.push(k.glob.to_string());
     }
+    Script::new(LIST).args(args)
+}
+
+/// How [`list_script`] is shown in the record.
+pub(crate) const LIST_SHOWN: &str =
+    "find DIR -mindepth 1 -maxdepth 1 -name PATTERN (leftovers of earlier runs)";
+
+/// What a listing says is to be removed: the command (run as the same user) and how it is shown.
+pub(crate) struct Removals {
+    removals: Vec<Removal>,
+    pub script: Script,
+    pub shown: String,
+}
+
+impl Removals {
+    /// From a [`list_script`] output; `None` when nothing is to go.
+    pub(crate) fn of(listing: &[u8], kinds: &[Kind<'_>]) -> Option<Removals> {
+        let removals = choose(listing, kinds);
+        if removals.is_empty() {
+            return None;
+        }
+        let mut rm_args = Vec::new();
+        for r in &removals {
+            rm_args.extend([
+                r.holder.to_string(),
+                r.uid.clone(),
+                r.t.to_string(),
+                r.path.clone(),
+            ]);
+        }
+        let shown = format!(
+            "rm -rf -- {} (each if its run's connection is gone)",
+            crate::shell::quote_words(removals.iter().map(|r| r.path.as_str()))
+        );
+        Some(Removals {
+            removals,
+            script: Script::new(REMOVE).args(rm_args),
+            shown,
+        })
+    }
+
+    /// The paths the removal command printed: all of them, and those worth naming (not the
+    /// markers).
+    pub(crate) fn removed(&self, stdout: &[u8]) -> (Vec<String>, Vec<String>) {
+        let removed: Vec<String> = stdout
+            .split(|b| *b == 0)
+            .filter(|s| !s.is_empty())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
+            .collect();
+        let shown = removed
+            .iter()
+            .filter(|p| !self.removals.iter().any(|r| r.path == **p && r.marker))
+            .cloned()
+            .collect();
+        (removed, shown)
+    }
+}
+
+/// The note saying what was removed.
+pub(crate) fn removed_note(shown: &[String]) -> String {
+    format!(
+        "removed what an earlier run left (its connection is gone): {}",
+        shown.join(", ")
+    )
+}
+
+/// Remove what earlier runs left of these kinds on this host; one note says what was removed.
+pub async fn sweep(
+    h: &mut HostCtx<'_>,
+    step: &str,
+    kinds: &[Kind<'_>],
+) -> Result<Swept, StepError> {
     let out = h
-        .run_ok(
-            step,
-            &Script::new(LIST).args(args),
-            None,
-            Some("find DIR -mindepth 1 -maxdepth 1 -name PATTERN (leftovers of earlier runs)"),
-        )
+        .run_ok(step, &list_script(kinds), None, Some(LIST_SHOWN))
         .await?;
     let holder = holder_of(&out.stdout);
-    let removals = choose(&out.stdout, kinds);
-    if removals.is_empty() {
+    let Some(removals) = Removals::of(&out.stdout, kinds) else {
         return Ok(Swept {
             holder,
             removed: Vec::new(),
         });
-    }
-    let mut rm_args = Vec::new();
-    for r in &removals {
-        rm_args.extend([
-            r.holder.to_string(),
-            r.uid.clone(),
-            r.t.to_string(),
-            r.path.clone(),
-        ]);
-    }
-    let shown = format!(
-        "rm -rf -- {} (each if its run's connection is gone)",
-        crate::shell::quote_words(removals.iter().map(|r| r.path.as_str()))
-    );
+    };
     let out = h
-        .run_ok(step, &Script::new(REMOVE).args(rm_args), None, Some(&shown))
+        .run_ok(step, &removals.script, None, Some(&removals.shown))
         .await?;
-    let removed: Vec<String> = out
-        .stdout
-        .split(|b| *b == 0)
-        .filter(|s| !s.is_empty())
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect();
-    // the markers are not worth naming next to what they marked
-    let shown: Vec<&str> = removed
-        .iter()
-        .filter(|p| !removals.iter().any(|r| r.path == **p && r.marker))
-        .map(String::as_str)
-        .collect();
+    let (removed, shown) = removals.removed(&out.stdout);
     if !shown.is_empty() {
-        h.note(&format!(
-            "removed what an earlier run left (its connection is gone): {}",
-            shown.join(", ")
-        ));
+        h.note(&removed_note(&shown));
     }
     Ok(Swept { holder, removed })
+}
+
+/// `$@` = pids: prints, one a line, those that are a running connection holder.
+const RUNNING: &str = r#"for pid in "$@"; do
+  case $pid in ''|*[!0-9]*) continue;; esac
+  c=$(cat "/proc/$pid/comm" 2>/dev/null) || continue
+  case $c in sshd|sshd-session|lsbackup) printf '%s\n' "$pid";; esac
+done
+exit 0"#;
+
+/// Which of `pids` are running connection holders on this host (see the module docs).
+pub async fn running(
+    h: &mut HostCtx<'_>,
+    step: &str,
+    pids: &[u32],
+) -> Result<std::collections::BTreeSet<u32>, StepError> {
+    if pids.is_empty() {
+        return Ok(Default::default());
+    }
+    let out = h
+        .run_ok(
+            step,
+            &Script::new(RUNNING).args(pids.iter().map(u32::to_string)),
+            None,
+            Some("cat /proc/PID/comm (are these runs' connections still there)"),
+        )
+        .await?;
+    Ok(out
+        .stdout_text()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect())
+}
+
+/// Prints the holder pid, then the machine's id (or its host name when it has none).
+const IDENTITY: &str = concat!(
+    holder_sh!(),
+    r#"printf '%s\n' "$lsb_holder"
+cat /etc/machine-id 2>/dev/null || cat /var/lib/dbus/machine-id 2>/dev/null || cat /proc/sys/kernel/hostname 2>/dev/null
+exit 0"#
+);
+
+/// Who this run is on a host, for things that do not live in the host's file system (e.g. an
+/// Elasticsearch snapshot reached through the host's connection): the holder pid and an id of
+/// the machine whose processes the pid is one of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// `0`: not found.
+    pub holder: u32,
+    /// 8 hex digits: sha256 of `lsbackup host id` and `/etc/machine-id` (systemd asks that the
+    /// id itself not be shown), else of the host name.
+    pub host: String,
+}
+
+/// The [`Identity`] of this run on this host.
+pub async fn identity(h: &mut HostCtx<'_>, step: &str) -> Result<Identity, StepError> {
+    let out = h
+        .run_ok(
+            step,
+            &Script::new(IDENTITY),
+            None,
+            Some("lsbackup holder pid; cat /etc/machine-id (hashed in lsbackup)"),
+        )
+        .await?;
+    Ok(identity_of(&out.stdout_text()))
+}
+
+fn identity_of(text: &str) -> Identity {
+    use sha2::Digest;
+    let mut lines = text.lines();
+    let holder = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0);
+    let id = lines.next().unwrap_or("").trim();
+    let digest = sha2::Sha256::digest(format!("lsbackup host id\n{id}").as_bytes());
+    Identity {
+        holder,
+        host: hex::encode(&digest[..4]),
+    }
 }
 
 /// The holder pid in a [`LIST`] output's first record.
@@ -255,14 +370,13 @@ fn choose(listing: &[u8], kinds: &[Kind<'_>]) -> Vec<Removal> {
             continue;
         };
         let dir = if dir.is_empty() { "/" } else { dir };
-        let Some(kind) = kinds
+        // the first kind of this directory and type that takes the name
+        let Some((kind, found)) = kinds
             .iter()
-            .find(|k| k.dir.trim_end_matches('/') == dir.trim_end_matches('/') || k.dir == dir)
+            .filter(|k| k.dir.trim_end_matches('/') == dir.trim_end_matches('/') || k.dir == dir)
             .filter(|k| t.len() == 1 && t.starts_with(k.file_type))
+            .find_map(|k| (k.parse)(name).map(|f| (k, f)))
         else {
-            continue;
-        };
-        let Some(found) = (kind.parse)(name) else {
             continue;
         };
         if found.holder == 0 {
@@ -357,6 +471,53 @@ d 0 99990.5 /var/lsbackup-x.47.AbCdEf\0";
         assert!(choose(b"", &kinds).is_empty());
         assert_eq!(holder_of(listing), 7);
         assert_eq!(holder_of(b""), 0);
+    }
+
+    #[test]
+    fn two_kinds_in_one_directory() {
+        fn file(name: &str) -> Option<Found> {
+            mktemp_name(name, ".lsbackup-f.", 6).map(|holder| Found {
+                holder,
+                marks: None,
+            })
+        }
+        let kinds = [
+            Kind {
+                dir: "/srv",
+                glob: ".lsbackup-f.*",
+                file_type: 'f',
+                parse: file,
+            },
+            Kind {
+                dir: "/srv",
+                glob: "lsbackup-x.*",
+                file_type: 'd',
+                parse: tmp,
+            },
+        ];
+        let listing = b"0 5 1\0f 0 4 /srv/.lsbackup-f.8.AbCdEf\0d 0 4 /srv/lsbackup-x.9.AbCdEf\0\
+d 0 4 /srv/.lsbackup-f.8.AbCdEf2\0";
+        let r = choose(listing, &kinds);
+        let paths: Vec<&str> = r.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/srv/.lsbackup-f.8.AbCdEf", "/srv/lsbackup-x.9.AbCdEf"]
+        );
+    }
+
+    #[test]
+    fn identities() {
+        let a = identity_of("1234\n0123456789abcdef0123456789abcdef\n");
+        assert_eq!(a.holder, 1234);
+        assert_eq!(a.host.len(), 8);
+        assert!(
+            !a.host.contains("0123"),
+            "the machine id itself is not shown"
+        );
+        let b = identity_of("0\n0123456789abcdef0123456789abcdee\n");
+        assert_eq!(b.holder, 0);
+        assert_ne!(a.host, b.host);
+        assert_eq!(identity_of("").holder, 0);
     }
 
     #[test]

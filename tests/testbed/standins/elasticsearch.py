@@ -44,12 +44,15 @@ gets 401 "Unauthorized". Without TLS (a plain cluster) there is no authenticatio
 Test options: --extra-node NAME[:PATH_REPO[:unshared]] simulates more cluster nodes (their
 path.repo, and whether they see the repository directory: unshared ones make repository
 verification fail as on a real cluster without a shared file system); --snapshot-never-completes
-keeps every snapshot IN_PROGRESS until it is deleted; --distribution opensearch answers as OpenSearch.
+keeps every snapshot IN_PROGRESS until it is deleted; --snapshot-completes-after SECONDS keeps it
+IN_PROGRESS that long and then completes it, whether or not anyone still asks (as a real node
+goes on with a snapshot its client left); --distribution opensearch answers as OpenSearch.
 As in Elasticsearch 7.x, a snapshot with ignore_unavailable leaves closed indices out (without it,
 a closed index named by the snapshot fails it).
 
     elasticsearch.py --config /etc/elasticsearch/elasticsearch.yml [--port N] [--bind ADDR]
-        [--basic-auth USER:PASS] [--extra-node ...] [--snapshot-never-completes] [--log FILE]
+        [--basic-auth USER:PASS] [--extra-node ...] [--snapshot-never-completes]
+        [--snapshot-completes-after SECONDS] [--log FILE]
 """
 
 import argparse
@@ -790,7 +793,7 @@ class Handler(BaseHTTPRequestHandler):
         snap_uuid = rand_id()
         started = now_ms()
         wait = q.get("wait_for_completion", "false") == "true"
-        if node.args.snapshot_never_completes:
+        if node.args.snapshot_never_completes or node.args.snapshot_completes_after:
             info = {
                 "snapshot": snap,
                 "uuid": snap_uuid,
@@ -807,6 +810,20 @@ class Handler(BaseHTTPRequestHandler):
             }
             abort = threading.Event()
             node.running[(r.name, snap)] = {"info": info, "abort": abort}
+            after = node.args.snapshot_completes_after
+            done = {}
+            if after:
+
+                def complete():
+                    if abort.wait(after):
+                        return
+                    with LOCK:
+                        if node.running.get((r.name, snap), {}).get("abort") is abort:
+                            del node.running[(r.name, snap)]
+                            done["info"] = r.create(snap, snap_uuid, names, started)
+                            abort.set()
+
+                threading.Thread(target=complete, daemon=True).start()
             if not wait:
                 return 200, {"accepted": True}
             LOCK.release()
@@ -814,6 +831,8 @@ class Handler(BaseHTTPRequestHandler):
                 abort.wait()
             finally:
                 LOCK.acquire()
+            if "info" in done:
+                return 200, {"snapshot": done["info"]}
             reason = "[%s:%s/%s] Snapshot was aborted by deletion" % (r.name, snap, snap_uuid)
             return error(500, "snapshot_exception", reason)
         info = r.create(snap, snap_uuid, names, started)
@@ -909,6 +928,7 @@ def main():
     ap.add_argument("--basic-auth", help="USER:PASS also accepted (besides the admin certificate)")
     ap.add_argument("--extra-node", action="append", help="NAME[:PATH_REPO[,PATH...][:unshared]]")
     ap.add_argument("--snapshot-never-completes", action="store_true")
+    ap.add_argument("--snapshot-completes-after", type=float, default=0)
     ap.add_argument("--distribution", choices=["elasticsearch", "opensearch"], default="elasticsearch")
     ap.add_argument("--log")
     args = ap.parse_args()
