@@ -226,6 +226,17 @@ impl StreamEntry {
         }
     }
 
+    /// Writing the spool failed: recorded for the run ([`EntrySink::spool_failure`]), and this
+    /// entry's error.
+    fn spool_failed(&self, e: std::io::Error) -> ArchiveError {
+        let _ = self
+            .sink
+            .shared
+            .spool_failure
+            .set(format!("writing the spool file: {e}"));
+        self.local("writing the spool file", e)
+    }
+
     fn took(&mut self, from: usize) {
         let new = &self.pending[from..];
         self.hasher.update(new);
@@ -317,7 +328,7 @@ impl StreamEntry {
         self.spool
             .push(piece)
             .await
-            .map_err(|e| self.local("writing the spool file", e))
+            .map_err(|e| self.spool_failed(e))
     }
 
     async fn compress(&self, data: Bytes) -> Result<Vec<u8>, ArchiveError> {
@@ -356,7 +367,7 @@ impl StreamEntry {
                 self.spool
                     .push(piece)
                     .await
-                    .map_err(|e| self.local("writing the spool file", e))?;
+                    .map_err(|e| self.spool_failed(e))?;
             }
             while !self.inflight.is_empty() {
                 self.collect_one().await?;

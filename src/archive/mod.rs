@@ -208,6 +208,8 @@ struct Shared {
     paths: Mutex<HashSet<String>>,
     /// The writer task's fatal error, once it has stopped.
     fatal: Mutex<Option<String>>,
+    /// The first failure to write a spool file ([`EntrySink::spool_failure`]).
+    spool_failure: std::sync::OnceLock<String>,
     spool_dir: PathBuf,
     format: Format,
     codec: Arc<Codec>,
@@ -368,6 +370,7 @@ impl ArchiveWriter {
             closing: AtomicBool::new(false),
             paths: Mutex::new(HashSet::new()),
             fatal: Mutex::new(None),
+            spool_failure: Default::default(),
             spool_dir,
             format: opts.format,
             codec,
@@ -589,6 +592,13 @@ impl EntrySink {
 
     fn release(&self, path: &str) {
         self.shared.paths.lock().unwrap().remove(path);
+    }
+
+    /// The first failure to write a spool file (`writing the spool file: CAUSE`, e.g. its disk
+    /// is full), if one happened: the entry it hit failed with it; the run decides whether it
+    /// goes on (a spool on the target's own disk means the archive cannot fit either).
+    pub fn spool_failure(&self) -> Option<String> {
+        self.shared.spool_failure.get().cloned()
     }
 
     /// Spool and output figures so far.

@@ -20,8 +20,11 @@
 //! - `steps.rs`: the interpreter of spec components (`components/*.yaml`).
 //! - `copy.rs`: remote tar streams re-rooted into the archive.
 //! - `shell.rs`: the fixed scripts the engine runs on hosts (copy).
+//! - `fault.rs`: the archive cannot be written (the target failed, or the spool on its disk):
+//!   the run stops with one error, no component blamed.
 
 mod copy;
+mod fault;
 mod plan;
 mod policy;
 mod progress;

@@ -92,7 +92,8 @@ pub async fn run_backup(
     progress: Arc<dyn Progress>,
     interrupt: Interrupt,
 ) -> Result<Outcome, EngineError> {
-    let cancel = interrupt.stop.clone();
+    // Stopped by an interrupt, or by a fault of the target (fault.rs).
+    let cancel = interrupt.stop.child_token();
     let started = jiff::Timestamp::now();
     target.check().await?;
     let stem = format!(
@@ -117,8 +118,10 @@ pub async fn run_backup(
     } else {
         crate::archive::digest::Digesting::off()
     };
-    let raw: Box<dyn tokio::io::AsyncWrite + Send + Unpin> =
-        Box::new(stored.writer(upload.writer()));
+    let target_failed = Arc::default();
+    let raw: Box<dyn tokio::io::AsyncWrite + Send + Unpin> = Box::new(stored.writer(
+        super::fault::watch(&target_failed, &archive_name, upload.writer()),
+    ));
     // Encrypted on the way out: no plaintext byte reaches the target.
     let out = match &opts.encrypt {
         Some(r) => match r.encrypting_writer(raw).await {
@@ -147,12 +150,17 @@ pub async fn run_backup(
             return Err(e.into());
         }
     };
+    let fault = super::fault::Fault::new(
+        target_failed,
+        writer.sink(),
+        opts.spool_dir.is_some() && opts.spool_dir == target.local_dir(),
+    );
     let ctx = Arc::new(Ctx {
         sink: writer.sink(),
         sessions: Sessions::default(),
         transport: opts.transport.clone(),
         limit: Arc::new(Semaphore::new(opts.concurrency.max(1))),
-        progress,
+        progress: fault.progress(progress),
         cancel: cancel.clone(),
         shared: Default::default(),
     });
@@ -192,7 +200,19 @@ pub async fn run_backup(
     tokio::pin!(work);
     let reports = tokio::select! {
         r = &mut work => r,
-        _ = cancel.cancelled() => {
+        _ = fault.occurred() => {
+            // Components stop as for an interrupt (their cleanups run); the fault is the error.
+            cancel.cancel();
+            tokio::select! {
+                _ = &mut work => {}
+                _ = tokio::time::sleep(CLEANUP_GRACE) => {}
+                _ = interrupt.abort.cancelled() => {}
+            }
+            drop(writer);
+            upload.abort().await;
+            return Err(fault.error(target).expect("a fault occurred").into());
+        }
+        _ = interrupt.stop.cancelled() => {
             tracing::warn!("interrupted: stopping; hosts run their cleanups (Ctrl-C again to skip them)");
             tokio::select! {
                 _ = &mut work => {}
@@ -208,6 +228,11 @@ pub async fn run_backup(
     };
     ctx.sessions.close_all().await;
 
+    if let Some(e) = fault.error(target) {
+        drop(writer);
+        upload.abort().await;
+        return Err(e.into());
+    }
     let status = crate::archive::overall_status(&reports);
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT,
@@ -257,7 +282,7 @@ pub async fn run_backup(
     };
     if let Err(e) = finished {
         upload.abort().await;
-        return Err(e.into());
+        return Err(fault.error(target).map_or_else(|| e.into(), EngineError::from));
     }
     let location = upload.commit().await?;
     // The manifest beside an unencrypted archive, for `lsbackup list` (an encrypted archive's
