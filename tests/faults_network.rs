@@ -448,8 +448,9 @@ fn stalled_streams_hit_the_idle_timeout_and_the_run_ends() {
     let release = marks.path().join("release");
     let build = build_dir(&[("bad", "127.0.0.1", sshd.port)]);
     let quiet = format!(
-        "  - name: dump\n    run: 'head -c 100000 /dev/zero; n=0; while [ ! -e {} ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done'\n    output: dump\n",
-        release.display()
+        "  - name: dump\n    run: 'head -c 100000 /dev/zero; n=0; while [ ! -e {} ] && [ -d {} ] && [ $n -lt 1200 ]; do sleep 0.1; n=$((n+1)); done'\n    output: dump\n",
+        release.display(),
+        marks.path().display()
     );
     let streamer = format!(
         "{}cleanup:\n  - name: tidy\n    run: 'true'\n",
@@ -478,7 +479,7 @@ fn stalled_streams_hit_the_idle_timeout_and_the_run_ends() {
     let t = Instant::now();
     let run = finish(child, target, Duration::from_secs(90));
     let took = t.elapsed();
-    // the quiet command ends now (it is not the run's business any more)
+    // the quiet command ends now, or when `marks` is gone (it is not the run's business any more)
     std::fs::write(&release, "").unwrap();
     assert!(
         took < Duration::from_secs(30),
