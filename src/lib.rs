@@ -35,6 +35,8 @@
 pub mod archive;
 pub mod components;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod inventory;
 pub mod retention;
