@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::hostpattern::MAX_HOSTS;
 use super::value::Data;
 
 #[derive(Debug, Clone)]
@@ -39,12 +40,18 @@ pub(crate) struct InvData {
     pub hosts: Vec<HostData>,
     group_idx: HashMap<String, usize>,
     host_idx: HashMap<String, usize>,
+    /// Hosts put in groups so far (a host in two groups counts twice): bounded by
+    /// [`MAX_HOST_ENTRIES`].
+    entries: usize,
     /// The file being parsed, recorded as the origin of the variables it sets.
     pub current_file: PathBuf,
 }
 
 pub(crate) const ALL: usize = 0;
 pub(crate) const UNGROUPED: usize = 1;
+/// Most hosts put in groups in one inventory (each time a host is listed counts): with at most
+/// [`MAX_HOSTS`] hosts, a bound on the work of a few lines of host ranges listed again and again.
+pub(crate) const MAX_HOST_ENTRIES: usize = 10 * MAX_HOSTS;
 
 pub(crate) fn set_var(vars: &mut Vec<(String, Data)>, key: &str, value: Data) {
     if let Some(slot) = vars.iter_mut().find(|(k, _)| k == key) {
@@ -61,6 +68,7 @@ impl InvData {
             hosts: Vec::new(),
             group_idx: Default::default(),
             host_idx: Default::default(),
+            entries: 0,
             current_file: PathBuf::new(),
         };
         d.add_group("all");
@@ -108,9 +116,18 @@ impl InvData {
         if name.is_empty() {
             return Err("Invalid empty host name provided".into());
         }
+        self.entries += 1;
+        if self.entries > MAX_HOST_ENTRIES {
+            return Err(format!(
+                "hosts are listed more than {MAX_HOST_ENTRIES} times (lsbackup's limit)"
+            ));
+        }
         let h = match self.host(name) {
             Some(h) => h,
             None => {
+                if self.hosts.len() >= MAX_HOSTS {
+                    return Err(format!("more than {MAX_HOSTS} hosts (lsbackup's limit)"));
+                }
                 let h = self.hosts.len();
                 let mut vars = Vec::new();
                 let mut origins = HashMap::new();
@@ -467,6 +484,27 @@ mod tests {
         d.reconcile().unwrap();
         assert!(!d.groups[UNGROUPED].hosts.contains(&h1));
         assert!(d.groups[UNGROUPED].hosts.contains(&h2));
+    }
+
+    /// Hostile input (docs/fuzzing.md): a few lines of wide host ranges, listed again and
+    /// again, cost quadratic work (each host added searches its group's hosts).
+    #[test]
+    fn hosts_and_listings_are_bounded() {
+        let mut inv = InvData::new();
+        let g = inv.add_group("g");
+        for i in 0..MAX_HOSTS {
+            inv.add_host(&format!("h{i}"), Some(g), None).unwrap();
+        }
+        let e = inv.add_host("one-more", Some(g), None).unwrap_err();
+        assert!(e.contains("more than 10000 hosts"), "{e}");
+        let mut inv = InvData::new();
+        let g = inv.add_group("g");
+        for i in 0..MAX_HOST_ENTRIES {
+            inv.add_host(&format!("h{}", i % 10), Some(g), None)
+                .unwrap();
+        }
+        let e = inv.add_host("h1", Some(g), None).unwrap_err();
+        assert!(e.contains("more than 100000 times"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// Most host names one pattern may stand for, and most hosts an inventory may define (see
+/// `data`): far more than any cluster, few enough that a range such as `node[1:99999999999]` is
+/// an error rather than an exhausted machine (Ansible would try to expand it).
+pub(crate) const MAX_HOSTS: usize = 10_000;
+
 const NUMERIC_RANGE: &str = r"\[(?:[0-9]+:[0-9]+)(?::[0-9]+)?\]";
 const HEX_RANGE: &str = r"\[(?:[0-9a-f]+:[0-9a-f]+)(?::[0-9]+)?\]";
 const ALNUM_RANGE: &str = r"\[(?:[a-z]:[a-z]|[0-9]+:[0-9]+)(?::[0-9]+)?\]";
@@ -189,11 +194,22 @@ pub(crate) fn expand_hostname_range(line: &str) -> Result<Vec<String>, String> {
             if s == 0 {
                 return Err(format!("host range step must not be zero (in '{line}')"));
             }
-            let mut v = Vec::new();
-            let stop = e + 1;
+            // In i128: no bound or step of an i64 overflows, and the count is known before
+            // any name is made.
+            let (b, stop, s) = (i128::from(b), i128::from(e) + 1, i128::from(s));
+            let count = match s > 0 {
+                true if stop > b => (stop - b + s - 1) / s,
+                false if b > stop => (b - stop - s - 1) / -s,
+                _ => 0,
+            };
+            if count > MAX_HOSTS as i128 {
+                return Err(too_many(line));
+            }
+            let mut v = Vec::with_capacity(count as usize);
             let mut i = b;
             while (s > 0 && i < stop) || (s < 0 && i > stop) {
-                v.push(fill(i));
+                // Between the two i64 bounds.
+                v.push(fill(i as i64));
                 i += s;
             }
             v
@@ -206,8 +222,15 @@ pub(crate) fn expand_hostname_range(line: &str) -> Result<Vec<String>, String> {
         } else {
             all.push(hname);
         }
+        if all.len() > MAX_HOSTS {
+            return Err(too_many(line));
+        }
     }
     Ok(all)
+}
+
+fn too_many(line: &str) -> String {
+    format!("host range in '{line}' stands for more than {MAX_HOSTS} hosts (lsbackup's limit)")
 }
 
 #[cfg(test)]
@@ -279,6 +302,56 @@ mod tests {
         );
         assert!(expand_hostpattern("node[1:x]").is_err());
         assert!(expand_hostpattern("[::1]").is_err());
+    }
+
+    /// Hostile input (docs/fuzzing.md, fuzz/regressions/ini_inventory): bounds at the ends of
+    /// i64 overflowed (a panic), and a huge range was expanded whole (a hang, then out of memory).
+    #[test]
+    fn huge_ranges_are_refused_not_expanded() {
+        for p in [
+            "h[0:9223372036854775807]",
+            "h[9223372036854775807:0:-1]",
+            "h[0:99999999999]",
+            "h[1:10001]",
+            "h[0:99][0:99][0:99]",
+        ] {
+            let e = expand_hostpattern(p).unwrap_err();
+            assert!(e.contains("more than 10000 hosts"), "{p}: {e}");
+        }
+        assert_eq!(exp("h[1:10000]").0.len(), 10_000);
+        assert_eq!(exp("h[1:100][1:100]").0.len(), 10_000);
+        assert_eq!(
+            exp("h[9223372036854775806:9223372036854775807]").0,
+            ["h9223372036854775806", "h9223372036854775807"]
+        );
+        assert_eq!(
+            exp("h[-9223372036854775807:9223372036854775807:9223372036854775807]").0,
+            ["h-9223372036854775807", "h0", "h9223372036854775807"]
+        );
+        // range(3, 1 + 1, -1), as in Python.
+        assert_eq!(exp("h[3:1:-1]").0, ["h3"]);
+        assert_eq!(exp("h[1:3:-1]").0, Vec::<String>::new());
+    }
+
+    /// The inputs libFuzzer timed out on (fuzz/regressions/*/timeout-*): host ranges of tens of
+    /// thousands of hosts in one group, each host added after a search of the group's hosts.
+    #[test]
+    fn fuzzed_range_inventories_are_refused() {
+        let ini = include_bytes!(
+            "../../fuzz/regressions/ini_inventory/timeout-4ba6b2ff9e943062d39768648e8b56db59152b41"
+        );
+        let yaml = include_bytes!(
+            "../../fuzz/regressions/yaml_inventory/timeout-9fd0aa95009e730745debca8b58b2c0d1a65b6c8"
+        );
+        for (name, bytes) in [("hosts.ini", &ini[..]), ("hosts.yml", &yaml[..])] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let e = crate::inventory::Inventory::load(&path)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("more than 10000 hosts"), "{name}: {e}");
+        }
     }
 
     #[test]
