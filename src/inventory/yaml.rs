@@ -135,9 +135,18 @@ fn tag_string(t: &serde_saphyr::granit_parser::Tag) -> String {
     format!("{}{}", t.handle(), t.suffix())
 }
 
+/// Nodes that aliases may add to a document, beyond those written in it: aliases are replaced
+/// by copies, so nested ones ("billion laughs") would otherwise grow without bound.
+const MAX_ALIAS_NODES: usize = 1_000_000;
+
 struct Builder<'a> {
     parser: Parser<'a, serde_saphyr::granit_parser::StrInput<'a>>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchored node with its size in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes composed so far, alias copies included, and the most allowed (every node written
+    /// takes at least a byte, so the text's length plus [`MAX_ALIAS_NODES`]).
+    nodes: usize,
+    max_nodes: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -161,7 +170,26 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Count `n` more nodes against the document's bound.
+    fn count(&mut self, n: usize, line: usize) -> Result<(), YamlError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > self.max_nodes {
+            return Err(yerr(
+                line,
+                format!(
+                    "aliases expand the document to more than {MAX_ALIAS_NODES} nodes beyond \
+                     those written (lsbackup's limit)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn node(&mut self, ev: Event<'a>, line: usize) -> Result<Node, YamlError> {
+        let first = self.nodes;
+        if !matches!(ev, Event::Alias(_)) {
+            self.count(1, line)?;
+        }
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
                 let n = Node::Scalar {
@@ -171,15 +199,19 @@ impl<'a> Builder<'a> {
                     line,
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, n.clone());
+                    self.anchors.insert(anchor, (n.clone(), 1));
                 }
                 Ok(n)
             }
-            Event::Alias(id) => self
-                .anchors
-                .get(&id)
-                .cloned()
-                .ok_or_else(|| yerr(line, "found undefined alias")),
+            Event::Alias(id) => {
+                let (n, size) = self
+                    .anchors
+                    .get(&id)
+                    .ok_or_else(|| yerr(line, "found undefined alias"))?;
+                let (n, size) = (n.clone(), *size);
+                self.count(size, line)?;
+                Ok(n)
+            }
             Event::SequenceStart(_, anchor, tag) => {
                 let mut items = Vec::new();
                 loop {
@@ -197,7 +229,7 @@ impl<'a> Builder<'a> {
                     line,
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, n.clone());
+                    self.anchors.insert(anchor, (n.clone(), self.nodes - first));
                 }
                 Ok(n)
             }
@@ -223,7 +255,7 @@ impl<'a> Builder<'a> {
                     line,
                 };
                 if anchor != 0 {
-                    self.anchors.insert(anchor, n.clone());
+                    self.anchors.insert(anchor, (n.clone(), self.nodes - first));
                 }
                 Ok(n)
             }
@@ -237,6 +269,8 @@ fn compose(text: &str) -> Result<Option<Node>, YamlError> {
     let mut b = Builder {
         parser: Parser::new_from_str(text),
         anchors: HashMap::new(),
+        nodes: 0,
+        max_nodes: text.len().saturating_add(MAX_ALIAS_NODES),
     };
     let mut doc: Option<Node> = None;
     let mut docs = 0;
@@ -718,6 +752,24 @@ mod tests {
     }
     fn m(s: &str) -> serde_json::Value {
         y(s).to_json().unwrap()
+    }
+
+    /// Hostile input (docs/fuzzing.md): nested aliases ("billion laughs") were copied without
+    /// bound, 10^9 nodes from a few lines, until memory ran out.
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let e = load(&text).unwrap_err();
+        assert!(e.msg.contains("more than 1000000 nodes"), "{}", e.msg);
+        assert_eq!(e.line, 6);
+        // Aliases within the bound are copies, as before.
+        let ok = text.lines().take(4).collect::<Vec<_>>().join("\n");
+        let v = m(&ok);
+        assert_eq!(v["a3"][9][9][9][9], "x");
     }
 
     #[test]
