@@ -373,6 +373,49 @@ fn assert_refused(sb: &Sandbox, archive: &Path, why: &str) {
         b"mine",
         "{why}: DIR's file touched"
     );
+    // verify refuses it too, and so does restore, before any host (the inventory's host does
+    // not even exist)
+    let v = lsbackup(&["verify", archive.to_str().unwrap()]);
+    assert_ne!(
+        v.code, 0,
+        "{why}: verify passed it:\n{}{}",
+        v.stdout, v.stderr
+    );
+    let said = format!("{}{}", v.stdout, v.stderr);
+    // in its own words: the same cause, or the entry at fault named
+    let entry = why
+        .strip_prefix("entry ")
+        .and_then(|r| r.split(':').next())
+        .filter(|e| !e.is_empty());
+    assert!(
+        said.lines()
+            .any(|l| l.contains(why) || entry.is_some_and(|e| l.contains(e))),
+        "verify does not say {why:?}:\n{said}"
+    );
+    let build = tempfile::tempdir().unwrap();
+    std::fs::write(
+        build.path().join("inventory"),
+        "[haproxy]\nnode3 ansible_host=192.0.2.1\n",
+    )
+    .unwrap();
+    let r = lsbackup(&[
+        "restore",
+        archive.to_str().unwrap(),
+        "-b",
+        build.path().to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, 1, "{why}: restore:\n{}{}", r.stdout, r.stderr);
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.lines().any(|l| l.contains(why)),
+        "restore does not say {why:?}:\n{said}"
+    );
+    assert!(
+        !said.contains("192.0.2.1"),
+        "restore went to the host:\n{said}"
+    );
+    assert_eq!(sb.state(), before, "{why}: the sandbox changed");
 }
 
 fn p(rel: &str) -> String {

@@ -472,7 +472,7 @@ impl Stage {
 
 /// An entry name as a relative path of plain components joined by `/`; refused when it is
 /// absolute, climbs with `..`, or is empty.
-fn normalize(raw: &str) -> Result<String, String> {
+pub(crate) fn normalize(raw: &str) -> Result<String, String> {
     if raw.starts_with('/') {
         return Err("an absolute path".into());
     }

@@ -281,6 +281,10 @@ fn report(path: &Path, scan: Scan, stored: ArchiveDigest) -> Result<VerifyReport
     problems.extend(manifest_problems(&manifest, Some(scan.format)));
     let mut found: BTreeMap<&str, &Found> = BTreeMap::new();
     for (p, f) in &scan.entries {
+        // a name extract would refuse: said as extract says it
+        if let Err(why) = super::extract::normalize(p.trim_end_matches('/')) {
+            problems.push(format!("entry {p:?}: {why}"));
+        }
         if found.insert(p.as_str(), f).is_some() {
             problems.push(format!("{p}: more than one entry with this path"));
         }
@@ -385,6 +389,15 @@ fn read_err(path: &Path, cause: impl std::fmt::Display) -> ArchiveError {
 /// a host that is not in the recorded inventory, a format that is not the archive's.
 pub fn manifest_problems(m: &Manifest, format: Option<Format>) -> Vec<String> {
     let mut out = Vec::new();
+    // extract never writes through a symlink: an entry below one is refused here too
+    let links: BTreeSet<&str> = m
+        .components
+        .iter()
+        .flat_map(|c| &c.hosts)
+        .flat_map(|h| &h.entries)
+        .filter(|e| e.kind == EntryKind::Symlink)
+        .map(|e| e.path.trim_end_matches('/'))
+        .collect();
     if let Some(f) = format
         && f != m.archive_format
     {
@@ -403,6 +416,22 @@ pub fn manifest_problems(m: &Manifest, format: Option<Format>) -> Vec<String> {
             }
             let prefix = format!("{}/{}/", c.name, h.host);
             for e in &h.entries {
+                // what extract would refuse to write is refused here too
+                if let Err(why) = super::extract::normalize(e.path.trim_end_matches('/')) {
+                    out.push(format!("{MANIFEST_PATH}: entry {}: {why}", e.path));
+                    continue;
+                }
+                let path = e.path.trim_end_matches('/');
+                if let Some(link) = path
+                    .match_indices('/')
+                    .map(|(i, _)| &path[..i])
+                    .find(|p| links.contains(p))
+                {
+                    out.push(format!(
+                        "{MANIFEST_PATH}: entry {}: goes through {link}, a symlink in the archive",
+                        e.path
+                    ));
+                }
                 let own_dir = e.kind == EntryKind::Dir
                     && e.path.trim_end_matches('/') == prefix.trim_end_matches('/');
                 if !own_dir && !e.path.starts_with(&prefix) {
