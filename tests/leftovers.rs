@@ -631,3 +631,182 @@ fn a_killed_elasticsearch_run_leaves_no_snapshot_nor_registration() {
         assert!(!notes[0].contains(d.as_str()), "{notes:?}");
     }
 }
+
+// --- restore: files and directories on their way in -----------------------------------------
+
+/// The processes below `pid` (its children, theirs, ...).
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut parent = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        if let Some(pp) = stat
+            .rsplit_once(") ")
+            .and_then(|(_, r)| r.split(' ').nth(1))
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            parent.insert(p, pp);
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parent.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
+}
+
+/// `lsbackup.lsbackup-new.<holder>.lsbackup-<time>` in `dir`: what `restore` fills before it
+/// takes the repository directory's place.
+fn new_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("lsbackup.lsbackup-new.")
+                })
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_killed_restore_leaves_nothing_after_the_next_restore() {
+    let tb = common::testbed();
+    let es = Es::start(&[]);
+    // a big document: the repository directory takes a moment to arrive on the host
+    let doc = tempfile::NamedTempFile::new().unwrap();
+    let mut noise = vec![0u8; 12 * 1024 * 1024];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut noise))
+        .unwrap();
+    let body = format!(r#"{{"message":"{}"}}"#, hex_of(&noise));
+    std::fs::write(doc.path(), body).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        .args(["-H", "Content-Type: application/json", "--data-binary"])
+        .arg(format!("@{}", doc.path().display()))
+        .arg(format!("http://127.0.0.1:{}/leftovers-big/_doc/1", es.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    let args = es.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = support::backup(&tb.build_dir(), &args);
+    assert_eq!(
+        run.code(),
+        0,
+        "{}\n{}",
+        run.stderr(),
+        run.errors_of("elasticsearch")
+    );
+    let archive = run.archive.clone().unwrap();
+    let mut restore_args = vec!["--yes"];
+    restore_args.extend(&args);
+
+    // killed, it and its shell on the host, while the directory it puts back is on its way in
+    let repos = es.repos();
+    let mut left = None;
+    for _ in 0..5 {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(support::bin())
+            .arg("restore")
+            .arg(&archive)
+            .arg("-b")
+            .arg(tb.build_dir())
+            .arg("--known-hosts")
+            .arg(tb.known_hosts())
+            .arg("--no-agent")
+            .args(&restore_args)
+            .env("HOME", home.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        let seen = loop {
+            if let Some(p) = new_dirs(&repos).pop() {
+                break Some(p);
+            }
+            if child.try_wait().unwrap().is_some() || t.elapsed() > Duration::from_secs(60) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        let Some(new) = seen else {
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        };
+        let name = new.file_name().unwrap().to_string_lossy().into_owned();
+        let holder = holder_in(&name, "lsbackup.lsbackup-new.", '.');
+        let below: Vec<String> = descendants(holder).iter().map(u32::to_string).collect();
+        if !below.is_empty() {
+            let _ = Command::new("kill").arg("-KILL").args(&below).status();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        wait_gone(holder);
+        if new.is_dir() {
+            left = Some(new);
+            break;
+        }
+    }
+    let left = left.expect("never caught the restore's new directory before it was done");
+
+    // decoys: a live run's temporary file, a symlink and a name of another shape; and a dead
+    // run's temporary file that goes too
+    let dead = dead_pid();
+    let live: u32 = std::fs::read_to_string(tb.dir().join("ssh/node1/sshd.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = repos.join(format!(".lsbackup-restore.{dead}.GoneRn"));
+    std::fs::write(&gone, b"x").unwrap();
+    let held = repos.join(format!(".lsbackup-restore.{live}.LiveRn"));
+    std::fs::write(&held, b"x").unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let link = repos.join(format!("x.lsbackup-new.{dead}.lsbackup-20240101T000000Z"));
+    std::os::unix::fs::symlink(scratch.path(), &link).unwrap();
+    let other = repos.join(format!("y.lsbackup-new-{dead}"));
+    std::fs::create_dir(&other).unwrap();
+
+    let again = support::restore(&tb.build_dir(), &archive, &restore_args);
+    let text = support::transcript(&again);
+    assert_eq!(again.status.code(), Some(0), "{text}");
+    assert!(!left.exists(), "{} is still there\n{text}", left.display());
+    assert!(!gone.exists(), "{text}");
+    for d in [&held, &link, &other] {
+        assert!(
+            std::fs::symlink_metadata(d).is_ok(),
+            "{} removed",
+            d.display()
+        );
+    }
+    let said: Vec<String> = String::from_utf8_lossy(&again.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("note: {REMOVED}")))
+        .map(String::from)
+        .collect();
+    assert_eq!(said.len(), 1, "{text}");
+    assert!(said[0].contains(&*left.to_string_lossy()), "{text}");
+    assert!(said[0].contains(&*gone.to_string_lossy()), "{text}");
+    // the restore that was killed did not touch the data: the second put it back
+    assert_eq!(es.call("GET", "/leftovers-big/_count", None).1["count"], 1);
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

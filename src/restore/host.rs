@@ -3,12 +3,19 @@
 //! Every change to a host goes through [`HostRestore::change`], [`HostRestore::change_with_file`],
 //! [`HostRestore::put_file`] or [`HostRestore::put_tree`]; in a dry run they only say what they
 //! would do. Queries ([`HostRestore::query`]) run in both modes: they read, never write.
+//!
+//! What a restore makes beside what it replaces carries the pid of the process holding its
+//! connection (see `components::leftovers`): `.lsbackup-restore.<holder>.XXXXXX` (a file on its
+//! way in) and `DIR.lsbackup-new.<holder>.lsbackup-<time>` (a directory on its way in). Before
+//! it first puts something into a directory, a restore removes what a killed restore left
+//! there (its holder gone); one note per component and host says what.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::archive::{EntryKind, EntryRecord};
+use crate::components::leftovers::{self, Kind, Removals};
 use crate::http::{Endpoint, HttpClient, HttpClientBuilder};
 use crate::shell::{Script, quote};
 use crate::transport::{Output, Session};
@@ -50,6 +57,10 @@ pub struct HostRestore<'a> {
     /// Directories whose replaced files are kept elsewhere (dir, where), e.g. a static pod
     /// manifest dir whose every file kubelet would run.
     pub(crate) keep_dirs: Vec<(String, String)>,
+    /// Directories already looked at for leftovers of killed restores (per host).
+    pub(crate) swept: Vec<String>,
+    /// What was removed of those leftovers (said in one note at the end).
+    pub(crate) removed: Vec<String>,
 }
 
 impl<'a> HostRestore<'a> {
@@ -349,6 +360,9 @@ impl<'a> HostRestore<'a> {
                 Put::Created
             });
         }
+        if let Some((dir, _)) = dest.rsplit_once('/') {
+            self.sweep_dir(if dir.is_empty() { "/" } else { dir }).await;
+        }
         let input: crate::transport::Input = match src {
             Source::Entry(rel) => Box::new(
                 tokio::fs::File::open(self.local(rel))
@@ -395,6 +409,9 @@ impl<'a> HostRestore<'a> {
         ));
         if self.dry_run {
             return Ok(());
+        }
+        if let Some((dir, _)) = dest.trim_end_matches('/').rsplit_once('/') {
+            self.sweep_dir(if dir.is_empty() { "/" } else { dir }).await;
         }
         let local = self.local(rel);
         let (reader, writer) = tokio::io::duplex(256 * 1024);
@@ -536,6 +553,65 @@ impl<'a> HostRestore<'a> {
         }
     }
 
+    /// Remove what killed restores left in `dir` (once per directory and host; never in a dry
+    /// run). A failure to look is said, not fatal.
+    async fn sweep_dir(&mut self, dir: &str) {
+        if self.dry_run || !dir.starts_with('/') || self.swept.iter().any(|d| d == dir) {
+            return;
+        }
+        self.swept.push(dir.to_string());
+        let kinds = [
+            Kind {
+                dir,
+                glob: ".lsbackup-restore.*",
+                file_type: 'f',
+                parse: restore_temp,
+            },
+            Kind {
+                dir,
+                glob: "*.lsbackup-new.*",
+                file_type: 'd',
+                parse: restore_new_dir,
+            },
+        ];
+        if let Err(e) = self.sweep_leftovers(&kinds, None).await {
+            self.say(format!(
+                "could not look for what an earlier restore left in {}: {e}",
+                quote(dir)
+            ));
+        }
+    }
+
+    /// Remove what killed runs left of these kinds (as `user`, who made them); never in a dry
+    /// run. What was removed is said in one note by [`HostRestore::note_leftovers`].
+    pub async fn sweep_leftovers(
+        &mut self,
+        kinds: &[Kind<'_>],
+        user: Option<&str>,
+    ) -> Result<(), RestoreError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let out = self
+            .query("leftovers", &leftovers::list_script(kinds), user)
+            .await?;
+        let Some(rm) = Removals::of(&out.stdout, kinds) else {
+            return Ok(());
+        };
+        let out = self.query("leftovers", &rm.script, user).await?;
+        let (_, shown) = rm.removed(&out.stdout);
+        self.removed.extend(shown);
+        Ok(())
+    }
+
+    /// The one note on what [`HostRestore::sweep_leftovers`] removed, if anything.
+    pub(crate) fn note_leftovers(&mut self) {
+        if !self.removed.is_empty() {
+            let removed = std::mem::take(&mut self.removed);
+            self.note(leftovers::removed_note(&removed));
+        }
+    }
+
     /// A client for the API of component variables `<prefix>_url`, `<prefix>_ca_cert`,
     /// `<prefix>_client_cert`, `<prefix>_client_key` (PEM files on the host, read into
     /// lsbackup), `<prefix>_tls_verify`, `<prefix>_user`, `<prefix>_password` (as for backup).
@@ -601,6 +677,34 @@ enum State {
     Missing,
 }
 
+/// `.lsbackup-restore.<holder>.XXXXXX`: a file [`PUT_FILE`] was receiving.
+fn restore_temp(name: &str) -> Option<leftovers::Found> {
+    leftovers::mktemp_name(name, ".lsbackup-restore.", 6).map(|holder| leftovers::Found {
+        holder,
+        marks: None,
+    })
+}
+
+/// `NAME.lsbackup-new.<holder>.lsbackup-YYYYMMDDTHHMMSSZ`: a directory [`PUT_TREE`] was filling.
+fn restore_new_dir(name: &str) -> Option<leftovers::Found> {
+    let (base, rest) = name.rsplit_once(".lsbackup-new.")?;
+    let (pid, suffix) = rest.split_once('.')?;
+    let time = suffix.strip_prefix("lsbackup-")?.as_bytes();
+    let time_ok = time.len() == 16
+        && time.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'T',
+            15 => *b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    let pid_ok = !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit());
+    (!base.is_empty() && time_ok && pid_ok).then(|| {
+        Some(leftovers::Found {
+            holder: pid.parse().ok()?,
+            marks: None,
+        })
+    })?
+}
+
 /// Exit 0: `$1` is a regular file with sha256 `$2`; 3: it differs; 4: no such file; else
 /// an error (not a regular file, unreadable).
 const FILE_STATE: &str = r#"if [ -L "$1" ] || { [ -e "$1" ] && [ ! -f "$1" ]; }; then
@@ -615,12 +719,14 @@ exit 3"#;
 /// Put the data on fd 3 at `$1` (size `$2`, sha256 `$3`, mode `$4` for a new file, `$5` where
 /// the current file is kept). Checked before anything is replaced; `mv` within the directory is
 /// atomic.
-const PUT_FILE: &str = r#"d=$1
+const PUT_FILE: &str = concat!(
+    crate::components::leftovers::holder_sh!(),
+    r#"d=$1
 case $d in /*) ;; *) echo "not an absolute path: $d" >&2; exit 2 ;; esac
 dir=${d%/*}
 [ -n "$dir" ] || dir=/
 if [ ! -d "$dir" ]; then mkdir -p -m 0755 -- "$dir" || exit 1; fi
-t=$(mktemp "$dir/.lsbackup-restore.XXXXXX") || exit 1
+t=$(mktemp "$dir/.lsbackup-restore.$lsb_holder.XXXXXX") || exit 1
 trap 'rm -f -- "$t"' EXIT
 cat <&3 >"$t" || exit 1
 n=$(wc -c <"$t")
@@ -645,13 +751,16 @@ else
   mv -f -- "$t" "$d" || exit 1
   trap - EXIT
   echo created
-fi"#;
+fi"#
+);
 
 /// Replace directory `$1` with the tar stream on fd 3 (`$2` the suffix, `$3` the number of
 /// regular files expected).
-const PUT_TREE: &str = r#"d=${1%/}
+const PUT_TREE: &str = concat!(
+    crate::components::leftovers::holder_sh!(),
+    r#"d=${1%/}
 case $d in /?*) ;; *) echo "not an absolute path: $1" >&2; exit 2 ;; esac
-new=$d.lsbackup-new-$2
+new=$d.lsbackup-new.$lsb_holder.$2
 old=$d.$2
 if [ -e "$new" ] || [ -L "$new" ]; then rm -rf -- "$new" || exit 1; fi
 if [ -e "$old" ] || [ -L "$old" ]; then echo "$old exists already" >&2; exit 1; fi
@@ -670,4 +779,38 @@ if [ -d "$d" ]; then
 else
   chmod 0755 -- "$new"
 fi
-mv -- "$new" "$d" || exit 1"#;
+mv -- "$new" "$d" || exit 1"#
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftover_names() {
+        assert_eq!(
+            restore_temp(".lsbackup-restore.77.aB3dE9").map(|f| f.holder),
+            Some(77)
+        );
+        assert_eq!(
+            restore_new_dir("data.lsbackup-new.77.lsbackup-20240101T000000Z").map(|f| f.holder),
+            Some(77)
+        );
+        assert_eq!(
+            restore_new_dir("a.b.lsbackup-new.8.lsbackup-20240101T000000Z").map(|f| f.holder),
+            Some(8)
+        );
+        for bad in [
+            ".lsbackup-new.77.lsbackup-20240101T000000Z",
+            "data.lsbackup-new..lsbackup-20240101T000000Z",
+            "data.lsbackup-new.7x.lsbackup-20240101T000000Z",
+            "data.lsbackup-new.77.lsbackup-20240101T000000",
+            "data.lsbackup-new.77.lsbackup-20240101T000000Z.x",
+            "data.lsbackup-new-lsbackup-20240101T000000Z",
+            "data.lsbackup-20240101T000000Z",
+        ] {
+            assert_eq!(restore_new_dir(bad), None, "{bad:?}");
+        }
+        assert_eq!(restore_temp(".lsbackup-restore.aB3dE9"), None);
+    }
+}

@@ -260,6 +260,8 @@ pub async fn run(
     say: &(dyn Fn(&str) + Sync),
 ) -> Vec<UnitResult> {
     let mut sessions: BTreeMap<String, Result<Arc<Session>, String>> = BTreeMap::new();
+    // per host: the directories already looked at for what killed restores left
+    let mut swept: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut results = Vec::new();
     for u in units {
         let host = u.host.name.clone();
@@ -306,9 +308,13 @@ pub async fn run(
             say,
             notes: Vec::new(),
             keep_dirs: Vec::new(),
+            swept: swept.remove(&host).unwrap_or_default(),
+            removed: Vec::new(),
         };
         let restorer = restorer(&u.component).expect("prepare chose components with a restore");
         let done = restorer.restore_host(&mut r).await;
+        r.note_leftovers();
+        swept.insert(host.clone(), std::mem::take(&mut r.swept));
         let notes = std::mem::take(&mut r.notes);
         let error = match done {
             Ok(()) => None,

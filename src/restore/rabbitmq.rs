@@ -18,11 +18,17 @@
 //!    be there; what is not is an error naming it.
 //!
 //! The CLI's long error texts are reduced to one line (`components::rabbitmq::why`).
+//!
+//! Its temporary files (the CLI's error output, the definitions on their way in; never a
+//! credential: rabbitmqctl authenticates with the Erlang cookie it reads itself) are
+//! `/tmp/lsbackup-rabbitmq.<holder>.XXXXXX`, made as `rabbitmq_cli_user`; what a killed restore
+//! left of them is removed, as that user, before the definitions are imported.
 
 use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
+use crate::components::leftovers::{self, Kind};
 use crate::components::rabbitmq::why;
 use crate::shell::Script;
 
@@ -32,9 +38,11 @@ pub struct RabbitMq;
 
 /// Runs `$2` (rabbitmqctl or rabbitmq-diagnostics) with `-n $1` when a node is named, then the
 /// rest of the arguments. Prints `ok` and its stdout, or `failed`, its stderr and its stdout.
-const CLI: &str = r#"n=$1; prog=$2; shift 2
+const CLI: &str = concat!(
+    crate::components::leftovers::holder_sh!(),
+    r#"n=$1; prog=$2; shift 2
 if [ -n "$n" ]; then set -- -n "$n" "$@"; fi
-e=$(mktemp) || exit 1
+e=$(mktemp "/tmp/lsbackup-rabbitmq.$lsb_holder.XXXXXX") || exit 1
 trap 'rm -f -- "$e"' EXIT
 if out=$(cd / && "$prog" "$@" 2>"$e"); then
   printf 'ok\n%s\n' "$out"
@@ -42,13 +50,16 @@ else
   printf 'failed\n'
   cat -- "$e"
   printf '%s\n' "$out"
-fi"#;
+fi"#
+);
 
 /// The definitions on fd 3 (`$2` bytes, sha256 `$3`) into a private temporary file, checked,
 /// then imported into node `$1` (the CLI's default node when empty). Prints `ok` or `failed`
 /// and the CLI's output.
-const IMPORT: &str = r#"n=$1 size=$2 sha=$3
-t=$(mktemp) || exit 1
+const IMPORT: &str = concat!(
+    crate::components::leftovers::holder_sh!(),
+    r#"n=$1 size=$2 sha=$3
+t=$(mktemp "/tmp/lsbackup-rabbitmq.$lsb_holder.XXXXXX") || exit 1
 trap 'rm -f -- "$t"' EXIT
 cat <&3 >"$t" || exit 1
 got=$(wc -c <"$t")
@@ -60,7 +71,21 @@ if out=$(cd / && rabbitmqctl "$@" -q import_definitions --format json <"$t" 2>&1
   printf 'ok\n%s\n' "$out"
 else
   printf 'failed\n%s\n' "$out"
-fi"#;
+fi"#
+);
+
+/// The temporary files of [`CLI`] and [`IMPORT`] a killed restore left.
+const LEFTOVERS: &[Kind<'static>] = &[Kind {
+    dir: "/tmp",
+    glob: "lsbackup-rabbitmq.*",
+    file_type: 'f',
+    parse: |name| {
+        leftovers::mktemp_name(name, "lsbackup-rabbitmq.", 6).map(|holder| leftovers::Found {
+            holder,
+            marks: None,
+        })
+    },
+}];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Definitions {
@@ -267,6 +292,11 @@ impl Restore for RabbitMq {
         let node = r.var("rabbitmq_node").to_string();
         let user = cli_user(r).map(str::to_string);
         let user = user.as_deref();
+        if let Err(e) = r.sweep_leftovers(LEFTOVERS, user).await {
+            r.say(format!(
+                "could not look for what an earlier restore left in /tmp: {e}"
+            ));
+        }
         let running = r
             .query(
                 "definitions",
