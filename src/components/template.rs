@@ -465,11 +465,17 @@ pub fn snippet_refs(text: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Most snippet inclusions in one rendered command, and its largest size: snippets that each
+/// include the next several times would otherwise make a command of 40^7 copies.
+const MAX_INCLUSIONS: u32 = 1000;
+const MAX_RENDERED: usize = 16 << 20;
+
 fn render_shell(
     template: &str,
     vars: &Vars,
     snippets: &Snippets,
     depth: u32,
+    inclusions: &mut u32,
     out: &mut String,
 ) -> Result<(), SpecError> {
     if depth > 8 {
@@ -499,8 +505,23 @@ fn render_shell(
                     template: template.into(),
                     reason: format!("{raw} names no snippet of this component"),
                 })?;
-                render_shell(s, vars, snippets, depth + 1, out)?;
+                *inclusions += 1;
+                if *inclusions > MAX_INCLUSIONS {
+                    return Err(SpecError::BadTemplate {
+                        template: template.into(),
+                        reason: format!(
+                            "snippets included more than {MAX_INCLUSIONS} times in one command"
+                        ),
+                    });
+                }
+                render_shell(s, vars, snippets, depth + 1, inclusions, out)?;
             }
+        }
+        if out.len() > MAX_RENDERED {
+            return Err(SpecError::BadTemplate {
+                template: template.into(),
+                reason: format!("renders to more than {} MiB", MAX_RENDERED >> 20),
+            });
         }
     }
     Ok(())
@@ -510,7 +531,7 @@ fn render_shell(
 /// snippets inserted as shell text. The result runs as `sh -c`.
 pub fn shell(template: &str, vars: &Vars, snippets: &Snippets) -> Result<Script, SpecError> {
     let mut out = String::with_capacity(template.len() + 64);
-    render_shell(template, vars, snippets, 0, &mut out)?;
+    render_shell(template, vars, snippets, 0, &mut 0, &mut out)?;
     Ok(Script::from_rendered(out))
 }
 
@@ -716,6 +737,33 @@ mod tests {
 
     fn sh(t: &str, v: &Vars) -> String {
         shell(t, v, &Snippets::new()).unwrap().to_shell()
+    }
+
+    /// Hostile input (docs/fuzzing.md, fuzz/regressions/component_spec): snippets that each
+    /// include the next 40 times, 7 deep, rendered for ever (a hang); a large value repeated grew
+    /// the command without a bound.
+    #[test]
+    fn rendering_is_bounded() {
+        let text =
+            include_str!("../../fuzz/regressions/component_spec/timeout-snippet-fanout.yaml");
+        let spec = super::super::ComponentSpec::from_yaml("boom.yaml", text).unwrap();
+        let run = spec.steps[0].run.as_deref().unwrap();
+        let e = shell(run, &Vars::new(), &spec.snippets)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 1000 times"), "{e}");
+        let big = vars(&[("v", &"x".repeat(1 << 20))]);
+        let e = shell(&"{{ v }} ".repeat(17), &big, &Snippets::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than 16 MiB"), "{e}");
+        assert_eq!(
+            shell(&"{{ v }} ".repeat(15), &big, &Snippets::new())
+                .unwrap()
+                .to_shell()
+                .len(),
+            15 * ((1 << 20) + 1)
+        );
     }
 
     #[test]
