@@ -392,7 +392,7 @@ impl<'a> HostRestore<'a> {
     }
 
     /// Replace the directory `dest` on the host with the backed-up directory `rel`: the files
-    /// go into `DEST.lsbackup-new-<time>` (a tar stream; file count checked), take the owner of
+    /// go into `DEST.lsbackup-new.<holder>.<suffix>` (a tar stream; file count checked), take the owner of
     /// the current directory, then the current one is renamed `DEST.lsbackup-<time>` (kept) and
     /// the new one takes its place. Stop the service first.
     pub async fn put_tree(&mut self, rel: &str, dest: &str) -> Result<(), RestoreError> {
