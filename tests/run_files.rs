@@ -145,3 +145,64 @@ fn report_and_metrics_of_a_good_then_a_partial_run() {
         "{m2}"
     );
 }
+
+/// A run that stops on an error before backing anything up (here another live run's lock on
+/// the target) still writes the report and the metrics: failed, exit 1, the error line; the last
+/// success stays.
+#[test]
+fn report_and_metrics_of_a_run_stopped_by_an_error() {
+    let tb = common::testbed();
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let metrics = dir.path().join("lsbackup.prom");
+    let args = [
+        "--only",
+        "haproxy",
+        "--report",
+        report.to_str().unwrap(),
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ];
+    let target = tempfile::tempdir().unwrap();
+    let ok = support::backup_command(&tb.build_dir(), target.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(ok.status.code(), Some(0));
+    let success = value(
+        &std::fs::read_to_string(&metrics).unwrap(),
+        "lsbackup_last_success_timestamp_seconds",
+    )
+    .unwrap();
+    // a live holder: this test's own process, on this machine
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lock = serde_json::json!({
+        "user": "someone", "host": host.trim(), "pid": std::process::id(),
+        "started": jiff::Timestamp::now().to_string(), "command": "backup",
+    });
+    std::fs::write(target.path().join("lsbackup.lock"), lock.to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let out = support::backup_command(&tb.build_dir(), target.path())
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["exit_code"], 1);
+    let e = r["error"].as_str().unwrap();
+    assert!(
+        err.contains(e),
+        "the report's error is the line printed: {e} / {err}"
+    );
+    assert!(e.contains("lsbackup.lock"), "{e}");
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    promtool_check(&m);
+    assert_eq!(value(&m, "lsbackup_last_run_exit_code"), Some(1.0));
+    assert_eq!(
+        value(&m, "lsbackup_last_success_timestamp_seconds"),
+        Some(success)
+    );
+    assert!(value(&m, "lsbackup_last_run_timestamp_seconds").unwrap() > success);
+}

@@ -537,6 +537,20 @@ async fn extract(a: ExtractArgs) -> Result<i32, AnyError> {
 }
 
 async fn backup(a: BackupArgs, g: &GlobalArgs) -> Result<i32, AnyError> {
+    let started = jiff::Timestamp::now();
+    let r = backup_checked(&a, g).await;
+    // A run that stopped on an error still tells the scheduler and the monitoring: a full disk,
+    // a held lock or a bad inventory is a failed run there too.
+    if let Err(e) = &r {
+        write_run_files(
+            &a,
+            &report::failed(&a.target, EXIT_FAILED, started, e.to_string()),
+        );
+    }
+    r
+}
+
+async fn backup_checked(a: &BackupArgs, g: &GlobalArgs) -> Result<i32, AnyError> {
     let tty = std::io::stderr().is_terminal();
     let bars = match a.progress {
         ProgressMode::Auto => tty && g.log_format == LogFormat::Text,
@@ -586,7 +600,7 @@ async fn backup(a: BackupArgs, g: &GlobalArgs) -> Result<i32, AnyError> {
     target.check().await?;
     let lock = take_lock(&target, &a.name_prefix, "backup", a.lock_stale_after).await?;
     remove_stale_partials(&target, &a.name_prefix).await;
-    let code = backup_locked(&a, g, &plan, &target, &opts, &policy, progress).await;
+    let code = backup_locked(a, g, &plan, &target, &opts, &policy, progress).await;
     release_lock(lock, &target).await;
     code
 }

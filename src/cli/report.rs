@@ -88,6 +88,10 @@ pub struct Report {
     pub target: String,
     pub archive: Option<ArchiveInfo>,
     pub components: Vec<ComponentInfo>,
+    /// Why the run stopped before it could back anything up (a full disk, a held lock, a bad
+    /// inventory): the line lsbackup printed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -201,14 +205,31 @@ pub fn build(
             size: archive_size,
         }),
         components,
+        error: None,
     }
 }
 
 /// The report of a run that ended without a manifest (interrupted).
 pub fn interrupted(target: &str, exit_code: i32, started: jiff::Timestamp) -> Report {
+    without_manifest("interrupted", target, exit_code, started, None)
+}
+
+/// The report of a run that stopped on an error before it had a manifest (a full disk, a held
+/// lock, a bad inventory): `error` is the line printed.
+pub fn failed(target: &str, exit_code: i32, started: jiff::Timestamp, error: String) -> Report {
+    without_manifest("failed", target, exit_code, started, Some(error))
+}
+
+fn without_manifest(
+    status: &str,
+    target: &str,
+    exit_code: i32,
+    started: jiff::Timestamp,
+    error: Option<String>,
+) -> Report {
     let now = jiff::Timestamp::now();
     Report {
-        status: "interrupted".into(),
+        status: status.into(),
         exit_code,
         started_at: started.to_string(),
         finished_at: now.to_string(),
@@ -216,6 +237,7 @@ pub fn interrupted(target: &str, exit_code: i32, started: jiff::Timestamp) -> Re
         target: target.to_string(),
         archive: None,
         components: Vec::new(),
+        error,
     }
 }
 
@@ -356,6 +378,7 @@ mod tests {
             duration_seconds: 60.0,
             target: "s3://b/\"p\"".into(),
             archive: None,
+            error: None,
             components: vec![ComponentInfo {
                 name: "postgresql".into(),
                 status: "partial".into(),
