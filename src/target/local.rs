@@ -253,9 +253,12 @@ pub(crate) fn rename_noreplace(from: &Path, to: &Path, try_renameat2: bool) -> s
     };
     if try_renameat2 {
         let (f, t) = (cstr(from)?, cstr(to)?);
-        // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call.
+        // The system call itself, not libc's wrapper: the musl of static builds has none.
+        // SAFETY: both pointers are valid NUL-terminated strings for the duration of the call;
+        // renameat2 takes (int, const char *, int, const char *, unsigned int).
         let r = unsafe {
-            libc::renameat2(
+            libc::syscall(
+                libc::SYS_renameat2,
                 libc::AT_FDCWD,
                 f.as_ptr(),
                 libc::AT_FDCWD,
