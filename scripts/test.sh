@@ -16,6 +16,9 @@ tests/testbed/up.sh
 echo "== ansible-core (for comparing inventory parsing with ansible-inventory)"
 LSB_ANSIBLE_INVENTORY="$(tests/testbed/ansible.sh | tail -n 1)"
 export LSB_ANSIBLE_INVENTORY
+echo "== kubernetes-validate (for the CronJob example, tests/cli_tools.rs)"
+LSB_KUBERNETES_VALIDATE="$(tests/testbed/kubevalidate.sh | tail -n 1)"
+export LSB_KUBERNETES_VALIDATE
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
