@@ -157,7 +157,7 @@ pub async fn run_backup(
     );
     let ctx = Arc::new(Ctx {
         sink: writer.sink(),
-        sessions: Sessions::default(),
+        sessions: Sessions::new(opts.concurrency),
         transport: opts.transport.clone(),
         limit: Arc::new(Semaphore::new(opts.concurrency.max(1))),
         progress: fault.progress(progress),

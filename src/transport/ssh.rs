@@ -521,6 +521,9 @@ pub(super) struct SshConn {
     open_timeout: OpenTimeout,
 }
 
+/// How long [`SshConn::close`] waits for the connection to end after its disconnect.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
 /// See [`SshConn::open_timeout`].
 struct OpenTimeout {
     timeout: Duration,
@@ -1209,6 +1212,10 @@ impl SshConn {
             .handle
             .disconnect(Disconnect::ByApplication, "", "en")
             .await;
+        // The connection's task ends, and its socket closes, once the disconnect is sent: waited
+        // for (a little, for a host that no longer answers), so that a closed session holds no
+        // socket when this returns.
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.handle).await;
         for j in self.jumps.iter().rev() {
             let _ = j.disconnect(Disconnect::ByApplication, "", "en").await;
         }
