@@ -26,3 +26,22 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked --all-targets "$@"
+echo "== static build (x86_64 musl), and a backup of the test bed with it"
+set +e
+static="$(scripts/build-static.sh --check | tail -n 1)"
+rc=$?
+set -e
+case $rc in
+  0)
+    out="$(mktemp -d)"
+    tb_env=/tmp/lsbackup-testbed/env
+    build="$(sed -n 's/^LSB_BUILD_DIR=//p' "$tb_env" | tail -n 1)"
+    known="$(sed -n 's/^LSB_KNOWN_HOSTS=//p' "$tb_env" | tail -n 1)"
+    HOME="$out" "$static" backup -b "$build" -t "$out" --only haproxy,postgresql \
+        --known-hosts "$known" --no-agent --progress never -q >"$out/path"
+    "$static" verify "$(cat "$out/path")"
+    rm -rf "$out"
+    ;;
+  3) echo "static build: rustup cannot install x86_64-unknown-linux-musl here: not checked" ;;
+  *) exit "$rc" ;;
+esac

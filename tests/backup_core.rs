@@ -1122,3 +1122,37 @@ fn strip_ansi(raw: &[u8]) -> Vec<u8> {
     }
     out
 }
+
+/// `-q` (before or after the command's name): a run that went well prints nothing on stderr,
+/// only the archive's path on stdout; a partial run still shows its summary with the failure.
+#[test]
+fn quiet_runs_say_only_what_went_wrong() {
+    let tb = common::testbed();
+    let target = tempfile::tempdir().unwrap();
+    let mut c = support::backup_command(&tb.build_dir(), target.path());
+    c.args(["--only", "haproxy", "-q"]);
+    let out = c.output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with(".tar.zst")
+    );
+    let out = Command::new(support::bin())
+        .args(["-q", "backup", "--no-agent", "--only", "haproxy,postgresql"])
+        .args(["--set", "postgresql.postgresql_port=1"])
+        .arg("-b")
+        .arg(tb.build_dir())
+        .arg("-t")
+        .arg(target.path())
+        .arg("--known-hosts")
+        .arg(tb.known_hosts())
+        .env("HOME", target.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("postgresql"), "{err}");
+    assert!(err.contains("1 of 2 components ok"), "{err}");
+}

@@ -700,7 +700,8 @@ async fn backup_locked(
             exit_code = code,
             "backup finished"
         );
-    } else {
+    } else if !(g.quiet && code == EXIT_OK) {
+        // -q: nothing to say about a run that went well (stdout still names the archive)
         eprint!("{}", output::summary(&outcome, output::term_width()));
     }
     if g.verbose > 0 {
