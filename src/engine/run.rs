@@ -282,7 +282,9 @@ pub async fn run_backup(
     };
     if let Err(e) = finished {
         upload.abort().await;
-        return Err(fault.error(target).map_or_else(|| e.into(), EngineError::from));
+        return Err(fault
+            .error(target)
+            .map_or_else(|| e.into(), EngineError::from));
     }
     let location = upload.commit().await?;
     // The manifest beside an unencrypted archive, for `lsbackup list` (an encrypted archive's
