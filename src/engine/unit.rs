@@ -625,9 +625,7 @@ impl<'a> HostCtx<'a> {
             duration_ms: t.elapsed().as_millis() as u64,
             // kept whether the command succeeded or not: a warning on stderr of a command
             // that exited 0 is worth as much (the transport keeps only its last few KiB)
-            stderr_tail: exit
-                .map(|e| clean_text(&e.stderr_tail))
-                .unwrap_or_default(),
+            stderr_tail: exit.map(|e| clean_text(&e.stderr_tail)).unwrap_or_default(),
         });
     }
 
