@@ -706,17 +706,24 @@ impl Inventory {
             }
             unprocessed = next;
         }
+        // Sets and a name index: a group of thousands of hosts is not searched once per host.
+        let by_name: std::collections::HashMap<&str, &Host> =
+            self.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
+        let mut seen_hosts = std::collections::HashSet::new();
         let mut names: Vec<&str> = Vec::new();
         for gname in ordered {
             if let Some(gg) = self.groups.get(gname) {
                 for h in &gg.hosts {
-                    if !names.contains(&h.as_str()) {
+                    if seen_hosts.insert(h.as_str()) {
                         names.push(h);
                     }
                 }
             }
         }
-        names.into_iter().filter_map(|n| self.host(n)).collect()
+        names
+            .into_iter()
+            .filter_map(|n| by_name.get(n).copied())
+            .collect()
     }
 
     pub fn host(&self, name: &str) -> Option<&Host> {
