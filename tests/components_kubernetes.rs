@@ -1144,6 +1144,17 @@ fn an_interrupt_while_the_api_hangs_still_removes_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let path = kubeconfig_at(dir.path(), port);
     let target = tempfile::tempdir().unwrap();
+    // this run's snapshot file: one that was not there before (its name ends with the pid of
+    // the sshd holding the run's connection, src/components/leftovers.rs)
+    let data_dir = tb.var("LSB_ETCD_DATA_DIR");
+    let snapshots = || -> Vec<String> {
+        std::fs::read_dir(data_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("lsbackup-etcd-snapshot") && n.ends_with(".db"))
+            .collect()
+    };
+    let before = snapshots();
     let child = Command::new(support::bin())
         .args(["backup", "--no-agent", "--only", "kubernetes", "--set"])
         .arg(format!("kubernetes.kubeconfig={}", path.display()))
@@ -1157,14 +1168,10 @@ fn an_interrupt_while_the_api_hangs_still_removes_the_snapshot() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // this run's snapshot file (its name ends with lsbackup's pid)
-    let data_dir = tb.var("LSB_ETCD_DATA_DIR");
-    let suffix = format!("-{}.db", child.id());
     let ours = || -> Vec<String> {
-        std::fs::read_dir(data_dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("lsbackup-etcd-snapshot") && n.ends_with(&suffix))
+        snapshots()
+            .into_iter()
+            .filter(|n| !before.contains(n))
             .collect()
     };
     let start = Instant::now();
