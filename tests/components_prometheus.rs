@@ -721,9 +721,22 @@ fn interrupted_after_the_snapshot_the_cleanup_still_removes_it() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // the snapshot is there now, taken and copied
+    // the snapshot is there now, taken and copied, with the run's marker beside it
+    // (`.lsbackup-<holder>-<name>`, src/components/prometheus.rs)
     let taken = subdirs(&data.join("snapshots"));
-    assert_eq!(taken.len(), 1, "{taken:?}");
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    assert_eq!(
+        taken
+            .iter()
+            .filter(|p| p
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".lsbackup-"))
+            .count(),
+        1,
+        "{taken:?}"
+    );
 
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])

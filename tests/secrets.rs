@@ -69,6 +69,21 @@ fn sample_ps(
     })
 }
 
+/// What `lsbackup plan -b BUILD [--json]` printed, stdout then stderr.
+fn plan_output(build: &std::path::Path, json: bool) -> String {
+    let mut cmd = Command::new(support::bin());
+    cmd.arg("plan").arg("-b").arg(build);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 fn assert_clean(what: &str, text: &str, secrets: &[(String, String, String)]) {
     for (c, n, v) in secrets {
         assert!(
@@ -106,17 +121,7 @@ fn secrets_never_appear_on_command_lines_logs_plan_or_manifest() {
     // plan, text and JSON
     let mut placeholders = 0;
     for json in [false, true] {
-        let mut cmd = Command::new(support::bin());
-        cmd.arg("plan").arg("-b").arg(build.path());
-        if json {
-            cmd.arg("--json");
-        }
-        let out = cmd.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = plan_output(build.path(), json);
         placeholders += text.matches("********").count();
         assert_clean(if json { "plan --json" } else { "plan" }, &text, &secrets);
     }
@@ -241,17 +246,7 @@ fn secrets_from_env_urls_and_connection_strings_stay_out_of_every_output() {
 
     // plan: the URL variables are refused by name
     for json in [false, true] {
-        let mut cmd = Command::new(support::bin());
-        cmd.arg("plan").arg("-b").arg(build.path());
-        if json {
-            cmd.arg("--json");
-        }
-        let out = cmd.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = plan_output(build.path(), json);
         assert_clean("plan", &text, &needles);
         if !json {
             assert!(

@@ -15,31 +15,13 @@ use lsbackup::target::settings::Settings;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Store {
-    S3,
-    Azure,
-}
+use support::stores::Store;
 
-impl Store {
-    fn container(self) -> &'static str {
-        let tb = common::testbed();
-        match self {
-            Store::S3 => tb.var("LSB_S3_BUCKET"),
-            Store::Azure => tb.var("LSB_AZURE_CONTAINER"),
-        }
-    }
-    fn url(self, prefix: &str) -> String {
-        match self {
-            Store::S3 => format!("s3://{}/{prefix}", self.container()),
-            Store::Azure => format!("az://{}/{prefix}", self.container()),
-        }
-    }
-    fn probe_prefix(self) -> &'static str {
-        match self {
-            Store::S3 => "s3",
-            Store::Azure => "az",
-        }
+/// `s3` or `az`: the prefix of objstore_probe.py's commands for `store`.
+fn probe_prefix(store: Store) -> &'static str {
+    match store {
+        Store::S3 => "s3",
+        Store::Azure => "az",
     }
 }
 
@@ -50,31 +32,8 @@ struct Creds {
 }
 
 fn creds(store: Store) -> Creds {
-    let tb = common::testbed();
     let dir = tempfile::tempdir().unwrap();
-    let file = |name: &str, value: &str| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, value).unwrap();
-        p.display().to_string()
-    };
-    let settings = match store {
-        Store::S3 => vec![
-            format!(
-                "aws_access_key_id=file:{}",
-                file("id", tb.var("LSB_S3_ACCESS_KEY_ID"))
-            ),
-            format!(
-                "aws_secret_access_key=file:{}",
-                file("secret", tb.var("LSB_S3_SECRET_ACCESS_KEY"))
-            ),
-            format!("aws_endpoint_url={}", tb.var("LSB_S3_ENDPOINT")),
-            format!("aws_region={}", tb.var("LSB_S3_REGION")),
-        ],
-        Store::Azure => vec![format!(
-            "azure_storage_connection_string=file:{}",
-            file("cs", tb.var("LSB_AZURE_CONNECTION_STRING"))
-        )],
-    };
+    let settings = store.settings(dir.path());
     Creds {
         _dir: dir,
         settings,
@@ -104,7 +63,7 @@ fn probe(args: &[&str]) -> serde_json::Value {
 
 /// Names (without the prefix) of the committed objects under `prefix`.
 fn objects(store: Store, prefix: &str) -> Vec<String> {
-    let cmd = format!("{}-{}", store.probe_prefix(), "objects").replace("az-objects", "az-blobs");
+    let cmd = format!("{}-{}", probe_prefix(store), "objects").replace("az-objects", "az-blobs");
     let v = probe(&[&cmd, store.container(), &format!("{prefix}/")]);
     let key = if store == Store::S3 { "key" } else { "name" };
     let mut names: Vec<String> = v
@@ -140,7 +99,7 @@ fn unfinished(store: Store, prefix: &str) -> Vec<String> {
 
 fn empty(store: Store, prefix: &str) {
     probe(&[
-        &format!("{}-empty", store.probe_prefix()),
+        &format!("{}-empty", probe_prefix(store)),
         store.container(),
         &format!("{prefix}/"),
     ]);
@@ -416,7 +375,7 @@ fn cli_round_trip(store: Store) {
     assert!(dir.path().join("manifest.json").is_file());
     // Without the sidecar, list reads the manifest from the archive itself.
     probe(&[
-        &format!("{}-empty", store.probe_prefix()),
+        &format!("{}-empty", probe_prefix(store)),
         store.container(),
         &format!("{prefix}/{name}.manifest.json"),
     ]);
@@ -549,7 +508,7 @@ fn encrypted(store: Store) {
     assert_eq!(objects(store, &prefix), vec![name.clone()]);
     let local = dir.path().join(&name);
     probe(&[
-        &format!("{}-get", store.probe_prefix()),
+        &format!("{}-get", probe_prefix(store)),
         store.container(),
         &format!("{prefix}/{name}"),
         local.to_str().unwrap(),

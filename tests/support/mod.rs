@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 use lsbackup::archive::Manifest;
 
+pub mod stores;
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_lsbackup")
 }
