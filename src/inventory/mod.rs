@@ -232,6 +232,36 @@ pub const DISCOVERY_NAMES: &[&str] = &[
 
 /// Variables Ansible sets itself and `ansible-inventory --list` never shows
 /// (`constants.INTERNAL_STATIC_VARS`).
+/// At most this many values (JSON nodes) in all hosts' variables together: every host holds its
+/// own copy of its groups' variables, so a large list in `[all:vars]` times a wide host range
+/// would otherwise take gigabytes (found by fuzzing: 10,000 hosts × a 1,500-element list).
+pub const MAX_HOST_VAR_VALUES: usize = 5_000_000;
+
+/// Values (JSON nodes) in `v`, counted up to `limit`.
+fn json_values(v: &serde_json::Value, limit: usize) -> usize {
+    let mut n = 1;
+    match v {
+        serde_json::Value::Array(a) => {
+            for x in a {
+                if n > limit {
+                    break;
+                }
+                n += json_values(x, limit - n);
+            }
+        }
+        serde_json::Value::Object(o) => {
+            for x in o.values() {
+                if n > limit {
+                    break;
+                }
+                n += json_values(x, limit - n);
+            }
+        }
+        _ => {}
+    }
+    n
+}
+
 const INTERNAL_STATIC_VARS: &[&str] = &[
     "ansible_async_path",
     "ansible_collection_name",
@@ -568,6 +598,7 @@ impl Inventory {
         }
 
         let mut hosts = Vec::new();
+        let mut values = 0usize;
         for (hi, h) in inv.hosts.iter().enumerate() {
             let others: Vec<usize> = h.groups.iter().copied().filter(|g| *g != ALL).collect();
             let sorted = inv.sorted_groups(&others);
@@ -590,9 +621,22 @@ impl Inventory {
             }
             v.retain(|(k, _)| !INTERNAL_STATIC_VARS.contains(&k.as_str()));
             origins.retain(|k, _| v.iter().any(|(n, _)| n == k));
+            let vars = to_vars(&v, &format!("host {}", h.name))?;
+            values += vars
+                .values()
+                .map(|x| json_values(x, MAX_HOST_VAR_VALUES + 1))
+                .sum::<usize>();
+            if values > MAX_HOST_VAR_VALUES {
+                return Err(InventoryError::Other(format!(
+                    "{}: the variables of its hosts add up to more than {MAX_HOST_VAR_VALUES} values by host {} of {} (each host holds its own copy of its groups' variables): a large list in a group's vars times many hosts",
+                    path.display(),
+                    hi + 1,
+                    inv.hosts.len()
+                )));
+            }
             hosts.push(Host {
                 name: h.name.clone(),
-                vars: to_vars(&v, &format!("host {}", h.name))?,
+                vars,
                 origins,
             });
         }
@@ -793,6 +837,31 @@ impl Inventory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The input fuzzing found: a 3 KB inventory whose hosts' variables took 3.6 GB.
+    #[test]
+    fn hosts_times_a_large_group_list_is_refused_not_copied_into_gigabytes() {
+        let t = tempfile::tempdir().unwrap();
+        let list = vec!["1"; 1500].join(",");
+        let ini = format!("[postgresql]\nh[1:10000]\n[all:vars]\nx=[{list}]\n");
+        let path = t.path().join("inventory");
+        std::fs::write(&path, ini).unwrap();
+        let e = Inventory::load(&path).unwrap_err().to_string();
+        assert!(e.contains("add up to more than 5000000 values"), "{e}");
+        assert!(e.contains("of 10000"), "{e}");
+        // a real-sized inventory of the same shape loads
+        let list = vec!["1"; 100].join(",");
+        std::fs::write(
+            &path,
+            format!("[postgresql]\nh[1:300]\n[all:vars]\nx=[{list}]\n"),
+        )
+        .unwrap();
+        assert_eq!(Inventory::load(&path).unwrap().hosts.len(), 300);
+        assert_eq!(
+            json_values(&serde_json::json!([1, [2, 3], {"a": 4}]), 100),
+            7
+        );
+    }
 
     #[test]
     fn origins_name_the_file_whose_value_won() {
