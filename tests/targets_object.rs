@@ -61,50 +61,6 @@ fn probe(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("probe prints JSON")
 }
 
-/// Names (without the prefix) of the committed objects under `prefix`.
-fn objects(store: Store, prefix: &str) -> Vec<String> {
-    let cmd = format!("{}-{}", probe_prefix(store), "objects").replace("az-objects", "az-blobs");
-    let v = probe(&[&cmd, store.container(), &format!("{prefix}/")]);
-    let key = if store == Store::S3 { "key" } else { "name" };
-    let mut names: Vec<String> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            o[key]
-                .as_str()
-                .unwrap()
-                .trim_start_matches(&format!("{prefix}/"))
-                .to_string()
-        })
-        .collect();
-    names.sort();
-    names
-}
-
-/// Unfinished uploads under `prefix`: S3 multipart uploads, Azure blobs with uncommitted blocks.
-fn unfinished(store: Store, prefix: &str) -> Vec<String> {
-    let cmd = match store {
-        Store::S3 => "s3-uploads",
-        Store::Azure => "az-uncommitted",
-    };
-    let v = probe(&[cmd, store.container(), &format!("{prefix}/")]);
-    let key = if store == Store::S3 { "key" } else { "name" };
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o[key].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn empty(store: Store, prefix: &str) {
-    probe(&[
-        &format!("{}-empty", probe_prefix(store)),
-        store.container(),
-        &format!("{prefix}/"),
-    ]);
-}
-
 /// 20 MiB (three parts or blocks): nothing under the name while it uploads, only the marker;
 /// after commit the object is whole (sha256), the marker is gone and no upload is left.
 fn multipart_round_trip(store: Store) {
@@ -126,14 +82,10 @@ fn multipart_round_trip(store: Store) {
         // Two parts are written and uploading by now; the name itself does not exist.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert_eq!(
-            objects(store, &prefix),
+            store.objects(&prefix),
             vec!["lsbackup-20261206T000000Z.tar.zst.partial".to_string()]
         );
-        assert_eq!(
-            unfinished(store, &prefix).len(),
-            1,
-            "one upload in progress"
-        );
+        assert_eq!(store.unfinished(&prefix).len(), 1, "one upload in progress");
         assert!(t.list().await.unwrap().is_empty(), "list leaves it out");
         w.shutdown().await.unwrap();
         drop(w);
@@ -143,10 +95,10 @@ fn multipart_round_trip(store: Store) {
             format!("{}/lsbackup-20261206T000000Z.tar.zst", store.url(&prefix))
         );
         assert_eq!(
-            objects(store, &prefix),
+            store.objects(&prefix),
             vec!["lsbackup-20261206T000000Z.tar.zst".to_string()]
         );
-        assert!(unfinished(store, &prefix).is_empty());
+        assert!(store.unfinished(&prefix).is_empty());
         let listed = t.list().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].size, data.len() as u64);
@@ -158,7 +110,7 @@ fn multipart_round_trip(store: Store) {
         r.read_to_end(&mut back).await.unwrap();
         assert_eq!(Sha256::digest(&back), Sha256::digest(&data));
     });
-    empty(store, &prefix);
+    store.empty(&prefix);
 }
 
 #[test]
@@ -216,14 +168,14 @@ fn collisions(store: Store) {
         for up in ups {
             up.abort().await;
         }
-        let left = objects(store, &prefix);
+        let left = store.objects(&prefix);
         assert_eq!(
             left,
             vec!["lsbackup-X.tar.zst", "lsbackup-X_1.tar.zst.partial"],
             "aborts removed their markers"
         );
     });
-    empty(store, &prefix);
+    store.empty(&prefix);
 }
 
 #[test]
@@ -248,7 +200,7 @@ fn abort_leaves_nothing(store: Store) {
             let mut w = up.writer();
             w.write_all(&support::noise(12 << 20, 3)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(500)).await;
-            assert!(!unfinished(store, &prefix).is_empty(), "parts uploaded");
+            assert!(!store.unfinished(&prefix).is_empty(), "parts uploaded");
             if explicit {
                 drop(w);
                 up.abort().await;
@@ -258,7 +210,7 @@ fn abort_leaves_nothing(store: Store) {
             }
             let end = Instant::now() + Duration::from_secs(20);
             loop {
-                let (o, u) = (objects(store, &prefix), unfinished(store, &prefix));
+                let (o, u) = (store.objects(&prefix), store.unfinished(&prefix));
                 if o.is_empty() && u.is_empty() {
                     break;
                 }
@@ -339,7 +291,7 @@ fn cli_round_trip(store: Store) {
     );
     let name = location.rsplit('/').next().unwrap().to_string();
     assert_eq!(
-        objects(store, &prefix),
+        store.objects(&prefix),
         vec![name.clone(), format!("{name}.manifest.json")]
     );
     let out = lsbackup_cmd(&c, &["list", "--json", "-t", &url])
@@ -384,7 +336,7 @@ fn cli_round_trip(store: Store) {
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["manifest"], "archive", "{v}");
-    empty(store, &prefix);
+    store.empty(&prefix);
 }
 
 #[test]
@@ -505,7 +457,7 @@ fn encrypted(store: Store) {
     assert!(location.ends_with(".tar.zst.age"), "{location}");
     let name = location.rsplit('/').next().unwrap().to_string();
     // No sidecar: the manifest stays inside the ciphertext.
-    assert_eq!(objects(store, &prefix), vec![name.clone()]);
+    assert_eq!(store.objects(&prefix), vec![name.clone()]);
     let local = dir.path().join(&name);
     probe(&[
         &format!("{}-get", probe_prefix(store)),
@@ -570,7 +522,7 @@ fn encrypted(store: Store) {
     assert_eq!(v[0]["encrypted"], true, "{v}");
     assert_eq!(v[0]["manifest"], "archive", "{v}");
     assert_eq!(v[0]["components"][0]["name"], "haproxy", "{v}");
-    empty(store, &prefix);
+    store.empty(&prefix);
 }
 
 #[test]
@@ -613,7 +565,7 @@ fn interrupted(store: Store) {
         .spawn()
         .unwrap();
     let end = Instant::now() + Duration::from_secs(60);
-    while unfinished(store, &prefix).is_empty() {
+    while store.unfinished(&prefix).is_empty() {
         assert!(Instant::now() < end, "no upload started");
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -631,7 +583,7 @@ fn interrupted(store: Store) {
     );
     assert_eq!(out.status.code(), Some(130), "{all}");
     assert!(all.contains("interrupted"), "{all}");
-    let (o, u) = (objects(store, &prefix), unfinished(store, &prefix));
+    let (o, u) = (store.objects(&prefix), store.unfinished(&prefix));
     assert!(o.is_empty() && u.is_empty(), "left: {o:?} {u:?}: {all}");
 }
 
@@ -755,7 +707,7 @@ fn config_file_settings_by_reference() {
     let extracted = support::extract(&dir.path().join(&name));
     let manifest = std::fs::read_to_string(extracted.path().join("manifest.json")).unwrap();
     assert!(!manifest.contains(tb.var("LSB_S3_SECRET_ACCESS_KEY")));
-    empty(Store::S3, &prefix);
+    Store::S3.empty(&prefix);
 
     std::fs::write(
         &config,

@@ -288,15 +288,19 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn file_options_come_first_and_cli_lists_replace() {
+    /// A config file holding `text`, in a temp dir kept alive by the first value.
+    fn config_file(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.yaml");
-        std::fs::write(
-            &f,
+        std::fs::write(&f, text).unwrap();
+        (dir, f)
+    }
+
+    #[test]
+    fn file_options_come_first_and_cli_lists_replace() {
+        let (_dir, f) = config_file(
             "build_dir: /b\ntarget: /t\nskip: [haproxy]\nonly: [postgresql]\nconcurrency: 4\naccept-new-host-keys: true\nno-agent: false\n",
-        )
-        .unwrap();
+        );
         let args = os(&[
             "lsbackup",
             "backup",
@@ -330,13 +334,8 @@ mod tests {
 
     #[test]
     fn plan_leaves_out_what_only_backup_takes() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.yaml");
-        std::fs::write(
-            &f,
-            "build-dir: /b\ntarget: /t\nencrypt-to: [age1x]\nskip: [haproxy]\n",
-        )
-        .unwrap();
+        let (_dir, f) =
+            config_file("build-dir: /b\ntarget: /t\nencrypt-to: [age1x]\nskip: [haproxy]\n");
         let plan =
             strs(expand(os(&["lsbackup", "plan", "--config", f.to_str().unwrap()])).unwrap());
         assert_eq!(
@@ -357,13 +356,9 @@ mod tests {
     #[test]
     fn host_key_options_from_the_file() {
         use clap::Parser;
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.yaml");
-        std::fs::write(
-            &f,
+        let (_dir, f) = config_file(
             "build-dir: /b\ntarget: /t\nknown-hosts: /etc/lsbackup/known_hosts\ninsecure_skip_host_key_check: true\n",
-        )
-        .unwrap();
+        );
         let args = expand(os(&["lsbackup", "backup", "--config", f.to_str().unwrap()])).unwrap();
         let super::super::Command::Backup(a) =
             super::super::Cli::try_parse_from(args).unwrap().command
@@ -389,13 +384,9 @@ mod tests {
     #[test]
     fn global_options_before_or_after_the_command() {
         use clap::Parser;
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.yaml");
-        std::fs::write(
-            &f,
+        let (_dir, f) = config_file(
             "build-dir: /b\ntarget: /t\nlog-format: json\nverbose: true\nkeep-last: 3\nskip: [x]\n",
-        )
-        .unwrap();
+        );
         let f = f.to_str().unwrap();
         // --config before the command's name; the file's global options after it still count
         let got = strs(expand(os(&["lsbackup", "--config", f, "backup"])).unwrap());
