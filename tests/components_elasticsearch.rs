@@ -11,11 +11,12 @@
 mod common;
 mod support;
 
+use support::es::{EsStandIn, Repo};
 use support::{free_port, unique};
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,7 @@ use lsbackup::archive::Status;
 const NODE: &str = "node2";
 
 /// This tree's stand-in, for the private instances (the shared one runs from the test bed).
-const STANDIN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/testbed/standins/elasticsearch.py"
-);
+use support::es::ES_STANDIN as STANDIN;
 
 /// Tests that snapshot the shared stand-in run one at a time (one repository directory).
 static SHARED: Mutex<()> = Mutex::new(());
@@ -69,107 +67,16 @@ fn es(method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) 
     )
 }
 
-/// A private Elasticsearch stand-in (plain http) with its own elasticsearch.yml, killed on drop.
-struct StandIn {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl StandIn {
-    fn start(path_repo: Option<&str>, extra: &[&str]) -> StandIn {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut yml = format!(
-            "cluster.name: lsbackup-test\nnode.name: node-a\npath.data: {}/data\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n",
-            dir.path().display()
-        );
-        if let Some(r) = path_repo {
-            yml.push_str(&format!("path.repo: [\"{r}\"]\n"));
-        }
-        std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
-        let child = Command::new("/usr/bin/python3")
-            .arg(STANDIN)
-            .arg("--config")
-            .arg(dir.path().join("elasticsearch.yml"))
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the Elasticsearch stand-in");
-        let end = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < end,
-                "the Elasticsearch stand-in did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let s = StandIn { child, port, dir };
-        let (code, _) = s.call(
-            "PUT",
-            "/lsbackup-test-index/_doc/1",
-            Some(r#"{"message":"private stand-in"}"#),
-        );
-        assert_eq!(code, 201);
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-        let mut c = Command::new("curl");
-        c.args([
-            "-sS",
-            "--max-time",
-            "20",
-            "-X",
-            method,
-            "-H",
-            "Content-Type: application/json",
-        ])
-        .args(["-w", "\n%{http_code}"]);
-        if let Some(b) = body {
-            c.args(["--data-binary", b]);
-        }
-        let out = c
-            .arg(format!("{}{path}", self.url()))
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (
-            code.parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    /// `--set` arguments pointing the component at this instance.
-    fn sets(&self) -> Vec<String> {
-        vec![
-            "--set".into(),
-            format!("elasticsearch.elasticsearch_url={}", self.url()),
-            "--set".into(),
-            format!(
-                "elasticsearch.elasticsearch_config_dir={}",
-                self.path().display()
-            ),
-        ]
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A private stand-in (tests/support/es.rs) holding one document in `lsbackup-test-index`.
+fn standin(repo: Repo<'_>, args: &[&str]) -> EsStandIn {
+    let s = EsStandIn::start(repo, args);
+    let (code, _) = s.call(
+        "PUT",
+        "/lsbackup-test-index/_doc/1",
+        Some(r#"{"message":"private stand-in"}"#),
+    );
+    assert_eq!(code, 201);
+    s
 }
 
 fn backup(args: &[String]) -> support::Run {
@@ -395,7 +302,7 @@ fn without_the_admin_certificate_the_cluster_refuses_and_says_so() {
 
 #[test]
 fn repository_outside_path_repo_is_a_clear_error() {
-    let es = StandIn::start(None, &[]);
+    let es = standin(Repo::None, &[]);
     let mut args = vec!["--only".into(), "elasticsearch,haproxy".into()];
     args.extend(es.sets());
     let run = backup(&args);
@@ -437,7 +344,7 @@ fn repository_outside_path_repo_is_a_clear_error() {
 fn snapshot_that_never_completes_times_out_and_is_aborted() {
     let repo_root = tempfile::tempdir().unwrap();
     let root = repo_root.path().display().to_string();
-    let es = StandIn::start(Some(&root), &["--snapshot-never-completes"]);
+    let es = standin(Repo::At(&root), &["--snapshot-never-completes"]);
     let mut args = vec![
         "--only".into(),
         "elasticsearch,haproxy".into(),
@@ -505,7 +412,7 @@ fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
     let repo_root = tempfile::tempdir().unwrap();
     let root = repo_root.path().display().to_string();
     let node_b = format!("node-b:{root}:unshared");
-    let es = StandIn::start(Some(&root), &["--extra-node", &node_b]);
+    let es = standin(Repo::At(&root), &["--extra-node", &node_b]);
     let mut args = vec![
         "--only".into(),
         "elasticsearch".into(),
@@ -525,7 +432,7 @@ fn multi_node_cluster_without_a_shared_repository_is_a_clear_error() {
     assert_eq!(err.lines().count(), 1, "one error line: {err}");
 
     // a second node without path.repo at all is named by the path.repo check
-    let es2 = StandIn::start(Some(&root), &["--extra-node", "node-c"]);
+    let es2 = standin(Repo::At(&root), &["--extra-node", "node-c"]);
     let mut args = vec![
         "--only".into(),
         "elasticsearch".into(),
@@ -769,7 +676,7 @@ fn opensearch_layout_with_demo_certificates_over_https() {
 fn closed_indices_are_named_in_a_note() {
     let repo_root = tempfile::tempdir().unwrap();
     let root = repo_root.path().display().to_string();
-    let es = StandIn::start(Some(&root), &[]);
+    let es = standin(Repo::At(&root), &[]);
     let (code, _) = es.call(
         "PUT",
         "/lsbackup-closed-index/_doc/1",

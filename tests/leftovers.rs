@@ -16,6 +16,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::es::{EsStandIn, Repo};
 
 const REMOVED: &str = "removed what an earlier run left";
 
@@ -362,128 +363,37 @@ fn temporary_files_on_hosts_never_hold_credentials() {
 
 // --- Elasticsearch: snapshots and a repository registration in the cluster ------------------
 
-/// This tree's Elasticsearch stand-in, for a private instance (the shared one is left alone).
-const ES_STANDIN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/testbed/standins/elasticsearch.py"
-);
-
-/// A private Elasticsearch stand-in (plain http, own port and config, path.repo in its temp
-/// dir), killed on drop.
-struct Es {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
+/// A private Elasticsearch stand-in (tests/support/es.rs; path.repo in its temp dir) holding one
+/// document, started with `args`.
+fn es_start(args: &[&str]) -> EsStandIn {
+    let es = EsStandIn::start(Repo::Own, args);
+    let (code, v) = es.call(
+        "PUT",
+        "/leftovers-index/_doc/1",
+        Some(r#"{"message":"private stand-in"}"#),
+    );
+    assert_eq!(code, 201, "{v}");
+    es
 }
 
-impl Es {
-    fn start(extra: &[&str]) -> Es {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        std::fs::create_dir(dir.path().join("repos")).unwrap();
-        let yml = format!(
-            "cluster.name: lsbackup-leftovers\nnode.name: node-l\npath.data: {d}/data\npath.repo: [\"{d}/repos\"]\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n",
-            d = dir.path().display()
-        );
-        std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
-        let child = Command::new("/usr/bin/python3")
-            .arg(ES_STANDIN)
-            .arg("--config")
-            .arg(dir.path().join("elasticsearch.yml"))
-            .args(extra)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting the Elasticsearch stand-in");
-        let end = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < end,
-                "the stand-in did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let es = Es { child, port, dir };
-        let (code, v) = es.call(
-            "PUT",
-            "/leftovers-index/_doc/1",
-            Some(r#"{"message":"private stand-in"}"#),
-        );
-        assert_eq!(code, 201, "{v}");
-        es
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, serde_json::Value) {
-        let mut c = Command::new("curl");
-        c.args(["-sS", "--max-time", "20", "-X", method]).args([
-            "-H",
-            "Content-Type: application/json",
-            "-w",
-            "\n%{http_code}",
-        ]);
-        if let Some(b) = body {
-            c.args(["--data-binary", b]);
-        }
-        let out = c
-            .arg(format!("http://127.0.0.1:{}{path}", self.port))
-            .output()
-            .expect("curl");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (
-            code.parse().unwrap_or(0),
-            serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-        )
-    }
-
-    fn repos(&self) -> PathBuf {
-        self.dir.path().join("repos")
-    }
-
-    /// `--only elasticsearch` and `--set`s pointing the component at this instance.
-    fn args(&self) -> Vec<String> {
-        [
-            "--only".to_string(),
-            "elasticsearch".to_string(),
-            "--set".to_string(),
-            format!(
-                "elasticsearch.elasticsearch_url=http://127.0.0.1:{}",
-                self.port
-            ),
-            "--set".to_string(),
-            format!(
-                "elasticsearch.elasticsearch_config_dir={}",
-                self.dir.path().display()
-            ),
-            "--set".to_string(),
-            format!(
-                "elasticsearch.elasticsearch_repository_location={}/lsbackup",
-                self.repos().display()
-            ),
-        ]
-        .to_vec()
-    }
-
-    /// The names of the snapshots in repository lsbackup (none when it is not registered).
-    fn snapshots(&self) -> Vec<String> {
-        let (_, v) = self.call("GET", "/_snapshot/lsbackup/_all", None);
-        v["snapshots"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s["snapshot"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
+/// `--only elasticsearch` and `--set`s pointing the component at `es`.
+fn es_args(es: &EsStandIn) -> Vec<String> {
+    let mut v = vec!["--only".to_string(), "elasticsearch".to_string()];
+    v.extend(es.sets());
+    v
 }
 
-impl Drop for Es {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The names of the snapshots in repository lsbackup (none when it is not registered).
+fn es_snapshots(es: &EsStandIn) -> Vec<String> {
+    let (_, v) = es.call("GET", "/_snapshot/lsbackup/_all", None);
+    v["snapshots"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s["snapshot"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// `lsbackup-<date>-<time>-<host id>-<holder>-<random>`: (host id, holder).
@@ -496,20 +406,19 @@ fn es_run_snapshot(name: &str) -> Option<(String, u32)> {
 
 /// Start a backup of the stand-in and SIGKILL it as soon as its snapshot is in the repository
 /// (still running: the stand-in completes snapshots 3 s after they start); its name.
-fn kill_es_run(es: &Es) -> String {
+fn kill_es_run(es: &EsStandIn) -> String {
     let tb = common::testbed();
-    let before = es.snapshots();
+    let before = es_snapshots(es);
     let target = tempfile::tempdir().unwrap();
     let mut child = support::backup_command(&tb.build_dir(), target.path())
-        .args(es.args())
+        .args(es_args(es))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let t = Instant::now();
     loop {
-        if let Some(new) = es
-            .snapshots()
+        if let Some(new) = es_snapshots(es)
             .into_iter()
             .find(|n| !before.contains(n) && es_run_snapshot(n).is_some())
         {
@@ -529,8 +438,8 @@ fn kill_es_run(es: &Es) -> String {
 #[test]
 fn a_killed_elasticsearch_run_leaves_no_snapshot_nor_registration() {
     let tb = common::testbed();
-    let es = Es::start(&["--snapshot-completes-after", "3"]);
-    let args: Vec<String> = es.args();
+    let es = es_start(&["--snapshot-completes-after", "3"]);
+    let args: Vec<String> = es_args(&es);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
 
     // 1. killed while its snapshot runs, in a repository it registered
@@ -613,7 +522,7 @@ fn a_killed_elasticsearch_run_leaves_no_snapshot_nor_registration() {
         run.stderr(),
         run.errors_of("elasticsearch")
     );
-    let now = es.snapshots();
+    let now = es_snapshots(&es);
     assert!(!now.contains(&left), "{left} is still there: {now:?}");
     for d in &decoys {
         assert!(now.contains(d), "{d} was removed: {now:?}");
@@ -683,7 +592,7 @@ fn new_dirs(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn a_killed_restore_leaves_nothing_after_the_next_restore() {
     let tb = common::testbed();
-    let es = Es::start(&[]);
+    let es = es_start(&[]);
     // a big document: the repository directory takes a moment to arrive on the host
     let doc = tempfile::NamedTempFile::new().unwrap();
     let mut noise = vec![0u8; 12 * 1024 * 1024];
@@ -700,7 +609,7 @@ fn a_killed_restore_leaves_nothing_after_the_next_restore() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
-    let args = es.args();
+    let args = es_args(&es);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = support::backup(&tb.build_dir(), &args);
     assert_eq!(

@@ -7,6 +7,7 @@
 mod common;
 mod support;
 
+use support::es::{EsStandIn, Repo};
 use support::transcript as text;
 
 use std::path::Path;
@@ -385,99 +386,14 @@ fn kibana_refusals_fail_the_restore_and_are_named() {
 
 // --- Elasticsearch -------------------------------------------------------------------------
 
-/// This tree's stand-in, run privately (plain http, its own path.data and path.repo), so that
-/// replacing its repository directory and its indices disturbs no other test.
-const ES_STANDIN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/testbed/standins/elasticsearch.py"
-);
-
-/// A private Elasticsearch stand-in, killed on drop.
-struct EsStandIn {
-    child: std::process::Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl EsStandIn {
-    fn start() -> EsStandIn {
-        let dir = tempfile::tempdir().unwrap();
-        let port = support::free_port();
-        std::fs::create_dir(dir.path().join("repos")).unwrap();
-        let yml = format!(
-            "cluster.name: lsbackup-restore-test\nnode.name: node-r\npath.data: {d}/data\npath.repo: [\"{d}/repos\"]\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n",
-            d = dir.path().display()
-        );
-        std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
-        let child = Command::new("/usr/bin/python3")
-            .arg(ES_STANDIN)
-            .arg("--config")
-            .arg(dir.path().join("elasticsearch.yml"))
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting the Elasticsearch stand-in");
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < end,
-                "the Elasticsearch stand-in did not listen on {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        EsStandIn { child, port, dir }
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        curl(
-            &[],
-            method,
-            &format!("http://127.0.0.1:{}{path}", self.port),
-            body,
-        )
-    }
-
-    fn count(&self, index: &str) -> (u16, Value) {
-        self.call("GET", &format!("/{index}/_count"), None)
-    }
-
-    fn repos(&self) -> std::path::PathBuf {
-        self.dir.path().join("repos")
-    }
-
-    /// `--set` arguments pointing the component at this instance and its repository dir.
-    fn sets(&self) -> Vec<String> {
-        vec![
-            "--set".into(),
-            format!(
-                "elasticsearch.elasticsearch_url=http://127.0.0.1:{}",
-                self.port
-            ),
-            "--set".into(),
-            format!(
-                "elasticsearch.elasticsearch_config_dir={}",
-                self.dir.path().display()
-            ),
-            "--set".into(),
-            format!(
-                "elasticsearch.elasticsearch_repository_location={}/lsbackup",
-                self.repos().display()
-            ),
-        ]
-    }
-}
-
-impl Drop for EsStandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `GET /INDEX/_count` of the stand-in.
+fn count(es: &EsStandIn, index: &str) -> (u16, Value) {
+    es.call("GET", &format!("/{index}/_count"), None)
 }
 
 #[test]
 fn elasticsearch_indices_come_back_from_the_snapshot() {
-    let es = EsStandIn::start();
+    let es = EsStandIn::start(Repo::Own, &[]);
     let docs = [
         ("restore-logs", 3),
         ("restore-metrics", 2),
@@ -488,7 +404,7 @@ fn elasticsearch_indices_come_back_from_the_snapshot() {
             let (code, v) = es.call(
                 "PUT",
                 &format!("/{index}/_doc/{i}"),
-                Some(&json!({"message": format!("{index} {i}")})),
+                Some(&json!({"message": format!("{index} {i}")}).to_string()),
             );
             assert_eq!(code, 201, "{v}");
         }
@@ -515,7 +431,7 @@ fn elasticsearch_indices_come_back_from_the_snapshot() {
         es.call(
             "PUT",
             "/restore-open/_doc/extra",
-            Some(&json!({"message": "after the backup"}))
+            Some(&json!({"message": "after the backup"}).to_string())
         )
         .0,
         201
@@ -551,9 +467,9 @@ fn elasticsearch_indices_come_back_from_the_snapshot() {
         out.contains("open index left alone (Elasticsearch restores only over a closed index; run again with --yes to close and replace it): restore-open"),
         "{out}"
     );
-    assert_eq!(es.count("restore-logs").0, 404);
-    assert_eq!(es.count("restore-metrics").0, 400, "still closed");
-    assert_eq!(es.count("restore-open").1["count"], 2);
+    assert_eq!(count(&es, "restore-logs").0, 404);
+    assert_eq!(count(&es, "restore-metrics").0, 400, "still closed");
+    assert_eq!(count(&es, "restore-open").1["count"], 2);
     assert_eq!(es.call("GET", "/_snapshot/lsbackup", None).0, 404);
     let repo_after: Vec<_> = std::fs::read_dir(es.repos())
         .unwrap()
@@ -575,7 +491,7 @@ fn elasticsearch_indices_come_back_from_the_snapshot() {
     );
     assert!(out.contains("restored 3 indices"), "{out}");
     for (index, n) in docs {
-        let (code, v) = es.count(index);
+        let (code, v) = count(&es, index);
         assert_eq!((code, &v["count"]), (200, &json!(n)), "{index}: {v}");
     }
     assert_eq!(es.call("GET", "/_snapshot/lsbackup", None).0, 404);
@@ -593,7 +509,7 @@ fn elasticsearch_indices_come_back_from_the_snapshot() {
     assert_eq!(again.status.code(), Some(0), "{out}");
     assert!(out.contains("its files are left as they are"), "{out}");
     assert!(!out.contains("replace directory"), "{out}");
-    assert_eq!(es.count("restore-logs").1["count"], 3);
+    assert_eq!(count(&es, "restore-logs").1["count"], 3);
 
     // What the restore avoids: Elasticsearch refuses to restore over an open index.
     let location = format!("{}/lsbackup", es.repos().display());
@@ -601,7 +517,7 @@ fn elasticsearch_indices_come_back_from_the_snapshot() {
         es.call(
             "PUT",
             "/_snapshot/lsbackup",
-            Some(&json!({"type": "fs", "settings": {"location": location}}))
+            Some(&json!({"type": "fs", "settings": {"location": location}}).to_string())
         )
         .0,
         200
@@ -612,7 +528,7 @@ fn elasticsearch_indices_come_back_from_the_snapshot() {
     let (code, v) = es.call(
         "POST",
         &format!("/_snapshot/lsbackup/{name}/_restore?wait_for_completion=true"),
-        Some(&json!({"indices": "restore-logs"})),
+        Some(&json!({"indices": "restore-logs"}).to_string()),
     );
     assert_eq!(code, 500, "{v}");
     assert_eq!(v["error"]["type"], "snapshot_restore_exception");

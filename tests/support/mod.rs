@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 
 use lsbackup::archive::Manifest;
 
+pub mod es;
 pub mod stores;
 
 pub fn bin() -> &'static str {
