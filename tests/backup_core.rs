@@ -694,7 +694,10 @@ fn plan_and_inventory_commands() {
 }
 
 /// Several components streaming from the same hosts at once (one SSH session per host) into one
-/// archive: every byte arrives, nothing stalls.
+/// archive: every byte arrives (the manifest's sha256 of each entry is the source file's, and
+/// `verify` reads the archive against the manifest), nothing stalls. The archive (~340 MiB of
+/// random data) is not extracted: a second copy on disk would only test the test machine's
+/// free space.
 #[test]
 fn concurrent_streams_on_shared_sessions() {
     let tb = common::testbed();
@@ -702,12 +705,15 @@ fn concurrent_streams_on_shared_sessions() {
         .prefix("lsb-conc")
         .tempdir_in("/tmp")
         .unwrap();
-    for i in 0..4 {
+    let mut want = Vec::new();
+    for i in 0..4u64 {
         sh_ok(&format!(
             "head -c {} /dev/urandom > {}/f{i}",
-            (i + 1) * 6 * 1024 * 1024,
+            (i + 1) * 4 * 1024 * 1024,
             data.path().display()
         ));
+        let bytes = std::fs::read(data.path().join(format!("f{i}"))).unwrap();
+        want.push((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))));
     }
     let comps = tempfile::tempdir().unwrap();
     for name in ["stream-a", "stream-b", "stream-c"] {
@@ -722,28 +728,58 @@ fn concurrent_streams_on_shared_sessions() {
         .unwrap();
     }
     let dir = comps.path().to_string_lossy().into_owned();
-    let run = support::backup(
-        &tb.build_dir(),
-        &[
+    let target = tempfile::tempdir().unwrap();
+    let out = support::backup_command(&tb.build_dir(), target.path())
+        .args([
             "--components-dir",
             &dir,
             "--only",
             "stream-a,stream-b,stream-c",
-            "--command-timeout",
-            "300",
-        ],
+        ])
+        .args(["--command-timeout", "300", "-q"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let archive = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let verify = Command::new(support::bin())
+        .arg("verify")
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
     );
-    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let sidecar = std::fs::read(format!("{archive}.manifest.json")).unwrap();
+    let manifest: lsbackup::archive::Manifest = serde_json::from_slice(&sidecar).unwrap();
     let rel = data.path().strip_prefix("/").unwrap().display().to_string();
     for c in ["stream-a", "stream-b", "stream-c"] {
+        let report = manifest.components.iter().find(|r| r.name == c).unwrap();
         for host in ["node1", "node3"] {
-            for i in 0..4 {
-                let got = run.read(&format!("{c}/{host}/{rel}/f{i}"));
-                let want = std::fs::read(data.path().join(format!("f{i}"))).unwrap();
-                assert!(got == want, "{c}/{host}/f{i} differs");
+            let h = report.hosts.iter().find(|h| h.host == host).unwrap();
+            let entry = |path: String| {
+                let e = h
+                    .entries
+                    .iter()
+                    .find(|e| e.path == path)
+                    .unwrap_or_else(|| panic!("{path} not in the manifest"));
+                (e.size, e.sha256.clone().unwrap_or_default())
+            };
+            for (i, w) in want.iter().enumerate() {
+                assert_eq!(
+                    &entry(format!("{c}/{host}/{rel}/f{i}")),
+                    w,
+                    "{c}/{host}/f{i}"
+                );
             }
-            let got = run.read(&format!("{c}/{host}/f3.copy"));
-            assert_eq!(got.len(), 24 * 1024 * 1024);
+            assert_eq!(
+                &entry(format!("{c}/{host}/f3.copy")),
+                &want[3],
+                "{c}/{host}/f3.copy"
+            );
         }
     }
 }

@@ -103,23 +103,47 @@ impl Run {
 pub fn extract(archive: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let name = archive.to_string_lossy();
-    let status = if name.ends_with(".zip") {
+    let out = if name.ends_with(".zip") {
         Command::new("unzip")
             .arg("-q")
             .arg(archive)
             .arg("-d")
             .arg(dir.path())
-            .status()
+            .output()
     } else {
         Command::new("tar")
             .arg("-xaf")
             .arg(archive)
             .arg("-C")
             .arg(dir.path())
-            .status()
+            .output()
     }
     .expect("running tar/unzip");
-    assert!(status.success(), "extracting {name} failed");
+    if !out.status.success() {
+        // say why: the tool's own words, what lsbackup's verify finds, and the free space
+        let verify = Command::new(bin()).arg("verify").arg(archive).output();
+        let df = Command::new("df")
+            .arg("-h")
+            .arg(dir.path())
+            .arg(archive)
+            .output();
+        let text = |o: std::io::Result<Output>| match o {
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => e.to_string(),
+        };
+        panic!(
+            "extracting {name} failed ({}):\n{}\n{}\nverify:\n{}\ndf:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout),
+            text(verify),
+            text(df)
+        );
+    }
     dir
 }
 
