@@ -15,6 +15,7 @@
 //! - `policy.rs`: host policy: first reachable / every host, in turn or at once, `select`,
 //!   fall back to the next host, the component's status from its hosts'.
 //! - `sessions.rs`: the session pool (one per host, opened once, shared).
+//! - `slots.rs`: at most `concurrency` host jobs at once, hosts whose connection is open first.
 //! - `unit.rs`: [`HostCtx`], one component on one host: the primitives every component is
 //!   built from, and [`StepError`], a failed step's kind and cause.
 //! - `steps.rs`: the interpreter of spec components (`components/*.yaml`).
@@ -31,6 +32,7 @@ mod progress;
 mod run;
 mod sessions;
 pub(crate) mod shell;
+mod slots;
 mod steps;
 mod unit;
 mod vars;

@@ -84,7 +84,7 @@ async fn on_host(
             cleanup_failed: false,
         };
     }
-    let _permit = ctx.limit.clone().acquire_owned().await;
+    let _slot = ctx.slots.acquire(&h.name).await;
     let session: Arc<Session> = match ctx.sessions.get(h, &ctx.transport).await {
         Ok(s) => s,
         Err(f) => {

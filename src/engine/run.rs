@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::Plan;
 use super::policy::run_component;
 use super::progress::Progress;
 use super::sessions::Sessions;
+use super::slots::HostSlots;
 use super::unit::Ctx;
 use crate::archive::{
     ArchiveError, ArchiveWriter, ComponentReport, Failure, FailureKind, Format, InventoryInfo,
@@ -155,11 +155,13 @@ pub async fn run_backup(
         writer.sink(),
         opts.spool_dir.is_some() && opts.spool_dir == target.local_dir(),
     );
+    let sessions = Sessions::new(opts.concurrency);
+    let slots = HostSlots::new(opts.concurrency, sessions.warm_probe());
     let ctx = Arc::new(Ctx {
         sink: writer.sink(),
-        sessions: Sessions::new(opts.concurrency),
+        sessions,
         transport: opts.transport.clone(),
-        limit: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+        slots,
         progress: fault.progress(progress),
         cancel: cancel.clone(),
         shared: Default::default(),

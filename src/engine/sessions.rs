@@ -38,7 +38,7 @@ pub fn transport_kind(e: &TransportError) -> FailureKind {
 /// One session per host. A failed connection is remembered, so each host is tried once per run
 /// and its failure is reported with the same kind and line by every component that needed it.
 pub(crate) struct Sessions {
-    cells: Mutex<HashMap<String, SessionCell>>,
+    cells: Arc<Mutex<HashMap<String, SessionCell>>>,
     /// Hosts whose dropped connection was already replaced by a fresh one (once per run).
     renewed: Mutex<HashSet<String>>,
     /// Connections kept open at most (open or being opened; idle ones are closed for new ones).
@@ -48,10 +48,17 @@ pub(crate) struct Sessions {
 impl Sessions {
     pub(crate) fn new(open_max: usize) -> Sessions {
         Sessions {
-            cells: Mutex::default(),
+            cells: Arc::default(),
             renewed: Mutex::default(),
             open_max: open_max.max(1),
         }
+    }
+
+    /// Whether a host has a connection in the pool (open, being opened, or failed: a job for
+    /// it needs no new login), for [`super::slots::HostSlots`].
+    pub(crate) fn warm_probe(&self) -> super::slots::WarmProbe {
+        let cells = self.cells.clone();
+        Arc::new(move |host: &str| cells.lock().unwrap().contains_key(host))
     }
 
     pub(crate) async fn get(

@@ -18,7 +18,6 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncSeekExt, ReadBuf};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{PlannedComponent, PlannedHost};
@@ -37,7 +36,8 @@ pub(crate) struct Ctx {
     pub(crate) sink: EntrySink,
     pub(crate) sessions: Sessions,
     pub(crate) transport: TransportConfig,
-    pub(crate) limit: Arc<Semaphore>,
+    /// Host jobs at once (`--concurrency`).
+    pub(crate) slots: super::slots::HostSlots,
     pub(crate) progress: Arc<dyn Progress>,
     pub(crate) cancel: CancellationToken,
     /// Per-run values shared by the hosts of one component ([`HostCtx::shared`]), keyed by
