@@ -191,6 +191,9 @@ fn socket_inodes(pid: u32) -> Option<(usize, Vec<u64>)> {
 /// `/proc/<pid>/net/tcp` (`sl local remote st ... uid timeout inode`, addresses as `HEX:PORT`).
 fn tcp_to_port(pid: u32, inodes: &[u64], port: u16) -> usize {
     let text = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+    // A socket can be listed twice in one read of the file (the kernel's table changes between
+    // the chunks of the read): counted once, by its inode.
+    let mut seen = std::collections::HashSet::new();
     text.lines()
         .skip(1)
         .filter(|l| {
@@ -201,7 +204,9 @@ fn tcp_to_port(pid: u32, inodes: &[u64], port: u16) -> usize {
                     .next()
                     .and_then(|p| u16::from_str_radix(p, 16).ok())
                     == Some(port)
-                && f[9].parse().is_ok_and(|i: u64| inodes.contains(&i))
+                && f[9]
+                    .parse()
+                    .is_ok_and(|i: u64| inodes.contains(&i) && seen.insert(i))
         })
         .count()
 }

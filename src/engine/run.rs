@@ -156,7 +156,7 @@ pub async fn run_backup(
         opts.spool_dir.is_some() && opts.spool_dir == target.local_dir(),
     );
     let sessions = Sessions::new(opts.concurrency);
-    let slots = HostSlots::new(opts.concurrency, sessions.warm_probe());
+    let slots = HostSlots::new(opts.concurrency, sessions.slot_hooks());
     let ctx = Arc::new(Ctx {
         sink: writer.sink(),
         sessions,

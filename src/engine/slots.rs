@@ -3,15 +3,24 @@
 //! the oldest job: with more hosts than slots, the components of a host run while its session
 //! is open instead of queueing behind every other host and connecting it again (50 hosts ×
 //! 2 components at 8 slots: 50 logins, not 100). No job waits forever: each host has a bounded
-//! number of jobs, so preferred ones run out.
+//! number of jobs, so preferred ones run out. A host holding a slot is reserved in the pool
+//! ([`SlotHooks::reserve`]) from the moment the slot is granted, so its open connection is not
+//! closed for another host's between the grant and the job's first use of it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
 
-/// Whether a host's connection is open in the session pool.
-pub(crate) type WarmProbe = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// What the slots tell the session pool, and ask it.
+pub(crate) trait SlotHooks: Send + Sync {
+    /// Whether `host` has a connection in the pool.
+    fn warm(&self, host: &str) -> bool;
+    /// A job on `host` got a slot.
+    fn reserve(&self, host: &str);
+    /// A job on `host` gave its slot back.
+    fn unreserve(&self, host: &str);
+}
 
 pub(crate) struct HostSlots {
     inner: Arc<Inner>,
@@ -19,7 +28,7 @@ pub(crate) struct HostSlots {
 
 struct Inner {
     state: Mutex<State>,
-    warm: WarmProbe,
+    hooks: Arc<dyn SlotHooks>,
 }
 
 struct State {
@@ -37,10 +46,12 @@ struct Waiter {
 /// A held slot; freed when dropped.
 pub(crate) struct HostSlot {
     inner: Arc<Inner>,
+    host: String,
 }
 
 impl Drop for HostSlot {
     fn drop(&mut self) {
+        self.inner.hooks.unreserve(&self.host);
         self.inner.release();
     }
 }
@@ -53,12 +64,14 @@ impl Inner {
             let at = st
                 .waiting
                 .iter()
-                .position(|w| (self.warm)(&w.host))
+                .position(|w| self.hooks.warm(&w.host))
                 .unwrap_or(0);
             let w = st.waiting.remove(at).expect("index in range");
+            self.hooks.reserve(&w.host);
             if w.grant.send(()).is_ok() {
                 return;
             }
+            self.hooks.unreserve(&w.host);
             // its job was dropped while waiting (its guard could not take it out yet)
         }
         st.free += 1;
@@ -70,6 +83,7 @@ impl Inner {
 struct Place<'a> {
     inner: &'a Arc<Inner>,
     id: u64,
+    host: &'a str,
     done: bool,
 }
 
@@ -87,13 +101,14 @@ impl Drop for Place<'_> {
         };
         if !was_waiting {
             // granted while being dropped: pass the slot on
+            self.inner.hooks.unreserve(self.host);
             self.inner.release();
         }
     }
 }
 
 impl HostSlots {
-    pub(crate) fn new(slots: usize, warm: WarmProbe) -> HostSlots {
+    pub(crate) fn new(slots: usize, hooks: Arc<dyn SlotHooks>) -> HostSlots {
         HostSlots {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -101,7 +116,7 @@ impl HostSlots {
                     waiting: VecDeque::new(),
                     next_id: 0,
                 }),
-                warm,
+                hooks,
             }),
         }
     }
@@ -112,8 +127,10 @@ impl HostSlots {
             let mut st = self.inner.state.lock().unwrap();
             if st.free > 0 {
                 st.free -= 1;
+                self.inner.hooks.reserve(host);
                 return HostSlot {
                     inner: self.inner.clone(),
+                    host: host.to_string(),
                 };
             }
             let id = st.next_id;
@@ -129,6 +146,7 @@ impl HostSlots {
         let mut place = Place {
             inner: &self.inner,
             id,
+            host,
             done: false,
         };
         // The sender is only dropped after a send (release) or with the queue itself.
@@ -136,6 +154,7 @@ impl HostSlots {
         place.done = true;
         HostSlot {
             inner: self.inner.clone(),
+            host: host.to_string(),
         }
     }
 }
@@ -145,15 +164,31 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
-    fn probe(open: &Arc<Mutex<HashSet<String>>>) -> WarmProbe {
-        let open = open.clone();
-        Arc::new(move |h: &str| open.lock().unwrap().contains(h))
+    /// Open hosts as the test sets them; reservations counted.
+    #[derive(Default)]
+    struct Pool {
+        open: Mutex<HashSet<String>>,
+        reserved: Mutex<Vec<String>>,
+    }
+
+    impl SlotHooks for Pool {
+        fn warm(&self, host: &str) -> bool {
+            self.open.lock().unwrap().contains(host)
+        }
+        fn reserve(&self, host: &str) {
+            self.reserved.lock().unwrap().push(host.to_string());
+        }
+        fn unreserve(&self, host: &str) {
+            let mut r = self.reserved.lock().unwrap();
+            let at = r.iter().position(|h| h == host).expect("reserved");
+            r.remove(at);
+        }
     }
 
     #[tokio::test]
     async fn a_freed_slot_goes_to_a_host_whose_connection_is_open() {
-        let open = Arc::new(Mutex::new(HashSet::new()));
-        let slots = Arc::new(HostSlots::new(1, probe(&open)));
+        let pool = Arc::new(Pool::default());
+        let slots = Arc::new(HostSlots::new(1, pool.clone()));
         let first = slots.acquire("h1").await;
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -166,18 +201,19 @@ mod tests {
             tokio::task::yield_now().await;
         }
         // all three are waiting; h1's connection is open
-        open.lock().unwrap().insert("h1".to_string());
+        pool.open.lock().unwrap().insert("h1".to_string());
         drop(first);
         for t in tasks {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), ["h1", "h2", "h3"]);
+        assert!(pool.reserved.lock().unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn oldest_first_when_no_host_is_open_and_a_dropped_waiter_passes_its_slot_on() {
-        let open = Arc::new(Mutex::new(HashSet::new()));
-        let slots = Arc::new(HostSlots::new(2, probe(&open)));
+        let pool = Arc::new(Pool::default());
+        let slots = Arc::new(HostSlots::new(2, pool.clone()));
         let a = slots.acquire("a").await;
         let b = slots.acquire("b").await;
         // a waiter that gives up: its place is removed
@@ -203,6 +239,7 @@ mod tests {
         // every slot is free again
         let _x = slots.acquire("e").await;
         let _y = slots.acquire("f").await;
+        assert_eq!(*pool.reserved.lock().unwrap(), ["e", "f"]);
         assert_eq!(slots.inner.state.lock().unwrap().free, 0);
         assert!(slots.inner.state.lock().unwrap().waiting.is_empty());
     }
