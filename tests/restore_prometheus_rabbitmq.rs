@@ -5,7 +5,8 @@
 //! nothing, restore: the process is stopped, the data dir replaced by the snapshot (the old one
 //! kept beside), the same command line started again as the same user, and the deleted
 //! series' samples are back, sample for sample (queried through the HTTP API); the rule file is
-//! back with the changed one kept beside it.
+//! back with the changed one kept beside it. A local user's program named `prometheus` running
+//! meanwhile is asked for its flags' defaults as that user, never as root.
 //!
 //! RabbitMQ (node1, RabbitMQ 3.10): a vhost of the test's own with queues, an exchange, a
 //! binding, a policy and a user with permissions; back up, delete the vhost and the user and
@@ -52,6 +53,95 @@ struct Proc {
     uid: u32,
     cwd: PathBuf,
     args: Vec<String>,
+}
+
+/// A local user's program named `prometheus` (user nobody, its own executable in a dir of its
+/// own, no flags): restore reads its flags' defaults from `EXE --help`, which must run as that
+/// user, never as root. Its `--help` appends the uid it ran as to `ran_as`; killed on drop.
+struct FakePrometheus {
+    child: std::process::Child,
+    ran_as: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FakePrometheus {
+    fn start() -> FakePrometheus {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("lsb-fake-prom")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let open = std::fs::Permissions::from_mode(0o777);
+        std::fs::set_permissions(dir.path(), open).unwrap();
+        let ran_as = dir.path().join("ran-as");
+        let src = dir.path().join("fake.c");
+        std::fs::write(
+            &src,
+            r#"#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)
+    if (!strcmp(argv[i], "--help")) {
+      FILE *f = fopen(RAN_AS, "a");
+      if (f) { fprintf(f, "%d\n", (int)getuid()); fclose(f); }
+      return 0;
+    }
+  for (;;) pause();
+}
+"#,
+        )
+        .unwrap();
+        let exe = dir.path().join("prometheus");
+        let cc = Command::new("cc")
+            .arg(format!("-DRAN_AS=\"{}\"", ran_as.display()))
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .output()
+            .expect("cc (the C compiler Rust links with)");
+        assert!(
+            cc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cc.stderr)
+        );
+        let child = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&exe)
+            .spawn()
+            .unwrap();
+        // running under its own name before the restore looks for it
+        let comm = format!("/proc/{}/comm", child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "prometheus" {
+            assert!(
+                Instant::now() < deadline,
+                "the fake prometheus did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        FakePrometheus {
+            child,
+            ran_as,
+            _dir: dir,
+        }
+    }
+
+    /// The uids its `--help` ran as, one per run.
+    fn help_ran_as(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.ran_as)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for FakePrometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The Prometheus process using `data` (its `--storage.tsdb.path`), read from /proc.
@@ -235,6 +325,19 @@ fn prometheus_data_dir_replaced_from_the_snapshot_and_restarted_as_it_ran() {
     changed.extend_from_slice(b"# changed after the backup\n");
     std::fs::write(rules, &changed).unwrap();
 
+    // A local user's program named prometheus runs meanwhile.
+    let fake = FakePrometheus::start();
+    let nobody = String::from_utf8(
+        Command::new("id")
+            .args(["-u", "nobody"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+
     // The dry run says what it would do and changes nothing.
     let dry = support::restore(
         &tb.build_dir(),
@@ -281,6 +384,18 @@ fn prometheus_data_dir_replaced_from_the_snapshot_and_restarted_as_it_ran() {
     ] {
         assert!(t.contains(want), "{want:?} in:\n{t}");
     }
+    // the fake's --help ran (to learn its defaults), as its own user each time, never as root
+    let ran_as = fake.help_ran_as();
+    assert!(
+        !ran_as.is_empty(),
+        "the fake prometheus was not asked for its defaults"
+    );
+    assert!(
+        ran_as.iter().all(|u| *u == nobody),
+        "--help ran as {ran_as:?}"
+    );
+    assert!(!t.contains(&format!("pid {}", fake.child.id())), "{t}");
+    drop(fake);
     // the same command line, user and directory, a new process
     let after = prometheus_using(&data_s).expect("Prometheus runs after the restore");
     assert_ne!(after.pid, before.pid);

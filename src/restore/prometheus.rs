@@ -4,7 +4,8 @@
 //!    from `/proc`: pid, user, working directory, executable, output file, open-files limit and
 //!    command line), each one's data dir and config file taken from its `--storage.tsdb.path` and
 //!    `--config.file` (resolved against its working directory; when a flag is absent, the
-//!    default its own executable prints with `--help`). The server restored is the one whose
+//!    default its own executable prints with `--help`, run as the process's own user: a local
+//!    user's program named `prometheus` never runs as root). The server restored is the one whose
 //!    data dir is the backup's (`<data dir>/snapshots/<name>/...` in the archive).
 //! 2. The config files (those under the config file's directory and `/etc/prometheus`) are put
 //!    back, each current file kept beside it as `FILE.lsbackup-<time>`; when one changed, the
@@ -88,8 +89,12 @@ const PROCESSES: &str = r#"for d in /proc/[0-9]*; do
 done
 exit 0"#;
 
-/// The help of the executable `$1` (defaults of its flags).
-const HELP: &str = r#"exec "$1" --help 2>&1"#;
+/// The help of the executable `$3` (defaults of its flags), run as the process's own user `$1`
+/// and group `$2` (no other groups): an executable found in `/proc` is whatever a local user
+/// started under the name `prometheus`, and never runs as root unless root started it.
+const HELP: &str = r#"uid=$1 gid=$2 exe=$3
+[ "$uid" = 0 ] && exec "$exe" --help 2>&1
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$exe" --help 2>&1"#;
 
 /// `name:...:home:...` of uid `$1`, if any.
 const PASSWD: &str = r#"getent passwd "$1" || exit 0"#;
@@ -413,14 +418,17 @@ async fn flag_or_default(
     if let Some(v) = flag_value(&p.args, flag) {
         return Ok(v);
     }
-    if !helps.contains_key(&p.exe) {
+    let key = format!("{}:{}:{}", p.uid, p.gid, p.exe);
+    if !helps.contains_key(&key) {
         let exe = p.exe.strip_suffix(" (deleted)").unwrap_or(&p.exe);
-        let h = r
-            .query_status("find Prometheus", &Script::new(HELP).arg(exe), None)
-            .await?;
-        helps.insert(p.exe.clone(), String::from_utf8_lossy(&h.stdout).into());
+        let script = Script::new(HELP)
+            .arg(p.uid.to_string())
+            .arg(p.gid.to_string())
+            .arg(exe);
+        let h = r.query_status("find Prometheus", &script, None).await?;
+        helps.insert(key.clone(), String::from_utf8_lossy(&h.stdout).into());
     }
-    Ok(help_default(&helps[&p.exe], flag).unwrap_or_default())
+    Ok(help_default(&helps[&key], flag).unwrap_or_default())
 }
 
 /// The running Prometheus servers of the host with their data dir and config file.
