@@ -340,7 +340,12 @@ fn streamer_lost(run: &support::Run) {
     assert!(
         errors[0]
             .message
-            .starts_with("bad: streamer: dump: connection lost: "),
+            .starts_with("bad: streamer: dump: connection lost: the connection dropped"),
+        "{}",
+        errors[0].message
+    );
+    assert!(
+        errors[0].message.ends_with("while the command ran"),
         "{}",
         errors[0].message
     );

@@ -839,7 +839,12 @@ async fn connection_lost_is_not_a_clean_exit() {
     assert!(read.is_err(), "truncated stream must end in an error");
     let e = p.wait().await.unwrap_err();
     assert!(matches!(e, TransportError::Lost { .. }), "{e:?}");
-    assert!(e.to_string().starts_with("node3: connection lost: "), "{e}");
+    // the cause is the connection's end, not only the channel's
+    assert!(
+        e.to_string()
+            .starts_with("node3: connection lost: the connection dropped: "),
+        "{e}"
+    );
     // Later commands on the dead session fail with Lost too.
     let e = s.run(&Script::new("true"), None, 10).await.unwrap_err();
     assert!(matches!(e, TransportError::Lost { .. }), "{e:?}");

@@ -58,7 +58,12 @@ struct Client {
     known_hosts: PathBuf,
     policy: UnknownKey,
     refusal: Arc<Mutex<Option<TransportError>>>,
+    gone: Gone,
 }
+
+/// Why a connection ended, once it has (set by [`Client::disconnected`]): the cause a command
+/// cut short reports.
+type Gone = Arc<Mutex<Option<String>>>;
 
 impl Client {
     fn refuse(&self, e: TransportError) -> bool {
@@ -167,6 +172,49 @@ impl Handler for Client {
         };
         Ok(self.judge(&key))
     }
+
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        let (why, result) = match reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => {
+                let said = clean_line(&info.message);
+                let why = if said.is_empty() {
+                    format!("the server ended the connection ({:?})", info.reason_code)
+                } else {
+                    format!("the server ended the connection: {said}")
+                };
+                (why, Ok(()))
+            }
+            client::DisconnectReason::Error(e) => {
+                let why = match &e {
+                    russh::Error::IO(io) => format!("the connection dropped: {}", io_cause(io)),
+                    russh::Error::Disconnect => "the server closed the connection".to_string(),
+                    russh::Error::KeepaliveTimeout => {
+                        "the host stopped answering keepalives".to_string()
+                    }
+                    other => format!("the connection failed: {}", ssh_cause(other)),
+                };
+                (why, Err(e))
+            }
+        };
+        self.gone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(why);
+        result
+    }
+}
+
+/// A line a server sent, shown to the user: control characters dropped, at most 200 chars.
+fn clean_line(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_string()
 }
 
 /// One hop: a jump host or the target.
@@ -519,7 +567,13 @@ pub(super) struct SshConn {
     /// host that stopped answering (its sshd stopped, the network gone quiet) would otherwise
     /// hold every later command of the session until the keepalives give up.
     open_timeout: OpenTimeout,
+    /// Why the connection ended, once it has.
+    gone: Gone,
 }
+
+/// How long a command whose channel closed without an exit status waits to learn whether the
+/// whole connection ended (and why).
+const GONE_WAIT: Duration = Duration::from_secs(1);
 
 /// How long [`SshConn::close`] waits for the connection to end after its disconnect.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -644,6 +698,7 @@ impl Ctx<'_> {
         stream: Box<dyn Stream>,
         hop: &Hop,
         proxy_stderr: Option<ProxyStderr>,
+        gone: Gone,
     ) -> Result<Handle<Client>, TransportError> {
         let refusal = Arc::new(Mutex::new(None));
         let handler = Client {
@@ -654,6 +709,7 @@ impl Ctx<'_> {
             known_hosts: self.known_hosts.clone(),
             policy: self.policy,
             refusal: refusal.clone(),
+            gone,
         };
         let recorded = known_hosts::recorded_algorithms(&self.known_hosts, &hop.host, hop.port);
         let config = client_config(self.spec, &recorded);
@@ -877,6 +933,21 @@ fn host_key_policy(spec: &ConnectionSpec, cfg: &TransportConfig) -> (PathBuf, Un
     (known_hosts, policy)
 }
 
+/// Why the connection ended, when it did: waits up to [`GONE_WAIT`] for the session to say so
+/// (a channel is closed as its connection ends, maybe just before the reason is known).
+async fn gone_cause(gone: &Gone) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + GONE_WAIT;
+    loop {
+        if let Some(why) = gone.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Some(why);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl SshConn {
     pub(super) async fn connect(
         spec: &ConnectionSpec,
@@ -913,6 +984,8 @@ impl SshConn {
         hops.push(target);
 
         let mut jumps: Vec<Handle<Client>> = Vec::new();
+        // the last hop's: the target's own connection
+        let mut gone = Gone::default();
         for hop in &hops {
             let mut proxy_stderr = None;
             let stream: Box<dyn Stream> = match jumps.last() {
@@ -954,7 +1027,10 @@ impl SshConn {
                     }
                 }
             };
-            let handle = ctx.establish(stream, hop, proxy_stderr).await?;
+            gone = Gone::default();
+            let handle = ctx
+                .establish(stream, hop, proxy_stderr, gone.clone())
+                .await?;
             jumps.push(handle);
         }
         let handle = jumps.pop().expect("at least the target hop");
@@ -978,6 +1054,7 @@ impl SshConn {
             slots: Arc::new(Semaphore::new(MAX_CHANNELS)),
             tunnels: Arc::new(Semaphore::new(super::tunnel::MAX_TUNNELS)),
             open_timeout,
+            gone,
         })
     }
 
@@ -1056,6 +1133,7 @@ impl SshConn {
             }
         };
         let host = host.to_string();
+        let gone = self.gone.clone();
         Ok(tokio::spawn(async move {
             let _permit = permit;
             let mut feed = feed;
@@ -1171,8 +1249,12 @@ impl SshConn {
                     })
                 }
                 End::Closed => {
-                    let cause =
-                        "the channel closed before the command reported an exit status".to_string();
+                    let cause = match gone_cause(&gone).await {
+                        Some(why) => format!("{why} while the command ran"),
+                        None => "the server closed the command's channel before it reported an \
+                                 exit status"
+                            .to_string(),
+                    };
                     writer.fail(
                         io::ErrorKind::ConnectionAborted,
                         format!("{host}: connection lost: {cause}"),
