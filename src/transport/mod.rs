@@ -279,7 +279,7 @@ impl Output {
 }
 
 enum Backend {
-    Ssh(ssh::SshConn),
+    Ssh(Box<ssh::SshConn>),
     Local,
 }
 
@@ -329,7 +329,7 @@ impl Session {
         } else {
             let user = spec.user.clone().unwrap_or_else(local::current_user);
             let conn = ssh::SshConn::connect(spec, cfg, &user).await?;
-            (user, Backend::Ssh(conn))
+            (user, Backend::Ssh(Box::new(conn)))
         };
         Ok(Session {
             inner: Arc::new(Inner {
