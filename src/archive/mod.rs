@@ -205,7 +205,9 @@ struct Shared {
     idle: Notify,
     closing: AtomicBool,
     /// Paths taken so far (entries written or being written), to refuse duplicates.
-    paths: Mutex<HashSet<String>>,
+    /// Held as 128-bit digests of the paths, not the paths: 16 bytes an entry (a run of a
+    /// million files held 100+ MB of path strings here).
+    paths: Mutex<HashSet<PathKey>>,
     /// The writer task's fatal error, once it has stopped.
     fatal: Mutex<Option<String>>,
     /// The first failure to write a spool file ([`EntrySink::spool_failure`]).
@@ -567,6 +569,18 @@ fn check_path(path: &str) -> Result<(), ArchiveError> {
     Ok(())
 }
 
+/// A path's key in [`Shared::paths`]: the first 128 bits of its sha256 (two different paths
+/// sharing one is beyond any archive's count of entries).
+type PathKey = [u8; 16];
+
+fn path_key(path: &str) -> PathKey {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(path.as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
 fn now() -> i64 {
     jiff::Timestamp::now().as_second()
 }
@@ -581,7 +595,7 @@ impl EntrySink {
         {
             return Err(self.shared.closed_error());
         }
-        if !self.shared.paths.lock().unwrap().insert(path.to_string()) {
+        if !self.shared.paths.lock().unwrap().insert(path_key(path)) {
             return Err(ArchiveError::Entry {
                 path: path.to_string(),
                 cause: "already in the archive".into(),
@@ -591,7 +605,7 @@ impl EntrySink {
     }
 
     fn release(&self, path: &str) {
-        self.shared.paths.lock().unwrap().remove(path);
+        self.shared.paths.lock().unwrap().remove(&path_key(path));
     }
 
     /// The first failure to write a spool file (`writing the spool file: CAUSE`, e.g. its disk
@@ -608,7 +622,7 @@ impl EntrySink {
 
     /// Whether `path` is in the archive or being added.
     pub fn is_taken(&self, path: &str) -> bool {
-        self.shared.paths.lock().unwrap().contains(path)
+        self.shared.paths.lock().unwrap().contains(&path_key(path))
     }
 
     /// Where entries are spooled (also the place for other temporary files of the run).

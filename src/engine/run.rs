@@ -236,7 +236,7 @@ pub async fn run_backup(
         return Err(e.into());
     }
     let status = crate::archive::overall_status(&reports);
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: MANIFEST_FORMAT,
         tool: ToolInfo {
             name: "lsbackup".into(),
@@ -294,11 +294,12 @@ pub async fn run_backup(
     // archive is complete without it: a failure is a warning.
     if opts.encrypt.is_none() {
         let sidecar = format!("{}{}", manifest.archive_name, crate::target::SIDECAR_SUFFIX);
-        let beside = Manifest {
-            archive: Some(stored.digest()),
-            ..manifest.clone()
-        };
-        let written = match serde_json::to_vec_pretty(&beside) {
+        // The same manifest plus the archive file's digest: set for the sidecar only (not a
+        // copy: every entry's record would be held twice).
+        manifest.archive = Some(stored.digest());
+        let bytes = serde_json::to_vec_pretty(&manifest);
+        manifest.archive = None;
+        let written = match bytes {
             Ok(bytes) => target
                 .put_small(&sidecar, bytes)
                 .await
