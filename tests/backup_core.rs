@@ -890,6 +890,37 @@ fn verify_command() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("the archive differs from what"), "{text}");
+    // a sidecar whose manifest is not the one inside (one entry's sha256 changed, the archive's
+    // digest left right): refused as such
+    let copy = run.target.path().join("copy.tar.zst");
+    std::fs::copy(&archive, &copy).unwrap();
+    let mut lying: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    let entry = lying["components"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .flat_map(|c| c["hosts"].as_array_mut().unwrap().iter_mut())
+        .flat_map(|h| h["entries"].as_array_mut().unwrap().iter_mut())
+        .find(|e| e["sha256"].is_string())
+        .expect("an entry with a sha256");
+    entry["sha256"] = serde_json::json!("0".repeat(64));
+    std::fs::write(
+        format!("{}.manifest.json", copy.display()),
+        serde_json::to_vec_pretty(&lying).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(support::bin())
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("differs from the manifest.json inside the archive"),
+        "{text}"
+    );
     // cut the archive short: the stream no longer ends cleanly
     let data = std::fs::read(&archive).unwrap();
     let cut = run.target.path().join("cut.tar.zst");

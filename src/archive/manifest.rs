@@ -117,7 +117,7 @@ pub struct EntryRecord {
     pub link_target: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandRecord {
     /// Step name from the component spec.
     pub step: String,
@@ -132,7 +132,7 @@ pub struct CommandRecord {
     pub stderr_tail: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostReport {
     pub host: String,
     pub address: String,
@@ -153,7 +153,7 @@ pub struct HostReport {
     pub errors: Vec<Failure>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentReport {
     pub name: String,
     pub description: String,
@@ -165,7 +165,7 @@ pub struct ComponentReport {
     pub errors: Vec<Failure>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InventoryInfo {
     pub path: String,
     /// Group name -> hosts (resolved, children included).
@@ -174,13 +174,13 @@ pub struct InventoryInfo {
     pub hosts: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolInfo {
     pub name: String,
     pub version: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
     pub tool: ToolInfo,
