@@ -14,7 +14,8 @@
 #            (and three ssh|zstd pipelines at once, for reference)
 # Memory rows (one run each): lsbackup on 100 MiB, 1 GiB (the files runs) and 4 GiB trees, and on
 # 8 hosts at once (two inventory names per test bed sshd address, ~256 MiB tree each).
-# Then bench/small.sh, bench/k8s_api.sh and bench/objstore.sh when they exist and are executable.
+# Then bench/small.sh, bench/k8s_api.sh, bench/objstore.sh and bench/manyfiles.sh when they exist
+# and are executable.
 #
 # Data is generated once and cached under /var/lib/lsbackup-bench; the PostgreSQL database
 # `bench` (pgbench scale 68 per GiB) is created for the run and dropped on exit.
@@ -314,6 +315,7 @@ su postgres -c "dropdb --if-exists bench" >/dev/null 2>&1 || true
   extra small.sh
   extra k8s_api.sh
   extra objstore.sh
+  extra manyfiles.sh
 } >"$OUT/extra.md"
 elapsed=$((SECONDS - BUILT))
 { report; cat "$OUT/extra.md"; } >"$OUT/report.md"
