@@ -15,6 +15,15 @@ fn sh(cmd: &str) -> std::process::Output {
     Command::new("sh").arg("-c").arg(cmd).output().unwrap()
 }
 
+/// `lsbackup verify ARCHIVE`, run to its end.
+fn verify(archive: impl AsRef<std::ffi::OsStr>) -> std::process::Output {
+    Command::new(support::bin())
+        .arg("verify")
+        .arg(archive)
+        .output()
+        .unwrap()
+}
+
 fn sh_ok(cmd: &str) -> String {
     let out = sh(cmd);
     assert!(
@@ -742,16 +751,12 @@ fn concurrent_streams_on_shared_sessions() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     let archive = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let verify = Command::new(support::bin())
-        .arg("verify")
-        .arg(&archive)
-        .output()
-        .unwrap();
+    let checked = verify(&archive);
     assert!(
-        verify.status.success(),
+        checked.status.success(),
         "verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
     );
     let sidecar = std::fs::read(format!("{archive}.manifest.json")).unwrap();
     let manifest: lsbackup::archive::Manifest = serde_json::from_slice(&sidecar).unwrap();
@@ -845,11 +850,7 @@ fn verify_command() {
     let run = support::backup(&tb.build_dir(), &["--only", "haproxy"]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let archive = run.archive.clone().unwrap();
-    let out = Command::new(support::bin())
-        .arg("verify")
-        .arg(&archive)
-        .output()
-        .unwrap();
+    let out = verify(&archive);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains(": ok ("), "{text}");
@@ -882,11 +883,7 @@ fn verify_command() {
     bad[i] ^= 0x01;
     std::fs::write(&flipped, &bad).unwrap();
     std::fs::copy(&sidecar, format!("{}.manifest.json", flipped.display())).unwrap();
-    let out = Command::new(support::bin())
-        .arg("verify")
-        .arg(&flipped)
-        .output()
-        .unwrap();
+    let out = verify(&flipped);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("the archive differs from what"), "{text}");
@@ -910,11 +907,7 @@ fn verify_command() {
         serde_json::to_vec_pretty(&lying).unwrap(),
     )
     .unwrap();
-    let out = Command::new(support::bin())
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .unwrap();
+    let out = verify(&copy);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
@@ -925,11 +918,7 @@ fn verify_command() {
     let data = std::fs::read(&archive).unwrap();
     let cut = run.target.path().join("cut.tar.zst");
     std::fs::write(&cut, &data[..data.len() / 2]).unwrap();
-    let out = Command::new(support::bin())
-        .arg("verify")
-        .arg(&cut)
-        .output()
-        .unwrap();
+    let out = verify(&cut);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.starts_with("lsbackup: error: "), "{err}");
