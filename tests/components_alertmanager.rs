@@ -242,6 +242,51 @@ fn config_templates_running_config_and_silences_on_the_prometheus_host() {
     assert_eq!(found["matchers"][0]["value"], "LsbackupTest");
 }
 
+/// Any local user can start a program named `alertmanager` with `--config.file` of their
+/// choosing: it must never decide which files lsbackup reads as root. Such a process (user
+/// nobody, naming a config that references a file of its own) is noted and ignored.
+#[test]
+fn a_lookalike_alertmanager_of_another_user_is_ignored() {
+    let tb = common::testbed();
+    let config = PathBuf::from(tb.var("LSB_ALERTMANAGER_CONFIG"));
+    let evil = tempfile::tempdir().unwrap();
+    let evil_cfg = evil.path().join("am.yml");
+    std::fs::write(
+        &evil_cfg,
+        "templates: [/etc/lsb-lookalike/*.tmpl, mine.tmpl]\nroute: {receiver: x}\nreceivers: [{name: x}]\n",
+    )
+    .unwrap();
+    std::fs::write(evil.path().join("mine.tmpl"), "x").unwrap();
+    let arg = format!("--config.file={}", evil_cfg.display());
+    let lookalike = support::UnprivilegedProcess::spawn_exe("alertmanager", evil.path(), &[&arg]);
+
+    let run = support::backup(&tb.build_dir(), &["--only", "alertmanager"]);
+    assert_eq!(run.code(), 0, "stderr:\n{}", run.stderr());
+    let h = run
+        .component("alertmanager")
+        .hosts
+        .iter()
+        .find(|h| h.host == "node3")
+        .unwrap();
+    let note = format!("ignored process {} (", lookalike.pid());
+    assert!(
+        h.flags
+            .iter()
+            .any(|f| f.starts_with(&note) && f.contains("neither root nor prometheus")),
+        "no note for the lookalike {}: {:?}",
+        lookalike.pid(),
+        h.flags
+    );
+    assert_same_file(&run, "node3", &config);
+    let evil_entry = entry("node3", evil.path());
+    assert!(
+        h.entries.iter().all(|e| !e.path.starts_with(&evil_entry)),
+        "{:?}",
+        h.entries
+    );
+    drop(lookalike);
+}
+
 #[test]
 fn its_own_group_comes_first() {
     let tb = common::testbed();

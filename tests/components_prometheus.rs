@@ -509,6 +509,49 @@ fn admin_api_off_is_one_clear_error_and_the_rest_is_kept() {
     assert_same_file(&run, &dir.join("targets/noadmin.json"));
 }
 
+/// Any local user can start a program named `prometheus` in a directory of their choosing: its
+/// working directory must never decide which files lsbackup reads as root for a Prometheus whose
+/// config path is relative. Such a process (user nobody, with a `conf/prometheus.yml` that
+/// references a file of its own) is noted and ignored; the real server's config is taken.
+#[test]
+fn a_lookalike_prometheus_of_another_user_is_ignored() {
+    let tb = common::testbed();
+    let url = tb.var("LSB_PROMETHEUS_NOADMIN_URL");
+    let dir = PathBuf::from(tb.var("LSB_PROMETHEUS_NOADMIN_DIR"));
+    let evil = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(evil.path().join("conf")).unwrap();
+    std::fs::write(
+        evil.path().join("conf/prometheus.yml"),
+        "rule_files: [/etc/lsb-lookalike-secret.yml, rules.yml]\n",
+    )
+    .unwrap();
+    std::fs::write(evil.path().join("conf/rules.yml"), "groups: []\n").unwrap();
+    let lookalike = support::UnprivilegedProcess::spawn_exe("prometheus", evil.path(), &[]);
+
+    let set = format!("prometheus.prometheus_url={url}");
+    let run = support::backup(&tb.build_dir(), &["--only", "prometheus", "--set", &set]);
+    assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
+    let h = &run.component("prometheus").hosts[0];
+    let note = format!("ignored process {} (", lookalike.pid());
+    assert!(
+        h.flags
+            .iter()
+            .any(|f| f.starts_with(&note) && f.contains("neither root nor prometheus")),
+        "no note for the lookalike {}: {:?}",
+        lookalike.pid(),
+        h.flags
+    );
+    // the real server's config, nothing of the lookalike's directory
+    assert_same_file(&run, &dir.join("conf/prometheus.yml"));
+    let taken: Vec<&str> = h.entries.iter().map(|e| e.path.as_str()).collect();
+    let evil_entry = entry(evil.path());
+    assert!(
+        taken.iter().all(|p| !p.starts_with(&evil_entry)),
+        "{taken:?}"
+    );
+    drop(lookalike);
+}
+
 #[test]
 fn prometheus_down_is_a_clear_failure() {
     let tb = common::testbed();

@@ -10,7 +10,9 @@
 //! The API is reached from lsbackup through the host's SSH connection (a direct-tcpip channel to
 //! `alertmanager_url` as the host sees it; TLS material read from the host, credentials never on
 //! it). The config file is the one the running process was started with (`--config.file` on its
-//! command line, read from `/proc/PID/cmdline` and parsed here), else `alertmanager_config_file`.
+//! command line, read from `/proc/PID/cmdline` and parsed here; only a process run by root or
+//! `alertmanager_service_user`: another user's program named `alertmanager` is noted and
+//! ignored), else `alertmanager_config_file`.
 //! Templates and `*_file` paths come from the configuration the server has loaded and from the
 //! file on disk (relative to its directory); the YAML is parsed here, globs are expanded on the
 //! host by a fixed script.
@@ -50,6 +52,10 @@ vars:
   alertmanager_password: ""
   # the config file when no running alertmanager process names one with --config.file
   alertmanager_config_file: /etc/prometheus/alertmanager.yml
+  # the user Alertmanager runs as (Debian's and LambdaStack's: prometheus): the config file named
+  # on the command line of an alertmanager process run by root or this user only is believed
+  # (any local user can start a program named alertmanager)
+  alertmanager_service_user: prometheus
 not_covered:
   - the notification log (nflog) in the data dir (--storage.path); silences are exported as JSON
   - other members of an Alertmanager cluster (their config is expected to be the same)
@@ -60,6 +66,9 @@ pub fn make() -> NativeRef {
 }
 
 struct Alertmanager;
+
+/// The variable naming the user Alertmanager runs as (whose processes are believed).
+const SERVICE_USER: &str = "alertmanager_service_user";
 
 /// Executable names of an Alertmanager process (Debian ships `prometheus-alertmanager`).
 const EXES: &[&str] = &["alertmanager", "prometheus-alertmanager"];
@@ -185,7 +194,10 @@ impl Native for Alertmanager {
     }
 
     async fn select(&self, h: &mut HostCtx<'_>) -> Result<Option<String>, StepError> {
-        if !monitoring::processes(h, "select", EXES).await?.is_empty() {
+        if !monitoring::processes(h, "select", EXES, SERVICE_USER)
+            .await?
+            .is_empty()
+        {
             return Ok(None);
         }
         let cfg = h.var("alertmanager_config_file").trim().to_string();
@@ -302,7 +314,7 @@ impl Alertmanager {
         let mut chosen: Option<(String, Option<String>, String)> = None;
         let mut first = None;
         let mut default_exists = None;
-        for p in monitoring::processes(h, STEP, EXES).await? {
+        for p in monitoring::processes(h, STEP, EXES, SERVICE_USER).await? {
             let Some(cmdline) = h
                 .read_file(STEP, &format!("/proc/{}/cmdline", p.pid), None)
                 .await?

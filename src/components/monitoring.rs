@@ -172,50 +172,119 @@ pub(crate) struct Process {
     pub(crate) exe: String,
     /// Its working directory ("" when it could not be read).
     pub(crate) cwd: String,
+    /// Real and effective uid (`Uid:` of `/proc/PID/status`; None when it could not be read).
+    pub(crate) uid: Option<(u32, u32)>,
 }
 
-/// Every process whose executable's file name is one of the positional parameters: pid, exe
-/// and cwd, NUL-separated (paths may hold newlines).
-const PROCESSES: &str = r#"for p in /proc/[0-9]*; do
+impl Process {
+    /// Run by root or by `uid`, as real and effective user both.
+    pub(crate) fn owned_by_root_or(&self, uid: Option<u32>) -> bool {
+        match self.uid {
+            Some((r, e)) => [r, e].iter().all(|u| *u == 0 || Some(*u) == uid),
+            None => false,
+        }
+    }
+}
+
+/// `$1`: a user name; the others: executable file names. Prints the uid of that user (`-` when
+/// there is none), then for every process whose executable's file name is one of the names:
+/// pid, exe, cwd and the `Uid:` line of its status, all NUL-terminated (paths may hold newlines).
+const PROCESSES: &str = r#"u=$1
+shift
+printf '%s\0' "$(id -u -- "$u" 2>/dev/null || echo -)"
+for p in /proc/[0-9]*; do
   e=$(readlink "$p/exe" 2>/dev/null) || continue
   b=${e##*/}
   b=${b% (deleted)}
   for n in "$@"; do
     [ "$b" = "$n" ] || continue
     c=$(readlink "$p/cwd" 2>/dev/null) || c=
-    printf '%s\0%s\0%s\0' "${p#/proc/}" "$e" "$c"
+    s=
+    while IFS= read -r l; do
+      case $l in Uid:*) s=$l; break ;; esac
+    done <"$p/status" 2>/dev/null
+    printf '%s\0%s\0%s\0%s\0' "${p#/proc/}" "$e" "$c" "$s"
     break
   done
 done
 exit 0"#;
 
-/// The processes running one of the executables `names` (file names, e.g. `prometheus`).
+/// The processes of a host running one of the executables looked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Processes {
+    /// Run by root or by the service user: their working directory and command line are
+    /// believed (config paths relative to them, `--config.file`).
+    pub(crate) trusted: Vec<Process>,
+    /// Run by any other user: an executable of that name is whatever a local user started, so
+    /// these never choose a file lsbackup reads as root.
+    pub(crate) ignored: Vec<Process>,
+}
+
+/// The processes running one of the executables `names` (file names, e.g. `prometheus`), parted
+/// by owner: root or the service user named by the host variable `user_var` are trusted, the
+/// others noted and ignored.
 pub(crate) async fn processes(
     h: &mut HostCtx<'_>,
     step: &str,
     names: &[&str],
+    user_var: &str,
 ) -> Result<Vec<Process>, StepError> {
-    let script = Script::new(PROCESSES).args(names.iter().copied());
+    let user = h.var(user_var).trim().to_string();
+    let script = Script::new(PROCESSES)
+        .arg(user.as_str())
+        .args(names.iter().copied());
     let shown = format!("list processes of {}", names.join(", "));
     let out = h.run_ok(step, &script, None, Some(&shown)).await?;
-    Ok(parse_processes(&out.stdout))
+    let found = parse_processes(&out.stdout);
+    for p in &found.ignored {
+        let owner = p
+            .uid
+            .map(|(r, _)| format!("uid {r}"))
+            .unwrap_or_else(|| "an unknown user".into());
+        let service = if user.is_empty() {
+            String::new()
+        } else {
+            format!(" nor {user} ({user_var})")
+        };
+        h.note(&format!(
+            "ignored process {} ({}, run by {owner}, neither root{service})",
+            p.pid, p.exe
+        ));
+    }
+    Ok(found.trusted)
 }
 
-/// Parse the output of [`PROCESSES`]; incomplete or malformed records are dropped.
-pub(crate) fn parse_processes(out: &[u8]) -> Vec<Process> {
+/// Parse the output of [`PROCESSES`]; incomplete or malformed records are dropped, and so is
+/// everything when the first field (the service user's uid or `-`) is missing.
+pub(crate) fn parse_processes(out: &[u8]) -> Processes {
     let fields = split_nul(out);
-    fields
-        .chunks_exact(3)
-        .filter_map(|r| {
-            let pid = r[0].parse().ok()?;
-            let exe = r[1].strip_suffix(" (deleted)").unwrap_or(&r[1]).to_string();
-            Some(Process {
-                pid,
-                exe,
-                cwd: r[2].clone(),
-            })
-        })
-        .collect()
+    let Some((first, rest)) = fields.split_first() else {
+        return Processes::default();
+    };
+    let user_uid: Option<u32> = first.trim().parse().ok();
+    let mut found = Processes::default();
+    for r in rest.chunks_exact(4) {
+        let Ok(pid) = r[0].parse() else { continue };
+        let exe = r[1].strip_suffix(" (deleted)").unwrap_or(&r[1]).to_string();
+        let ids: Vec<u32> = r[3]
+            .strip_prefix("Uid:")
+            .unwrap_or("")
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let p = Process {
+            pid,
+            exe,
+            cwd: r[2].clone(),
+            uid: (ids.len() >= 2).then(|| (ids[0], ids[1])),
+        };
+        if p.owned_by_root_or(user_uid) {
+            found.trusted.push(p);
+        } else {
+            found.ignored.push(p);
+        }
+    }
+    found
 }
 
 /// NUL-terminated fields (lossy UTF-8); a last field without its NUL is kept.
@@ -549,15 +618,27 @@ scrape_configs:
 
     #[test]
     fn nul_separated_output_is_data() {
-        let out = b"12\0/usr/bin/prometheus\0/opt/x\n$(touch y)\0\
-                    13\0/usr/bin/prometheus (deleted)\0\0\
-                    bad\0/x\0/y\0\
+        let out = b"998\0\
+                    12\0/usr/bin/prometheus\0/opt/x\n$(touch y)\0Uid:\t998\t998\t998\t998\0\
+                    13\0/usr/bin/prometheus (deleted)\0\0Uid:\t0\t0\t0\t0\0\
+                    bad\0/x\0/y\0Uid:\t0\t0\t0\t0\0\
+                    15\0/home/eve/prometheus\0/home/eve\0Uid:\t1000\t1000\t1000\t1000\0\
+                    16\0/usr/bin/prometheus\0/\0Uid:\t1000\t0\t1000\t0\0\
+                    17\0/usr/bin/prometheus\0/\0\0\
                     14\0/trunc";
         let p = parse_processes(out);
-        assert_eq!(p.len(), 2, "{p:?}");
-        assert_eq!(p[0].cwd, "/opt/x\n$(touch y)");
-        assert_eq!(p[1].exe, "/usr/bin/prometheus");
-        assert_eq!(p[1].cwd, "");
+        assert_eq!(p.trusted.len(), 2, "{p:?}");
+        assert_eq!(p.trusted[0].cwd, "/opt/x\n$(touch y)");
+        assert_eq!(p.trusted[0].uid, Some((998, 998)));
+        assert_eq!(p.trusted[1].exe, "/usr/bin/prometheus");
+        assert_eq!(p.trusted[1].cwd, "");
+        // another user's, a setuid mix with another user, an unreadable status: never trusted
+        let ignored: Vec<u32> = p.ignored.iter().map(|p| p.pid).collect();
+        assert_eq!(ignored, [15, 16, 17]);
+        // no service user on the host: root's only
+        let p = parse_processes(b"-\012\0/usr/bin/prometheus\0/\0Uid:\t998\t998\t998\t998\0");
+        assert!(p.trusted.is_empty() && p.ignored.len() == 1, "{p:?}");
+        assert_eq!(parse_processes(b""), Processes::default());
         let (found, missing) = parse_globs(b"m/etc/a b\0m/etc/x\ny\0u/etc/r/*.yml\0");
         assert_eq!(found, ["/etc/a b", "/etc/x\ny"]);
         assert_eq!(missing, ["/etc/r/*.yml"]);
@@ -607,10 +688,16 @@ scrape_configs:
         // this very test process is found by its executable's name, with its cwd
         let me = std::env::current_exe().unwrap();
         let name = me.file_name().unwrap().to_string_lossy().into_owned();
-        let (code, out) = run(Script::new(PROCESSES).arg(name));
+        let me_user = std::process::Command::new("id")
+            .arg("-un")
+            .output()
+            .unwrap();
+        let me_user = String::from_utf8(me_user.stdout).unwrap();
+        let (code, out) = run(Script::new(PROCESSES).arg(me_user.trim()).arg(name));
         assert_eq!(code, Some(0));
         let procs = parse_processes(&out);
         let mine = procs
+            .trusted
             .iter()
             .find(|p| p.pid == std::process::id())
             .unwrap_or_else(|| panic!("{procs:?}"));

@@ -9,7 +9,9 @@
 //! 2. `GET /api/v1/status/flags`: the data dir (`storage.tsdb.path`), the config file
 //!    (`config.file`) and the web config file (`web.config.file`). Relative paths there are
 //!    relative to the Prometheus process's working directory: a fixed script lists the
-//!    `prometheus` processes with their cwd, the choice is made here.
+//!    `prometheus` processes with their cwd and owner, the choice is made here among those run
+//!    by root or `prometheus_service_user` (another user's program named `prometheus` is noted
+//!    and ignored: it would choose what lsbackup reads as root).
 //! 3. `POST /api/v1/admin/tsdb/snapshot` (within `prometheus_snapshot_timeout`): hard links the
 //!    blocks (and writes the head) into `<data dir>/snapshots/<name>`; that directory is copied
 //!    and removed by the cleanup whatever happened. Needs `--web.enable-admin-api`; without it
@@ -59,6 +61,10 @@ vars:
   prometheus_snapshot_timeout: "600"
   # used only when the server does not answer (normally learnt from the server)
   prometheus_config_file: /etc/prometheus/prometheus.yml
+  # the user Prometheus runs as: a relative data dir or config file is looked for in the working
+  # directory of a prometheus process run by root or this user only (any local user can start
+  # a program named prometheus)
+  prometheus_service_user: prometheus
 not_covered:
   - the write-ahead log (samples of the last minutes not yet in a block are in the snapshot's head block; nothing after the snapshot)
   - remote-write/remote-read storage and other Prometheus servers (only the first reachable host of the group)
@@ -74,6 +80,9 @@ struct Prometheus;
 /// Kept for the cleanup: the snapshot directory lsbackup derived (not a declared variable, so
 /// no inventory or `--set` can give it).
 const SNAPSHOT_DIR: &str = "prometheus_snapshot_dir";
+
+/// The variable naming the user Prometheus runs as (whose processes are believed).
+const SERVICE_USER: &str = "prometheus_service_user";
 
 /// Executable names of a Prometheus server process.
 const EXES: &[&str] = &["prometheus"];
@@ -411,7 +420,7 @@ impl Prometheus {
         let candidates: Vec<String> = if data.starts_with('/') {
             snapshot_dir(data, &name).into_iter().collect()
         } else {
-            monitoring::processes(h, "snapshot", EXES)
+            monitoring::processes(h, "snapshot", EXES, SERVICE_USER)
                 .await?
                 .iter()
                 .filter(|p| p.cwd.starts_with('/'))
@@ -503,7 +512,7 @@ impl Prometheus {
         let base = if cfg.starts_with('/') {
             "/".to_string()
         } else {
-            let procs = monitoring::processes(h, STEP, EXES).await?;
+            let procs = monitoring::processes(h, STEP, EXES, SERVICE_USER).await?;
             let cands: Vec<(String, String)> = procs
                 .iter()
                 .filter(|p| p.cwd.starts_with('/'))

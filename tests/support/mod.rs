@@ -254,6 +254,7 @@ pub fn messages<'a>(failures: impl IntoIterator<Item = &'a lsbackup::archive::Fa
 /// verbatim. Killed (by its pid) on drop.
 pub struct UnprivilegedProcess {
     pub child: std::process::Child,
+    _exe_dir: Option<tempfile::TempDir>,
 }
 
 impl UnprivilegedProcess {
@@ -282,7 +283,64 @@ impl UnprivilegedProcess {
             }
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        UnprivilegedProcess { child }
+        UnprivilegedProcess {
+            child,
+            _exe_dir: None,
+        }
+    }
+
+    /// A process of user `nobody` running an executable named `name` of its own (a program
+    /// that only waits, compiled here with `cc`) in `cwd`, with `args`: what a local user could
+    /// start to look like a service (`/proc/PID/exe` ends in `/NAME`). The executable's
+    /// directory is removed on drop.
+    pub fn spawn_exe(name: &str, cwd: &Path, args: &[&str]) -> UnprivilegedProcess {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("lsb-lookalike")
+            .tempdir_in("/tmp")
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let src = dir.path().join("wait.c");
+        std::fs::write(
+            &src,
+            "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n",
+        )
+        .unwrap();
+        let exe = dir.path().join(name);
+        let cc = Command::new("cc")
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .output()
+            .expect("cc (the C compiler Rust links with)");
+        assert!(
+            cc.status.success(),
+            "{}",
+            String::from_utf8_lossy(&cc.stderr)
+        );
+        let child = Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+            .arg(&exe)
+            .args(args)
+            .current_dir(cwd)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("starting a process as nobody (setpriv)");
+        // wait until setpriv has exec'd the lookalike
+        let want = exe.display().to_string();
+        for _ in 0..250 {
+            let now = std::fs::read_link(format!("/proc/{}/exe", child.id()))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if now == want {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        UnprivilegedProcess {
+            child,
+            _exe_dir: Some(dir),
+        }
     }
 
     pub fn pid(&self) -> u32 {
