@@ -206,3 +206,47 @@ fn report_and_metrics_of_a_run_stopped_by_an_error() {
     );
     assert!(value(&m, "lsbackup_last_run_timestamp_seconds").unwrap() > success);
 }
+
+/// A scheduled `backup` whose options clap refuses (a mistyped flag after an upgrade) is a failed
+/// run in the report and the metrics too, not a run that never happened; another command with
+/// the same mistake writes nothing.
+#[test]
+fn report_and_metrics_of_a_run_with_bad_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let metrics = dir.path().join("lsbackup.prom");
+    let out = std::process::Command::new(support::bin())
+        .args(["backup", "-b", "/nonexistent", "-t", "/var/backups/x"])
+        .arg("--report")
+        .arg(&report)
+        .arg(format!("--metrics-file={}", metrics.display()))
+        .arg("--no-such-option")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("unexpected argument '--no-such-option'"),
+        "{err}"
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["status"], "failed", "{r}");
+    assert_eq!(r["exit_code"], 1);
+    assert_eq!(r["target"], "/var/backups/x");
+    assert_eq!(
+        r["error"],
+        "invalid arguments: unexpected argument '--no-such-option' found"
+    );
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    promtool_check(&m);
+    assert_eq!(value(&m, "lsbackup_last_run_exit_code"), Some(1.0));
+
+    let other = dir.path().join("other.json");
+    let out = std::process::Command::new(support::bin())
+        .args(["verify", "x.tar.zst", "--report"])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!other.exists());
+}

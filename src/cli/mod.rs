@@ -37,11 +37,14 @@ pub fn main() -> i32 {
             return EXIT_FAILED;
         }
     };
-    let cli = match Cli::try_parse_from(argv) {
+    let cli = match Cli::try_parse_from(argv.clone()) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { EXIT_FAILED } else { EXIT_OK };
             let _ = e.print();
+            if e.use_stderr() {
+                argument_error_files(&argv, &e);
+            }
             return code;
         }
     };
@@ -755,20 +758,81 @@ async fn backup_locked(
 /// `--report` and `--metrics-file`, when asked for. A file that cannot be written is an error
 /// line; the run's own exit code stands (the archive is what matters).
 fn write_run_files(a: &BackupArgs, r: &report::Report) {
-    if let Some(path) = &a.report {
+    for e in write_report_files(a.report.as_deref(), a.metrics_file.as_deref(), r) {
+        tracing::error!("{e}");
+    }
+}
+
+/// A `backup` whose arguments clap refused still writes its `--report` and `--metrics-file`
+/// (found in the raw arguments) as a failed run: a scheduled job with a mistyped option must
+/// show up in the monitoring as failed, not as a run that never happened.
+fn argument_error_files(argv: &[std::ffi::OsString], e: &clap::Error) {
+    let args: Vec<String> = argv
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    if !args.iter().any(|a| a == "backup") {
+        return;
+    }
+    let value = |long: &str, short: Option<&str>| -> Option<String> {
+        let eq = format!("{long}=");
+        let mut found = None;
+        for (i, a) in args.iter().enumerate() {
+            if a == "--" {
+                break;
+            }
+            if a == long || short == Some(a.as_str()) {
+                found = args.get(i + 1).cloned();
+            } else if let Some(v) = a.strip_prefix(&eq) {
+                found = Some(v.to_string());
+            }
+        }
+        found.filter(|v| !v.is_empty())
+    };
+    let report = value("--report", None).map(std::path::PathBuf::from);
+    let metrics = value("--metrics-file", None).map(std::path::PathBuf::from);
+    if report.is_none() && metrics.is_none() {
+        return;
+    }
+    let target = value("--target", Some("-t")).unwrap_or_default();
+    // clap's first line, e.g. "error: unexpected argument '--bogus' found"
+    let rendered = e.render().to_string();
+    let line = rendered.lines().next().unwrap_or("invalid arguments");
+    let line = line.strip_prefix("error: ").unwrap_or(line);
+    let r = report::failed(
+        &target,
+        EXIT_FAILED,
+        jiff::Timestamp::now(),
+        format!("invalid arguments: {}", output::printable(line)),
+    );
+    // no logging yet at this point
+    for e in write_report_files(report.as_deref(), metrics.as_deref(), &r) {
+        eprintln!("lsbackup: error: {}", output::printable(&e));
+    }
+}
+
+fn write_report_files(
+    report: Option<&std::path::Path>,
+    metrics: Option<&std::path::Path>,
+    r: &report::Report,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(path) = report {
         let mut text = serde_json::to_vec_pretty(r).unwrap_or_default();
         text.push(b'\n');
         if let Err(e) = report::write_atomic(path, &text, 0o600) {
-            tracing::error!("--report {}: {e}", path.display());
+            errors.push(format!("--report {}: {e}", path.display()));
         }
     }
-    if let Some(path) = &a.metrics_file {
+    if let Some(path) = metrics {
         let previous = std::fs::read_to_string(path).ok();
         let text = report::metrics(r, jiff::Timestamp::now(), previous.as_deref());
         if let Err(e) = report::write_atomic(path, text.as_bytes(), 0o644) {
-            tracing::error!("--metrics-file {}: {e}", path.display());
+            errors.push(format!("--metrics-file {}: {e}", path.display()));
         }
     }
+    errors
 }
 
 /// First Ctrl-C / SIGTERM / SIGHUP: stop, let hosts clean up, remove the partial archive.
