@@ -268,15 +268,7 @@ fn a_lookalike_alertmanager_of_another_user_is_ignored() {
         .iter()
         .find(|h| h.host == "node3")
         .unwrap();
-    let note = format!("ignored process {} (", lookalike.pid());
-    assert!(
-        h.flags
-            .iter()
-            .any(|f| f.starts_with(&note) && f.contains("neither root nor prometheus")),
-        "no note for the lookalike {}: {:?}",
-        lookalike.pid(),
-        h.flags
-    );
+    lookalike.assert_noted_as_ignored(&h.flags, "prometheus");
     assert_same_file(&run, "node3", &config);
     let evil_entry = entry("node3", evil.path());
     assert!(

@@ -532,15 +532,7 @@ fn a_lookalike_prometheus_of_another_user_is_ignored() {
     let run = support::backup(&tb.build_dir(), &["--only", "prometheus", "--set", &set]);
     assert_eq!(run.code(), 2, "stderr:\n{}", run.stderr());
     let h = &run.component("prometheus").hosts[0];
-    let note = format!("ignored process {} (", lookalike.pid());
-    assert!(
-        h.flags
-            .iter()
-            .any(|f| f.starts_with(&note) && f.contains("neither root nor prometheus")),
-        "no note for the lookalike {}: {:?}",
-        lookalike.pid(),
-        h.flags
-    );
+    lookalike.assert_noted_as_ignored(&h.flags, "prometheus");
     // the real server's config, nothing of the lookalike's directory
     assert_same_file(&run, &dir.join("conf/prometheus.yml"));
     let taken: Vec<&str> = h.entries.iter().map(|e| e.path.as_str()).collect();

@@ -74,9 +74,9 @@ impl FakePrometheus {
         let open = std::fs::Permissions::from_mode(0o777);
         std::fs::set_permissions(dir.path(), open).unwrap();
         let ran_as = dir.path().join("ran-as");
-        let src = dir.path().join("fake.c");
-        std::fs::write(
-            &src,
+        let exe = support::compile_c(
+            dir.path(),
+            "prometheus",
             r#"#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,20 +90,7 @@ int main(int argc, char **argv) {
   for (;;) pause();
 }
 "#,
-        )
-        .unwrap();
-        let exe = dir.path().join("prometheus");
-        let cc = Command::new("cc")
-            .arg(format!("-DRAN_AS=\"{}\"", ran_as.display()))
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .output()
-            .expect("cc (the C compiler Rust links with)");
-        assert!(
-            cc.status.success(),
-            "{}",
-            String::from_utf8_lossy(&cc.stderr)
+            &[format!("-DRAN_AS=\"{}\"", ran_as.display())],
         );
         let child = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])

@@ -300,23 +300,11 @@ impl UnprivilegedProcess {
             .tempdir_in("/tmp")
             .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let src = dir.path().join("wait.c");
-        std::fs::write(
-            &src,
+        let exe = compile_c(
+            dir.path(),
+            name,
             "#include <unistd.h>\nint main(void) { for (;;) pause(); }\n",
-        )
-        .unwrap();
-        let exe = dir.path().join(name);
-        let cc = Command::new("cc")
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .output()
-            .expect("cc (the C compiler Rust links with)");
-        assert!(
-            cc.status.success(),
-            "{}",
-            String::from_utf8_lossy(&cc.stderr)
+            &[],
         );
         let child = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
@@ -346,6 +334,41 @@ impl UnprivilegedProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Asserts `flags` (a host's notes in the manifest) say this process was ignored for not
+    /// being run by root or `user`.
+    pub fn assert_noted_as_ignored(&self, flags: &[String], user: &str) {
+        let note = format!("ignored process {} (", self.pid());
+        let why = format!("neither root nor {user}");
+        assert!(
+            flags
+                .iter()
+                .any(|f| f.starts_with(&note) && f.contains(&why)),
+            "no note for the lookalike {}: {flags:?}",
+            self.pid()
+        );
+    }
+}
+
+/// Compile the C program `source` with `cc` (the C compiler Rust links with) into `dir/name`,
+/// with `defines` (`-DNAME=VALUE` arguments).
+pub fn compile_c(dir: &Path, name: &str, source: &str, defines: &[String]) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let exe = dir.join(name);
+    let cc = Command::new("cc")
+        .args(defines)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("cc (the C compiler Rust links with)");
+    assert!(
+        cc.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
+    exe
 }
 
 impl Drop for UnprivilegedProcess {
