@@ -1,7 +1,7 @@
 //! Executing a plan: the archive and target around it, the components run at once (each by
 //! `policy.rs` on its hosts), the manifest assembled from their reports, and the exit policy.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -297,15 +297,8 @@ pub async fn run_backup(
         // The same manifest plus the archive file's digest: set for the sidecar only (not a
         // copy: every entry's record would be held twice).
         manifest.archive = Some(stored.digest());
-        let bytes = serde_json::to_vec_pretty(&manifest);
+        let written = put_sidecar(target, &manifest, &spool_dir).await;
         manifest.archive = None;
-        let written = match bytes {
-            Ok(bytes) => target
-                .put_small(&sidecar, bytes)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
         if let Err(e) = written {
             tracing::warn!(
                 "manifest sidecar {sidecar} not written (the archive holds the manifest): {e}"
@@ -318,6 +311,51 @@ pub async fn run_backup(
         stats: sink.stats(),
         spool_dir,
     })
+}
+
+/// The manifest sidecar `<archive name>.manifest.json`, streamed like the archive: serialized to
+/// a spool file in `spool_dir` (its size grows with the number of entries: never a buffer in
+/// memory), then written to the target as a partial committed when complete. A name already
+/// taken is an error, never a `_1`.
+async fn put_sidecar(target: &Target, manifest: &Manifest, spool_dir: &Path) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let name = format!("{}{}", manifest.archive_name, crate::target::SIDECAR_SUFFIX);
+    let file = (|| -> Result<std::fs::File, String> {
+        use std::io::{Seek, Write};
+        let file = tempfile::tempfile_in(spool_dir)
+            .map_err(|e| format!("spool file in {}: {e}", spool_dir.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, file);
+        serde_json::to_writer_pretty(&mut w, manifest).map_err(|e| format!("serializing: {e}"))?;
+        w.flush().map_err(|e| format!("spooling: {e}"))?;
+        let mut file = w.into_inner().map_err(|e| format!("spooling: {e}"))?;
+        file.seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| format!("spooling: {e}"))?;
+        Ok(file)
+    })()?;
+    let ext = crate::target::SIDECAR_SUFFIX.trim_start_matches('.');
+    let mut upload = target
+        .create(&manifest.archive_name, ext)
+        .await
+        .map_err(|e| e.to_string())?;
+    if upload.name != name {
+        upload.abort().await;
+        return Err(format!("{name} exists already"));
+    }
+    let mut src = tokio::fs::File::from_std(file);
+    let mut w = upload.writer();
+    let copied = async {
+        tokio::io::copy(&mut src, &mut w).await?;
+        w.shutdown().await
+    }
+    .await;
+    drop(w);
+    match copied {
+        Ok(()) => upload.commit().await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => {
+            upload.abort().await;
+            Err(format!("writing {name}: {e}"))
+        }
+    }
 }
 
 fn inventory_info(plan: &Plan) -> InventoryInfo {
