@@ -237,7 +237,10 @@ pub fn manifest(data: &[u8]) {
         sidecar: None,
         notes: Vec::new(),
     };
-    report.check_sidecar("fuzz.json", data);
+    report.check_sidecar(
+        "fuzz.json",
+        crate::archive::read::parse_sidecar_bytes("fuzz.json", data),
+    );
 }
 
 /// The archive bytes `data` stands for (see the module docs): `0` + the stored file, `1` + a tar

@@ -914,6 +914,28 @@ fn verify_command() {
         text.contains("differs from the manifest.json inside the archive"),
         "{text}"
     );
+    // a sidecar of more than 64 MiB (a backup of ~220,000 files makes one): read as it streams
+    // in, by verify and by list (both refused it once, verify as "too large")
+    let big = run.target.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    let big_archive = big.join(archive.file_name().unwrap());
+    std::fs::copy(&archive, &big_archive).unwrap();
+    let mut padded = vec![b' '; 70 << 20];
+    padded.extend(std::fs::read(&sidecar).unwrap());
+    std::fs::write(format!("{}.manifest.json", big_archive.display()), padded).unwrap();
+    let out = verify(&big_archive);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("matches"), "{text}");
+    let out = Command::new(support::bin())
+        .args(["list", "--json", "-t"])
+        .arg(&big)
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["manifest"], "sidecar", "{listed}");
+    std::fs::remove_dir_all(&big).unwrap();
+
     // cut the archive short: the stream no longer ends cleanly
     let data = std::fs::read(&archive).unwrap();
     let cut = run.target.path().join("cut.tar.zst");

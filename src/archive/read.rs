@@ -101,11 +101,11 @@ impl VerifyReport {
     /// the file's size and sha256 must be the ones recorded when it was written (this catches
     /// a damaged byte outside any entry's content: a header, padding, compression framing), and
     /// the sidecar's manifest must be the one inside.
-    pub fn check_sidecar(&mut self, name: &str, bytes: &[u8]) {
-        let beside = match parse_manifest_bytes(Path::new(name), bytes) {
+    pub fn check_sidecar(&mut self, name: &str, beside: Result<Manifest, String>) {
+        let beside = match beside {
             Ok(m) => m,
             Err(e) => {
-                self.problems.push(format!("{name}: {e}"));
+                self.problems.push(e);
                 return;
             }
         };
@@ -480,6 +480,58 @@ fn parse_manifest(path: &Path, scan: &Scan) -> Result<Manifest, ArchiveError> {
 
 /// Parse a manifest, refusing a format version this build does not know (before the rest of
 /// it: a newer format may not parse as this one).
+/// Parse a manifest sidecar streamed from `reader` (a file, an object): no buffer of its size,
+/// at most as large as a manifest inside an archive may be. `name` is for messages.
+pub async fn read_sidecar(
+    name: &str,
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+) -> Result<Manifest, String> {
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let owned = name.to_string();
+    tokio::task::spawn_blocking(move || parse_sidecar(&owned, bridge))
+        .await
+        .map_err(|e| format!("{name}: reading: {e}"))?
+}
+
+/// [`read_sidecar`] of bytes in memory.
+pub fn parse_sidecar_bytes(name: &str, bytes: &[u8]) -> Result<Manifest, String> {
+    parse_sidecar(name, bytes)
+}
+
+fn parse_sidecar(name: &str, reader: impl std::io::Read) -> Result<Manifest, String> {
+    /// Counts what passes, to tell "too large" from "cut short".
+    struct Counted<R> {
+        inner: R,
+        n: u64,
+    }
+    impl<R: std::io::Read> std::io::Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let k = self.inner.read(buf)?;
+            self.n += k as u64;
+            Ok(k)
+        }
+    }
+    let mut r = Counted {
+        inner: reader.take(MAX_MANIFEST + 1),
+        n: 0,
+    };
+    let m = serde_json::from_reader::<_, Manifest>(std::io::BufReader::new(&mut r));
+    if r.n > MAX_MANIFEST {
+        return Err(format!(
+            "{name} is larger than {} MiB: not a manifest sidecar",
+            MAX_MANIFEST >> 20
+        ));
+    }
+    let m = m.map_err(|e| format!("{name} is not a valid manifest: {e}"))?;
+    if m.format_version == 0 || m.format_version > MANIFEST_FORMAT {
+        return Err(format!(
+            "{name} has format version {}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup",
+            m.format_version
+        ));
+    }
+    Ok(m)
+}
+
 pub(crate) fn parse_manifest_bytes(path: &Path, bytes: &[u8]) -> Result<Manifest, ArchiveError> {
     #[derive(serde::Deserialize)]
     struct Version {

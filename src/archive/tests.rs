@@ -975,9 +975,8 @@ async fn options_are_checked() {
     }
 }
 
-#[test]
-fn the_documented_manifest_example_parses() {
-    // docs/format.md's example must stay in step with the schema.
+/// docs/format.md's example manifest.
+fn documented_manifest() -> &'static str {
     let doc = include_str!("../../docs/format.md");
     let section = doc
         .find("## Manifest (`manifest.json`)")
@@ -988,7 +987,13 @@ fn the_documented_manifest_example_parses() {
             .expect("json example in docs/format.md")
         + "```json\n".len();
     let end = start + doc[start..].find("```").unwrap();
-    let m: Manifest = serde_json::from_str(&doc[start..end]).unwrap();
+    &doc[start..end]
+}
+
+#[test]
+fn the_documented_manifest_example_parses() {
+    // docs/format.md's example must stay in step with the schema.
+    let m: Manifest = serde_json::from_str(documented_manifest()).unwrap();
     assert_eq!(m.format_version, MANIFEST_FORMAT);
     assert_eq!(m.archive_format, Format::TarZst);
     assert_eq!(m.status, Status::Partial);
@@ -1003,4 +1008,37 @@ fn the_documented_manifest_example_parses() {
         again.entries().cloned().collect::<Vec<_>>(),
         m.entries().cloned().collect::<Vec<_>>()
     );
+}
+
+/// A sidecar is parsed as it streams in: whitespace around it is fine, a cut one or one of an
+/// unknown version says so, and one larger than a manifest may be is refused after reading just
+/// past the limit (never buffered whole).
+#[tokio::test]
+async fn sidecar_read_as_a_stream_with_a_limit() {
+    let json = documented_manifest();
+    let boxed =
+        |b: Vec<u8>| -> Box<dyn AsyncRead + Send + Unpin> { Box::new(std::io::Cursor::new(b)) };
+    let padded = format!("\n\n   {json}\n\n");
+    let m = read::read_sidecar("s.json", boxed(padded.into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(m.entries().count(), 2);
+    let e = read::read_sidecar("s.json", boxed(json.as_bytes()[..json.len() / 2].to_vec()))
+        .await
+        .unwrap_err();
+    assert!(e.starts_with("s.json is not a valid manifest: "), "{e}");
+    let future = json.replacen(
+        &format!("\"format_version\": {MANIFEST_FORMAT}"),
+        "\"format_version\": 99",
+        1,
+    );
+    assert_ne!(future, json);
+    let e = read::parse_sidecar_bytes("s.json", future.as_bytes()).unwrap_err();
+    assert!(e.contains("format version 99"), "{e}");
+    // endless whitespace: refused at the limit
+    let endless = tokio::io::repeat(b' ');
+    let e = read::read_sidecar("s.json", Box::new(endless))
+        .await
+        .unwrap_err();
+    assert_eq!(e, "s.json is larger than 256 MiB: not a manifest sidecar");
 }

@@ -259,12 +259,9 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
         let (manifest, source, problem) = if l.encrypted && a.age_identity.is_empty() {
             (None, None, None)
         } else if let Some(sc) = &l.sidecar {
-            match target.get_small(sc).await.map(|b| {
-                serde_json::from_slice::<lsbackup::archive::Manifest>(&b).map_err(|e| e.to_string())
-            }) {
-                Ok(Ok(m)) => (Some(m), Some("sidecar"), None),
-                Ok(Err(e)) => (None, None, Some(format!("{sc}: {e}"))),
-                Err(e) => (None, None, Some(e.to_string())),
+            match target.read_sidecar(sc).await {
+                Ok(m) => (Some(m), Some("sidecar"), None),
+                Err(e) => (None, None, Some(e)),
             }
         } else {
             let read = match target.local_dir() {
@@ -334,11 +331,11 @@ async fn prune(
     let mut candidates = Vec::new();
     for l in &listed {
         let complete = match &l.sidecar {
-            Some(sc) => target.get_small(sc).await.ok().and_then(|b| {
-                serde_json::from_slice::<lsbackup::archive::Manifest>(&b)
-                    .ok()
-                    .map(|m| m.status == lsbackup::archive::Status::Ok)
-            }),
+            Some(sc) => target
+                .read_sidecar(sc)
+                .await
+                .ok()
+                .map(|m| m.status == lsbackup::archive::Status::Ok),
             None => None,
         };
         candidates.push(Candidate {
@@ -424,8 +421,7 @@ async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
                 .find(|l| l.name == name)
                 .and_then(|l| l.sidecar.clone())
             {
-                let bytes = target.get_small(&sidecar).await?;
-                report.check_sidecar(&sidecar, &bytes);
+                report.check_sidecar(&sidecar, target.read_sidecar(&sidecar).await);
             }
             report
         }
@@ -434,16 +430,18 @@ async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
             let mut sidecar = a.archive.clone().into_os_string();
             sidecar.push(suffix);
             let sidecar = std::path::PathBuf::from(sidecar);
+            let name = sidecar.display().to_string();
             match std::fs::metadata(&sidecar) {
-                Ok(m) if m.is_file() && m.len() <= lsbackup::target::SMALL_MAX => {
-                    let bytes = std::fs::read(&sidecar)
-                        .map_err(|e| format!("reading {}: {e}", sidecar.display()))?;
-                    report.check_sidecar(&sidecar.display().to_string(), &bytes);
+                Ok(m) if m.is_file() => {
+                    let file = tokio::fs::File::open(&sidecar)
+                        .await
+                        .map_err(|e| format!("reading {name}: {e}"))?;
+                    let read = lsbackup::archive::read::read_sidecar(&name, Box::new(file)).await;
+                    report.check_sidecar(&name, read);
                 }
-                Ok(_) => report.problems.push(format!(
-                    "{}: not a manifest sidecar (not a file, or too large)",
-                    sidecar.display()
-                )),
+                Ok(_) => report
+                    .problems
+                    .push(format!("{name}: not a manifest sidecar (not a file)")),
                 Err(_) => {}
             }
             report

@@ -636,7 +636,7 @@ scrape_configs:
         let ignored: Vec<u32> = p.ignored.iter().map(|p| p.pid).collect();
         assert_eq!(ignored, [15, 16, 17]);
         // no service user on the host: root's only
-        let p = parse_processes(b"-\012\0/usr/bin/prometheus\0/\0Uid:\t998\t998\t998\t998\0");
+        let p = parse_processes(b"-\x0012\0/usr/bin/prometheus\0/\0Uid:\t998\t998\t998\t998\0");
         assert!(p.trusted.is_empty() && p.ignored.len() == 1, "{p:?}");
         assert_eq!(parse_processes(b""), Processes::default());
         let (found, missing) = parse_globs(b"m/etc/a b\0m/etc/x\ny\0u/etc/r/*.yml\0");

@@ -355,9 +355,10 @@ impl Target {
         Ok(removed)
     }
 
-    /// Read a small file (a sidecar) whole.
-    /// At most [`SMALL_MAX`] bytes: a sidecar larger than that (put there by someone else) is
-    /// refused rather than read into memory.
+    /// Read a small file (a lock file) whole.
+    /// At most [`SMALL_MAX`] bytes: a larger file (put there by someone else) is refused rather
+    /// than read into memory. Manifest sidecars, which grow with the number of entries, are
+    /// read with [`Target::read_sidecar`].
     pub async fn get_small(&self, name: &str) -> Result<Vec<u8>, TargetError> {
         use tokio::io::AsyncReadExt;
         let mut out = Vec::new();
@@ -403,6 +404,13 @@ impl Target {
     }
 
     /// Stream the archive `name` from the target.
+    /// The manifest sidecar `name`, parsed as it streams in (see
+    /// [`crate::archive::read::read_sidecar`]); the error is one line naming it.
+    pub async fn read_sidecar(&self, name: &str) -> Result<crate::archive::Manifest, String> {
+        let reader = self.open_read(name).await.map_err(|e| e.to_string())?;
+        crate::archive::read::read_sidecar(name, reader).await
+    }
+
     pub async fn open_read(
         &self,
         name: &str,
