@@ -42,7 +42,7 @@ fn manifest(format: Format, name: &str, entries: Vec<lsbackup::archive::EntryRec
                 status: Status::Ok,
                 versions: BTreeMap::new(),
                 commands: vec![],
-                entries,
+                entries: entries.into(),
                 flags: vec![],
                 errors: vec![],
             }],

@@ -168,7 +168,7 @@ fn manifest(format: Format, entries: Vec<EntryRecord>) -> Manifest {
                 status: Status::Ok,
                 versions: BTreeMap::new(),
                 commands: vec![],
-                entries,
+                entries: entries.into(),
                 flags: vec![],
                 errors: vec![],
             }],

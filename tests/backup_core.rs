@@ -947,6 +947,95 @@ fn verify_command() {
     assert!(err.contains("cut.tar.zst"), "{err}");
 }
 
+/// More entry records than a unit keeps in memory: they go to the run's spool a chunk at a time
+/// (src/archive/entries.rs), and the manifest inside and beside the archive, the summary and
+/// the report still hold every one, in the order taken, with the right sizes and checksums.
+#[test]
+fn thousands_of_entries_go_through_the_spool() {
+    use sha2::Digest;
+    let tb = common::testbed();
+    let tree = tempfile::Builder::new()
+        .prefix("lsb-many")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let n = 2 * lsbackup::archive::entries::CHUNK_RECORDS + 300;
+    for i in 0..n {
+        let d = tree.path().join(format!("d{}", i % 3));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join(format!("f{i:05}")),
+            format!("content {i}\n").repeat(i % 7),
+        )
+        .unwrap();
+    }
+    let comps = tempfile::tempdir().unwrap();
+    std::fs::write(
+        comps.path().join("many.yaml"),
+        format!(
+            "name: many\ndescription: many small files\ngroups: [haproxy]\nhosts: first\n\
+             steps:\n  - name: files\n    copy: [\"{}\"]\n",
+            tree.path().display()
+        ),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let report = out.path().join("report.json");
+    let run = support::backup(
+        &tb.build_dir(),
+        &[
+            "--components-dir",
+            comps.path().to_str().unwrap(),
+            "--only",
+            "many",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let h = &run.component("many").hosts[0];
+    let files: Vec<&lsbackup::archive::EntryRecord> = h
+        .entries
+        .iter()
+        .filter(|e| e.kind == lsbackup::archive::EntryKind::File)
+        .collect();
+    assert_eq!(files.len(), n);
+    let prefix = format!("many/{}/", h.host);
+    for e in &files {
+        let source = std::path::Path::new("/").join(e.path.strip_prefix(&prefix).unwrap());
+        let data = std::fs::read(&source).unwrap();
+        assert_eq!(e.size, data.len() as u64, "{}", e.path);
+        assert_eq!(
+            e.sha256.as_deref(),
+            Some(hex::encode(sha2::Sha256::digest(&data)).as_str()),
+            "{}",
+            e.path
+        );
+        assert_eq!(run.read(&e.path), data, "{}", e.path);
+    }
+    // no record twice, none lost between chunks
+    let paths: std::collections::BTreeSet<&str> =
+        h.entries.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths.len(), h.entries.len());
+    // the sidecar is the same manifest; the report counts every entry and byte
+    let archive = run.archive.clone().unwrap();
+    let beside: lsbackup::archive::Manifest = serde_json::from_slice(
+        &std::fs::read(format!("{}.manifest.json", archive.display())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(beside.components, run.manifest().components);
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let bytes: u64 = h.entries.iter().map(|e| e.size).sum();
+    assert_eq!(r["components"][0]["hosts"][0]["entries"], h.entries.len());
+    assert_eq!(r["components"][0]["hosts"][0]["bytes"], bytes);
+    let out = verify(&archive);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// A component that runs on the first host of its group moves on to the next host when nothing
 /// at all came from the first; the first host's errors stay in the manifest.
 #[test]

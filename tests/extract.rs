@@ -691,7 +691,7 @@ async fn real_archive(dir: &Path, format: Format) -> (PathBuf, Vec<(String, Vec<
         files.push((name, data));
     }
     let mut m = manifest_for(format, &[]);
-    m.components[0].hosts[0].entries = recs;
+    m.components[0].hosts[0].entries = recs.into();
     w.finish(&m).await.unwrap();
     // The sidecar, as a backup writes it: the manifest plus the file's own size and sha256.
     let bytes = std::fs::read(&path).unwrap();

@@ -144,8 +144,10 @@ pub struct HostReport {
     pub versions: BTreeMap<String, String>,
     #[serde(default)]
     pub commands: Vec<CommandRecord>,
+    /// In memory when read from a manifest; spooled to disk during a backup (see
+    /// [`super::entries`]).
     #[serde(default)]
-    pub entries: Vec<EntryRecord>,
+    pub entries: super::Entries,
     /// Remarks on the data's quality, e.g. `taken while running`.
     #[serde(default)]
     pub flags: Vec<String>,

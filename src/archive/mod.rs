@@ -32,6 +32,7 @@
 mod codec;
 pub mod crypt;
 pub mod digest;
+pub mod entries;
 mod entry;
 pub mod extract;
 pub mod manifest;
@@ -44,6 +45,7 @@ pub use codec::CHUNK;
 pub use entry::{CopyError, StreamEntry};
 
 pub use digest::ArchiveDigest;
+pub use entries::{Entries, EntrySpool};
 pub use manifest::*;
 pub use read::{Mismatch, VerifyReport, read_manifest, verify_archive};
 

@@ -114,7 +114,7 @@ fn manifest_with(format: Format, entries: Vec<EntryRecord>) -> Manifest {
                         status: Status::Ok,
                         versions: BTreeMap::new(),
                         commands: vec![],
-                        entries,
+                        entries: entries.into(),
                         flags: vec![],
                         errors: vec![],
                     })

@@ -552,7 +552,7 @@ pub fn summary(o: &Outcome, width: usize) -> String {
             if h.status == Status::Skipped && h.errors.is_empty() {
                 continue;
             }
-            let size: u64 = h.entries.iter().map(|e| e.size).sum();
+            let size: u64 = h.entries.total_size();
             let versions: Vec<String> =
                 h.versions.iter().map(|(k, v)| format!("{k} {v}")).collect();
             let status = if h.status == Status::Skipped {
@@ -662,8 +662,7 @@ pub fn summary(o: &Outcome, width: usize) -> String {
         .components
         .iter()
         .flat_map(|c| c.hosts.iter())
-        .flat_map(|h| h.entries.iter())
-        .map(|e| e.size)
+        .map(|h| h.entries.total_size())
         .sum();
     let secs = match (
         m.started_at.parse::<jiff::Timestamp>(),

@@ -165,7 +165,7 @@ pub fn build(
                     host: h.host.clone(),
                     status: status_name(h.status),
                     duration_seconds: timing.duration(&c.name, &h.host).as_secs_f64(),
-                    bytes: h.entries.iter().map(|e| e.size).sum(),
+                    bytes: h.entries.total_size(),
                     entries: h.entries.len(),
                     failures: h.errors.iter().map(failure).collect(),
                 })

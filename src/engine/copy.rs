@@ -32,7 +32,7 @@ static AHEAD: std::sync::LazyLock<Arc<Semaphore>> =
 /// inline, as none of this copy's commits is left to wait for.
 async fn commit_ahead(
     commits: &mut Commits,
-    entries: &mut Vec<EntryRecord>,
+    entries: &mut crate::archive::Entries,
 ) -> Result<Option<OwnedSemaphorePermit>, StepError> {
     loop {
         if commits.0.len() < COMMITS_AHEAD
@@ -65,7 +65,7 @@ impl Drop for Commits {
 /// Wait for the oldest commit; its record goes to `entries`.
 async fn next_commit(
     commits: &mut VecDeque<Commit>,
-    entries: &mut Vec<EntryRecord>,
+    entries: &mut crate::archive::Entries,
 ) -> Result<(), StepError> {
     let Some(job) = commits.pop_front() else {
         return Ok(());

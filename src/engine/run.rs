@@ -155,6 +155,19 @@ pub async fn run_backup(
         writer.sink(),
         opts.spool_dir.is_some() && opts.spool_dir == target.local_dir(),
     );
+    // Entry records go to a spool file beside the archive's spool files as the run goes (memory
+    // does not grow with the number of files); should it fail they stay in memory.
+    let spool_sink = writer.sink();
+    let entry_spool = match crate::archive::EntrySpool::new(spool_sink.spool_dir()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "entry records kept in memory: no spool file in {}: {e}",
+                spool_sink.spool_dir().display()
+            );
+            None
+        }
+    };
     let sessions = Sessions::new(opts.concurrency);
     let slots = HostSlots::new(opts.concurrency, sessions.slot_hooks());
     let ctx = Arc::new(Ctx {
@@ -165,6 +178,7 @@ pub async fn run_backup(
         progress: fault.progress(progress),
         cancel: cancel.clone(),
         shared: Default::default(),
+        entry_spool,
     });
 
     let work = async {

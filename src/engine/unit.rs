@@ -44,6 +44,18 @@ pub(crate) struct Ctx {
     /// (component, key). Lives and dies with the run, never in the catalog (which may serve
     /// several runs).
     pub(crate) shared: SharedStore,
+    /// Where the units' entry records go during the run (None: they stay in memory).
+    pub(crate) entry_spool: Option<Arc<crate::archive::EntrySpool>>,
+}
+
+impl Ctx {
+    /// An empty list of entry records for a unit (or branch) of this run.
+    fn new_entries(&self) -> crate::archive::Entries {
+        match &self.entry_spool {
+            Some(s) => crate::archive::Entries::spooled(s.clone()),
+            None => crate::archive::Entries::default(),
+        }
+    }
 }
 
 /// See [`Ctx::shared`].
@@ -378,7 +390,10 @@ impl<'a> HostCtx<'a> {
             h,
             session,
             vars: h.vars.clone(),
-            report: host_report(h, role, Status::Ok),
+            report: HostReport {
+                entries: ctx.new_entries(),
+                ..host_report(h, role, Status::Ok)
+            },
             cleanup_failed: false,
             set_vars: Arc::default(),
             streamed: Arc::default(),
@@ -397,7 +412,10 @@ impl<'a> HostCtx<'a> {
             h: self.h,
             session: self.session.clone(),
             vars: self.vars.clone(),
-            report: host_report(self.h, &self.report.role, Status::Ok),
+            report: HostReport {
+                entries: self.ctx.new_entries(),
+                ..host_report(self.h, &self.report.role, Status::Ok)
+            },
             cleanup_failed: false,
             set_vars: self.set_vars.clone(),
             streamed: self.streamed.clone(),
@@ -410,7 +428,7 @@ impl<'a> HostCtx<'a> {
     pub fn join(&mut self, branch: HostCtx<'a>) {
         let r = branch.report;
         self.report.commands.extend(r.commands);
-        self.report.entries.extend(r.entries);
+        self.report.entries.append(r.entries);
         for f in r.flags {
             if !self.report.flags.contains(&f) {
                 self.report.flags.push(f);
@@ -1070,7 +1088,7 @@ pub(crate) fn host_report(h: &PlannedHost, role: &str, status: Status) -> HostRe
         status,
         versions: BTreeMap::new(),
         commands: vec![],
-        entries: vec![],
+        entries: Default::default(),
         flags: vec![],
         errors: vec![],
     }
