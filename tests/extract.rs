@@ -845,3 +845,61 @@ async fn verify_catches_every_flipped_byte_and_truncation() {
         assert!(check(all.clone()), "{format}: {all}");
     }
 }
+
+/// A sidecar as lsbackup writes it is checked by its sha256 against the manifest inside
+/// serialized again, without being read into memory a second time; any other sidecar (another
+/// formatting, a changed record) is read again and compared as parsed, which names the
+/// difference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_is_compared_by_digest_and_read_again_only_when_it_differs() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+    let dir = tempfile::tempdir().unwrap();
+    let (archive, _) = real_archive(dir.path(), Format::TarZst).await;
+    let good = std::fs::read(sidecar_of(&archive)).unwrap();
+    let reads = AtomicUsize::new(0);
+    let check = |bytes: Vec<u8>| {
+        let archive = archive.clone();
+        let reads = &reads;
+        async move {
+            let mut r = verify_archive(&archive).await.unwrap();
+            let first: Reader = Box::new(std::io::Cursor::new(bytes.clone()));
+            let again = || async move {
+                reads.fetch_add(1, Ordering::SeqCst);
+                Ok(Box::new(std::io::Cursor::new(bytes)) as Reader)
+            };
+            r.check_sidecar_stream("sidecar", first, again).await;
+            r
+        }
+    };
+    // as written: one read, ok
+    let r = check(good.clone()).await;
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(r.sidecar.as_deref(), Some("sidecar"));
+    assert_eq!(reads.load(Ordering::SeqCst), 0);
+    // the same manifest formatted otherwise: read again, still ok
+    let compact = serde_json::to_vec(&serde_json::from_slice::<Manifest>(&good).unwrap()).unwrap();
+    let r = check(compact).await;
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(reads.swap(0, Ordering::SeqCst), 1);
+    // a record changed: read again, the difference said
+    let mut m: Manifest = serde_json::from_slice(&good).unwrap();
+    m.components[0].hosts[0].entries[0].size += 1;
+    let r = check(serde_json::to_vec_pretty(&m).unwrap()).await;
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p == "sidecar: differs from the manifest.json inside the archive"),
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(reads.swap(0, Ordering::SeqCst), 1);
+    // not JSON: said at once
+    let r = check(b"{\"format_version\": 2, ".to_vec()).await;
+    assert!(
+        r.problems[0].starts_with("sidecar is not a valid manifest: "),
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(reads.load(Ordering::SeqCst), 0);
+}

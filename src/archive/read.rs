@@ -109,16 +109,7 @@ impl VerifyReport {
                 return;
             }
         };
-        match &beside.archive {
-            None => self.notes.push(format!(
-                "{name} records no size and sha256 of the archive (written before lsbackup recorded them): bytes outside entries not compared"
-            )),
-            Some(d) if *d != self.stored => self.problems.push(format!(
-                "the archive differs from what {name} records: {} bytes with sha256 {}, the file has {} bytes with sha256 {} (damaged, or not the archive that sidecar describes)",
-                d.size, d.sha256, self.stored.size, self.stored.sha256
-            )),
-            Some(_) => self.sidecar = Some(name.to_string()),
-        }
+        self.check_archive_digest(name, &beside.archive);
         // compared as parsed (not as JSON values: those took ~3 KB an entry)
         let outside = Manifest {
             archive: None,
@@ -130,6 +121,126 @@ impl VerifyReport {
             ));
         }
     }
+
+    /// [`VerifyReport::check_sidecar`] of the sidecar `name` streamed from `reader`, without
+    /// holding a second manifest in memory when it is the one inside byte for byte (as lsbackup
+    /// writes it): its sha256 is compared with that of the manifest inside serialized with the
+    /// sidecar's archive digest. Otherwise (another writer's formatting, a difference) it is
+    /// read again with `again` and compared as parsed, to say what differs.
+    pub async fn check_sidecar_stream<F, Fut>(
+        &mut self,
+        name: &str,
+        reader: Box<dyn AsyncRead + Send + Unpin>,
+        again: F,
+    ) where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Box<dyn AsyncRead + Send + Unpin>, String>>,
+    {
+        match sidecar_head(name, reader).await {
+            Err(e) => {
+                self.problems.push(e);
+                return;
+            }
+            // (the manifest inside records no archive digest: it cannot hold its own file's)
+            Ok((sha, Some(archive))) if self.manifest.archive.is_none() => {
+                let mut hasher = HashWriter(Sha256::new());
+                self.manifest.archive = Some(archive.clone());
+                let written = serde_json::to_writer_pretty(&mut hasher, &self.manifest);
+                self.manifest.archive = None;
+                if written.is_ok() && hasher.0.finalize()[..] == sha[..] {
+                    self.check_archive_digest(name, &Some(archive));
+                    return;
+                }
+            }
+            Ok(_) => {}
+        }
+        let full = match again().await {
+            Ok(r) => read_sidecar(name, r).await,
+            Err(e) => Err(e),
+        };
+        self.check_sidecar(name, full);
+    }
+
+    /// The archive file's digest as `name` records it, against the file's.
+    fn check_archive_digest(&mut self, name: &str, recorded: &Option<ArchiveDigest>) {
+        match recorded {
+            None => self.notes.push(format!(
+                "{name} records no size and sha256 of the archive (written before lsbackup recorded them): bytes outside entries not compared"
+            )),
+            Some(d) if *d != self.stored => self.problems.push(format!(
+                "the archive differs from what {name} records: {} bytes with sha256 {}, the file has {} bytes with sha256 {} (damaged, or not the archive that sidecar describes)",
+                d.size, d.sha256, self.stored.size, self.stored.sha256
+            )),
+            Some(_) => self.sidecar = Some(name.to_string()),
+        }
+    }
+}
+
+/// A `Write` that only hashes.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sidecar streamed from `reader`: the sha256 of its bytes and the archive digest it records,
+/// its other fields skipped as they pass (nothing of its size held). Checked as
+/// [`read_sidecar`] checks one: a valid manifest of a known version, at most its size limit.
+async fn sidecar_head(
+    name: &str,
+    reader: Box<dyn AsyncRead + Send + Unpin>,
+) -> Result<([u8; 32], Option<ArchiveDigest>), String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        format_version: u32,
+        #[serde(default)]
+        archive: Option<ArchiveDigest>,
+    }
+    struct Hashing<R> {
+        inner: R,
+        sha: Sha256,
+        n: u64,
+    }
+    impl<R: std::io::Read> std::io::Read for Hashing<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let k = self.inner.read(buf)?;
+            self.sha.update(&buf[..k]);
+            self.n += k as u64;
+            Ok(k)
+        }
+    }
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let owned = name.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut r = Hashing {
+            inner: bridge.take(MAX_MANIFEST + 1),
+            sha: Sha256::new(),
+            n: 0,
+        };
+        let head = serde_json::from_reader::<_, Head>(std::io::BufReader::new(&mut r));
+        if r.n > MAX_MANIFEST {
+            return Err(format!(
+                "{owned} is larger than {} MiB: not a manifest sidecar",
+                MAX_MANIFEST >> 20
+            ));
+        }
+        let head = head.map_err(|e| format!("{owned} is not a valid manifest: {e}"))?;
+        if head.format_version == 0 || head.format_version > MANIFEST_FORMAT {
+            return Err(format!(
+                "{owned} has format version {}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup",
+                head.format_version
+            ));
+        }
+        Ok((r.sha.finalize().into(), head.archive))
+    })
+    .await
+    .map_err(|e| format!("{name}: reading: {e}"))?
 }
 
 /// Guess the format from the first bytes of a file.

@@ -421,7 +421,15 @@ async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
                 .find(|l| l.name == name)
                 .and_then(|l| l.sidecar.clone())
             {
-                report.check_sidecar(&sidecar, target.read_sidecar(&sidecar).await);
+                match target.open_read(&sidecar).await {
+                    Ok(r) => {
+                        let again = || async {
+                            target.open_read(&sidecar).await.map_err(|e| e.to_string())
+                        };
+                        report.check_sidecar_stream(&sidecar, r, again).await;
+                    }
+                    Err(e) => report.problems.push(e.to_string()),
+                }
             }
             report
         }
@@ -433,11 +441,14 @@ async fn verify(a: VerifyArgs) -> Result<i32, AnyError> {
             let name = sidecar.display().to_string();
             match std::fs::metadata(&sidecar) {
                 Ok(m) if m.is_file() => {
-                    let file = tokio::fs::File::open(&sidecar)
-                        .await
-                        .map_err(|e| format!("reading {name}: {e}"))?;
-                    let read = lsbackup::archive::read::read_sidecar(&name, Box::new(file)).await;
-                    report.check_sidecar(&name, read);
+                    let open = || async {
+                        tokio::fs::File::open(&sidecar)
+                            .await
+                            .map(|f| Box::new(f) as Box<dyn tokio::io::AsyncRead + Send + Unpin>)
+                            .map_err(|e| format!("reading {name}: {e}"))
+                    };
+                    let file = open().await?;
+                    report.check_sidecar_stream(&name, file, open).await;
                 }
                 Ok(_) => report
                     .problems
