@@ -854,6 +854,19 @@ fn verify_command() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(text.contains(": ok ("), "{text}");
+    // manifest.json is read back through a temporary file; with none to be had, from memory
+    let no_tmp = Command::new(support::bin())
+        .arg("verify")
+        .arg(&archive)
+        .env("TMPDIR", run.target.path().join("no-such-dir"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&no_tmp.stdout),
+        text,
+        "{}",
+        String::from_utf8_lossy(&no_tmp.stderr)
+    );
     // The sidecar records the file's own size and sha256, and verify compares them.
     let data = std::fs::read(&archive).unwrap();
     let sidecar = format!("{}.manifest.json", archive.display());

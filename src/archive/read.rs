@@ -32,7 +32,7 @@ struct Scan {
     format: Format,
     /// In archive order, manifest excluded.
     entries: Vec<(String, Found)>,
-    manifest: Option<Vec<u8>>,
+    manifest: Option<ManifestData>,
     /// Entries found after `manifest.json` (there should be none).
     after_manifest: Vec<String>,
     /// Entries whose data could not be read back (a zip entry failing its CRC): named, and the
@@ -261,8 +261,8 @@ pub fn detect_format(magic: &[u8]) -> Option<Format> {
 /// it also checks that the compressed stream ends cleanly.
 pub async fn read_manifest(path: impl AsRef<Path>) -> Result<Manifest, ArchiveError> {
     let path = path.as_ref();
-    let scan = scan(path, false, &Identities::default(), &Digesting::off()).await?;
-    parse_manifest(path, &scan)
+    let mut scan = scan(path, false, &Identities::default(), &Digesting::off()).await?;
+    parse_manifest(path, &mut scan)
 }
 
 /// Read every entry of the archive at `path`, recompute sizes and sha256s, and compare them
@@ -305,8 +305,8 @@ pub async fn read_manifest_reader<R: AsyncRead + Send + Unpin + 'static>(
     ids: &Identities,
 ) -> Result<Manifest, ArchiveError> {
     let path = Path::new(label);
-    let scan = scan_reader(path, reader, false, ids, &Digesting::off()).await?;
-    parse_manifest(path, &scan)
+    let mut scan = scan_reader(path, reader, false, ids, &Digesting::off()).await?;
+    parse_manifest(path, &mut scan)
 }
 
 /// Scan a stream that is not seekable (see [`plain_reader`]).
@@ -378,8 +378,12 @@ pub(crate) async fn plain_file(
     plain_reader(path, open().await?, ids, stored).await
 }
 
-fn report(path: &Path, scan: Scan, stored: ArchiveDigest) -> Result<VerifyReport, ArchiveError> {
-    let manifest = parse_manifest(path, &scan)?;
+fn report(
+    path: &Path,
+    mut scan: Scan,
+    stored: ArchiveDigest,
+) -> Result<VerifyReport, ArchiveError> {
+    let manifest = parse_manifest(path, &mut scan)?;
 
     let mut problems = Vec::new();
     for p in &scan.after_manifest {
@@ -579,18 +583,97 @@ pub fn manifest_problems(m: &Manifest, format: Option<Format>) -> Vec<String> {
     out
 }
 
-fn parse_manifest(path: &Path, scan: &Scan) -> Result<Manifest, ArchiveError> {
-    let Some(bytes) = &scan.manifest else {
-        return Err(read_err(
+fn parse_manifest(path: &Path, scan: &mut Scan) -> Result<Manifest, ArchiveError> {
+    match scan.manifest.take() {
+        None => Err(read_err(
             path,
             format!("no {MANIFEST_PATH}: the archive is incomplete"),
-        ));
-    };
-    parse_manifest_bytes(path, bytes)
+        )),
+        Some(ManifestData::Mem(bytes)) => parse_manifest_bytes(path, &bytes),
+        Some(ManifestData::File(mut f)) => parse_manifest_file(path, &mut f),
+    }
 }
 
-/// Parse a manifest, refusing a format version this build does not know (before the rest of
-/// it: a newer format may not parse as this one).
+/// `manifest.json` as read from an archive: spooled to an unlinked temporary file (it grows
+/// with the number of entries: ~300 bytes each), or in memory when no such file can be made.
+enum ManifestData {
+    File(std::fs::File),
+    Mem(Vec<u8>),
+}
+
+impl ManifestData {
+    /// Read `r` (at most `size` bytes are expected) into a temporary file, else into memory.
+    fn read_sync(r: &mut impl std::io::Read, size: u64) -> std::io::Result<ManifestData> {
+        use std::io::Seek;
+        match tempfile::tempfile() {
+            Ok(mut f) => {
+                std::io::copy(&mut r.take(size), &mut f)?;
+                f.rewind()?;
+                Ok(ManifestData::File(f))
+            }
+            Err(_) => {
+                let mut bytes = Vec::new();
+                r.take(size).read_to_end(&mut bytes)?;
+                Ok(ManifestData::Mem(bytes))
+            }
+        }
+    }
+
+    /// [`ManifestData::read_sync`] of an async reader.
+    async fn read_async(
+        r: &mut (impl AsyncRead + Unpin),
+        size: u64,
+    ) -> std::io::Result<ManifestData> {
+        use std::io::Seek;
+        match tempfile::tempfile() {
+            Ok(f) => {
+                let mut f = tokio::fs::File::from_std(f);
+                tokio::io::copy(&mut r.take(size), &mut f).await?;
+                let mut f = f.into_std().await;
+                f.rewind()?;
+                Ok(ManifestData::File(f))
+            }
+            Err(_) => {
+                let mut bytes = Vec::new();
+                r.take(size).read_to_end(&mut bytes).await?;
+                Ok(ManifestData::Mem(bytes))
+            }
+        }
+    }
+}
+
+/// [`parse_manifest_bytes`] of a spooled manifest, read as it streams (version first).
+fn parse_manifest_file(path: &Path, f: &mut std::fs::File) -> Result<Manifest, ArchiveError> {
+    use std::io::Seek;
+    #[derive(serde::Deserialize)]
+    struct Version {
+        format_version: u32,
+    }
+    let bad = |e: serde_json::Error| {
+        read_err(
+            path,
+            format!("{MANIFEST_PATH} is not a valid manifest: {e}"),
+        )
+    };
+    let io = |e: std::io::Error| read_err(path, format!("reading {MANIFEST_PATH} back: {e}"));
+    let v: Version = serde_json::from_reader(std::io::BufReader::new(&mut *f)).map_err(bad)?;
+    check_version(path, v.format_version)?;
+    f.rewind().map_err(io)?;
+    serde_json::from_reader(std::io::BufReader::with_capacity(256 * 1024, &mut *f)).map_err(bad)
+}
+
+fn check_version(path: &Path, v: u32) -> Result<(), ArchiveError> {
+    if v == 0 || v > MANIFEST_FORMAT {
+        return Err(read_err(
+            path,
+            format!(
+                "{MANIFEST_PATH} has format version {v}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Parse a manifest sidecar streamed from `reader` (a file, an object): no buffer of its size,
 /// at most as large as a manifest inside an archive may be. `name` is for messages.
 pub async fn read_sidecar(
@@ -643,6 +726,8 @@ fn parse_sidecar(name: &str, reader: impl std::io::Read) -> Result<Manifest, Str
     Ok(m)
 }
 
+/// Parse a manifest, refusing a format version this build does not know (before the rest of
+/// it: a newer format may not parse as this one).
 pub(crate) fn parse_manifest_bytes(path: &Path, bytes: &[u8]) -> Result<Manifest, ArchiveError> {
     #[derive(serde::Deserialize)]
     struct Version {
@@ -655,15 +740,7 @@ pub(crate) fn parse_manifest_bytes(path: &Path, bytes: &[u8]) -> Result<Manifest
         )
     };
     let v: Version = serde_json::from_slice(bytes).map_err(bad)?;
-    if v.format_version == 0 || v.format_version > MANIFEST_FORMAT {
-        return Err(read_err(
-            path,
-            format!(
-                "{MANIFEST_PATH} has format version {}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup",
-                v.format_version
-            ),
-        ));
-    }
+    check_version(path, v.format_version)?;
     serde_json::from_slice(bytes).map_err(bad)
 }
 
@@ -827,12 +904,10 @@ async fn scan_tar<D: AsyncRead + Unpin + Send>(
                         format!("{MANIFEST_PATH} is implausibly large ({size} bytes)"),
                     ));
                 }
-                let mut bytes = Vec::with_capacity(size as usize);
-                entry
-                    .read_to_end(&mut bytes)
+                let data = ManifestData::read_async(&mut entry, size)
                     .await
                     .map_err(|e| inside(&name, e))?;
-                scan.manifest = Some(bytes);
+                scan.manifest = Some(data);
                 continue;
             }
             let link_target = match kind {
@@ -904,9 +979,9 @@ fn scan_zip(path: &Path, mut file: std::fs::File, hash: bool) -> Result<Scan, Ar
                     format!("{MANIFEST_PATH} is implausibly large ({} bytes)", f.size()),
                 ));
             }
-            let mut bytes = Vec::new();
-            f.read_to_end(&mut bytes).map_err(|e| corrupt(&e))?;
-            scan.manifest = Some(bytes);
+            let size = f.size();
+            let data = ManifestData::read_sync(&mut f, size).map_err(|e| corrupt(&e))?;
+            scan.manifest = Some(data);
             continue;
         }
         let mut hasher = Sha256::new();
