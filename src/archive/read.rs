@@ -202,42 +202,11 @@ async fn sidecar_head(
         #[serde(default)]
         archive: Option<ArchiveDigest>,
     }
-    struct Hashing<R> {
-        inner: R,
-        sha: Sha256,
-        n: u64,
-    }
-    impl<R: std::io::Read> std::io::Read for Hashing<R> {
-        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-            let k = self.inner.read(buf)?;
-            self.sha.update(&buf[..k]);
-            self.n += k as u64;
-            Ok(k)
-        }
-    }
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
     let owned = name.to_string();
     tokio::task::spawn_blocking(move || {
-        let mut r = Hashing {
-            inner: bridge.take(MAX_MANIFEST + 1),
-            sha: Sha256::new(),
-            n: 0,
-        };
-        let head = serde_json::from_reader::<_, Head>(std::io::BufReader::new(&mut r));
-        if r.n > MAX_MANIFEST {
-            return Err(format!(
-                "{owned} is larger than {} MiB: not a manifest sidecar",
-                MAX_MANIFEST >> 20
-            ));
-        }
-        let head = head.map_err(|e| format!("{owned} is not a valid manifest: {e}"))?;
-        if head.format_version == 0 || head.format_version > MANIFEST_FORMAT {
-            return Err(format!(
-                "{owned} has format version {}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup",
-                head.format_version
-            ));
-        }
-        Ok((r.sha.finalize().into(), head.archive))
+        let (head, sha) = parse_metered::<Head>(&owned, bridge, true, |h| h.format_version)?;
+        Ok((sha.expect("hashed"), head.archive))
     })
     .await
     .map_err(|e| format!("{name}: reading: {e}"))?
@@ -693,37 +662,54 @@ pub fn parse_sidecar_bytes(name: &str, bytes: &[u8]) -> Result<Manifest, String>
 }
 
 fn parse_sidecar(name: &str, reader: impl std::io::Read) -> Result<Manifest, String> {
-    /// Counts what passes, to tell "too large" from "cut short".
-    struct Counted<R> {
+    parse_metered::<Manifest>(name, reader, false, |m| m.format_version).map(|(m, _)| m)
+}
+
+/// Parse a sidecar's JSON as `T` from `reader`, reading at most the manifest size limit (a
+/// larger one is refused as such), with the sha256 of what was read when `hash`; a format
+/// version (`version` of it) this build does not know is refused.
+fn parse_metered<T: serde::de::DeserializeOwned>(
+    name: &str,
+    reader: impl std::io::Read,
+    hash: bool,
+    version: impl Fn(&T) -> u32,
+) -> Result<(T, Option<[u8; 32]>), String> {
+    /// Counts (and hashes) what passes, to tell "too large" from "cut short".
+    struct Metered<R> {
         inner: R,
         n: u64,
+        sha: Option<Sha256>,
     }
-    impl<R: std::io::Read> std::io::Read for Counted<R> {
+    impl<R: std::io::Read> std::io::Read for Metered<R> {
         fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
             let k = self.inner.read(buf)?;
             self.n += k as u64;
+            if let Some(sha) = &mut self.sha {
+                sha.update(&buf[..k]);
+            }
             Ok(k)
         }
     }
-    let mut r = Counted {
+    let mut r = Metered {
         inner: reader.take(MAX_MANIFEST + 1),
         n: 0,
+        sha: hash.then(Sha256::new),
     };
-    let m = serde_json::from_reader::<_, Manifest>(std::io::BufReader::new(&mut r));
+    let parsed = serde_json::from_reader::<_, T>(std::io::BufReader::new(&mut r));
     if r.n > MAX_MANIFEST {
         return Err(format!(
             "{name} is larger than {} MiB: not a manifest sidecar",
             MAX_MANIFEST >> 20
         ));
     }
-    let m = m.map_err(|e| format!("{name} is not a valid manifest: {e}"))?;
-    if m.format_version == 0 || m.format_version > MANIFEST_FORMAT {
+    let parsed = parsed.map_err(|e| format!("{name} is not a valid manifest: {e}"))?;
+    let v = version(&parsed);
+    if v == 0 || v > MANIFEST_FORMAT {
         return Err(format!(
-            "{name} has format version {}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup",
-            m.format_version
+            "{name} has format version {v}, which this lsbackup does not know (it reads 1 to {MANIFEST_FORMAT}); use a newer lsbackup"
         ));
     }
-    Ok(m)
+    Ok((parsed, r.sha.map(|s| s.finalize().into())))
 }
 
 /// Parse a manifest, refusing a format version this build does not know (before the rest of
