@@ -118,3 +118,79 @@ fn lists_plain_encrypted_and_sidecarless_archives() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/backups"));
 }
+
+/// Peak RSS (KiB) of `lsbackup ARGS`, from the kernel's accounting of that one child.
+fn peak_rss_kib(args: &[&str]) -> (Output, i64) {
+    let child = Command::new(env!("CARGO_BIN_EXE_lsbackup"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let out = {
+        use std::io::Read;
+        let mut stdout = Vec::new();
+        child.stdout.unwrap().read_to_end(&mut stdout).unwrap();
+        stdout
+    };
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid);
+    let output = Output {
+        status: std::os::unix::process::ExitStatusExt::from_raw(status),
+        stdout: out,
+        stderr: Vec::new(),
+    };
+    (output, usage.ru_maxrss)
+}
+
+/// A listing holds what it shows of each backup (status, components, hosts), not every entry
+/// record: eight backups whose sidecars record 80,000 entries each take about the memory of
+/// one, not eight.
+#[test]
+fn listing_many_large_backups_holds_one_manifest_at_a_time() {
+    let target = tempfile::tempdir().unwrap();
+    let t = target.path();
+    backup(t, &["--only", "haproxy"]);
+    let name = std::fs::read_dir(t)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .find(|n| n.ends_with(".tar.zst"))
+        .unwrap();
+    let mut m: lsbackup::archive::Manifest =
+        serde_json::from_slice(&std::fs::read(t.join(format!("{name}.manifest.json"))).unwrap())
+            .unwrap();
+    let one = m.components[0].hosts[0].entries[0].clone();
+    m.components[0].hosts[0].entries = (0..80_000)
+        .map(|i| lsbackup::archive::EntryRecord {
+            path: format!("{}/copy-{i:06}", one.path),
+            ..one.clone()
+        })
+        .collect();
+    let big = serde_json::to_vec_pretty(&m).unwrap();
+    // one manifest, parsed: the measure of what eight would take if all were held
+    let (_, single) = peak_rss_kib(&["list", "-t", t.to_str().unwrap()]);
+    let stem = name.trim_end_matches(".tar.zst");
+    for i in 1..=8 {
+        let copy = format!("{stem}_{i}.tar.zst");
+        std::fs::copy(t.join(&name), t.join(&copy)).unwrap();
+        std::fs::write(t.join(format!("{copy}.manifest.json")), &big).unwrap();
+    }
+    let (out, eight) = peak_rss_kib(&["list", "--json", "-t", t.to_str().unwrap()]);
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 9);
+    for l in listed.as_array().unwrap() {
+        assert_eq!(l["manifest"], "sidecar", "{l}");
+        assert_eq!(l["components"][0]["name"], "haproxy", "{l}");
+    }
+    // one manifest of 80,000 records parsed at a time: ~13 MiB above a small listing here;
+    // all eight held at once: ~80 MiB above it
+    assert!(
+        eight < single + 40 * 1024,
+        "list of eight large backups peaked at {eight} KiB (one small: {single} KiB)"
+    );
+}

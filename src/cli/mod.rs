@@ -260,7 +260,7 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
             (None, None, None)
         } else if let Some(sc) = &l.sidecar {
             match target.read_sidecar(sc).await {
-                Ok(m) => (Some(m), Some("sidecar"), None),
+                Ok(m) => (Some(summary_only(m)), Some("sidecar"), None),
                 Err(e) => (None, None, Some(e)),
             }
         } else {
@@ -276,7 +276,7 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
                 },
             };
             match read {
-                Ok(m) => (Some(m), Some("archive"), None),
+                Ok(m) => (Some(summary_only(m)), Some("archive"), None),
                 Err(e) => (None, None, Some(e)),
             }
         };
@@ -299,6 +299,16 @@ async fn list(a: ListArgs) -> Result<i32, AnyError> {
         );
     }
     Ok(EXIT_OK)
+}
+
+/// What `list` shows of a manifest (status, components, hosts), without the entry and command
+/// records that grow with the backup: a listing holds one manifest per backup at once.
+fn summary_only(mut m: lsbackup::archive::Manifest) -> lsbackup::archive::Manifest {
+    for h in m.components.iter_mut().flat_map(|c| c.hosts.iter_mut()) {
+        h.entries = Default::default();
+        h.commands = Vec::new();
+    }
+    m
 }
 
 /// Apply `policy` to the backups named `PREFIX-<time>...` in `target`: print every decision
