@@ -121,6 +121,8 @@ fn lists_plain_encrypted_and_sidecarless_archives() {
 
 /// Peak RSS (KiB) of `lsbackup ARGS`, from the kernel's accounting of that one child.
 fn peak_rss_kib(args: &[&str]) -> (Output, i64) {
+    // reaped below by wait4, which also gives that child's own resource usage
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(env!("CARGO_BIN_EXE_lsbackup"))
         .args(args)
         .stdout(std::process::Stdio::piped())
