@@ -559,7 +559,7 @@ fn parse_manifest(path: &Path, scan: &mut Scan) -> Result<Manifest, ArchiveError
             format!("no {MANIFEST_PATH}: the archive is incomplete"),
         )),
         Some(ManifestData::Mem(bytes)) => parse_manifest_bytes(path, &bytes),
-        Some(ManifestData::File(mut f)) => parse_manifest_file(path, &mut f),
+        Some(ManifestData::File(f)) => parse_manifest_file(path, &f),
     }
 }
 
@@ -612,8 +612,21 @@ impl ManifestData {
 }
 
 /// [`parse_manifest_bytes`] of a spooled manifest, read as it streams (version first).
-fn parse_manifest_file(path: &Path, f: &mut std::fs::File) -> Result<Manifest, ArchiveError> {
+fn parse_manifest_file(path: &Path, f: &std::fs::File) -> Result<Manifest, ArchiveError> {
     use std::io::Seek;
+    parse_versioned(path, || {
+        let mut f = f.try_clone()?;
+        f.rewind()?;
+        Ok(std::io::BufReader::with_capacity(256 * 1024, f))
+    })
+}
+
+/// Parse a manifest from what `open` gives (twice: the format version first, then the whole,
+/// since a newer format may not parse as this one), refusing a version this build does not know.
+fn parse_versioned<R: std::io::Read>(
+    path: &Path,
+    mut open: impl FnMut() -> std::io::Result<R>,
+) -> Result<Manifest, ArchiveError> {
     #[derive(serde::Deserialize)]
     struct Version {
         format_version: u32,
@@ -624,11 +637,10 @@ fn parse_manifest_file(path: &Path, f: &mut std::fs::File) -> Result<Manifest, A
             format!("{MANIFEST_PATH} is not a valid manifest: {e}"),
         )
     };
-    let io = |e: std::io::Error| read_err(path, format!("reading {MANIFEST_PATH} back: {e}"));
-    let v: Version = serde_json::from_reader(std::io::BufReader::new(&mut *f)).map_err(bad)?;
+    let io = |e: std::io::Error| read_err(path, format!("reading {MANIFEST_PATH}: {e}"));
+    let v: Version = serde_json::from_reader(open().map_err(io)?).map_err(bad)?;
     check_version(path, v.format_version)?;
-    f.rewind().map_err(io)?;
-    serde_json::from_reader(std::io::BufReader::with_capacity(256 * 1024, &mut *f)).map_err(bad)
+    serde_json::from_reader(open().map_err(io)?).map_err(bad)
 }
 
 fn check_version(path: &Path, v: u32) -> Result<(), ArchiveError> {
@@ -715,19 +727,7 @@ fn parse_metered<T: serde::de::DeserializeOwned>(
 /// Parse a manifest, refusing a format version this build does not know (before the rest of
 /// it: a newer format may not parse as this one).
 pub(crate) fn parse_manifest_bytes(path: &Path, bytes: &[u8]) -> Result<Manifest, ArchiveError> {
-    #[derive(serde::Deserialize)]
-    struct Version {
-        format_version: u32,
-    }
-    let bad = |e: serde_json::Error| {
-        read_err(
-            path,
-            format!("{MANIFEST_PATH} is not a valid manifest: {e}"),
-        )
-    };
-    let v: Version = serde_json::from_slice(bytes).map_err(bad)?;
-    check_version(path, v.format_version)?;
-    serde_json::from_slice(bytes).map_err(bad)
+    parse_versioned(path, || Ok(bytes))
 }
 
 async fn scan(
