@@ -14,7 +14,6 @@ mod support;
 use support::es::{EsStandIn, Repo};
 use support::{free_port, unique};
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -562,37 +561,34 @@ fn opensearch_layout_with_demo_certificates_over_https() {
             &c(&format!("{name}.pem")),
         ]);
     }
-    let port = free_port();
-    std::fs::write(
-        conf.join("opensearch.yml"),
-        format!(
-            "cluster.name: opensearch-cluster\nnode.name: opensearch-node1\npath.data: {data}\npath.repo:\n  - {snaps}\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n\
-             plugins.security.ssl.http.enabled: true\nplugins.security.ssl.http.pemcert_filepath: node.pem\n\
-             plugins.security.ssl.http.pemkey_filepath: node-key.pem\nplugins.security.ssl.http.pemtrustedcas_filepath: root-ca.pem\n\
-             plugins.security.authcz.admin_dn:\n  - 'CN=kirk,OU=client,O=client,L=test,C=de'\n",
-            data = dir.path().join("data").display(),
-            snaps = snaps.display(),
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(STANDIN)
-        .arg("--config")
-        .arg(conf.join("opensearch.yml"))
-        .args(["--distribution", "opensearch"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the OpenSearch stand-in");
-    let end = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "the OpenSearch stand-in did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, port) = support::start_listening(
+        "the OpenSearch stand-in",
+        Duration::from_secs(15),
+        |port| {
+            std::fs::write(
+                conf.join("opensearch.yml"),
+                format!(
+                    "cluster.name: opensearch-cluster\nnode.name: opensearch-node1\npath.data: {data}\npath.repo:\n  - {snaps}\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n\
+                     plugins.security.ssl.http.enabled: true\nplugins.security.ssl.http.pemcert_filepath: node.pem\n\
+                     plugins.security.ssl.http.pemkey_filepath: node-key.pem\nplugins.security.ssl.http.pemtrustedcas_filepath: root-ca.pem\n\
+                     plugins.security.authcz.admin_dn:\n  - 'CN=kirk,OU=client,O=client,L=test,C=de'\n",
+                    data = dir.path().join("data").display(),
+                    snaps = snaps.display(),
+                ),
+            )
+            .unwrap();
+            Command::new("/usr/bin/python3")
+                .arg(STANDIN)
+                .arg("--config")
+                .arg(conf.join("opensearch.yml"))
+                .args(["--distribution", "opensearch"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the OpenSearch stand-in")
+        },
+    );
     let marker = unique("opensearch-marker");
     let put = Command::new("curl")
         .args([
@@ -808,41 +804,38 @@ fn basic_auth_over_verified_https_and_the_password_never_reaches_the_host() {
         "-out",
         &c("node.pem"),
     ]);
-    let port = free_port();
-    std::fs::write(
-        conf.join("elasticsearch.yml"),
-        format!(
-            "cluster.name: pw-cluster\nnode.name: pw-node\npath.data: {data}\npath.repo: [\"{snaps}\"]\n\
-             network.host: 127.0.0.1\nhttp.port: {port}\n\
-             opendistro_security.ssl.http.enabled: true\nopendistro_security.ssl.http.pemcert_filepath: node.pem\n\
-             opendistro_security.ssl.http.pemkey_filepath: node-key.pem\n\
-             opendistro_security.ssl.http.pemtrustedcas_filepath: root-ca.pem\n",
-            data = dir.path().join("data").display(),
-            snaps = snaps.display(),
-        ),
-    )
-    .unwrap();
     let user = "backup-operator";
     let password = unique("es-secret");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(STANDIN)
-        .arg("--config")
-        .arg(conf.join("elasticsearch.yml"))
-        .arg("--basic-auth")
-        .arg(format!("{user}:{password}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the Elasticsearch stand-in");
-    let end = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "the stand-in did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, port) = support::start_listening(
+        "the Elasticsearch stand-in",
+        Duration::from_secs(15),
+        |port| {
+            std::fs::write(
+                conf.join("elasticsearch.yml"),
+                format!(
+                    "cluster.name: pw-cluster\nnode.name: pw-node\npath.data: {data}\npath.repo: [\"{snaps}\"]\n\
+                     network.host: 127.0.0.1\nhttp.port: {port}\n\
+                     opendistro_security.ssl.http.enabled: true\nopendistro_security.ssl.http.pemcert_filepath: node.pem\n\
+                     opendistro_security.ssl.http.pemkey_filepath: node-key.pem\n\
+                     opendistro_security.ssl.http.pemtrustedcas_filepath: root-ca.pem\n",
+                    data = dir.path().join("data").display(),
+                    snaps = snaps.display(),
+                ),
+            )
+            .unwrap();
+            Command::new("/usr/bin/python3")
+                .arg(STANDIN)
+                .arg("--config")
+                .arg(conf.join("elasticsearch.yml"))
+                .arg("--basic-auth")
+                .arg(format!("{user}:{password}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the Elasticsearch stand-in")
+        },
+    );
     let since = std::time::SystemTime::now() - Duration::from_secs(2);
     let args = [
         "--only".to_string(),

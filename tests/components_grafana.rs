@@ -431,44 +431,39 @@ impl PlainGrafana {
             .prefix("lsb-grafana-plain")
             .tempdir_in("/tmp")
             .unwrap();
-        let port = free_port();
         let password = unique("pw");
         let data = dir.path().join("data");
-        std::fs::write(
-            dir.path().join("grafana.ini"),
-            format!(
-                "[paths]\ndata = {}\n[server]\nprotocol = http\nhttp_addr = 127.0.0.1\nhttp_port = {port}\n\
-                 [security]\nadmin_user = admin\nadmin_password = {password}\n",
-                data.display()
-            ),
-        )
-        .unwrap();
         let standin =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/standins/grafana.py");
-        let child = Command::new("python3")
-            .arg(standin)
-            .arg("--config")
-            .arg(dir.path().join("grafana.ini"))
-            .arg("--log")
-            .arg(dir.path().join("log"))
-            .spawn()
-            .expect("python3");
-        let g = PlainGrafana {
+        let (child, port) = support::start_listening(
+            "the plain-http Grafana stand-in",
+            std::time::Duration::from_secs(10),
+            |port| {
+                std::fs::write(
+                    dir.path().join("grafana.ini"),
+                    format!(
+                        "[paths]\ndata = {}\n[server]\nprotocol = http\nhttp_addr = 127.0.0.1\nhttp_port = {port}\n\
+                         [security]\nadmin_user = admin\nadmin_password = {password}\n",
+                        data.display()
+                    ),
+                )
+                .unwrap();
+                Command::new("python3")
+                    .arg(&standin)
+                    .arg("--config")
+                    .arg(dir.path().join("grafana.ini"))
+                    .arg("--log")
+                    .arg(dir.path().join("log"))
+                    .spawn()
+                    .expect("python3")
+            },
+        );
+        PlainGrafana {
             child,
             dir,
             port,
             password,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return g;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!(
-            "the plain-http stand-in did not start: {}",
-            std::fs::read_to_string(g.dir.path().join("log")).unwrap_or_default()
-        );
     }
 }
 

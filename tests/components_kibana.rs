@@ -9,9 +9,8 @@ mod support;
 
 use support::{free_port, unique};
 
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lsbackup::archive::Status;
 
@@ -222,37 +221,34 @@ fn opensearch_dashboards_layout_port_and_credentials_from_its_config() {
     // opensearch_dashboards.yml with opensearch.username/password; no kibana_url given: the port
     // is read from the file
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let password = unique("osd-pw");
-    std::fs::write(
-        dir.path().join("opensearch_dashboards.yml"),
-        format!(
-            "server.host: \"127.0.0.1\"\nserver.port: {port}\nopensearch.hosts: [\"https://127.0.0.1:9200\"]\n\
-             opensearch.username: kibanaserver\nopensearch.password: '{password}'\nopensearch.ssl.verificationMode: none\n"
-        ),
-    )
-    .unwrap();
     let standin = STANDIN;
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(standin)
-        .arg("--config")
-        .arg(dir.path().join("opensearch_dashboards.yml"))
-        .arg("--data")
-        .arg(dir.path().join("saved-objects.json"))
-        .args(["--distribution", "opensearch-dashboards"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the OpenSearch Dashboards stand-in");
-    let end = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "the stand-in did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, _) = support::start_listening(
+        "the Kibana stand-in",
+        Duration::from_secs(15),
+        |port| {
+            std::fs::write(
+                dir.path().join("opensearch_dashboards.yml"),
+                format!(
+                    "server.host: \"127.0.0.1\"\nserver.port: {port}\nopensearch.hosts: [\"https://127.0.0.1:9200\"]\n\
+                     opensearch.username: kibanaserver\nopensearch.password: '{password}'\nopensearch.ssl.verificationMode: none\n"
+                ),
+            )
+            .unwrap();
+            Command::new("/usr/bin/python3")
+                .arg(standin)
+                .arg("--config")
+                .arg(dir.path().join("opensearch_dashboards.yml"))
+                .arg("--data")
+                .arg(dir.path().join("saved-objects.json"))
+                .args(["--distribution", "opensearch-dashboards"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the OpenSearch Dashboards stand-in")
+        },
+    );
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
     let run = backup(&["--only", "kibana", "--set", &set_conf, "--set", INSECURE_OK]);
     let _ = child.kill();
@@ -437,39 +433,33 @@ fn https_with_its_ca_and_a_password_that_never_reaches_the_host() {
     let tb = common::testbed();
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = pki(dir.path());
-    let port = free_port();
     let user = "backup-operator";
     let password = unique("kb-secret");
-    std::fs::write(
-        dir.path().join("kibana.yml"),
-        format!(
-            "server.host: \"127.0.0.1\"\nserver.port: {port}\nserver.ssl.enabled: true\n\
-             server.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
-             server.ssl.certificateAuthorities: [\"{ca}\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(STANDIN)
-        .arg("--config")
-        .arg(dir.path().join("kibana.yml"))
-        .arg("--data")
-        .arg(dir.path().join("saved-objects.json"))
-        .arg("--user")
-        .arg(format!("{user}:{password}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the Kibana stand-in");
-    let end = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "the stand-in did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, port) =
+        support::start_listening("the Kibana stand-in", Duration::from_secs(15), |port| {
+            std::fs::write(
+                dir.path().join("kibana.yml"),
+                format!(
+                    "server.host: \"127.0.0.1\"\nserver.port: {port}\nserver.ssl.enabled: true\n\
+                     server.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
+                     server.ssl.certificateAuthorities: [\"{ca}\"]\n"
+                ),
+            )
+            .unwrap();
+            Command::new("/usr/bin/python3")
+                .arg(STANDIN)
+                .arg("--config")
+                .arg(dir.path().join("kibana.yml"))
+                .arg("--data")
+                .arg(dir.path().join("saved-objects.json"))
+                .arg("--user")
+                .arg(format!("{user}:{password}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the Kibana stand-in")
+        });
     let since = std::time::SystemTime::now() - Duration::from_secs(2);
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
     let set_pw = format!("kibana.kibana_password={password}");
@@ -553,35 +543,32 @@ fn https_without_its_ca_is_a_clear_error() {
     // https with credentials but no CA to verify Kibana's certificate: nothing is sent
     let dir = tempfile::tempdir().unwrap();
     let (_ca, cert, key) = pki(dir.path());
-    let port = free_port();
     let password = unique("kb-secret");
-    std::fs::write(
-        dir.path().join("kibana.yml"),
-        format!(
-            "server.port: {port}\nserver.ssl.enabled: true\nserver.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
-             elasticsearch.username: kibanaserver\nelasticsearch.password: {password}\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(STANDIN)
-        .arg("--config")
-        .arg(dir.path().join("kibana.yml"))
-        .arg("--data")
-        .arg(dir.path().join("saved-objects.json"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting the Kibana stand-in");
-    let end = Instant::now() + Duration::from_secs(15);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < end,
-            "the stand-in did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut child, port) = support::start_listening(
+        "the Kibana stand-in",
+        Duration::from_secs(15),
+        |port| {
+            std::fs::write(
+                dir.path().join("kibana.yml"),
+                format!(
+                    "server.port: {port}\nserver.ssl.enabled: true\nserver.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
+                     elasticsearch.username: kibanaserver\nelasticsearch.password: {password}\n"
+                ),
+            )
+            .unwrap();
+            Command::new("/usr/bin/python3")
+                .arg(STANDIN)
+                .arg("--config")
+                .arg(dir.path().join("kibana.yml"))
+                .arg("--data")
+                .arg(dir.path().join("saved-objects.json"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting the Kibana stand-in")
+        },
+    );
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
     let run = backup(&["--only", "kibana,haproxy", "--set", &set_conf]);
     let _ = child.kill();

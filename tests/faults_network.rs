@@ -30,7 +30,6 @@ struct OwnSshd {
 impl OwnSshd {
     fn start() -> OwnSshd {
         let tb = common::testbed();
-        let port = support::free_port();
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("host_key");
         let out = Command::new("ssh-keygen")
@@ -50,7 +49,7 @@ impl OwnSshd {
         assert!(out.status.success(), "{}", support::transcript(&out));
         let base = tb.dir().join("ssh").join("node1").join("sshd_config");
         let text = std::fs::read_to_string(&base).unwrap();
-        let mut config: String = text
+        let config: String = text
             .lines()
             .filter(|l| {
                 let k = l.split_whitespace().next().unwrap_or_default();
@@ -58,27 +57,25 @@ impl OwnSshd {
             })
             .map(|l| format!("{l}\n"))
             .collect();
-        config.push_str(&format!(
-            "ListenAddress 127.0.0.1:{port}\nPidFile none\nHostKey {}\n",
-            key.display()
-        ));
         let path = dir.path().join("sshd_config");
-        std::fs::write(&path, config).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .arg("-D")
-            .arg("-f")
-            .arg(&path)
-            .arg("-E")
-            .arg(dir.path().join("sshd.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, port) = support::start_listening("sshd", Duration::from_secs(10), |port| {
+            let mut config = config.clone();
+            config.push_str(&format!(
+                "ListenAddress 127.0.0.1:{port}\nPidFile none\nHostKey {}\n",
+                key.display()
+            ));
+            std::fs::write(&path, config).unwrap();
+            Command::new("/usr/sbin/sshd")
+                .arg("-D")
+                .arg("-f")
+                .arg(&path)
+                .arg("-E")
+                .arg(dir.path().join("sshd.log"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        });
         // known_hosts: the test bed's hosts and this one
         let public = std::fs::read_to_string(dir.path().join("host_key.pub")).unwrap();
         let public: Vec<&str> = public.split_whitespace().take(2).collect();

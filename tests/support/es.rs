@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const ES_STANDIN: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -32,42 +32,41 @@ impl EsStandIn {
     /// Started with `args` for the stand-in, once it listens.
     pub fn start(repo: Repo<'_>, args: &[&str]) -> EsStandIn {
         let dir = tempfile::tempdir().unwrap();
-        let port = super::free_port();
-        let mut yml = format!(
-            "cluster.name: lsbackup-test\nnode.name: node-a\npath.data: {}/data\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n",
-            dir.path().display()
-        );
         let own_repos = matches!(repo, Repo::Own);
-        match repo {
-            Repo::None => {}
-            Repo::At(r) => yml.push_str(&format!("path.repo: [\"{r}\"]\n")),
-            Repo::Own => {
-                std::fs::create_dir(dir.path().join("repos")).unwrap();
-                yml.push_str(&format!(
-                    "path.repo: [\"{}/repos\"]\n",
+        if own_repos {
+            std::fs::create_dir(dir.path().join("repos")).unwrap();
+        }
+        let (child, port) = super::start_listening(
+            "the Elasticsearch stand-in",
+            Duration::from_secs(15),
+            |port| {
+                let mut yml = format!(
+                    "cluster.name: lsbackup-test\nnode.name: node-a\npath.data: {}/data\nnetwork.host: 127.0.0.1\nhttp.port: {port}\n",
                     dir.path().display()
-                ));
-            }
-        }
-        std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
-        let child = Command::new("/usr/bin/python3")
-            .arg(ES_STANDIN)
-            .arg("--config")
-            .arg(dir.path().join("elasticsearch.yml"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting the Elasticsearch stand-in");
-        let end = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < end,
-                "the Elasticsearch stand-in did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                );
+                match &repo {
+                    Repo::None => {}
+                    Repo::At(r) => yml.push_str(&format!("path.repo: [\"{r}\"]\n")),
+                    Repo::Own => yml.push_str(&format!(
+                        "path.repo: [\"{}/repos\"]\n",
+                        dir.path().display()
+                    )),
+                }
+                std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
+                Command::new("/usr/bin/python3")
+                    .arg(ES_STANDIN)
+                    .arg("--config")
+                    .arg(dir.path().join("elasticsearch.yml"))
+                    .args(args)
+                    .arg("--log")
+                    .arg(dir.path().join("log"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("starting the Elasticsearch stand-in")
+            },
+        );
         EsStandIn {
             child,
             port,

@@ -214,6 +214,68 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Start a server on a free port: `start(port)` writes its configuration with `port` and spawns
+/// it. Returns once that child itself listens there (its own socket in /proc/net/tcp): a port
+/// from [`free_port`] may be taken by another test's server before ours binds it, and a connect
+/// to a port of the ephemeral range can reach another server, or even itself. A child that
+/// exits before listening (its port was taken) is started again on another port.
+pub fn start_listening(
+    what: &str,
+    limit: std::time::Duration,
+    mut start: impl FnMut(u16) -> std::process::Child,
+) -> (std::process::Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = start(port);
+        let end = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                eprintln!("{what} exited ({status}) before listening on {port}; another port");
+                break;
+            }
+            if listens(child.id(), port) {
+                return (child, port);
+            }
+            if std::time::Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{what} did not listen on {port} within {limit:?}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+    panic!("{what} exited before listening, five times on five ports");
+}
+
+/// Whether process `pid` holds a listening TCP socket on `port` (any address).
+pub fn listens(pid: u32, port: u16) -> bool {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            if f.len() < 10 || f[3] != "0A" {
+                continue;
+            }
+            let local = f[1].rsplit_once(':').map(|(_, p)| p);
+            if local.and_then(|p| u16::from_str_radix(p, 16).ok()) == Some(port) {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return false;
+    }
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path())
+            .is_ok_and(|l| inodes.iter().any(|i| l.as_os_str() == i.as_str()))
+    })
+}
+
 /// A copy of the test bed's build dir whose `[group]` section is replaced by `hosts` lines.
 pub fn build_dir_with_group(group: &str, hosts: &[&str]) -> tempfile::TempDir {
     let text = std::fs::read_to_string(crate::common::testbed().inventory()).unwrap();
