@@ -15,16 +15,13 @@ use support::es::{EsStandIn, Repo};
 use support::{free_port, unique};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lsbackup::archive::Status;
 
 const NODE: &str = "node2";
-
-/// This tree's stand-in, for the private instances (the shared one runs from the test bed).
-use support::es::ES_STANDIN as STANDIN;
 
 /// Tests that snapshot the shared stand-in run one at a time (one repository directory).
 static SHARED: Mutex<()> = Mutex::new(());
@@ -577,16 +574,10 @@ fn opensearch_layout_with_demo_certificates_over_https() {
                 ),
             )
             .unwrap();
-            Command::new("/usr/bin/python3")
-                .arg(STANDIN)
-                .arg("--config")
-                .arg(conf.join("opensearch.yml"))
-                .args(["--distribution", "opensearch"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting the OpenSearch stand-in")
+            support::es::spawn_standin(
+                &conf.join("opensearch.yml"),
+                &["--distribution".into(), "opensearch".into()],
+            )
         },
     );
     let marker = unique("opensearch-marker");
@@ -823,17 +814,10 @@ fn basic_auth_over_verified_https_and_the_password_never_reaches_the_host() {
                 ),
             )
             .unwrap();
-            Command::new("/usr/bin/python3")
-                .arg(STANDIN)
-                .arg("--config")
-                .arg(conf.join("elasticsearch.yml"))
-                .arg("--basic-auth")
-                .arg(format!("{user}:{password}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting the Elasticsearch stand-in")
+            support::es::spawn_standin(
+                &conf.join("elasticsearch.yml"),
+                &["--basic-auth".into(), format!("{user}:{password}")],
+            )
         },
     );
     let since = std::time::SystemTime::now() - Duration::from_secs(2);

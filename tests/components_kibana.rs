@@ -25,6 +25,33 @@ const STANDIN: &str = concat!(
     "/tests/testbed/standins/kibana.py"
 );
 
+/// A private Kibana stand-in of its own `config_file` in `dir` (`config(port)` gives its text),
+/// `args` passed on; returned once it listens, with its port. Its log: `dir/log`.
+fn private_standin(
+    dir: &std::path::Path,
+    config_file: &str,
+    args: &[String],
+    config: impl Fn(u16) -> String,
+) -> (std::process::Child, u16) {
+    support::start_listening("the Kibana stand-in", Duration::from_secs(15), |port| {
+        std::fs::write(dir.join(config_file), config(port)).unwrap();
+        Command::new("/usr/bin/python3")
+            .arg(STANDIN)
+            .arg("--config")
+            .arg(dir.join(config_file))
+            .arg("--data")
+            .arg(dir.join("saved-objects.json"))
+            .arg("--log")
+            .arg(dir.join("log"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting the Kibana stand-in")
+    })
+}
+
 fn backup(args: &[&str]) -> support::Run {
     support::backup(&common::testbed().build_dir(), args)
 }
@@ -222,31 +249,15 @@ fn opensearch_dashboards_layout_port_and_credentials_from_its_config() {
     // is read from the file
     let dir = tempfile::tempdir().unwrap();
     let password = unique("osd-pw");
-    let standin = STANDIN;
-    let (mut child, _) = support::start_listening(
-        "the Kibana stand-in",
-        Duration::from_secs(15),
+    let (mut child, _) = private_standin(
+        dir.path(),
+        "opensearch_dashboards.yml",
+        &["--distribution".into(), "opensearch-dashboards".into()],
         |port| {
-            std::fs::write(
-                dir.path().join("opensearch_dashboards.yml"),
-                format!(
-                    "server.host: \"127.0.0.1\"\nserver.port: {port}\nopensearch.hosts: [\"https://127.0.0.1:9200\"]\n\
-                     opensearch.username: kibanaserver\nopensearch.password: '{password}'\nopensearch.ssl.verificationMode: none\n"
-                ),
+            format!(
+                "server.host: \"127.0.0.1\"\nserver.port: {port}\nopensearch.hosts: [\"https://127.0.0.1:9200\"]\n\
+                 opensearch.username: kibanaserver\nopensearch.password: '{password}'\nopensearch.ssl.verificationMode: none\n"
             )
-            .unwrap();
-            Command::new("/usr/bin/python3")
-                .arg(standin)
-                .arg("--config")
-                .arg(dir.path().join("opensearch_dashboards.yml"))
-                .arg("--data")
-                .arg(dir.path().join("saved-objects.json"))
-                .args(["--distribution", "opensearch-dashboards"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting the OpenSearch Dashboards stand-in")
         },
     );
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
@@ -435,31 +446,18 @@ fn https_with_its_ca_and_a_password_that_never_reaches_the_host() {
     let (ca, cert, key) = pki(dir.path());
     let user = "backup-operator";
     let password = unique("kb-secret");
-    let (mut child, port) =
-        support::start_listening("the Kibana stand-in", Duration::from_secs(15), |port| {
-            std::fs::write(
-                dir.path().join("kibana.yml"),
-                format!(
-                    "server.host: \"127.0.0.1\"\nserver.port: {port}\nserver.ssl.enabled: true\n\
-                     server.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
-                     server.ssl.certificateAuthorities: [\"{ca}\"]\n"
-                ),
+    let (mut child, port) = private_standin(
+        dir.path(),
+        "kibana.yml",
+        &["--user".into(), format!("{user}:{password}")],
+        |port| {
+            format!(
+                "server.host: \"127.0.0.1\"\nserver.port: {port}\nserver.ssl.enabled: true\n\
+                 server.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
+                 server.ssl.certificateAuthorities: [\"{ca}\"]\n"
             )
-            .unwrap();
-            Command::new("/usr/bin/python3")
-                .arg(STANDIN)
-                .arg("--config")
-                .arg(dir.path().join("kibana.yml"))
-                .arg("--data")
-                .arg(dir.path().join("saved-objects.json"))
-                .arg("--user")
-                .arg(format!("{user}:{password}"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting the Kibana stand-in")
-        });
+        },
+    );
     let since = std::time::SystemTime::now() - Duration::from_secs(2);
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
     let set_pw = format!("kibana.kibana_password={password}");
@@ -544,31 +542,12 @@ fn https_without_its_ca_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let (_ca, cert, key) = pki(dir.path());
     let password = unique("kb-secret");
-    let (mut child, port) = support::start_listening(
-        "the Kibana stand-in",
-        Duration::from_secs(15),
-        |port| {
-            std::fs::write(
-                dir.path().join("kibana.yml"),
-                format!(
-                    "server.port: {port}\nserver.ssl.enabled: true\nserver.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
-                     elasticsearch.username: kibanaserver\nelasticsearch.password: {password}\n"
-                ),
-            )
-            .unwrap();
-            Command::new("/usr/bin/python3")
-                .arg(STANDIN)
-                .arg("--config")
-                .arg(dir.path().join("kibana.yml"))
-                .arg("--data")
-                .arg(dir.path().join("saved-objects.json"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("starting the Kibana stand-in")
-        },
-    );
+    let (mut child, port) = private_standin(dir.path(), "kibana.yml", &[], |port| {
+        format!(
+            "server.port: {port}\nserver.ssl.enabled: true\nserver.ssl.certificate: {cert}\nserver.ssl.key: {key}\n\
+             elasticsearch.username: kibanaserver\nelasticsearch.password: {password}\n"
+        )
+    });
     let set_conf = format!("kibana.kibana_config_dir={}", dir.path().display());
     let run = backup(&["--only", "kibana,haproxy", "--set", &set_conf]);
     let _ = child.kill();

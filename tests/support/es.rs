@@ -11,6 +11,20 @@ pub const ES_STANDIN: &str = concat!(
     "/tests/testbed/standins/elasticsearch.py"
 );
 
+/// The stand-in run on `config` (elasticsearch.yml or opensearch.yml) with `args`.
+pub fn spawn_standin(config: &Path, args: &[String]) -> Child {
+    Command::new("/usr/bin/python3")
+        .arg(ES_STANDIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting the Elasticsearch stand-in")
+}
+
 /// Where the instance's `path.repo` points.
 pub enum Repo<'a> {
     /// Not set.
@@ -53,18 +67,9 @@ impl EsStandIn {
                     )),
                 }
                 std::fs::write(dir.path().join("elasticsearch.yml"), yml).unwrap();
-                Command::new("/usr/bin/python3")
-                    .arg(ES_STANDIN)
-                    .arg("--config")
-                    .arg(dir.path().join("elasticsearch.yml"))
-                    .args(args)
-                    .arg("--log")
-                    .arg(dir.path().join("log"))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("starting the Elasticsearch stand-in")
+                let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+                args.extend(["--log".into(), dir.path().join("log").display().to_string()]);
+                spawn_standin(&dir.path().join("elasticsearch.yml"), &args)
             },
         );
         EsStandIn {
