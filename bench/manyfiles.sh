@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): a tree of many small files, where every entry costs lsbackup a record
 # (path, size, sha256 in the manifest) and not bytes. lsbackup copying the tree against
-# `ssh 'tar c' | zstd` on the same tree, then lsbackup verify of its archive; peak RSS of each.
+# `ssh 'tar c' | zstd` on the same tree, then lsbackup verify and extract of its archive; peak
+# RSS of each.
 #
 #   sudo bench/manyfiles.sh [FILES]     # default 200000 files of 20 bytes in 200 directories
 #   LSB_BIN=/path/to/lsbackup bench/manyfiles.sh
@@ -71,12 +72,16 @@ lsb=$(timed lsbackup "$BIN" backup -b "$OUT/build" --components-dir "$OUT/compon
 archive=$(cat "$OUT/stdout")
 ver=$(timed verify "$BIN" verify "$archive")
 entries=$(sed -n 's/.*: ok (\([0-9]*\) entries.*/\1/p' "$OUT/stdout")
+ext=$(timed extract "$BIN" extract "$archive" "$OUT/x")
+rm -rf "$OUT/x"
 read -r _ bw _ <<<"$base"
 read -r _ lw lr <<<"$lsb"
 read -r _ vw vr <<<"$ver"
+read -r _ xw xr <<<"$ext"
 printf 'many files: %s files of 20 bytes in %s directories, %s archive entries\n' "$FILES" $(((FILES + 999) / 1000)) "$entries"
 printf '  ssh tar | zstd -T0        %7.2f s\n' "$bw"
 printf '  lsbackup backup           %7.2f s   peak RSS %6.1f MiB (%.0f KiB per 1000 entries)\n' "$lw" "$(echo "$lr / 1024" | bc -l)" "$(echo "$lr * 1000 / $entries" | bc -l)"
 printf '  lsbackup verify           %7.2f s   peak RSS %6.1f MiB (%.0f KiB per 1000 entries)\n' "$vw" "$(echo "$vr / 1024" | bc -l)" "$(echo "$vr * 1000 / $entries" | bc -l)"
+printf '  lsbackup extract          %7.2f s   peak RSS %6.1f MiB (%.0f KiB per 1000 entries)\n' "$xw" "$(echo "$xr / 1024" | bc -l)" "$(echo "$xr * 1000 / $entries" | bc -l)"
 printf '  ratio baseline / lsbackup  %.2f×\n' "$(echo "$bw / $lw" | bc -l)"
 printf '  manifest sidecar          %7.1f MiB\n' "$(echo "$(stat -c %s "$archive.manifest.json") / 1048576" | bc -l)"

@@ -28,11 +28,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::crypt::Identities;
 use super::digest::Digesting;
-use super::read::{Plain, parse_manifest_bytes, plain_file, plain_reader};
+use super::read::{MAX_MANIFEST, Plain, parse_manifest_file, plain_file, plain_reader};
 use super::{ArchiveError, EntryKind, MANIFEST_PATH, Manifest};
-
-/// Largest manifest accepted (as when verifying).
-const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
 
 /// What [`extract_file`] / [`extract_reader`] unpacked.
 #[derive(Debug, Clone)]
@@ -142,7 +139,7 @@ async fn extract_plain(
             )
         })?;
     let mut stage = Stage::new(label, staging.path().to_path_buf(), filter.clone());
-    let manifest_bytes = match plain {
+    let manifest_file = match plain {
         Plain::Tar(format, tar) => unpack_tar(&mut stage, format, tar).await?,
         Plain::Zip(file) => {
             let label = label.to_string();
@@ -156,19 +153,20 @@ async fn extract_plain(
             m
         }
     };
-    let Some(bytes) = manifest_bytes else {
+    let Some(file) = manifest_file else {
         return Err(refused(
             label,
             format!("no {MANIFEST_PATH}: the archive is incomplete; nothing was extracted"),
         ));
     };
-    let manifest = parse_manifest_bytes(Path::new(label), &bytes)?;
-    let mut out = stage.check(&manifest)?;
-    stage.write_manifest(&bytes)?;
+    // parsed from the copy written in the staging directory (never held as bytes)
+    let manifest = parse_manifest_file(Path::new(label), &file)?;
+    let mut out = stage.check(manifest)?;
     stage.apply_dir_modes();
+    stage.sync()?;
     out.top = stage.move_into(dir)?;
     drop(staging);
-    Ok(Extracted { manifest, ..out })
+    Ok(out)
 }
 
 /// A file, directory or symlink as unpacked, for the comparison with the manifest.
@@ -290,6 +288,7 @@ impl Stage {
     fn create(&self, name: &str) -> Result<std::fs::File, ArchiveError> {
         self.parent_dirs(name)?;
         std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .mode(0o600)
@@ -306,8 +305,8 @@ impl Stage {
         size: u64,
         sha256: String,
     ) -> Result<(), ArchiveError> {
+        // (synced with the whole staging directory at the end, see Stage::sync)
         file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
-            .and_then(|()| file.sync_data())
             .map_err(|e| self.refuse(format!("entry {name}: writing: {e}")))?;
         self.got
             .insert(name.to_string(), Got::File { size, sha256 });
@@ -338,23 +337,15 @@ impl Stage {
 
     /// Compare what was unpacked with the manifest: every entry recorded, of the recorded kind,
     /// size, sha256 and link target; every selected record present. All problems, one line each.
-    fn check(&self, m: &Manifest) -> Result<Extracted, ArchiveError> {
+    fn check(&self, m: Manifest) -> Result<Extracted, ArchiveError> {
         let mut problems = Vec::new();
         let records: BTreeMap<&str, &super::EntryRecord> = m
             .entries()
             .map(|r| (r.path.trim_end_matches('/'), r))
             .collect();
-        let mut out = Extracted {
-            manifest: m.clone(),
-            files: 0,
-            dirs: 0,
-            links: 0,
-            bytes: 0,
-            skipped: self.skipped,
-            links_outside: Vec::new(),
-            unverified: Vec::new(),
-            top: Vec::new(),
-        };
+        let (mut files, mut dirs, mut links, mut bytes) = (0, 0, 0, 0);
+        let mut links_outside = Vec::new();
+        let mut unverified = Vec::new();
         for (name, got) in &self.got {
             let Some(r) = records.get(name.as_str()) else {
                 problems.push(format!("entry {name}: not recorded in the manifest"));
@@ -373,13 +364,13 @@ impl Stage {
                                 format!("entry {name}: sha256 differs from the manifest (corrupted)"),
                             ),
                             Some(_) => {}
-                            None => out.unverified.push(name.clone()),
+                            None => unverified.push(name.clone()),
                         }
                     }
-                    out.files += 1;
-                    out.bytes += size;
+                    files += 1;
+                    bytes += size;
                 }
-                (Got::Dir, EntryKind::Dir) => out.dirs += 1,
+                (Got::Dir, EntryKind::Dir) => dirs += 1,
                 (Got::Link(t), EntryKind::Symlink) | (Got::LinkOutside(t), EntryKind::Symlink)
                     if r.link_target.as_deref() != Some(t.as_str()) =>
                 {
@@ -388,9 +379,9 @@ impl Stage {
                         r.link_target.as_deref().unwrap_or("")
                     ));
                 }
-                (Got::Link(_), EntryKind::Symlink) => out.links += 1,
+                (Got::Link(_), EntryKind::Symlink) => links += 1,
                 (Got::LinkOutside(t), EntryKind::Symlink) => {
-                    out.links_outside.push((name.clone(), t.clone()))
+                    links_outside.push((name.clone(), t.clone()))
                 }
                 (_, kind) => problems.push(format!(
                     "entry {name}: the manifest records a {kind:?}, the archive holds something else"
@@ -405,7 +396,17 @@ impl Stage {
             }
         }
         if problems.is_empty() {
-            Ok(out)
+            Ok(Extracted {
+                manifest: m,
+                files,
+                dirs,
+                links,
+                bytes,
+                skipped: self.skipped,
+                links_outside,
+                unverified,
+                top: Vec::new(),
+            })
         } else {
             Err(ArchiveError::Refused {
                 archive: self.label.clone(),
@@ -414,11 +415,28 @@ impl Stage {
         }
     }
 
-    fn write_manifest(&self, bytes: &[u8]) -> Result<(), ArchiveError> {
-        let mut f = self.create(MANIFEST_PATH)?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_data())
-            .map_err(|e| self.refuse(format!("writing {MANIFEST_PATH}: {e}")))
+    /// A new `manifest.json` in the staging directory for an entry of `size` bytes (refused
+    /// over [`MAX_MANIFEST`]): the caller copies the entry into it, then [`Stage::manifest_done`].
+    fn manifest_file(&self, size: u64) -> Result<std::fs::File, ArchiveError> {
+        if size > MAX_MANIFEST {
+            return Err(self.refuse(format!(
+                "{MANIFEST_PATH} is implausibly large ({size} bytes)"
+            )));
+        }
+        self.create(MANIFEST_PATH)
+    }
+
+    /// `manifest.json` copied: open at its start for reading it back.
+    fn manifest_done(
+        &mut self,
+        copied: std::io::Result<std::fs::File>,
+    ) -> Result<std::fs::File, ArchiveError> {
+        use std::io::Seek as _;
+        let mut f = copied.map_err(|e| self.refuse(format!("entry {MANIFEST_PATH}: {e}")))?;
+        f.rewind()
+            .map_err(|e| self.refuse(format!("entry {MANIFEST_PATH}: {e}")))?;
+        self.manifest_seen = true;
+        Ok(f)
     }
 
     fn apply_dir_modes(&mut self) {
@@ -428,6 +446,21 @@ impl Stage {
             // Owner keeps rwx while the tree is moved; the rest as recorded.
             let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode | 0o700));
         }
+    }
+
+    /// Everything written in the staging directory on disk, before anything is moved into
+    /// DIR: one `syncfs` of its filesystem (an fsync per file cost 200,000 of them for as many
+    /// small files; syncfs reports a write error of any of them, Linux 5.8 and later).
+    fn sync(&self) -> Result<(), ArchiveError> {
+        use std::os::fd::AsRawFd as _;
+        let dir = std::fs::File::open(&self.root)
+            .map_err(|e| self.refuse(format!("syncing the staging directory: {e}")))?;
+        // SAFETY: syncfs on a descriptor this function owns and keeps open for the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(self.refuse(format!("syncing the staging directory: {e}")));
+        }
+        Ok(())
     }
 
     /// Move the unpacked top-level names into `dir`, refusing before moving anything when one
@@ -522,7 +555,7 @@ async fn unpack_tar(
     stage: &mut Stage,
     format: super::Format,
     tar: Box<dyn AsyncRead + Send + Unpin>,
-) -> Result<Option<Vec<u8>>, ArchiveError> {
+) -> Result<Option<std::fs::File>, ArchiveError> {
     use futures::StreamExt;
     let label = stage.label.clone();
     let mut last: Option<String> = None;
@@ -562,15 +595,12 @@ async fn unpack_tar(
             match ty {
                 T::Regular | T::Continuous if name == MANIFEST_PATH => {
                     let size = entry.effective_size();
-                    if size > MAX_MANIFEST {
-                        return Err(stage.refuse(format!(
-                            "{MANIFEST_PATH} is implausibly large ({size} bytes)"
-                        )));
-                    }
-                    let mut bytes = Vec::new();
-                    entry.read_to_end(&mut bytes).await.map_err(inside)?;
-                    manifest = Some(bytes);
-                    stage.manifest_seen = true;
+                    let mut f = tokio::fs::File::from_std(stage.manifest_file(size)?);
+                    let copied = match tokio::io::copy(&mut (&mut entry).take(size), &mut f).await {
+                        Ok(_) => Ok(f.into_std().await),
+                        Err(e) => Err(e),
+                    };
+                    manifest = Some(stage.manifest_done(copied)?);
                 }
                 T::Regular | T::Continuous => {
                     let file = stage.create(&name)?;
@@ -630,7 +660,10 @@ async fn unpack_tar(
     Ok(manifest)
 }
 
-fn unpack_zip(stage: &mut Stage, file: std::fs::File) -> Result<Option<Vec<u8>>, ArchiveError> {
+fn unpack_zip(
+    stage: &mut Stage,
+    file: std::fs::File,
+) -> Result<Option<std::fs::File>, ArchiveError> {
     use std::io::Seek as _;
     let mut file = file;
     file.rewind().map_err(|e| stage.refuse(e))?;
@@ -664,19 +697,10 @@ fn unpack_zip(stage: &mut Stage, file: std::fs::File) -> Result<Option<Vec<u8>>,
         } else if fmt == libc::S_IFIFO || fmt == libc::S_IFSOCK {
             return Err(stage.refuse(format!("entry {name}: a FIFO or socket")));
         } else if name == MANIFEST_PATH {
-            if f.size() > MAX_MANIFEST {
-                return Err(stage.refuse(format!(
-                    "{MANIFEST_PATH} is implausibly large ({} bytes)",
-                    f.size()
-                )));
-            }
-            let mut bytes = Vec::new();
-            (&mut f)
-                .take(MAX_MANIFEST + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| stage.refuse(corrupt(e)))?;
-            manifest = Some(bytes);
-            stage.manifest_seen = true;
+            let size = f.size();
+            let mut out = stage.manifest_file(size)?;
+            let copied = std::io::copy(&mut (&mut f).take(size), &mut out).map(|_| out);
+            manifest = Some(stage.manifest_done(copied)?);
         } else {
             let mut out = stage.create(&name)?;
             let mut hasher = Sha256::new();

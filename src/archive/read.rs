@@ -17,7 +17,7 @@ use super::{
 };
 
 /// Largest manifest accepted when reading (a guard against garbage, not a real limit).
-const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
+pub(crate) const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
 
 /// One entry as found in an archive.
 #[derive(Debug, Clone)]
@@ -612,7 +612,10 @@ impl ManifestData {
 }
 
 /// [`parse_manifest_bytes`] of a spooled manifest, read as it streams (version first).
-fn parse_manifest_file(path: &Path, f: &std::fs::File) -> Result<Manifest, ArchiveError> {
+pub(crate) fn parse_manifest_file(
+    path: &Path,
+    f: &std::fs::File,
+) -> Result<Manifest, ArchiveError> {
     use std::io::Seek;
     parse_versioned(path, || {
         let mut f = f.try_clone()?;
