@@ -669,7 +669,15 @@ fn huge_extension_headers_are_refused_with_bounded_memory() {
 }
 
 /// A valid archive in `format`, written by lsbackup's own writer, with entries of a few sizes.
-async fn real_archive(dir: &Path, format: Format) -> (PathBuf, Vec<(String, Vec<u8>)>) {
+/// Sizes of [`real_archive`]'s files.
+const SMALL: &[usize] = &[0, 1, 700, 5000];
+
+/// An archive written by lsbackup's writer holding a file of each of `sizes`.
+async fn real_archive(
+    dir: &Path,
+    format: Format,
+    sizes: &[usize],
+) -> (PathBuf, Vec<(String, Vec<u8>)>) {
     let path = dir.join(format!("lsbackup-20261206T100000Z.{}", format.extension()));
     let f = tokio::fs::File::create(&path).await.unwrap();
     let w = ArchiveWriter::new(Box::new(f), WriterOptions::new(format))
@@ -678,7 +686,7 @@ async fn real_archive(dir: &Path, format: Format) -> (PathBuf, Vec<(String, Vec<
     let s = w.sink();
     let mut recs = vec![s.add_dir(&p("etc"), 0o755, 1_700_000_000).await.unwrap()];
     let mut files = Vec::new();
-    for (i, size) in [0usize, 1, 700, 5000].into_iter().enumerate() {
+    for (i, &size) in sizes.iter().enumerate() {
         let data: Vec<u8> = (0..size).map(|j| (j * 31 + i * 7) as u8).collect();
         let name = p(&format!("etc/file{i}"));
         let meta = EntryMeta {
@@ -711,7 +719,7 @@ fn sidecar_of(archive: &Path) -> PathBuf {
 async fn a_real_archive_round_trips_and_only_selects() {
     for format in [Format::TarZst, Format::TarGz, Format::Zip] {
         let sb = Sandbox::new();
-        let (archive, files) = real_archive(&sb.src(), format).await;
+        let (archive, files) = real_archive(&sb.src(), format, SMALL).await;
         let o = sb.extract(&archive, &[]);
         assert_eq!(o.code, 0, "{format}: {}", o.stderr);
         assert!(o.stdout.contains("4 files"), "{}", o.stdout);
@@ -753,13 +761,37 @@ async fn a_real_archive_round_trips_and_only_selects() {
     }
 }
 
+/// Files around extract's buffer size (256 KiB: smaller ones are read whole and written at once,
+/// larger ones streamed) come out byte for byte, in every format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_around_the_buffer_size_come_out_whole() {
+    const K: usize = 256 * 1024;
+    let sizes = [K - 1, K, K + 1, 3 * K + 17];
+    for format in [Format::TarZst, Format::TarGz, Format::Zip] {
+        let sb = Sandbox::new();
+        let (archive, files) = real_archive(&sb.src(), format, &sizes).await;
+        let o = sb.extract(&archive, &[]);
+        assert_eq!(o.code, 0, "{format}: {}", o.stderr);
+        assert!(o.stdout.contains("4 files"), "{}", o.stdout);
+        for (name, data) in &files {
+            let got = std::fs::read(sb.out().join(name)).unwrap();
+            assert!(
+                got == *data,
+                "{format} {name}: {} bytes, want {}",
+                got.len(),
+                data.len()
+            );
+        }
+    }
+}
+
 /// verify catches a truncation at any point and a single flipped byte anywhere, and names the
 /// entry (or the manifest, or the stream position) it broke.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_catches_every_flipped_byte_and_truncation() {
     for format in [Format::TarZst, Format::TarGz, Format::Zip] {
         let dir = tempfile::tempdir().unwrap();
-        let (archive, files) = real_archive(dir.path(), format).await;
+        let (archive, files) = real_archive(dir.path(), format, SMALL).await;
         let good = std::fs::read(&archive).unwrap();
         let sidecar = std::fs::read(sidecar_of(&archive)).unwrap();
         let mut r = verify_archive(&archive).await.unwrap();
@@ -855,7 +887,7 @@ async fn a_sidecar_is_compared_by_digest_and_read_again_only_when_it_differs() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     type Reader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
     let dir = tempfile::tempdir().unwrap();
-    let (archive, _) = real_archive(dir.path(), Format::TarZst).await;
+    let (archive, _) = real_archive(dir.path(), Format::TarZst, SMALL).await;
     let good = std::fs::read(sidecar_of(&archive)).unwrap();
     let reads = AtomicUsize::new(0);
     let check = |bytes: Vec<u8>| {
